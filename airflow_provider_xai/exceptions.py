@@ -1,0 +1,153 @@
+"""One exception tree for everything the provider raises.
+
+Every error carries the HTTP status, xAI's ``code`` and message, and the request id when
+there is one. None of them ever holds the API key: messages come from xAI's body (which
+masks keys itself) or from this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class XAIError(AirflowException):
+    """Base class of every error raised by airflow-provider-xai."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        xai_message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.xai_message = xai_message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        details = [f"status={self.status}" if self.status is not None else ""]
+        details.append(f"code={self.code!r}" if self.code else "")
+        details.append(f"request_id={self.request_id}" if self.request_id else "")
+        tail = ", ".join(d for d in details if d)
+        return f"{self.message} ({tail})" if tail else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description, for XComs and trigger events."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "status": self.status,
+            "code": self.code,
+            "request_id": self.request_id,
+        }
+
+
+def _rebuild(cls: type[XAIError], message: str, state: dict[str, Any]) -> XAIError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class XAIConfigurationError(XAIError):
+    """The connection or hook settings are unusable (no API key, bad extra)."""
+
+
+class XAIValidationError(XAIError, ValueError):
+    """Bad input, refused before any request is sent. ``field`` names the culprit."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"Invalid {field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# --- errors answered by the API -------------------------------------------------------------
+class XAIAPIError(XAIError):
+    """xAI answered with an error status."""
+
+    retry_after: float | None = None
+
+
+class XAIBadRequestError(XAIAPIError):
+    """400/413/415/422: the request was refused as invalid."""
+
+
+class XAIAuthenticationError(XAIAPIError):
+    """The API key is missing, wrong or revoked (xAI answers a bad key with 400)."""
+
+
+class XAIPermissionError(XAIAPIError):
+    """403: the key or team may not do this (blocked key, no credits yet, no model access)."""
+
+
+class XAINotFoundError(XAIAPIError):
+    """404: unknown model, route, or an expired deferred completion."""
+
+
+class XAIGoneError(XAIAPIError):
+    """410: a retired feature (for example Live Search parameters)."""
+
+
+class XAIRateLimitError(XAIAPIError):
+    """429: too many requests; retried with backoff."""
+
+
+class XAIQuotaExhaustedError(XAIRateLimitError):
+    """429 saying the team's credits or spending limit are used up; never retried."""
+
+
+class XAIServerError(XAIAPIError):
+    """5xx or 529 from xAI; retried with backoff."""
+
+
+# --- transport and response problems --------------------------------------------------------
+class XAIConnectionError(XAIError):
+    """The request did not get an answer: refused, dropped or reset connection."""
+
+
+class XAITimeoutError(XAIConnectionError):
+    """The request timed out."""
+
+
+class XAIResponseError(XAIError):
+    """xAI answered 200 but the body is not what the API promises."""
+
+
+class XAITruncatedStreamError(XAIResponseError):
+    """A streamed answer ended without a finish reason or ``[DONE]``."""
+
+
+class XAIStructuredOutputError(XAIResponseError):
+    """The model's answer does not satisfy the requested schema (the call was billed)."""
+
+    def __init__(self, message: str, *, completion: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.completion = completion
+
+
+# --- long-running work ----------------------------------------------------------------------
+class XAIDeferredError(XAIError):
+    """A deferred completion could not be collected."""
+
+
+class XAIDeferredTimeoutError(XAIDeferredError):
+    """The deferred completion was not ready before the poll timeout."""
+
+
+class XAIDeferredExpiredError(XAIDeferredError):
+    """xAI no longer knows the request id (already fetched, expired after 24 h, or unknown)."""
+
+
+class XAIBudgetExceededError(XAIError):
+    """A DAG run spent more tokens or dollars than its budget allows."""

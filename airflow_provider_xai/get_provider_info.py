@@ -1,0 +1,96 @@
+"""Provider-info dict read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+Airflow 3.2+ renders the connection form only from ``conn-fields`` and
+``ui-field-behaviour`` declared here; no hook class is imported for the UI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_xai import __version__
+
+DEFAULT_BASE_URL = "https://api.x.ai/v1"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description Airflow uses for discovery."""
+    return {
+        "package-name": "airflow-provider-xai",
+        "name": "xAI",
+        "description": "`xAI <https://x.ai/>`__ Grok API: chat, vision, structured output and usage accounting.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "xAI",
+                "external-doc-url": "https://docs.x.ai/",
+                "tags": ["ai"],
+            }
+        ],
+        "hooks": [{"integration-name": "xAI", "python-modules": ["airflow_provider_xai.hooks.xai"]}],
+        "operators": [
+            {
+                "integration-name": "xAI",
+                "python-modules": [
+                    "airflow_provider_xai.operators.chat",
+                    "airflow_provider_xai.operators.vision",
+                    "airflow_provider_xai.operators.batch",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": "xAI", "python-modules": ["airflow_provider_xai.sensors.usage"]}],
+        "triggers": [
+            {
+                "integration-name": "xAI",
+                "python-modules": [
+                    "airflow_provider_xai.triggers.deferred",
+                    "airflow_provider_xai.triggers.batch",
+                    "airflow_provider_xai.triggers.usage",
+                ],
+            }
+        ],
+        "task-decorators": [{"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"}],
+        "connection-types": [
+            {
+                "connection-type": "xai",
+                "hook-class-name": "airflow_provider_xai.hooks.xai.XAIHook",
+                "hook-name": "xAI",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "port"],
+                    "relabeling": {"password": "API Key", "host": "Base URL"},
+                    "placeholders": {
+                        "host": DEFAULT_BASE_URL,
+                        "password": "xai-...",
+                        "default_model": "grok-4.3",
+                        "timeout": "600",
+                        "max_retries": "2",
+                    },
+                },
+                "conn-fields": {
+                    "default_model": {
+                        "label": "Default model",
+                        "description": "Model used when an operator names none, e.g. grok-4.3.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "description": "Read timeout for one HTTP request to xAI.",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries for 429, 5xx and dropped connections (0 disables).",
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
+                    },
+                    "prices": {
+                        "label": "Price overrides (JSON)",
+                        "description": (
+                            'USD per million tokens by model, e.g. {"grok-4.3": {"input": 1.25, '
+                            '"cached_input": 0.2, "output": 2.5}}. Used when xAI sends no cost.'
+                        ),
+                        "schema": {"type": ["string", "null"], "format": "multiline"},
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,320 @@
+"""Pydantic models of the xAI REST API: requests (strict) and responses (tolerant).
+
+Request models refuse bad input before anything is sent; response models accept fields
+xAI adds later (``extra="allow"``) so a new API field never breaks a scheduled DAG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
+
+Role = Literal["system", "user", "assistant", "tool", "function", "developer"]
+Detail = Literal["auto", "low", "high"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- request side ---------------------------------------------------------------------------
+class TextPart(_Request):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(_Request):
+    url: str = Field(min_length=1)
+    detail: Detail | None = None
+
+
+class ImagePart(_Request):
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+class FilePart(_Request):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["file"] = "file"
+    file: dict[str, Any]
+
+
+ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
+
+
+class Message(_Request):
+    """One chat message in the OpenAI/xAI shape."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_needed(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("content parts list is empty")
+        return value
+
+
+class JSONSchemaFormat(_Request):
+    name: str = Field(default="output", min_length=1, max_length=64)
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = True
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResponseFormat(_Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(_Request):
+    include_usage: bool = True
+
+
+class ChatRequest(_Request):
+    """Body of ``POST /v1/chat/completions``. Unknown keys pass through (``extra="allow"``)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    deferred: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body to send: unset fields left out, aliases applied."""
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """First pydantic error as (field path, problem), e.g. ``("messages[0].role", "...")``."""
+    err = exc.errors()[0]
+    path = prefix
+    for part in err["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in ("function-after", "list[...]") and not str(part).startswith(("str", "list[")):
+            path += f".{part}" if path else str(part)
+    problem = err["msg"]
+    if err.get("input") is not None and err["type"] not in ("missing",):
+        problem += f" (got {_short(err['input'])})"
+    return path or "request", problem
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
+    """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
+    if isinstance(request, ChatRequest):
+        return request.model_copy(update=kwargs) if kwargs else request
+    data = {**(request or {}), **kwargs}
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise XAIValidationError(*describe_validation_error(exc)) from None
+
+
+# --- response side --------------------------------------------------------------------------
+class PromptTokensDetails(_Response):
+    text_tokens: int = 0
+    audio_tokens: int = 0
+    image_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class CompletionTokensDetails(_Response):
+    reasoning_tokens: int = 0
+    audio_tokens: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
+class Usage(_Response):
+    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    num_sources_used: int = 0
+    cost_in_usd_ticks: int | None = None
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self.completion_tokens_details.reasoning_tokens if self.completion_tokens_details else 0
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.prompt_tokens_details.cached_tokens if self.prompt_tokens_details else 0
+
+    @property
+    def image_tokens(self) -> int:
+        return self.prompt_tokens_details.image_tokens if self.prompt_tokens_details else 0
+
+
+class ToolCallFunction(_Response):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(_Response):
+    id: str | None = None
+    type: str = "function"
+    function: ToolCallFunction | None = None
+
+
+class ResponseMessage(_Response):
+    role: str = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(_Response):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Response):
+    """A ``chat.completion`` answer."""
+
+    id: str
+    object: str = "chat.completion"
+    created: int = 0
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    citations: list[Any] | None = None
+
+    @property
+    def text(self) -> str:
+        """The first choice's answer text (raises :class:`XAIResponseError` if there is none)."""
+        if not self.choices:
+            raise XAIResponseError("xAI returned a completion with no choices")
+        return self.choices[0].message.content or ""
+
+
+class Delta(_Response):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChunkChoice(_Response):
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Response):
+    """One server-sent event of a streamed answer."""
+
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class DeferredRequest(_Response):
+    request_id: str = Field(min_length=1)
+
+
+class Model(_Response):
+    id: str
+    created: int = 0
+    object: str = "model"
+    owned_by: str = "xai"
+
+
+class ModelList(_Response):
+    data: list[Model]
+
+
+class LanguageModel(_Response):
+    """An entry of ``/v1/language-models``; prices are US cents per 100 million tokens."""
+
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    input_modalities: list[str] = Field(default_factory=list)
+    output_modalities: list[str] = Field(default_factory=list)
+    prompt_text_token_price: int | None = None
+    cached_prompt_text_token_price: int | None = None
+    prompt_image_token_price: int | None = None
+    completion_text_token_price: int | None = None
+
+
+class LanguageModelList(_Response):
+    models: list[LanguageModel]
+
+
+class ApiKeyInfo(_Response):
+    redacted_api_key: str = ""
+    name: str | None = None
+    team_id: str | None = None
+    acls: list[str] = Field(default_factory=list)
+    team_blocked: bool = False
+    api_key_blocked: bool = False
+    api_key_disabled: bool = False
+
+
+class Token(_Response):
+    token_id: int
+    string_token: str = ""
+    token_bytes: list[int] = Field(default_factory=list)
+
+
+class TokenizeResponse(_Response):
+    token_ids: list[Token]
+
+
+def parse_response(model: type[BaseModel], content: bytes | str, what: str) -> Any:
+    """Validate a 200 body, turning any shape problem into :class:`XAIResponseError`."""
+    try:
+        return model.model_validate_json(content)
+    except ValidationError as exc:
+        field, problem = describe_validation_error(exc)
+        raise XAIResponseError(f"Malformed {what} from xAI: {field}: {problem}") from None

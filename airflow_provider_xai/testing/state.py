@@ -1,0 +1,377 @@
+"""Mutable, thread-safe state of the local xAI server: models, faults, chaos, journal.
+
+This module never imports FastAPI/uvicorn, so tests can build faults cheaply.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import random
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from airflow_provider_xai.testing.errors import error_body
+
+DEFAULT_API_KEY = "xai-test-key-0123456789"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1M tokens. ``cached_input``/``image`` None = no discount / same as input."""
+
+    input: float
+    cached_input: float | None
+    output: float
+    image: float | None = None
+
+    @staticmethod
+    def ticks(usd_per_million: float) -> int:
+        """USD per 1M tokens -> cost ticks per token (1 USD = 1e10 ticks); equals cents/100M."""
+        return round(usd_per_million * 10_000)
+
+    @property
+    def input_ticks(self) -> int:
+        return self.ticks(self.input)
+
+    @property
+    def cached_ticks(self) -> int:
+        return self.ticks(self.input if self.cached_input is None else self.cached_input)
+
+    @property
+    def output_ticks(self) -> int:
+        return self.ticks(self.output)
+
+    @property
+    def image_ticks(self) -> int:
+        return self.ticks(self.input if self.image is None else self.image)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A language model served by the fake."""
+
+    id: str
+    price: Price
+    context_length: int
+    vision: bool = False
+    reasoning: bool = False
+    reasoning_effort: bool = False  # accepts the ``reasoning_effort`` parameter
+    aliases: tuple[str, ...] = ()
+    created: int = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+    @property
+    def fingerprint(self) -> str:
+        return "fp_" + hashlib.sha1(self.id.encode()).hexdigest()[:10]
+
+    @property
+    def input_modalities(self) -> list[str]:
+        return ["text", "image"] if self.vision else ["text"]
+
+
+def _m(id: str, p: tuple[float, float | None, float], ctx: int, **kw: Any) -> ModelSpec:
+    return ModelSpec(id=id, price=Price(*p, image=kw.pop("image", None)), context_length=ctx, **kw)
+
+
+_ALL = [
+    _m("grok-4.3", (1.25, 0.20, 2.50), 1_000_000, vision=True, reasoning=True,
+       reasoning_effort=True, aliases=("grok-4",)),
+    _m("grok-4.20-0309-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True, reasoning=True),
+    _m("grok-4.20-0309-non-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True),
+    _m("grok-4-1-fast-reasoning", (0.20, 0.05, 0.50), 2_000_000, vision=True, reasoning=True),
+    _m("grok-4-1-fast-non-reasoning", (0.20, 0.05, 0.50), 2_000_000, vision=True),
+    _m("grok-3", (3.00, 0.75, 15.00), 131_072),
+    _m("grok-3-mini", (0.30, 0.075, 0.50), 131_072, reasoning=True, reasoning_effort=True),
+    _m("grok-code-fast-1", (0.20, 0.02, 1.50), 256_000),
+    _m("grok-2-vision-1212", (2.00, None, 10.00), 32_768, vision=True, image=2.00),
+]
+#: Canonical model id -> spec.
+MODELS: dict[str, ModelSpec] = {m.id: m for m in _ALL}
+#: Every accepted name (ids and aliases) -> price.
+PRICES: dict[str, Price] = {
+    name: m.price for m in _ALL for name in (m.id, *m.aliases)
+}
+
+
+def resolve_model(models: Mapping[str, ModelSpec], name: str) -> ModelSpec | None:
+    """Look a model up by id or alias."""
+    if name in models:
+        return models[name]
+    return next((m for m in models.values() if name in m.aliases), None)
+
+
+@dataclass
+class Fault:
+    """One injected fault; consumed by the first matching request (FIFO)."""
+
+    status: int = 200
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    code: str | None = None
+    message: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    truncate_stream: bool = False
+    malformed_chunk: bool = False
+    content: str | None = None
+    body: str | None = None
+    path: str | None = None
+    headers: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not 100 <= int(self.status) <= 599:
+            raise ValueError(f"invalid status {self.status!r}")
+        if self.delay < 0:
+            raise ValueError("delay must be >= 0")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """Build from JSON (unknown keys raise ``ValueError``)."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def matches(self, rel_path: str) -> bool:
+        """``rel_path`` is relative to ``/v1``; match if equal, ending with, or under ``path``."""
+        if self.path is None:
+            return True
+        p = self.path[3:] if self.path.startswith("/v1/") else self.path
+        return rel_path == p or rel_path.endswith(p) or rel_path.startswith(p.rstrip("/") + "/")
+
+    @property
+    def is_error(self) -> bool:
+        return self.status != 200
+
+    def error_body(self) -> dict[str, Any]:
+        code = self.code if self.code is not None else error_body(self.status).get("code")
+        return error_body(self.status, self.message, code)
+
+    def response_headers(self) -> dict[str, str]:
+        out = dict(self.headers or {})
+        if self.retry_after is not None:
+            ra = self.retry_after
+            out["retry-after"] = str(int(ra)) if float(ra).is_integer() else repr(float(ra))
+        if self.retry_after_ms is not None:
+            out["retry-after-ms"] = str(int(self.retry_after_ms))
+        return out
+
+    def describe(self) -> str:
+        flags = [k for k in ("drop", "truncate_stream", "malformed_chunk") if getattr(self, k)]
+        flags += [k for k in ("content", "body") if getattr(self, k) is not None]
+        return ",".join([str(self.status), *flags])
+
+
+@dataclass
+class Chaos:
+    """Random faults for chat completions; the n-th chat request gets the n-th seeded draw."""
+
+    rate_429_retry_after: float = 0.0
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    rate_truncate: float = 0.0
+    retry_after: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = [self.rate_429_retry_after, self.rate_429, self.rate_503, self.rate_drop,
+                 self.rate_truncate]
+        if any(r < 0 for r in rates) or sum(rates) > 1.0 + 1e-9:
+            raise ValueError("chaos rates must be >= 0 and sum to <= 1")
+
+    def pick(self, r: float) -> tuple[str, Fault] | None:
+        """Map a uniform draw ``r`` in [0, 1) to a fault (or None)."""
+        ms = int(round(self.retry_after * 1000))
+        table = [
+            ("429_retry_after", self.rate_429_retry_after,
+             Fault(429, retry_after=self.retry_after, retry_after_ms=ms)),
+            ("429", self.rate_429, Fault(429)),
+            ("503", self.rate_503, Fault(503)),
+            ("drop", self.rate_drop, Fault(drop=True)),
+            ("truncate", self.rate_truncate, Fault(truncate_stream=True)),
+        ]
+        edge = 0.0
+        for name, rate, fault in table:
+            edge += rate
+            if r < edge:
+                return name, fault
+        return None
+
+
+@dataclass
+class JournalEntry:
+    """One request seen by the server (secrets redacted)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    status: int | None = None
+    time: float = field(default_factory=time.monotonic)
+    request_id: str = ""
+    fault: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: Settable via ``configure`` / ``POST /_control/config``: name -> accepted types.
+CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
+    "api_key": (str,),
+    "latency": (int, float),
+    "stream_interval": (int, float),
+    "deferred_pending_polls": (int,),
+    "api_key_blocked": (bool,),
+    "api_key_disabled": (bool,),
+    "team_blocked": (bool,),
+    "omit_cost": (bool,),
+    "prompt_cache": (bool,),
+}
+
+
+class ServerState:
+    """Everything the server reads or records; safe to use from any thread."""
+
+    def __init__(self, api_key: str = DEFAULT_API_KEY, **config: Any) -> None:
+        self._lock = threading.RLock()
+        self.api_key = api_key
+        self.latency: float = 0.0
+        self.stream_interval: float = 0.0
+        self.deferred_pending_polls: int = 2
+        self.api_key_blocked = False
+        self.api_key_disabled = False
+        self.team_blocked = False
+        self.omit_cost = False
+        self.prompt_cache = True
+        self.models: dict[str, ModelSpec] = dict(MODELS)
+        self.chaos: Chaos | None = None
+        self.chaos_counts: Counter[str] = Counter()
+        self._chaos_rng = random.Random(0)
+        self._faults: deque[Fault] = deque()
+        self._journal: list[JournalEntry] = []
+        self._deferred: dict[str, list[Any]] = {}  # id -> [polls_left, completion]
+        self._seen_prefixes: set[str] = set()
+        self.configure(**config)
+        self._initial = self.config()
+
+    # -- configuration -------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """Current values of the settable fields."""
+        with self._lock:
+            return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    def configure(self, **values: Any) -> None:
+        """Set config fields (see ``CONFIG_FIELDS``); raises ``ValueError`` on bad input."""
+        for name, value in values.items():
+            types = CONFIG_FIELDS.get(name)
+            if types is None:
+                raise ValueError(f"unknown config field {name!r}")
+            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+                raise ValueError(f"{name} must be of type {types[0].__name__}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{name} must be >= 0")
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        """Enable (or disable with None) chaos; restarts the seeded sequence."""
+        with self._lock:
+            self.chaos = chaos
+            self.chaos_counts.clear()
+            self._chaos_rng = random.Random(chaos.seed if chaos else 0)
+
+    def reset(self) -> None:
+        """Clear faults, journal, chaos, deferred results, prompt cache; restore config."""
+        with self._lock:
+            self._faults.clear()
+            self._journal.clear()
+            self._deferred.clear()
+            self._seen_prefixes.clear()
+            self.models = dict(MODELS)
+            self.set_chaos(None)
+            self.configure(**self._initial)
+
+    # -- faults --------------------------------------------------------------------
+    def enqueue(self, fault: Fault, times: int = 1) -> None:
+        """Queue ``fault`` ``times`` times."""
+        with self._lock:
+            self._faults.extend(copy.deepcopy(fault) for _ in range(times))
+
+    @property
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def take_fault(self, rel_path: str, is_chat: bool) -> tuple[str, Fault] | None:
+        """Pop the first queued fault matching ``rel_path``; else a chaos draw for chat."""
+        with self._lock:
+            for i, fault in enumerate(self._faults):
+                if fault.matches(rel_path):
+                    del self._faults[i]
+                    return fault.describe(), fault
+            if is_chat and self.chaos is not None:
+                picked = self.chaos.pick(self._chaos_rng.random())
+                if picked is not None:
+                    self.chaos_counts[picked[0]] += 1
+                    return f"chaos:{picked[0]}", picked[1]
+        return None
+
+    # -- journal -------------------------------------------------------------------
+    def record(self, entry: JournalEntry) -> None:
+        with self._lock:
+            self._journal.append(entry)
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """A copy of the journal."""
+        with self._lock:
+            return [copy.copy(e) for e in self._journal]
+
+    def requests(self, path_suffix: str | None = None, method: str | None = None) -> list[JournalEntry]:
+        """Journal entries whose path ends with ``path_suffix`` (and method matches)."""
+        return [
+            e for e in self.journal
+            if (path_suffix is None or e.path.endswith(path_suffix))
+            and (method is None or e.method.upper() == method.upper())
+        ]
+
+    # -- deferred completions -------------------------------------------------------
+    def store_deferred(self, completion: dict[str, Any]) -> str:
+        request_id = str(uuid.uuid4())
+        with self._lock:
+            self._deferred[request_id] = [self.deferred_pending_polls, completion]
+        return request_id
+
+    def poll_deferred(self, request_id: str) -> tuple[int, dict[str, Any] | None]:
+        """(202, None) while pending, (200, completion) once, then (404, None)."""
+        with self._lock:
+            item = self._deferred.get(request_id)
+            if item is None:
+                return 404, None
+            if item[0] > 0:
+                item[0] -= 1
+                return 202, None
+            del self._deferred[request_id]
+            return 200, item[1]
+
+    # -- prompt cache ----------------------------------------------------------------
+    def cached_prefix(self, keys: list[str]) -> int:
+        """Length of the longest leading run of ``keys`` seen before; then remember all."""
+        with self._lock:
+            hit = 0
+            for i, key in enumerate(keys):
+                if key in self._seen_prefixes:
+                    hit = i + 1
+            self._seen_prefixes.update(keys)
+            return hit
