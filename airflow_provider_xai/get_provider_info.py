@@ -18,7 +18,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-xai",
         "name": "xAI",
-        "description": "`xAI <https://x.ai/>`__ Grok API: chat, vision, structured output and usage accounting.",
+        "description": "`xAI <https://x.ai/>`__ Grok API: chat, vision, structured output, usage accounting.",
         "versions": [__version__],
         "integrations": [
             {

@@ -76,8 +76,9 @@ class OutputSpec:
 
             errors = sorted(jsonschema.Draft202012Validator(self.schema).iter_errors(data), key=str)
             if errors:
-                problem = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                                    for e in errors[:5])
+                problem = "; ".join(
+                    f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5]
+                )
                 raise self._error(problem, text, completion)
         elif not isinstance(data, dict):
             raise self._error(f"expected a JSON object, got {type(data).__name__}", text, completion)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import os
 import random
 import time
@@ -193,7 +192,9 @@ def error_from_response(
     return err
 
 
-def error_from_transport(exc: httpx.TransportError, url: str, secret: str | None = None) -> XAIConnectionError:
+def error_from_transport(
+    exc: httpx.TransportError, url: str, secret: str | None = None
+) -> XAIConnectionError:
     """Map an httpx transport failure (no answer) to a typed error."""
     detail = scrub(f"{type(exc).__name__}: {exc}", secret)
     if isinstance(exc, httpx.TimeoutException):
@@ -231,7 +232,7 @@ class BackoffWait(wait_base):
 
 def retry_policy(
     max_retries: int,
-    log: logging.Logger,
+    log: Any,
     *,
     backoff_base: float = 0.5,
     backoff_cap: float = 8.0,

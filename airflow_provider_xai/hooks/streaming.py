@@ -62,7 +62,7 @@ class StreamAssembler:
         except ValueError:
             return  # parse_response reports it as malformed
         if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
-            status = payload.get("status") if isinstance(payload.get("status"), int) else 500
+            status = payload["status"] if isinstance(payload.get("status"), int) else 500
             raise error_from_response(status, {}, data.encode(), self.secret)
 
     @property

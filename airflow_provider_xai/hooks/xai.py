@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
 from airflow_provider_xai.exceptions import (
+    XAIConfigurationError,
     XAIDeferredExpiredError,
     XAIError,
     XAINotFoundError,
@@ -51,6 +52,7 @@ from airflow_provider_xai.schemas import (
     parse_response,
 )
 from airflow_provider_xai.structured import OutputSpec
+from airflow_provider_xai.usage import DEFAULT_PRICES, Price, parse_prices, prices_from_language_models
 
 M = TypeVar("M", bound=BaseModel)
 RequestLike = ChatRequest | Mapping[str, Any]
@@ -76,6 +78,9 @@ class XAIHook(BaseHook):
     :param timeout: per-request read timeout in seconds (default: connection extra, then 600).
     :param max_retries: retries of retryable failures (default: connection extra, then 2).
     :param backoff_base: first backoff in seconds when the server sends no ``retry-after``.
+    :param backoff_cap: longest backoff in seconds.
+    :param client_kwargs: extra ``httpx.Client``/``AsyncClient`` arguments (proxy, verify,
+        transport, limits...).
     """
 
     conn_name_attr = "xai_conn_id"
@@ -91,6 +96,7 @@ class XAIHook(BaseHook):
         max_retries: int | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
+        client_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,7 +105,9 @@ class XAIHook(BaseHook):
         self._max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.client_kwargs = dict(client_kwargs or {})
         self._settings: ClientSettings | None = None
+        self._prices: dict[str, Price] | None = None
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
@@ -142,6 +150,12 @@ class XAIHook(BaseHook):
     def default_model(self) -> str:
         return self.settings.default_model
 
+    def _client_options(self, s: ClientSettings) -> dict[str, Any]:
+        options: dict[str, Any] = {"timeout": s.httpx_timeout(), "limits": POOL_LIMITS}
+        options.update(self.client_kwargs)
+        options.update(base_url=s.base_url, headers={**options.get("headers", {}), **s.headers()})
+        return options
+
     def get_conn(self) -> httpx.Client:
         """The pooled sync client (created on first use, reused afterwards)."""
         return self._client
@@ -149,18 +163,14 @@ class XAIHook(BaseHook):
     @cached_property
     def _client(self) -> httpx.Client:
         s = self.settings
-        return httpx.Client(
-            base_url=s.base_url, headers=s.headers(), timeout=s.httpx_timeout(), limits=POOL_LIMITS
-        )
+        return httpx.Client(**self._client_options(s))
 
     async def get_async_conn(self) -> httpx.AsyncClient:
         """The pooled async client of the running event loop."""
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop or self._aclient.is_closed:
             s = await self.aget_settings()
-            self._aclient = httpx.AsyncClient(
-                base_url=s.base_url, headers=s.headers(), timeout=s.httpx_timeout(), limits=POOL_LIMITS
-            )
+            self._aclient = httpx.AsyncClient(**self._client_options(s))
             self._aclient_loop = loop
         return self._aclient
 
@@ -196,7 +206,9 @@ class XAIHook(BaseHook):
         try:
             response = self._client.request(method, path, json=body)
         except httpx.TransportError as exc:
-            raise error_from_transport(exc, f"{self.settings.base_url}/{path}", self.settings.api_key) from None
+            raise error_from_transport(
+                exc, f"{self.settings.base_url}/{path}", self.settings.api_key
+            ) from None
         return self._check(response)
 
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -208,7 +220,9 @@ class XAIHook(BaseHook):
         try:
             response = await client.request(method, path, json=body)
         except httpx.TransportError as exc:
-            raise error_from_transport(exc, f"{self.settings.base_url}/{path}", self.settings.api_key) from None
+            raise error_from_transport(
+                exc, f"{self.settings.base_url}/{path}", self.settings.api_key
+            ) from None
         return self._check(response)
 
     async def arequest(self, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -219,14 +233,20 @@ class XAIHook(BaseHook):
     # --- chat ------------------------------------------------------------------------------------
     def build_request(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatRequest:
         """Validate a chat request, filling in the connection's default model."""
-        if not isinstance(request, ChatRequest) and "model" not in kwargs and not (request or {}).get("model"):
+        if (
+            not isinstance(request, ChatRequest)
+            and "model" not in kwargs
+            and not (request or {}).get("model")
+        ):
             kwargs["model"] = self.default_model
         return build_chat_request(request, **kwargs)
 
     def chat(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatCompletion:
         """Create a chat completion. Accepts a :class:`ChatRequest`, a dict, or fields as kwargs."""
         body = self.build_request(request, **kwargs).to_body()
-        return parse_response(ChatCompletion, self.request("POST", "chat/completions", body).content, "completion")
+        return parse_response(
+            ChatCompletion, self.request("POST", "chat/completions", body).content, "completion"
+        )
 
     async def achat(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatCompletion:
         """Async :meth:`chat`."""
@@ -245,7 +265,9 @@ class XAIHook(BaseHook):
         expect = bool(body.get("stream_options", {}).get("include_usage"))
         return StreamAssembler(expect_usage=expect, secret=self.settings.api_key)
 
-    def stream_chat(self, request: RequestLike | None = None, /, **kwargs: Any) -> Iterator[ChatCompletionChunk]:
+    def stream_chat(
+        self, request: RequestLike | None = None, /, **kwargs: Any
+    ) -> Iterator[ChatCompletionChunk]:
         """Stream a chat completion as typed chunks; the last one carries the usage.
 
         Opening the stream is retried; once chunks flow, a broken or truncated stream raises
@@ -266,16 +288,19 @@ class XAIHook(BaseHook):
             self._check(response)
         return response
 
-    def _iter_stream(self, body: Mapping[str, Any], assembler: StreamAssembler) -> Iterator[ChatCompletionChunk]:
-        response = Retrying(**self._retrying())(self._open_stream_once, body)
-        with response:
-            try:
-                for event in EventSource(response).iter_sse():
-                    chunk = assembler.feed(event.data)
-                    if chunk is not None:
-                        yield chunk
-            except (httpx.TransportError, SSEError) as exc:
-                raise _broken_stream(exc) from None
+    def _iter_stream(
+        self, body: Mapping[str, Any], assembler: StreamAssembler
+    ) -> Iterator[ChatCompletionChunk]:
+        response: httpx.Response = Retrying(**self._retrying())(self._open_stream_once, body)
+        try:
+            for event in EventSource(response).iter_sse():
+                chunk = assembler.feed(event.data)
+                if chunk is not None:
+                    yield chunk
+        except (httpx.TransportError, SSEError) as exc:
+            raise _broken_stream(exc) from None
+        finally:
+            response.close()
         assembler.check_complete()
 
     def stream_chat_completion(
@@ -320,7 +345,7 @@ class XAIHook(BaseHook):
     async def _aiter_stream(
         self, body: Mapping[str, Any], assembler: StreamAssembler
     ) -> AsyncIterator[ChatCompletionChunk]:
-        response = await AsyncRetrying(**self._retrying())(self._aopen_stream_once, body)
+        response: httpx.Response = await AsyncRetrying(**self._retrying())(self._aopen_stream_once, body)
         try:
             async for event in EventSource(response).aiter_sse():
                 chunk = assembler.feed(event.data)
@@ -363,9 +388,9 @@ class XAIHook(BaseHook):
         return await AsyncRetrying(**self._retrying(_stream_retryable))(attempt)
 
     # --- structured output -----------------------------------------------------------------------
-    def _structured_request(self, request: RequestLike | None, kwargs: dict[str, Any], output: Any) -> tuple[
-        ChatRequest, OutputSpec
-    ]:
+    def _structured_request(
+        self, request: RequestLike | None, kwargs: dict[str, Any], output: Any
+    ) -> tuple[ChatRequest, OutputSpec]:
         spec = output if isinstance(output, OutputSpec) else OutputSpec.from_user(output)
         if spec is None:
             raise XAIError("structured output needs a pydantic model, a JSON schema or 'json_object'")
@@ -500,6 +525,22 @@ class XAIHook(BaseHook):
         """``POST /v1/tokenize-text``: how ``model`` splits ``text`` into tokens (not billed)."""
         body = {"text": text, "model": model or self.default_model}
         return parse_response(TokenizeResponse, self.request("POST", "tokenize-text", body).content, "tokens")
+
+    def get_prices(self, *, refresh: bool = False) -> dict[str, Price]:
+        """Price table for cost estimates: built-in prices, then (with ``refresh``) xAI's
+        ``/v1/language-models``, then the connection's ``prices`` extra on top."""
+        if refresh or self._prices is None:
+            table = dict(DEFAULT_PRICES)
+            if refresh:
+                table.update(prices_from_language_models(self.list_language_models()))
+            try:
+                table.update(parse_prices(self.settings.prices))
+            except (TypeError, ValueError) as exc:
+                raise XAIConfigurationError(
+                    f"Connection {self.xai_conn_id!r}: bad 'prices' extra: {exc}"
+                ) from None
+            self._prices = table
+        return self._prices
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with the free ``GET /v1/api-key`` (never a billed call)."""

@@ -47,7 +47,9 @@ DEFAULT_MESSAGES: dict[int, str] = {
 _UNSET: Any = object()
 
 
-def error_body(status: int, message: str | None = None, code: str | None = _UNSET) -> dict[str, Any]:
+def error_body(
+    status: int, message: str | None = None, code: str | None = _UNSET
+) -> dict[str, Any]:
     """Build an xAI error body for ``status`` (defaults from the tables above)."""
     if code is _UNSET:
         code = ERROR_CODES.get(status, "Unknown error")

@@ -13,8 +13,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from airflow_provider_xai.testing.errors import error_body
 
@@ -338,7 +339,9 @@ class ServerState:
         with self._lock:
             return [copy.copy(e) for e in self._journal]
 
-    def requests(self, path_suffix: str | None = None, method: str | None = None) -> list[JournalEntry]:
+    def requests(
+        self, path_suffix: str | None = None, method: str | None = None
+    ) -> list[JournalEntry]:
         """Journal entries whose path ends with ``path_suffix`` (and method matches)."""
         return [
             e for e in self.journal
@@ -369,6 +372,8 @@ class ServerState:
     def cached_prefix(self, keys: list[str]) -> int:
         """Length of the longest leading run of ``keys`` seen before; then remember all."""
         with self._lock:
+            if not self.prompt_cache:
+                return 0
             hit = 0
             for i, key in enumerate(keys):
                 if key in self._seen_prefixes:

@@ -1,0 +1,304 @@
+"""XAIChatOperator: one templated chat call to Grok, with usage recorded for every billed answer.
+
+Argument checks run before any request; the answer (text, or the validated structured object)
+is returned as JSON-safe XCom. ``deferrable=True`` submits an xAI deferred completion and
+waits in the triggerer. Heavy imports (httpx, the hook) happen at execution, not DAG parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_xai.exceptions import (
+    XAIDeferredError,
+    XAIDeferredExpiredError,
+    XAIDeferredTimeoutError,
+    XAIValidationError,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.schemas import ChatCompletion, ChatRequest
+    from airflow_provider_xai.structured import OutputSpec
+    from airflow_provider_xai.usage import UsageLedger
+
+XCOM_REQUEST_ID_KEY = "xai_request_id"
+VALID_ROLES = ("system", "user", "assistant", "tool", "function", "developer")
+
+
+class LineLogger:
+    """Writes streamed text to the task log a line at a time (not token by token)."""
+
+    def __init__(self, log: Any, prefix: str = "xAI | ") -> None:
+        self.log = log
+        self.prefix = prefix
+        self._pending = ""
+
+    def feed(self, text: str) -> None:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.log.info("%s%s", self.prefix, line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.log.info("%s%s", self.prefix, self._pending)
+            self._pending = ""
+
+
+def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]:
+    """Accept a list of message dicts, or a JSON string of one (what a template may render)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise XAIValidationError(
+                field, "expected a list of messages, got a string that is not JSON"
+            ) from None
+    if not isinstance(value, list) or not value:
+        raise XAIValidationError(field, f"expected a non-empty list of messages, got {type(value).__name__}")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise XAIValidationError(f"{field}[{i}]", f"expected a dict, got {type(message).__name__}")
+        if message.get("role") not in VALID_ROLES:
+            raise XAIValidationError(
+                f"{field}[{i}].role", f"unknown role {message.get('role')!r}; expected one of {VALID_ROLES}"
+            )
+    return value
+
+
+class XAIChatOperator(BaseOperator):
+    """Send a prompt (or a message list) to Grok and return the answer.
+
+    :param prompt: user text (templated). Give ``prompt`` or ``messages``, not both.
+    :param messages: a full message list in the OpenAI/xAI shape (templated).
+    :param system_prompt: system instructions placed first (templated).
+    :param model: model id (templated); default: the connection's default model, then grok-4.3.
+    :param temperature: sampling temperature, 0 to 2.
+    :param max_tokens: most output tokens (sent as ``max_completion_tokens``), at least 1.
+    :param response_format: a pydantic model class, a JSON-schema dict, or ``"json_object"``;
+        the answer is validated and returned as JSON-safe data.
+    :param reasoning_effort: for reasoning models (``low``/``high``...).
+    :param seed: sampling seed.
+    :param stop: up to 4 stop sequences.
+    :param request_kwargs: any other API field, passed through (templated).
+    :param stream: stream the answer into the task log line by line.
+    :param deferrable: submit an xAI deferred completion and wait in the triggerer.
+    :param poll_interval: seconds between deferred-completion polls.
+    :param deferred_timeout: seconds to wait for a deferred completion before failing.
+    :param xai_conn_id: the xAI connection.
+    """
+
+    template_fields: Sequence[str] = ("prompt", "messages", "system_prompt", "model", "request_kwargs")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"messages": "json", "request_kwargs": "json"}
+    ui_color = "#c7d2fe"
+
+    def __init__(
+        self,
+        *,
+        prompt: str | None = None,
+        messages: list[dict[str, Any]] | str | None = None,
+        system_prompt: str | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: Any = None,
+        reasoning_effort: str | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        request_kwargs: dict[str, Any] | None = None,
+        stream: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        deferred_timeout: float = 24 * 3600,
+        xai_conn_id: str = "xai_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.messages = messages
+        self.system_prompt = system_prompt
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.response_format = response_format
+        self.reasoning_effort = reasoning_effort
+        self.seed = seed
+        self.stop = stop
+        self.request_kwargs = request_kwargs or {}
+        self.stream = stream
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.deferred_timeout = deferred_timeout
+        self.xai_conn_id = xai_conn_id
+        if stream and deferrable:
+            raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
+        self._check_static_arguments()
+
+    # --- validation ----------------------------------------------------------------------------
+    def _check_static_arguments(self) -> None:
+        """Checks that need no template rendering: they fail at DAG parse, naming the argument."""
+        if self.temperature is not None and (
+            isinstance(self.temperature, bool)
+            or not isinstance(self.temperature, int | float)
+            or not 0 <= self.temperature <= 2
+        ):
+            raise XAIValidationError("temperature", f"must be a number from 0 to 2, got {self.temperature!r}")
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
+        ):
+            raise XAIValidationError("max_tokens", f"must be an integer >= 1, got {self.max_tokens!r}")
+        if self.poll_interval <= 0 or self.deferred_timeout <= 0:
+            raise XAIValidationError("poll_interval", "poll_interval and deferred_timeout must be > 0")
+        self._check_input_choice()
+        _ = self.output_spec
+
+    def _check_input_choice(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise XAIValidationError("prompt", "give exactly one of 'prompt' or 'messages'")
+
+    @cached_property
+    def output_spec(self) -> OutputSpec | None:
+        from airflow_provider_xai.structured import OutputSpec
+
+        return OutputSpec.from_user(self.response_format)
+
+    def user_content(self) -> str | list[dict[str, Any]]:
+        """The user turn built from ``prompt`` (the vision operator adds images here)."""
+        if not isinstance(self.prompt, str):
+            raise XAIValidationError("prompt", f"expected text, got {type(self.prompt).__name__}")
+        if not self.prompt.strip():
+            raise XAIValidationError("prompt", "is empty")
+        return self.prompt
+
+    def build_messages(self) -> list[dict[str, Any]]:
+        """The rendered message list, checked before anything is sent."""
+        self._check_input_choice()
+        messages = (
+            [{"role": "user", "content": self.user_content()}]
+            if self.messages is None
+            else coerce_messages(self.messages)
+        )
+        if self.system_prompt is not None:
+            if not isinstance(self.system_prompt, str):
+                raise XAIValidationError(
+                    "system_prompt", f"expected text, got {type(self.system_prompt).__name__}"
+                )
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        return messages
+
+    def build_request(self) -> ChatRequest:
+        """Validate everything and build the request body (raises XAIValidationError)."""
+        if not isinstance(self.request_kwargs, dict):
+            raise XAIValidationError(
+                "request_kwargs", f"expected a dict, got {type(self.request_kwargs).__name__}"
+            )
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise XAIValidationError("model", f"expected a model id, got {self.model!r}")
+        fields: dict[str, Any] = {
+            "temperature": self.temperature,
+            "max_completion_tokens": self.max_tokens,
+            "reasoning_effort": self.reasoning_effort,
+            "seed": self.seed,
+            "stop": self.stop,
+        }
+        if self.output_spec is not None:
+            fields["response_format"] = self.output_spec.response_format
+        fields = {k: v for k, v in fields.items() if v is not None}
+        body = {**self.request_kwargs, **fields, "messages": self.build_messages()}
+        if self.model:
+            body["model"] = self.model
+        return self.hook.build_request(body)
+
+    # --- execution -------------------------------------------------------------------------------
+    @cached_property
+    def hook(self) -> XAIHook:
+        from airflow_provider_xai.hooks.xai import XAIHook
+
+        return XAIHook(xai_conn_id=self.xai_conn_id)
+
+    def _ledger(self, context: Context) -> UsageLedger:
+        from airflow_provider_xai.usage import UsageLedger
+
+        return UsageLedger(context, self.log)
+
+    def execute(self, context: Context) -> Any:
+        ledger = self._ledger(context)
+        request = self.build_request()
+        if self.deferrable:
+            self._defer(context, request)
+        if self.stream:
+            lines = LineLogger(self.log)
+            try:
+                completion = self.hook.stream_chat_completion(request, on_text=lines.feed)
+            finally:
+                lines.flush()
+        else:
+            completion = self.hook.chat(request)
+        return self.finish(context, ledger, completion)
+
+    def finish(self, context: Context, ledger: UsageLedger, completion: ChatCompletion) -> Any:
+        """Record usage first (so a later failure never loses it), then return the answer."""
+        from airflow_provider_xai.usage import XCOM_COMPLETION_ID_KEY, build_record
+
+        ledger.record(
+            build_record(
+                completion.usage,
+                completion.model,
+                completion_id=completion.id,
+                prices=self.hook.get_prices(),
+            )
+        )
+        context["ti"].xcom_push(key=XCOM_COMPLETION_ID_KEY, value=completion.id)
+        text = completion.text
+        if self.output_spec is not None:
+            return self.output_spec.parse(text, completion)
+        return text
+
+    def _defer(self, context: Context, request: ChatRequest) -> None:
+        import time
+
+        from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
+
+        request_id = self.hook.start_deferred(request)
+        # Push at once: a crash between submit and completion must not lose the id.
+        context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
+        self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
+        self.defer(
+            trigger=XAIDeferredCompletionTrigger(
+                request_id=request_id,
+                xai_conn_id=self.xai_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.deferred_timeout,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: the event carries the whole (fetch-once) completion."""
+        from airflow_provider_xai.schemas import ChatCompletion
+
+        if not event:
+            raise XAIDeferredError("xAI deferred completion resumed without a trigger event")
+        status = event.get("status")
+        request_id = event.get("request_id")
+        if status == "success":
+            return self.finish(
+                context, self._ledger(context), ChatCompletion.model_validate(event["completion"])
+            )
+        message = str(event.get("message") or f"deferred completion {request_id} failed")
+        if status == "timeout":
+            raise XAIDeferredTimeoutError(message, request_id=request_id)
+        if status == "expired":
+            raise XAIDeferredExpiredError(message, request_id=request_id, status=404)
+        raise XAIDeferredError(message, request_id=request_id, status=event.get("http_status"))
+
+    def on_kill(self) -> None:
+        self.hook.close()

@@ -1,0 +1,56 @@
+"""Run the local xAI server in the foreground: ``python -m airflow_provider_xai.testing``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from airflow_provider_xai.testing.runner import (
+    LOOPBACK_HOSTS,
+    XAIServer,
+    bind_socket,
+    make_uvicorn_server,
+)
+from airflow_provider_xai.testing.state import DEFAULT_API_KEY, ServerState
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, print the connection settings, serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_xai.testing",
+                                     description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser.add_argument("--path-prefix", default="")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat completion")
+    parser.add_argument("--stream-interval", type=float, default=0.0,
+                        help="seconds between SSE chunks")
+    parser.add_argument("--allow-non-loopback", action="store_true",
+                        help="allow binding a host that is not a loopback address")
+    args = parser.parse_args(argv)
+    if not _is_loopback(args.host) and not args.allow_non_loopback:
+        parser.error(f"refusing non-loopback host {args.host!r} (use --allow-non-loopback)")
+    state = ServerState(api_key=args.api_key, latency=args.latency,
+                        stream_interval=args.stream_interval)
+    sock = bind_socket(args.host, args.port)
+    info = XAIServer(api_key=args.api_key, host=args.host, path_prefix=args.path_prefix,
+                     state=state)
+    info._port = sock.getsockname()[1]  # report the bound port without starting a thread
+    print(f"Local xAI server: {info.base_url}", flush=True)
+    print(f"export AIRFLOW_CONN_XAI_DEFAULT='{info.connection_json()}'", flush=True)
+    make_uvicorn_server(state, info.path_prefix).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Control endpoints of the local xAI server, for tests that run clients in subprocesses.
+
+``POST /_control/reset``; ``POST /_control/faults`` ``{"faults": [{Fault fields}], "times": n}``
+(each fault queued ``n`` times, in order: ``[A, B]`` x2 -> A, A, B, B); ``POST /_control/chaos``
+(``Chaos`` fields; empty body or ``{}`` disables); ``POST /_control/config`` (see
+``state.CONFIG_FIELDS``); ``GET /_control/state``; ``GET /_control/journal``.
+Bad input -> 400 ``{"code": ..., "error": "invalid control request: ..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from airflow_provider_xai.testing.errors import XAIError
+from airflow_provider_xai.testing.state import Chaos, Fault, ServerState
+
+
+def create_control_router(state: ServerState) -> APIRouter:
+    """Routes for ``{prefix}/_control`` (no auth): reset, faults, chaos, config, journal."""
+    r = APIRouter()
+
+    async def obj(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise XAIError(400, f"invalid control request: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise XAIError(400, "invalid control request: expected a JSON object")
+        return data or {}
+
+    def apply(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (ValueError, TypeError) as exc:
+            raise XAIError(400, f"invalid control request: {exc}") from None
+
+    @r.post("/reset")
+    async def reset() -> Response:
+        state.reset()
+        return JSONResponse({"ok": True})
+
+    @r.post("/faults")
+    async def faults(request: Request) -> Response:
+        data = await obj(request)
+        items = [apply(Fault.from_dict, f) for f in data.get("faults", [])]
+        times = apply(int, data.get("times", 1))
+        for fault in items:
+            state.enqueue(fault, times)
+        return JSONResponse({"queued": len(items) * times, "pending": state.pending_faults})
+
+    @r.post("/chaos")
+    async def chaos(request: Request) -> Response:
+        data = await obj(request)
+        state.set_chaos(apply(lambda: Chaos(**data)) if data else None)
+        return JSONResponse({"chaos": data or None})
+
+    @r.post("/config")
+    async def config(request: Request) -> Response:
+        data = await obj(request)
+        apply(lambda: state.configure(**data))
+        return JSONResponse(state.config())
+
+    @r.get("/state")
+    async def get_state() -> Response:
+        return JSONResponse({"config": state.config(), "pending_faults": state.pending_faults,
+                           "chaos_counts": dict(state.chaos_counts)})
+
+    @r.get("/journal")
+    async def journal() -> Response:
+        return JSONResponse([e.to_dict() for e in state.journal])
+
+    return r

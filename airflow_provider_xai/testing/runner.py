@@ -1,0 +1,175 @@
+"""``XAIServer``: run the local xAI server with uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from airflow_provider_xai.testing.state import (
+    DEFAULT_API_KEY,
+    Chaos,
+    Fault,
+    JournalEntry,
+    ServerState,
+)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket (``port=0`` picks a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def make_uvicorn_server(state: ServerState, path_prefix: str = "") -> Any:
+    """A configured ``uvicorn.Server`` for ``create_app(state, path_prefix)``."""
+    import uvicorn
+
+    from airflow_provider_xai.testing.server import create_app
+
+    config = uvicorn.Config(
+        create_app(state, path_prefix), log_level="warning", lifespan="off", loop="asyncio",
+        http="h11", ws="none", access_log=False, timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+class XAIServer:
+    """A local xAI-compatible server on a loopback port, for tests.
+
+    ``with XAIServer() as server: httpx.get(server.base_url + "/models", ...)``
+    """
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path_prefix: str = "",
+        *,
+        state: ServerState | None = None,
+    ) -> None:
+        self.state = state if state is not None else ServerState(api_key=api_key)
+        self.host = host
+        self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
+        self._requested_port = port
+        self._port: int | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> XAIServer:
+        """Start serving in a daemon thread; returns once connections are accepted."""
+        if self._thread is not None:
+            return self
+        sock = bind_socket(self.host, self._requested_port)
+        self._port = sock.getsockname()[1]
+        self._server = make_uvicorn_server(self.state, self.path_prefix)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="xai-local-server",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("local xAI server failed to start")
+            time.sleep(0.005)
+        with socket.create_connection((self.host, self.port), timeout=timeout):
+            pass
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server and join its thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
+                self._thread.join(timeout)
+        self._thread = None
+        self._server = None
+
+    def __enter__(self) -> XAIServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- addresses ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def api_key(self) -> str:
+        return self.state.api_key
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT`` + path prefix (control endpoints live under it)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path_prefix}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL (``.../v1``), what clients use as ``base_url``."""
+        return f"{self.root_url}/v1"
+
+    def connection_json(self, **extra: Any) -> str:
+        """Airflow connection (JSON form) for ``AIRFLOW_CONN_XAI_DEFAULT``."""
+        conn: dict[str, Any] = {"conn_type": "xai", "host": self.base_url,
+                                "password": self.api_key}
+        if extra:
+            conn["extra"] = extra
+        return json.dumps(conn)
+
+    def connection_uri(self, **extra: Any) -> str:
+        """Airflow connection URI (host = ``base_url``), encoded like Airflow's ``get_uri``."""
+        protocol, rest = self.base_url.split("://", 1)
+        uri = f"xai://{protocol}://:{quote(self.api_key, safe='')}@{quote(rest, safe='')}"
+        if extra:
+            uri += "/?" + urlencode({"__extra__": json.dumps(extra)})
+        return uri
+
+    # -- state helpers ----------------------------------------------------------------
+    def enqueue(self, fault: Fault, times: int = 1) -> None:
+        self.state.enqueue(fault, times)
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        self.state.set_chaos(chaos)
+
+    def configure(self, **values: Any) -> None:
+        self.state.configure(**values)
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        return self.state.journal
+
+    def requests(
+        self, path_suffix: str | None = None, method: str | None = None
+    ) -> list[JournalEntry]:
+        return self.state.requests(path_suffix, method)

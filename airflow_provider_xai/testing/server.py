@@ -1,0 +1,354 @@
+"""FastAPI app of the local xAI-compatible server.
+
+Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order):
+
+1. every response gets an ``x-request-id`` header; every non-control request is journaled
+   (Authorization shown as ``Bearer ***``, other header values containing the key masked);
+2. auth: missing/malformed ``Authorization`` -> 401, wrong key -> 400 (masked key);
+3. faults: the first queued ``Fault`` whose ``path`` matches is consumed (so each faulted
+   request is counted in the journal); with no queued match, ``Chaos`` may draw one for
+   ``POST /chat/completions``. ``delay`` sleeps, ``drop`` aborts the connection mid-body,
+   a non-200 ``status`` answers with the xAI error body (+ retry headers), ``body`` answers
+   a raw 200; ``content``/``truncate_stream``/``malformed_chunk`` are handed to the chat
+   route (they are no-ops for other routes and for non-streaming requests respectively);
+4. blocked/disabled key or team -> 403 (except ``GET /v1/api-key``);
+5. the route: content type (415), JSON (400), body validation (422/400/404), then logic.
+
+Control endpoints under ``{prefix}/_control`` need no auth and are not journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_provider_xai.testing.batch import create_batch_router
+from airflow_provider_xai.testing.catalog import api_key_json, language_model_json, model_json
+from airflow_provider_xai.testing.chat import (
+    build_completion,
+    parse_chat_request,
+    tokenize,
+    unknown_model,
+)
+from airflow_provider_xai.testing.control import create_control_router
+from airflow_provider_xai.testing.errors import (
+    XAIError,
+    error_body,
+    invalid_type,
+    mask_key,
+    redact_key,
+)
+from airflow_provider_xai.testing.state import (
+    Fault,
+    JournalEntry,
+    ModelSpec,
+    ServerState,
+    resolve_model,
+)
+from airflow_provider_xai.testing.streaming import stream_events
+
+_FAULT_KEY = "xai.fault"
+_DROP_DECLARED_LENGTH = 4096
+
+
+class ConnectionDropped(Exception):
+    """Raised after a partial response so uvicorn closes the socket (a ``drop`` fault)."""
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ConnectionDropped)
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _err(exc: XAIError) -> JSONResponse:
+    return _json(exc.status, exc.body(), exc.headers)
+
+
+def _redact_headers(headers: list[tuple[bytes, bytes]], key: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name == "authorization":
+            value = "Bearer ***" if value.lower().startswith("bearer") else "***"
+        elif key and key in value:
+            value = value.replace(key, "***")
+        out[name] = value
+    return out
+
+
+class _Gateway:
+    """Pure ASGI middleware: request ids, journal, auth, faults, key flags."""
+
+    def __init__(self, app: ASGIApp, state: ServerState, prefix: str) -> None:
+        self.app, self.state, self.prefix = app, state, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        path: str = scope["path"]
+        control = path.startswith(f"{self.prefix}/_control")
+        entry: JournalEntry | None = None
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+                if entry is not None:
+                    entry.status = message["status"]
+            await send(message)
+
+        if control:
+            await self.app(scope, receive, send_wrapped)
+            return
+        body = await _read_body(receive)
+        entry = self._journal(scope, body, request_id)
+        replay = _replay(body, receive)
+        v1 = f"{self.prefix}/v1"
+        if path != v1 and not path.startswith(v1 + "/"):
+            await self.app(scope, replay, send_wrapped)
+            return
+        rel = path[len(v1):]
+        auth_error = self._auth(scope)
+        if auth_error is not None:
+            await _err(auth_error)(scope, replay, send_wrapped)
+            return
+        is_chat = scope["method"] == "POST" and rel == "/chat/completions"
+        taken = self.state.take_fault(rel, is_chat)
+        if taken is not None:
+            entry.fault, fault = taken
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.drop:
+                await _drop(fault, send_wrapped)
+            if fault.is_error:
+                err = _json(fault.status, fault.error_body(), fault.response_headers())
+                await err(scope, replay, send_wrapped)
+                return
+            if fault.body is not None:
+                resp = Response(fault.body, 200, fault.response_headers(), "application/json")
+                await resp(scope, replay, send_wrapped)
+                return
+            scope[_FAULT_KEY] = fault
+        if rel != "/api-key":
+            blocked = self._blocked()
+            if blocked is not None:
+                await _err(blocked)(scope, replay, send_wrapped)
+                return
+        await self.app(scope, replay, send_wrapped)
+
+    def _journal(self, scope: Scope, body: bytes, request_id: str) -> JournalEntry:
+        key = self.state.api_key
+        text = body.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text.replace(key, "***") if key else text) if body else None
+        except ValueError:
+            parsed = None
+        query = {}
+        for pair in scope.get("query_string", b"").decode("latin-1").split("&"):
+            if pair:
+                k, _, v = pair.partition("=")
+                query[k] = v
+        entry = JournalEntry(
+            method=scope["method"], path=scope["path"],
+            headers=_redact_headers(scope.get("headers", []), key), query=query,
+            body=parsed, request_id=request_id,
+        )
+        self.state.record(entry)
+        return entry
+
+    def _auth(self, scope: Scope) -> XAIError | None:
+        header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return XAIError(401, "Missing or malformed Authorization header. Expected "
+                                 "'Authorization: Bearer <your xAI API key>'.")
+        if token != self.state.api_key:
+            return XAIError(400, f"Incorrect API key provided: {mask_key(token)}. "
+                                 "You can obtain an API key from https://console.x.ai.")
+        return None
+
+    def _blocked(self) -> XAIError | None:
+        st = self.state
+        if st.team_blocked:
+            return XAIError(403, "Your team is blocked. Please contact xAI support.")
+        if st.api_key_blocked:
+            return XAIError(403, f"The API key {redact_key(st.api_key)} is blocked.")
+        if st.api_key_disabled:
+            return XAIError(403, f"The API key {redact_key(st.api_key)} is disabled.")
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _drop(fault: Fault, send: Send) -> None:
+    """Start a response declaring a long body, send a few bytes, then abort the socket."""
+    await send({"type": "http.response.start", "status": fault.status, "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(_DROP_DECLARED_LENGTH).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+    raise ConnectionDropped("drop fault: connection aborted mid-response")
+
+
+async def _json_body(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "")
+    body = await request.body()
+    if not body or "json" not in ctype.split(";")[0].lower():
+        raise XAIError(415, "Expected request with `Content-Type: application/json`")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise XAIError(400, f"Failed to parse the request body as JSON: {exc}") from None
+
+
+def _v1_router(state: ServerState) -> APIRouter:
+    r = APIRouter()
+
+    def model_or_404(name: str) -> ModelSpec:
+        m = resolve_model(state.models, name)
+        if m is None:
+            raise unknown_model(name)
+        return m
+
+    @r.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        fault: Fault | None = request.scope.get(_FAULT_KEY)
+        req = parse_chat_request(await _json_body(request), state.models)
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        completion = build_completion(req, state.cached_prefix,
+                                      fault.content if fault else None, state.omit_cost)
+        if req.deferred:
+            return _json(200, {"request_id": state.store_deferred(completion)})
+        if not req.stream:
+            return _json(200, completion)
+        events = stream_events(completion, req.include_usage,
+                               truncate=bool(fault and fault.truncate_stream),
+                               malformed=bool(fault and fault.malformed_chunk))
+
+        async def body() -> Any:
+            for i, event in enumerate(events):
+                if i and state.stream_interval:
+                    await asyncio.sleep(state.stream_interval)
+                yield event
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
+    @r.get("/chat/deferred-completion/{request_id}")
+    async def deferred(request_id: str) -> Response:
+        status, completion = state.poll_deferred(request_id)
+        if status == 202:
+            return Response(status_code=202)
+        if status == 404:
+            raise XAIError(404, f"Deferred completion {request_id} was not found or was "
+                                "already retrieved.")
+        return _json(200, completion)
+
+    @r.get("/models")
+    async def models() -> Response:
+        return _json(200, {"object": "list",
+                           "data": [model_json(m) for m in state.models.values()]})
+
+    @r.get("/models/{model_id}")
+    async def model(model_id: str) -> Response:
+        return _json(200, model_json(model_or_404(model_id)))
+
+    @r.get("/language-models")
+    async def language_models() -> Response:
+        return _json(200, {"models": [language_model_json(m) for m in state.models.values()]})
+
+    @r.get("/language-models/{model_id}")
+    async def language_model(model_id: str) -> Response:
+        return _json(200, language_model_json(model_or_404(model_id)))
+
+    @r.get("/api-key")
+    async def api_key() -> Response:
+        return _json(200, api_key_json(state))
+
+    @r.post("/tokenize-text")
+    async def tokenize_text(request: Request) -> Response:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise invalid_type("body", body, "a map")
+        for name in ("text", "model"):
+            if not isinstance(body.get(name), str):
+                raise invalid_type(name, body.get(name), "a string")
+        model_or_404(body["model"])
+        return _json(200, {"token_ids": tokenize(body["text"])})
+
+    r.include_router(create_batch_router(state))
+    return r
+
+
+def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
+    """Build the app; API under ``{path_prefix}/v1``, control under ``{path_prefix}/_control``."""
+    prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
+    _install_log_filter()
+    app = FastAPI(title="Local xAI server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.xai = state
+    app.include_router(_v1_router(state), prefix=f"{prefix}/v1")
+    app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
+
+    async def on_xai_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, XAIError)
+        return _err(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            msg = f"No handler found on route. Path: {request.url.path}"
+        else:
+            msg = str(exc.detail)
+        return _json(exc.status_code, error_body(exc.status_code, msg), exc.headers)
+
+    app.add_exception_handler(XAIError, on_xai_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_middleware(_Gateway, state=state, prefix=prefix)
+    return app

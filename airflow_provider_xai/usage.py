@@ -1,0 +1,275 @@
+"""Usage accounting: one :class:`UsageRecord` per billed response, its cost, the log line,
+the XCom keys, Airflow metrics, and the ledger that survives task retries.
+
+Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
+table below (overridable per connection), else it is reported as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.schemas import LanguageModel, Usage
+
+TICKS_PER_USD = 10_000_000_000
+XCOM_USAGE_KEY = "xai_usage"
+XCOM_LEDGER_KEY = "xai_usage_ledger"
+XCOM_COMPLETION_ID_KEY = "xai_completion_id"
+STATE_LEDGER_KEY = "xai_usage_ledger"
+METRIC_PREFIX = "xai"
+CostSource = Literal["xai", "estimate", "unknown"]
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens (``image`` per million image tokens)."""
+
+    input: float
+    cached_input: float
+    output: float
+    image: float | None = None
+
+    def cost(self, *, prompt: int, cached: int, image: int, output: int) -> float:
+        """USD for one response; reasoning tokens are billed as output, images at ``image``."""
+        image_price = self.input if self.image is None else self.image
+        uncached_text = max(prompt - cached - image, 0)
+        total = uncached_text * self.input + cached * self.cached_input + image * image_price
+        return (total + output * self.output) / 1_000_000
+
+
+#: Prices as published by xAI on 2026-11-01 (docs.x.ai models page). Override per
+#: connection (extra ``prices``) for negotiated or new prices, or refresh from
+#: ``GET /v1/language-models`` with :func:`prices_from_language_models`.
+PRICES_AS_OF = "2026-11-01"
+DEFAULT_PRICES: dict[str, Price] = {
+    "grok-4.3": Price(1.25, 0.20, 2.50),
+    "grok-4": Price(1.25, 0.20, 2.50),
+    "grok-4.20-0309-reasoning": Price(2.00, 0.20, 6.00),
+    "grok-4.20-0309-non-reasoning": Price(2.00, 0.20, 6.00),
+    "grok-4.20-multi-agent-0309": Price(2.00, 0.20, 6.00),
+    "grok-4-1-fast-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-1-fast-non-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-fast-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-fast-non-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-0709": Price(3.00, 0.75, 15.00),
+    "grok-code-fast-1": Price(0.20, 0.02, 1.50),
+    "grok-3": Price(3.00, 0.75, 15.00),
+    "grok-3-mini": Price(0.30, 0.075, 0.50),
+    "grok-2-vision-1212": Price(2.00, 2.00, 10.00, image=2.00),
+}
+
+
+def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
+    """Read price overrides (``{"model": {"input": .., "cached_input": .., "output": ..}}``)."""
+    prices: dict[str, Price] = {}
+    for model, spec in raw.items():
+        if not isinstance(spec, Mapping) or "input" not in spec or "output" not in spec:
+            raise ValueError(f"price for {model!r} needs at least 'input' and 'output' (USD per 1M tokens)")
+        prices[model] = Price(
+            input=float(spec["input"]),
+            cached_input=float(spec.get("cached_input", spec["input"])),
+            output=float(spec["output"]),
+            image=None if spec.get("image") is None else float(spec["image"]),
+        )
+    return prices
+
+
+def price_table(overrides: Mapping[str, Any] | None = None) -> dict[str, Price]:
+    """The default table with connection overrides applied on top."""
+    return {**DEFAULT_PRICES, **parse_prices(overrides or {})}
+
+
+def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Price]:
+    """Prices from ``/v1/language-models`` (US cents per 100M tokens -> USD per 1M), by id and alias."""
+
+    def usd(cents_per_100m: int | None) -> float | None:
+        return None if cents_per_100m is None else cents_per_100m / 10_000
+
+    prices: dict[str, Price] = {}
+    for m in models:
+        if m.prompt_text_token_price is None or m.completion_text_token_price is None:
+            continue
+        inp = usd(m.prompt_text_token_price) or 0.0
+        price = Price(
+            input=inp,
+            cached_input=usd(m.cached_prompt_text_token_price) or inp,
+            output=usd(m.completion_text_token_price) or 0.0,
+            image=usd(m.prompt_image_token_price),
+        )
+        for name in (m.id, *m.aliases):
+            prices[name] = price
+    return prices
+
+
+@dataclass
+class UsageRecord:
+    """Token usage and cost of one billed response, stamped with where in Airflow it ran.
+
+    ``total_tokens`` = prompt + completion + reasoning (xAI's ``completion_tokens`` excludes
+    reasoning tokens).
+    """
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    image_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+    cost_source: CostSource = "unknown"
+    completion_id: str | None = None
+    request_id: str | None = None
+    dag_id: str | None = None
+    task_id: str | None = None
+    run_id: str | None = None
+    map_index: int = -1
+    try_number: int | None = None
+    timestamp: float = field(default_factory=time.time)
+    kind: str = "chat"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for XCom."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Identity used to de-duplicate records gathered from several places."""
+        return (self.dag_id, self.task_id, self.run_id, self.map_index, self.completion_id, self.timestamp)
+
+
+def build_record(
+    usage: Usage | None,
+    model: str,
+    *,
+    completion_id: str | None = None,
+    request_id: str | None = None,
+    prices: Mapping[str, Price] | None = None,
+    kind: str = "chat",
+    discount: float = 1.0,
+) -> UsageRecord:
+    """Make a record from an API ``usage`` object, costing it (server ticks first)."""
+    record = UsageRecord(model=model, completion_id=completion_id, request_id=request_id, kind=kind)
+    if usage is None:
+        return record
+    record.prompt_tokens = usage.prompt_tokens
+    record.completion_tokens = usage.completion_tokens
+    record.reasoning_tokens = usage.reasoning_tokens
+    record.cached_tokens = usage.cached_tokens
+    record.image_tokens = usage.image_tokens
+    record.total_tokens = usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
+    if usage.cost_in_usd_ticks is not None:
+        record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
+        record.cost_source = "xai"
+    elif (price := (prices if prices is not None else DEFAULT_PRICES).get(model)) is not None:
+        record.cost_usd = discount * price.cost(
+            prompt=record.prompt_tokens,
+            cached=record.cached_tokens,
+            image=record.image_tokens,
+            output=record.completion_tokens + record.reasoning_tokens,
+        )
+        record.cost_source = "estimate"
+    return record
+
+
+def format_usage_line(record: UsageRecord) -> str:
+    """The stable, greppable INFO line logged for every billed response."""
+    cost = "unknown" if record.cost_usd is None else f"{record.cost_usd:.6f}"
+    return (
+        f"xAI usage: model={record.model} prompt_tokens={record.prompt_tokens} "
+        f"completion_tokens={record.completion_tokens} reasoning_tokens={record.reasoning_tokens} "
+        f"cached_tokens={record.cached_tokens} image_tokens={record.image_tokens} "
+        f"total_tokens={record.total_tokens} cost_usd={cost} cost_source={record.cost_source}"
+    )
+
+
+def emit_metrics(record: UsageRecord) -> None:
+    """Token and cost counters for StatsD/OpenTelemetry, tagged by model, dag and task."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # Airflow < 3.3 keeps Stats elsewhere
+        try:
+            from airflow.stats import Stats  # type: ignore[no-redef]
+        except ImportError:
+            return
+    tags = {"model": record.model, "dag_id": record.dag_id or "", "task_id": record.task_id or ""}
+    counters = {
+        "requests": 1,
+        "tokens.prompt": record.prompt_tokens,
+        "tokens.completion": record.completion_tokens,
+        "tokens.reasoning": record.reasoning_tokens,
+        "tokens.cached": record.cached_tokens,
+        "tokens.image": record.image_tokens,
+        "tokens.total": record.total_tokens,
+    }
+    for name, count in counters.items():
+        Stats.incr(f"{METRIC_PREFIX}.{name}", count, tags=tags)
+    if record.cost_usd is not None:
+        Stats.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
+
+
+def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
+    """Fill in dag/task/run/map index/try number from an Airflow task context."""
+    ti = context["ti"]
+    record.dag_id = ti.dag_id
+    record.task_id = ti.task_id
+    record.run_id = ti.run_id
+    record.map_index = ti.map_index if ti.map_index is not None else -1
+    record.try_number = ti.try_number
+    return record
+
+
+class UsageLedger:
+    """Usage of one task instance across its attempts.
+
+    Airflow deletes a task instance's XComs when it retries, so earlier attempts' records are
+    also kept in the task state store (Airflow 3.3+; keyed by dag/run/task/map index, so it
+    survives retries) and re-published in XCom ``xai_usage_ledger`` at every attempt's start.
+    """
+
+    def __init__(self, context: Mapping[str, Any], log: logging.Logger | Any) -> None:
+        self.context = context
+        self.log = log
+        self.store = context.get("task_state_store")
+        self.records: list[dict[str, Any]] = self._load()
+        if self.records:
+            self._publish()
+
+    def _load(self) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        try:
+            stored = self.store.get(STATE_LEDGER_KEY, [])
+        except Exception as exc:  # state store unavailable: XCom still carries this attempt
+            self.log.debug("xAI usage ledger not readable from the task state store: %s", exc)
+            return []
+        return list(stored) if isinstance(stored, list) else []
+
+    def _publish(self) -> None:
+        self.context["ti"].xcom_push(key=XCOM_LEDGER_KEY, value=self.records)
+        if self.store is not None:
+            try:
+                self.store.set(STATE_LEDGER_KEY, self.records)
+            except Exception as exc:
+                self.log.debug("xAI usage ledger not writable to the task state store: %s", exc)
+
+    def record(self, record: UsageRecord) -> UsageRecord:
+        """Log, publish and count one billed response (call it before anything can fail)."""
+        stamp(record, self.context)
+        self.log.info(format_usage_line(record))
+        data = record.to_dict()
+        self.records.append(data)
+        self.context["ti"].xcom_push(key=XCOM_USAGE_KEY, value=data)
+        self._publish()
+        emit_metrics(record)
+        return record
