@@ -24,7 +24,8 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind a listening TCP socket (``port=0`` picks a free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP so asyncio enables TCP_NODELAY on accepted connections (else ~40 ms each)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
