@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_xai.demo
+	$(BIN)/python -m airflow_provider_xai.testing.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import sys
 
 from airflow_provider_xai.testing.runner import (
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-non-loopback", action="store_true",
                         help="allow binding a host that is not a loopback address")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not _is_loopback(args.host) and not args.allow_non_loopback:
         parser.error(f"refusing non-loopback host {args.host!r} (use --allow-non-loopback)")
     state = ServerState(api_key=args.api_key, latency=args.latency,

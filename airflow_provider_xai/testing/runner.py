@@ -42,6 +42,7 @@ def make_uvicorn_server(state: ServerState, path_prefix: str = "") -> Any:
     config = uvicorn.Config(
         create_app(state, path_prefix), log_level="warning", lifespan="off", loop="asyncio",
         http="h11", ws="none", access_log=False, timeout_graceful_shutdown=2,
+        log_config=None,  # leave the host process's logging configuration alone
     )
     return uvicorn.Server(config)
 

@@ -191,7 +191,7 @@ class Chaos:
 
     def pick(self, r: float) -> tuple[str, Fault] | None:
         """Map a uniform draw ``r`` in [0, 1) to a fault (or None)."""
-        ms = int(round(self.retry_after * 1000))
+        ms = round(self.retry_after * 1000)
         table = [
             ("429_retry_after", self.rate_429_retry_after,
              Fault(429, retry_after=self.retry_after, retry_after_ms=ms)),

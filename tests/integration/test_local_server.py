@@ -54,7 +54,7 @@ def expected_cost(model: str, usage: dict[str, Any]) -> int:
     p = PRICES[model]
     det, out = usage["prompt_tokens_details"], usage["completion_tokens_details"]
     cached_price = p.input if p.cached_input is None else p.cached_input
-    usd = ((det["text_tokens"] - det["cached_tokens"]) * p.input
+    usd: float = ((det["text_tokens"] - det["cached_tokens"]) * p.input
            + det["cached_tokens"] * cached_price
            + det["image_tokens"] * (p.image if p.image is not None else p.input)
            + (usage["completion_tokens"] + out["reasoning_tokens"]) * p.output) / 1e6
@@ -428,26 +428,27 @@ def test_chaos_is_deterministic(client: httpx.Client, xai_server: XAIServer) -> 
 
 
 def test_control_endpoints(xai_server: XAIServer, client: httpx.Client) -> None:
-    ctl = xai_server.root_url + "/_control"
-    r = httpx.post(ctl + "/faults", json={"faults": [{"status": 503, "retry_after": 2}],
+    ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
+    r = ctl.post("/faults", json={"faults": [{"status": 503, "retry_after": 2}],
                                           "times": 2})
     assert r.json()["pending"] == 2
     assert [chat(client).status_code for _ in range(3)] == [503, 503, 200]
-    assert httpx.post(ctl + "/config", json={"deferred_pending_polls": 0}).status_code == 200
+    assert ctl.post("/config", json={"deferred_pending_polls": 0}).status_code == 200
     rid = chat(client, deferred=True).json()["request_id"]
     assert client.get(f"/chat/deferred-completion/{rid}").status_code == 200
-    assert httpx.post(ctl + "/config", json={"latency": "slow"}).status_code == 400
-    assert httpx.post(ctl + "/config", json={"bogus": 1}).status_code == 400
-    assert httpx.post(ctl + "/faults", json={"faults": [{"sttus": 500}]}).status_code == 400
-    httpx.post(ctl + "/chaos", json={"rate_429": 1.0, "seed": 1})
+    assert ctl.post("/config", json={"latency": "slow"}).status_code == 400
+    assert ctl.post("/config", json={"bogus": 1}).status_code == 400
+    assert ctl.post("/faults", json={"faults": [{"sttus": 500}]}).status_code == 400
+    ctl.post("/chaos", json={"rate_429": 1.0, "seed": 1})
     assert chat(client).status_code == 429
-    state = httpx.get(ctl + "/state").json()
+    state = ctl.get("/state").json()
     assert state["chaos_counts"] == {"429": 1}
-    assert len(httpx.get(ctl + "/journal").json()) == len(xai_server.journal) > 5
-    assert httpx.post(ctl + "/reset").status_code == 200
-    assert httpx.get(ctl + "/journal").json() == []
+    assert len(ctl.get("/journal").json()) == len(xai_server.journal) > 5
+    assert ctl.post("/reset").status_code == 200
+    assert ctl.get("/journal").json() == []
     assert chat(client).status_code == 200  # chaos and config cleared
     assert xai_server.state.deferred_pending_polls == 2
+    ctl.close()
 
 
 def test_fixture_sets_connection_env(xai_server: XAIServer) -> None:
