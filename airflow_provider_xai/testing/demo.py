@@ -63,13 +63,17 @@ def main() -> int:
         env["AIRFLOW_CONN_XAI_DEFAULT"] = server.connection_json()
         print(f"Using the bundled local xAI server at {server.base_url} (set XAI_API_KEY to use xAI)")
     try:
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, check=True
+        )
         failures = 0
         for path in sorted(dags.glob("example_xai_*.py")):
             dag_id = path.stem
             ok, output, seconds = _run_dag(dag_id, env, work)
             failures += not ok
-            print(f"\n=== {dag_id}: {'success' if ok else 'FAILED'} in {seconds:.1f}s (log: {work / dag_id}.log)")
+            print(
+                f"\n=== {dag_id}: {'success' if ok else 'FAILED'} in {seconds:.1f}s (log: {work / dag_id}.log)"
+            )
             for value in RETURN_RE.findall(output)[-1:]:
                 print(f"  result: {value[:600]}")
             for line in USAGE_RE.findall(output):

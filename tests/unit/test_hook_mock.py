@@ -34,7 +34,9 @@ def completion(content: str = "hello", **usage: Any) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 1,
         "model": "grok-4.3",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, **usage},
     }
 
@@ -66,9 +68,7 @@ def conn_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_hook(recorder: Recorder, **kwargs: Any) -> XAIHook:
-    return XAIHook(
-        backoff_base=0.001, client_kwargs={"transport": httpx.MockTransport(recorder)}, **kwargs
-    )
+    return XAIHook(backoff_base=0.001, client_kwargs={"transport": httpx.MockTransport(recorder)}, **kwargs)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -126,7 +126,11 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("status", "message", "cls"),
         [
-            (400, "Incorrect API key provided: xa***56. You can obtain an API key from x", XAIAuthenticationError),
+            (
+                400,
+                "Incorrect API key provided: xa***56. You can obtain an API key from x",
+                XAIAuthenticationError,
+            ),
             (401, "missing auth", XAIAuthenticationError),
             (400, "Model grok-4 does not support parameter presencePenalty.", XAIBadRequestError),
             (404, "The model grok-beta does not exist", XAINotFoundError),
@@ -158,7 +162,12 @@ class TestErrors:
         assert len(rec.requests) == 3
 
     def test_quota_exhausted_429_is_not_retried(self) -> None:
-        rec = Recorder(error(429, "Your team abc has either used all available credits or reached its monthly spending limit"))
+        rec = Recorder(
+            error(
+                429,
+                "Your team abc has either used all available credits or reached its monthly spending limit",
+            )
+        )
         with pytest.raises(XAIQuotaExhaustedError) as info:
             make_hook(rec).chat(messages=[{"role": "user", "content": "x"}])
         assert isinstance(info.value, XAIRateLimitError)
@@ -166,7 +175,9 @@ class TestErrors:
 
     def test_retry_after_ms_is_honoured(self) -> None:
         waits: list[float] = []
-        rec = Recorder(error(429, "slow down", {"retry-after-ms": "30"}), httpx.Response(200, json=completion()))
+        rec = Recorder(
+            error(429, "slow down", {"retry-after-ms": "30"}), httpx.Response(200, json=completion())
+        )
         hook = make_hook(rec)
         hook.log.warning = lambda msg, *args: waits.append(args[3])  # type: ignore[method-assign]
         hook.chat(messages=[{"role": "user", "content": "x"}])
