@@ -18,4 +18,4 @@ for _name in list(os.environ):
     if _name.startswith("AIRFLOW_CONN_XAI"):
         del os.environ[_name]
 
-pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin"] if (REPO / "airflow_provider_xai/testing/pytest_plugin.py").exists() else []
+pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin"]

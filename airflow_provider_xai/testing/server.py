@@ -342,10 +342,8 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 404:
-            msg = f"No handler found on route. Path: {request.url.path}"
-        else:
-            msg = str(exc.detail)
+        not_found = f"No handler found on route. Path: {request.url.path}"
+        msg = not_found if exc.status_code == 404 else str(exc.detail)
         return _json(exc.status_code, error_body(exc.status_code, msg), exc.headers)
 
     app.add_exception_handler(XAIError, on_xai_error)
