@@ -1,0 +1,41 @@
+"""A minimal task context for calling an operator's execute() directly in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FakeTI:
+    """Records XCom pushes like a RuntimeTaskInstance."""
+
+    dag_id: str = "test_dag"
+    task_id: str = "test_task"
+    run_id: str = "manual__test"
+    map_index: int = -1
+    try_number: int = 1
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@dataclass
+class FakeStateStore:
+    """In-memory task state store (``context["task_state_store"]``)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.data[key] = value
+
+
+def make_context(ti: FakeTI | None = None, store: FakeStateStore | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"ti": ti or FakeTI()}
+    if store is not None:
+        context["task_state_store"] = store
+    return context
