@@ -161,6 +161,12 @@ class TestErrors:
             make_hook(rec, max_retries=2).chat(messages=[{"role": "user", "content": "x"}])
         assert len(rec.requests) == 3
 
+    def test_max_retries_comes_from_connection_extra(self) -> None:
+        rec = Recorder(error(502, "bad gateway"))
+        with pytest.raises(XAIServerError):
+            make_hook(rec).chat(messages=[{"role": "user", "content": "x"}])
+        assert len(rec.requests) == 4  # conn extra max_retries=3
+
     def test_quota_exhausted_429_is_not_retried(self) -> None:
         rec = Recorder(
             error(
