@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class XAIError(AirflowException):
@@ -149,5 +149,5 @@ class XAIDeferredExpiredError(XAIDeferredError):
     """xAI no longer knows the request id (already fetched, expired after 24 h, or unknown)."""
 
 
-class XAIBudgetExceededError(XAIError):
-    """A DAG run spent more tokens or dollars than its budget allows."""
+class XAIBudgetExceededError(XAIError, AirflowFailException):
+    """A DAG run spent more tokens or dollars than its budget allows (never retried)."""
