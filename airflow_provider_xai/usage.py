@@ -2,7 +2,8 @@
 the XCom keys, Airflow metrics, and the ledger that survives task retries.
 
 Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
-table below (overridable per connection), else it is reported as ``unknown``.
+table below (overridable per connection), else it is reported as ``unknown``. Adding records
+up across a DAG run (totals, budgets, the table) lives in :mod:`airflow_provider_xai.usage_summary`.
 """
 
 from __future__ import annotations
@@ -94,11 +95,12 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
     for m in models:
         if m.prompt_text_token_price is None or m.completion_text_token_price is None:
             continue
-        inp = usd(m.prompt_text_token_price) or 0.0
+        inp = m.prompt_text_token_price / 10_000
+        cached = usd(m.cached_prompt_text_token_price)
         price = Price(
             input=inp,
-            cached_input=usd(m.cached_prompt_text_token_price) or inp,
-            output=usd(m.completion_text_token_price) or 0.0,
+            cached_input=inp if cached is None else cached,  # 0 is a price (free caching)
+            output=m.completion_text_token_price / 10_000,
             image=usd(m.prompt_image_token_price),
         )
         for name in (m.id, *m.aliases):
@@ -232,9 +234,10 @@ def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
 class UsageLedger:
     """Usage of one task instance across its attempts.
 
-    Airflow deletes a task instance's XComs when it retries, so earlier attempts' records are
-    also kept in the task state store (Airflow 3.3+; keyed by dag/run/task/map index, so it
-    survives retries) and re-published in XCom ``xai_usage_ledger`` at every attempt's start.
+    Airflow deletes every XCom of a task instance when a new attempt starts (a per-try XCom key
+    would go too), so the records are also kept in the task state store (Airflow 3.3+; keyed by
+    dag/run/task/map index, not by try, so it survives retries) and re-published in XCom
+    ``xai_usage_ledger`` when each attempt starts. Checked under ``dag.test()`` with a retry.
     """
 
     def __init__(self, context: Mapping[str, Any], log: logging.Logger | Any) -> None:
@@ -273,3 +276,13 @@ class UsageLedger:
         self._publish()
         emit_metrics(record)
         return record
+
+    def record_many(self, records: Iterable[UsageRecord]) -> list[UsageRecord]:
+        """Stamp and count many billed responses (e.g. a batch's results) with one ledger
+        publish: no per-record log line or ``xai_usage`` XCom (the caller logs a summary)."""
+        stamped = [stamp(record, self.context) for record in records]
+        self.records.extend(record.to_dict() for record in stamped)
+        self._publish()
+        for record in stamped:
+            emit_metrics(record)
+        return stamped

@@ -1,0 +1,88 @@
+"""Waits in the triggerer until the task instances an :class:`XAIUsageSensor` watches finish.
+
+The trigger reads task states through the Task SDK (``RuntimeTaskInstance.get_task_states``,
+answered by the triggerer's supervisor, like the standard provider's ``WorkflowTrigger``), so
+it needs no metadata-DB access. It only waits; the sensor gathers usage when it resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_xai.usage_summary import fetch_task_states, unfinished
+
+#: Consecutive failed state look-ups tolerated before the trigger gives up.
+MAX_LOOKUP_FAILURES = 5
+
+
+class XAIUsageTrigger(BaseTrigger):
+    """Poll the states of ``task_ids`` in one DAG run until none can still spend.
+
+    Events: ``{"status": "done", "task_ids": [...]}``, ``{"status": "timeout", "pending":
+    {...}}`` once ``end_time`` (epoch seconds) passes, or ``{"status": "error", "message"}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str],
+        poll_interval: float = 10.0,
+        end_time: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.task_ids = list(task_ids)
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "dag_id": self.dag_id,
+                "run_id": self.run_id,
+                "task_ids": self.task_ids,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from asgiref.sync import sync_to_async
+
+        lookup = sync_to_async(fetch_task_states)
+        failures = 0
+        while True:
+            try:
+                pending = unfinished(await lookup(self.dag_id, self.run_id, self.task_ids))
+                failures = 0
+            except Exception as exc:  # the API may blip; keep polling a few times
+                failures += 1
+                self.log.warning("Reading task states failed (%d/%d): %s", failures, MAX_LOOKUP_FAILURES, exc)
+                if failures >= MAX_LOOKUP_FAILURES:
+                    yield TriggerEvent({"status": "error", "message": f"cannot read task states: {exc}"})
+                    return
+                pending = {"?": "unknown"}
+            else:
+                if not pending:
+                    yield TriggerEvent({"status": "done", "task_ids": self.task_ids})
+                    return
+            if self.end_time is not None and time.time() >= self.end_time:
+                yield TriggerEvent({"status": "timeout", "pending": pending})
+                return
+            self.log.info("Waiting for %d xAI task instance(s): %s", len(pending), _brief(pending))
+            await asyncio.sleep(self.poll_interval)
+
+
+def _brief(pending: dict[str, str], limit: int = 10) -> str:
+    items = [f"{name}={state}" for name, state in list(pending.items())[:limit]]
+    more = f" (+{len(pending) - limit} more)" if len(pending) > limit else ""
+    return ", ".join(items) + more

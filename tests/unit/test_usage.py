@@ -1,0 +1,301 @@
+"""usage.py: records and their cost, price tables, the log line, metrics, the retry-safe ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_xai.schemas import LanguageModel, Usage
+from airflow_provider_xai.usage import (
+    DEFAULT_PRICES,
+    PRICES_AS_OF,
+    XCOM_LEDGER_KEY,
+    XCOM_USAGE_KEY,
+    Price,
+    UsageLedger,
+    UsageRecord,
+    build_record,
+    emit_metrics,
+    format_usage_line,
+    parse_prices,
+    price_table,
+    prices_from_language_models,
+)
+
+
+def usage(**fields: Any) -> Usage:
+    data: dict[str, Any] = {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "total_tokens": 1700,
+        "prompt_tokens_details": {"text_tokens": 176, "cached_tokens": 100, "image_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 200},
+    }
+    data.update(fields)
+    return Usage.model_validate(data)
+
+
+class TestBuildRecord:
+    def test_total_includes_reasoning_tokens(self) -> None:
+        rec = build_record(usage(), "grok-4.3")
+        assert (rec.prompt_tokens, rec.completion_tokens, rec.reasoning_tokens) == (1200, 300, 200)
+        assert (rec.cached_tokens, rec.image_tokens) == (100, 1024)
+        assert rec.total_tokens == 1700  # 1200 + 300 + 200, as xAI counts it
+
+    def test_server_ticks_win_over_the_price_table(self) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=123_456_789), "grok-4.3", prices={})
+        assert rec.cost_source == "xai" and rec.cost_usd == 0.0123456789
+
+    def test_estimate_from_price_table(self) -> None:
+        prices = {"m": Price(input=2.0, cached_input=0.5, output=10.0, image=3.0)}
+        rec = build_record(usage(), "m", prices=prices)
+        # 76 uncached text, 100 cached, 1024 image tokens; 300 + 200 output (reasoning billed as output)
+        expected = (76 * 2.0 + 100 * 0.5 + 1024 * 3.0 + 500 * 10.0) / 1_000_000
+        assert rec.cost_source == "estimate" and rec.cost_usd == pytest.approx(expected, abs=1e-15)
+
+    def test_image_tokens_at_input_price_when_no_image_price(self) -> None:
+        rec = build_record(usage(), "m", prices={"m": Price(1.0, 1.0, 0.0)})
+        assert rec.cost_usd == pytest.approx(1200 / 1_000_000)
+
+    def test_unknown_model_has_unknown_cost(self) -> None:
+        rec = build_record(usage(), "grok-99")
+        assert rec.cost_usd is None and rec.cost_source == "unknown"
+        assert "cost_usd=unknown cost_source=unknown" in format_usage_line(rec)
+
+    def test_no_usage_is_an_empty_record(self) -> None:
+        rec = build_record(None, "grok-4.3", completion_id="c1")
+        assert rec.total_tokens == 0 and rec.completion_id == "c1" and rec.cost_usd is None
+
+    def test_discount_applies_to_estimates_only(self) -> None:
+        full = build_record(usage(), "grok-4.3")
+        half = build_record(usage(), "grok-4.3", discount=0.5)
+        assert half.cost_usd == pytest.approx(full.cost_usd / 2)  # type: ignore[operator]
+        assert build_record(usage(cost_in_usd_ticks=10), "grok-4.3", discount=0.5).cost_usd == 1e-9
+
+    def test_round_trip_and_identity(self) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=5), "grok-4.3", completion_id="c")
+        data = json.loads(json.dumps(rec.to_dict()))
+        back = UsageRecord.from_dict({**data, "new_field_from_the_future": 1})
+        assert back == rec and back.key == rec.key
+
+    def test_log_line_is_stable(self) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3")
+        assert format_usage_line(rec) == (
+            "xAI usage: model=grok-4.3 prompt_tokens=1200 completion_tokens=300 reasoning_tokens=200 "
+            "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai"
+        )
+
+
+class TestPrices:
+    def test_table_is_dated_and_covers_current_models(self) -> None:
+        assert PRICES_AS_OF >= "2026-01-01"
+        assert {"grok-4.3", "grok-4-1-fast-reasoning", "grok-3-mini"} <= set(DEFAULT_PRICES)
+
+    def test_overrides_replace_and_add(self) -> None:
+        table = price_table({"grok-4.3": {"input": 1, "output": 2}, "new-model": {"input": 3, "output": 4}})
+        assert table["grok-4.3"] == Price(1.0, 1.0, 2.0)  # cached defaults to input
+        assert table["new-model"].output == 4.0 and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+
+    @pytest.mark.parametrize("bad", [{"m": {"input": 1}}, {"m": 3}])
+    def test_bad_override_names_the_model(self, bad: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match="'m'"):
+            parse_prices(bad)
+
+    def test_language_model_prices_are_cents_per_100m(self) -> None:
+        model = LanguageModel.model_validate(
+            {
+                "id": "grok-x",
+                "aliases": ["grok-x-latest"],
+                "prompt_text_token_price": 30000,
+                "cached_prompt_text_token_price": 7500,
+                "completion_text_token_price": 150000,
+                "prompt_image_token_price": 20000,
+            }
+        )
+        unpriced = LanguageModel.model_validate({"id": "free"})
+        free_cache = LanguageModel.model_validate(
+            {
+                "id": "c",
+                "prompt_text_token_price": 100,
+                "cached_prompt_text_token_price": 0,
+                "completion_text_token_price": 200,
+            }
+        )
+        prices = prices_from_language_models([model, unpriced, free_cache])
+        assert prices["grok-x"] == Price(3.0, 0.75, 15.0, image=2.0) == prices["grok-x-latest"]
+        assert "free" not in prices
+        assert prices["c"] == Price(0.01, 0.0, 0.02)  # a zero cached price is a price
+
+    @pytest.mark.parametrize("as_json", [True, False])
+    def test_connection_extra_overrides_hook_prices(
+        self, monkeypatch: pytest.MonkeyPatch, as_json: bool
+    ) -> None:
+        from airflow_provider_xai.hooks.xai import XAIHook
+
+        prices = {"grok-4.3": {"input": 9, "output": 99}}
+        extra = {"prices": json.dumps(prices) if as_json else prices}
+        conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": "k", "extra": extra}
+        monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
+        table = XAIHook().get_prices()
+        assert table["grok-4.3"] == Price(9.0, 9.0, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+
+
+class CaptureStats:
+    """A Stats backend that remembers every counter."""
+
+    def __init__(self) -> None:
+        self.counters: list[tuple[str, int, dict[str, Any]]] = []
+
+    def incr(self, stat: str, count: int = 1, rate: int = 1, *, tags: dict[str, Any] | None = None) -> None:
+        self.counters.append((stat, count, dict(tags or {})))
+
+    def by_name(self) -> dict[str, int]:
+        return {name: count for name, count, _ in self.counters}
+
+
+@pytest.fixture
+def stats(monkeypatch: pytest.MonkeyPatch) -> CaptureStats:
+    from airflow.sdk._shared.observability.metrics import stats as stats_module
+
+    backend = CaptureStats()
+    monkeypatch.setattr(stats_module, "_backend", backend)
+    return backend
+
+
+class TestMetrics:
+    def test_counters_by_kind_and_cost_tagged_by_model_dag_task(self, stats: CaptureStats) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3")
+        rec.dag_id, rec.task_id = "dag", "task"
+        emit_metrics(rec)
+        assert stats.by_name() == {
+            "xai.requests": 1,
+            "xai.tokens.prompt": 1200,
+            "xai.tokens.completion": 300,
+            "xai.tokens.reasoning": 200,
+            "xai.tokens.cached": 100,
+            "xai.tokens.image": 1024,
+            "xai.tokens.total": 1700,
+            "xai.cost_micro_usd": 2500,
+        }
+        assert {json.dumps(t, sort_keys=True) for *_, t in stats.counters} == {
+            json.dumps({"dag_id": "dag", "model": "grok-4.3", "task_id": "task"}, sort_keys=True)
+        }
+
+    def test_no_cost_counter_when_cost_unknown(self, stats: CaptureStats) -> None:
+        emit_metrics(build_record(usage(), "grok-99"))
+        assert "xai.cost_micro_usd" not in stats.by_name() and stats.by_name()["xai.tokens.total"] == 1700
+
+
+class FakeTI:
+    dag_id, task_id, run_id = "dag", "task", "run"
+
+    def __init__(self, map_index: int = -1, try_number: int = 1) -> None:
+        self.map_index = map_index
+        self.try_number = try_number
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = json.loads(json.dumps(value))
+
+
+class FakeStore:
+    """The task state store: survives across attempts (XComs do not)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.broken = False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self.broken:
+            raise RuntimeError("store down")
+        return json.loads(json.dumps(self.data.get(key, default)))
+
+    def set(self, key: str, value: Any) -> None:
+        if self.broken:
+            raise RuntimeError("store down")
+        self.data[key] = json.loads(json.dumps(value))
+
+
+LOG = logging.getLogger("test_usage")
+
+
+class TestLedger:
+    def test_records_survive_a_retry(self, stats: CaptureStats, caplog: pytest.LogCaptureFixture) -> None:
+        store = FakeStore()
+        first = FakeTI(map_index=2, try_number=1)
+        with caplog.at_level(logging.INFO, logger="test_usage"):
+            UsageLedger({"ti": first, "task_state_store": store}, LOG).record(
+                build_record(usage(cost_in_usd_ticks=7), "grok-4.3", completion_id="c1")
+            )
+        assert "xAI usage: model=grok-4.3 prompt_tokens=1200" in caplog.text
+        assert first.xcom[XCOM_USAGE_KEY]["try_number"] == 1 and first.xcom[XCOM_USAGE_KEY]["map_index"] == 2
+        assert stats.by_name()["xai.tokens.total"] == 1700
+
+        second = FakeTI(map_index=2, try_number=2)  # a retry starts with no XComs
+        ledger = UsageLedger({"ti": second, "task_state_store": store}, LOG)
+        assert [r["completion_id"] for r in second.xcom[XCOM_LEDGER_KEY]] == ["c1"]  # re-published
+        ledger.record(build_record(usage(), "grok-4.3", completion_id="c2"))
+        assert [(r["completion_id"], r["try_number"]) for r in second.xcom[XCOM_LEDGER_KEY]] == [
+            ("c1", 1),
+            ("c2", 2),
+        ]
+        assert second.xcom[XCOM_USAGE_KEY]["completion_id"] == "c2"
+        assert len(store.data["xai_usage_ledger"]) == 2
+
+    def test_works_without_a_state_store(self) -> None:
+        ti = FakeTI()
+        UsageLedger({"ti": ti}, LOG).record(build_record(usage(), "grok-4.3"))
+        assert len(ti.xcom[XCOM_LEDGER_KEY]) == 1
+
+    def test_a_broken_store_never_fails_the_task(self) -> None:
+        store = FakeStore()
+        store.broken = True
+        ti = FakeTI()
+        UsageLedger({"ti": ti, "task_state_store": store}, LOG).record(build_record(usage(), "grok-4.3"))
+        assert ti.xcom[XCOM_USAGE_KEY]["total_tokens"] == 1700
+
+
+def test_operator_costs_with_connection_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chat operator records the estimate from the connection's prices when xAI sends no cost."""
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.operators.chat import XAIChatOperator
+
+    conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": "k"}
+    conn["extra"] = {"prices": json.dumps({"grok-4.3": {"input": 1000, "output": 2000}})}  # type: ignore[assignment]
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "grok-4.3",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 10,
+            "completion_tokens": 4,
+            "total_tokens": 20,
+            "completion_tokens_details": {"reasoning_tokens": 6},
+        },
+    }
+    op = XAIChatOperator(task_id="t", prompt="hello")
+    op.hook = XAIHook(
+        client_kwargs={"transport": httpx.MockTransport(lambda r: httpx.Response(200, json=body))}
+    )
+    ti = FakeTI()
+    assert op.execute({"ti": ti, "task_state_store": FakeStore()}) == "hi"  # type: ignore[arg-type]
+    rec = ti.xcom[XCOM_USAGE_KEY]
+    assert rec["cost_source"] == "estimate" and rec["total_tokens"] == 20
+    assert rec["cost_usd"] == pytest.approx((10 * 1000 + 10 * 2000) / 1_000_000)
+
+
+def test_record_many_publishes_one_ledger(stats: CaptureStats) -> None:
+    store, ti = FakeStore(), FakeTI(try_number=3)
+    ledger = UsageLedger({"ti": ti, "task_state_store": store}, LOG)
+    stamped = ledger.record_many(build_record(usage(), "grok-4.3", completion_id=f"b{i}") for i in range(3))
+    assert [r.try_number for r in stamped] == [3, 3, 3]
+    assert [r["completion_id"] for r in ti.xcom[XCOM_LEDGER_KEY]] == ["b0", "b1", "b2"]
+    assert XCOM_USAGE_KEY not in ti.xcom and len(store.data["xai_usage_ledger"]) == 3
+    assert sum(count for name, count, _ in stats.counters if name == "xai.requests") == 3
