@@ -28,6 +28,7 @@ from airflow_provider_xai.exceptions import (
     XAIStructuredOutputError,
     XAITruncatedStreamError,
 )
+from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.policy import (
     ClientSettings,
     error_from_response,
@@ -71,7 +72,7 @@ def _stream_retryable(exc: BaseException) -> bool:
     return is_retryable(exc) or isinstance(exc, XAITruncatedStreamError)
 
 
-class XAIHook(BaseHook):
+class XAIHook(XAIBatchMixin, BaseHook):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).

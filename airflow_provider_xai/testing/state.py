@@ -237,6 +237,9 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "team_blocked": (bool,),
     "omit_cost": (bool,),
     "prompt_cache": (bool,),
+    "batch_pending_polls": (int,),
+    "batch_request_delay": (int, float),
+    "batch_max_body_bytes": (int,),
 }
 
 
@@ -254,6 +257,10 @@ class ServerState:
         self.team_blocked = False
         self.omit_cost = False
         self.prompt_cache = True
+        self.batch_pending_polls: int = 2  # batch polls before a request finishes (see batch.py)
+        self.batch_request_delay: float = 0.0  # and seconds after it was added
+        self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
+        self.batches: dict[str, Any] = {}  # batch id -> testing.batch.BatchRecord
         self.models: dict[str, ModelSpec] = dict(MODELS)
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
@@ -299,6 +306,7 @@ class ServerState:
             self._journal.clear()
             self._deferred.clear()
             self._seen_prefixes.clear()
+            self.batches.clear()
             self.models = dict(MODELS)
             self.set_chaos(None)
             self.configure(**self._initial)

@@ -1,0 +1,414 @@
+"""xAI Batch API methods of :class:`XAIHook` (mixed in as :class:`XAIBatchMixin`).
+
+A batch is a named container: create it, add requests (chunked under the 25 MB per-call limit
+and paced to 100 calls per 30 s), poll its counters, page through results, cancel it. There is
+no status field: a batch is done when ``num_pending == 0 and num_requests > 0``, or when it was
+cancelled or has expired. :meth:`XAIBatchMixin.find_batch` looks a batch up by name, which is
+how a retried Airflow task re-attaches to the batch it already paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIResponseError, XAIValidationError
+from airflow_provider_xai.schemas import ChatCompletion, parse_response
+
+if TYPE_CHECKING:
+    import httpx
+
+#: xAI accepts at most 25 MB per add-requests call (counted here in bytes of compact JSON).
+MAX_ADD_REQUESTS_BYTES = 25_000_000
+#: ... and at most 100 add-requests calls per 30 seconds.
+ADD_REQUESTS_CALLS = 100
+ADD_REQUESTS_WINDOW = 30.0
+#: Page size for listing batches, request metadata and results.
+PAGE_SIZE = 100
+#: Batch price as a fraction of the real-time price (for estimates when xAI sends no cost).
+BATCH_DISCOUNT = 0.5
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class BatchState(_Model):
+    """Request counters of a batch."""
+
+    num_requests: int = 0
+    num_pending: int = 0
+    num_success: int = 0
+    num_error: int = 0
+    num_cancelled: int = 0
+
+
+def parse_time(value: str | None) -> float | None:
+    """Epoch seconds from an RFC 3339 time (``Z`` or offset, any fraction); None if unreadable."""
+    if not value:
+        return None
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+class Batch(_Model):
+    """A batch as xAI describes it (``POST/GET /v1/batches...``)."""
+
+    batch_id: str = Field(min_length=1)
+    name: str = ""
+    create_time: str | None = None
+    expire_time: str | None = None
+    create_api_key_id: str | None = None
+    cancel_time: str | None = None
+    cancel_by_xai_message: str | None = None
+    state: BatchState = Field(default_factory=BatchState)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_time is not None or self.cancel_by_xai_message is not None
+
+    def expired(self, now: float | None = None) -> bool:
+        expires = parse_time(self.expire_time)
+        return expires is not None and expires <= (time.time() if now is None else now)
+
+    @property
+    def ended(self) -> bool:
+        """Cancelled (by you or by xAI) or expired: it will never make more progress."""
+        return self.cancelled or self.expired()
+
+    @property
+    def done(self) -> bool:
+        """No request left to wait for (xAI has no status field; this is the documented rule)."""
+        s = self.state
+        return (s.num_pending == 0 and s.num_requests > 0) or self.ended
+
+    @property
+    def outcome(self) -> str:
+        """``completed``, ``cancelled``, ``expired`` or ``running``."""
+        if self.cancelled:
+            return "cancelled"
+        if self.expired():
+            return "expired"
+        return "completed" if self.done else "running"
+
+    def progress(self) -> str:
+        s = self.state
+        finished = s.num_success + s.num_error + s.num_cancelled
+        return (
+            f"{finished}/{s.num_requests} finished ({s.num_success} succeeded, {s.num_error} failed, "
+            f"{s.num_cancelled} cancelled, {s.num_pending} pending)"
+        )
+
+
+class BatchList(_Model):
+    batches: list[Batch]
+    pagination_token: str | None = None
+
+
+class BatchRequestMetadata(_Model):
+    """State of one request in a batch (``pending``, ``succeeded``, ``failed``, ``cancelled``)."""
+
+    batch_request_id: str
+    endpoint: str | None = None
+    model: str | None = None
+    state: str = "unknown"
+    create_time: str | None = None
+    finish_time: str | None = None
+
+
+class BatchRequestList(_Model):
+    batch_request_metadata: list[BatchRequestMetadata]
+    pagination_token: str | None = None
+
+
+class BatchResult(_Model):
+    """One finished request: a chat completion or an error message."""
+
+    batch_request_id: str
+    batch_result: dict[str, Any] | None = None
+    error_message: str | None = None
+
+    def _response(self) -> dict[str, Any]:
+        response = (self.batch_result or {}).get("response")
+        return response if isinstance(response, dict) else {}
+
+    @property
+    def completion(self) -> ChatCompletion | None:
+        """The chat completion, or None for a failed request (raises if it is malformed)."""
+        body = self._response().get("chat_get_completion")
+        if body is None:
+            return None
+        try:
+            return ChatCompletion.model_validate(body)
+        except ValidationError as exc:
+            raise XAIResponseError(
+                f"Malformed completion for batch request {self.batch_request_id}: {exc.errors()[0]['msg']}"
+            ) from None
+
+    @property
+    def error(self) -> str | None:
+        """xAI's error message for a failed request; None when it succeeded."""
+        raw = (self.batch_result or {}).get("error") or self.error_message
+        if isinstance(raw, dict):
+            raw = raw.get("message") or json.dumps(raw)
+        if raw:
+            return str(raw)
+        if not self._response():
+            return "xAI returned neither a response nor an error for this request"
+        if "chat_get_completion" not in self._response():
+            return f"unsupported batch response kind: {sorted(self._response())}"
+        return None
+
+
+class BatchResultList(_Model):
+    results: list[BatchResult]
+    pagination_token: str | None = None
+
+
+def batch_request(custom_id: str, chat_body: Mapping[str, Any]) -> dict[str, Any]:
+    """One item of ``POST /v1/batches/{id}/requests`` for a chat-completion body."""
+    return {"batch_request_id": custom_id, "batch_request": {"chat_get_completion": dict(chat_body)}}
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value`` as httpx sends it (compact UTF-8 JSON)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return len(text.encode("utf-8"))
+
+
+def chunk_batch_requests(
+    items: Sequence[Mapping[str, Any]], max_bytes: int = MAX_ADD_REQUESTS_BYTES
+) -> list[list[Mapping[str, Any]]]:
+    """Split add-requests items into call bodies of at most ``max_bytes`` each, in order.
+
+    Raises :class:`XAIValidationError` for an item that alone exceeds the limit (before
+    anything is sent).
+    """
+    overhead = encoded_size({"batch_requests": []})
+    chunks: list[list[Mapping[str, Any]]] = []
+    current: list[Mapping[str, Any]] = []
+    size = overhead
+    for i, item in enumerate(items):
+        n = encoded_size(item)
+        if overhead + n > max_bytes:
+            raise XAIValidationError(
+                f"batch_requests[{i}]",
+                f"request {item.get('batch_request_id')!r} is {n} bytes; one add-requests call "
+                f"may carry at most {max_bytes} bytes",
+            )
+        extra = n + (1 if current else 0)  # the comma between items
+        if current and size + extra > max_bytes:
+            chunks.append(current)
+            current, size, extra = [], overhead, n
+        current.append(item)
+        size += extra
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class CallPacer:
+    """At most ``calls`` calls in any ``period`` seconds (sliding window); waits when full.
+
+    ``clock`` and ``sleep`` are injectable so tests can check pacing without waiting.
+    """
+
+    def __init__(
+        self,
+        calls: int = ADD_REQUESTS_CALLS,
+        period: float = ADD_REQUESTS_WINDOW,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls < 1 or period <= 0:
+            raise ValueError("CallPacer needs calls >= 1 and period > 0")
+        self.calls, self.period, self.clock, self.sleep = calls, period, clock, sleep
+        self._stamps: deque[float] = deque()
+
+    def delay(self) -> float:
+        """Seconds until the next call may start (0 when the window has room)."""
+        now = self.clock()
+        while self._stamps and self._stamps[0] <= now - self.period:
+            self._stamps.popleft()
+        return 0.0 if len(self._stamps) < self.calls else self._stamps[0] + self.period - now
+
+    def acquire(self) -> float:
+        """Wait for room, then count one call; return the seconds waited."""
+        waited = 0.0
+        while (pause := self.delay()) > 0:
+            self.sleep(pause)
+            waited += pause
+        self._stamps.append(self.clock())
+        return waited
+
+
+def _path(batch_id: str, suffix: str = "") -> str:
+    return f"batches/{quote(batch_id, safe='')}{suffix}"
+
+
+class XAIBatchMixin:
+    """Batch API methods; needs the host class's ``request``/``arequest`` (see XAIHook)."""
+
+    if TYPE_CHECKING:
+
+        def request(self, method: str, path: str, body: Any = None) -> httpx.Response: ...
+
+        async def arequest(self, method: str, path: str, body: Any = None) -> httpx.Response: ...
+
+    _batch_pacer: CallPacer | None = None
+    #: ``limit`` of list calls (batches, request metadata, results).
+    batch_page_size: int = PAGE_SIZE
+
+    @property
+    def batch_pacer(self) -> CallPacer:
+        """The add-requests pacer shared by this hook's calls."""
+        if self._batch_pacer is None:
+            self._batch_pacer = CallPacer()
+        return self._batch_pacer
+
+    # --- batches -------------------------------------------------------------------------------
+    def create_batch(self, name: str) -> Batch:
+        """``POST /v1/batches``: an empty batch called ``name``."""
+        if not isinstance(name, str) or not name.strip():
+            raise XAIValidationError("name", "a batch needs a non-empty name")
+        batch: Batch = parse_response(Batch, self.request("POST", "batches", {"name": name}).content, "batch")
+        return batch
+
+    def get_batch(self, batch_id: str) -> Batch:
+        """``GET /v1/batches/{id}``: the batch and its request counters."""
+        batch: Batch = parse_response(Batch, self.request("GET", _path(batch_id)).content, "batch")
+        return batch
+
+    async def aget_batch(self, batch_id: str) -> Batch:
+        """Async :meth:`get_batch` (for triggers)."""
+        batch: Batch = parse_response(Batch, (await self.arequest("GET", _path(batch_id))).content, "batch")
+        return batch
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """``POST /v1/batches/{id}:cancel``: pending requests are dropped; finished ones keep results."""
+        response = self.request("POST", _path(batch_id, ":cancel"))
+        batch: Batch = parse_response(Batch, response.content, "batch")
+        return batch
+
+    async def acancel_batch(self, batch_id: str) -> Batch:
+        """Async :meth:`cancel_batch`."""
+        response = await self.arequest("POST", _path(batch_id, ":cancel"))
+        batch: Batch = parse_response(Batch, response.content, "batch")
+        return batch
+
+    def _pages(self, path: str, model: type[M], what: str) -> Iterator[M]:
+        """Every page of a token-paged list (``limit`` + ``pagination_token``), fetched lazily."""
+        token: str | None = None
+        while True:
+            query = urlencode(
+                {"limit": self.batch_page_size, **({"pagination_token": token} if token else {})}
+            )
+            page = parse_response(model, self.request("GET", f"{path}?{query}").content, what)
+            yield page
+            token = getattr(page, "pagination_token", None)
+            if not token:
+                return
+
+    def list_batches(self) -> Iterator[Batch]:
+        """``GET /v1/batches``: every batch of the team, newest first."""
+        for page in self._pages("batches", BatchList, "batch list"):
+            yield from page.batches
+
+    def find_batch(self, name: str, *, include_ended: bool = False) -> Batch | None:
+        """The newest batch called ``name`` (skipping cancelled/expired ones unless asked), or None."""
+        for batch in self.list_batches():
+            if batch.name == name and (include_ended or not batch.ended):
+                return batch
+        return None
+
+    # --- requests ------------------------------------------------------------------------------
+    def add_batch_requests(
+        self,
+        batch_id: str,
+        requests: Sequence[Mapping[str, Any]],
+        *,
+        max_bytes: int = MAX_ADD_REQUESTS_BYTES,
+        pacer: CallPacer | None = None,
+    ) -> int:
+        """``POST /v1/batches/{id}/requests`` in as many calls as the size limit needs, paced to
+        the call-rate limit. Items are :func:`batch_request` dicts. Returns the number of calls.
+
+        Every chunk is sized before the first call, so an oversized item sends nothing.
+        """
+        chunks = chunk_batch_requests(requests, max_bytes)
+        pacer = pacer if pacer is not None else self.batch_pacer
+        for n, chunk in enumerate(chunks, 1):
+            waited = pacer.acquire()
+            if waited:
+                log.info("Paced xAI add-requests: waited %.1fs for the call-rate limit", waited)
+            self.request("POST", _path(batch_id, "/requests"), {"batch_requests": list(chunk)})
+            log.debug("Added %d requests to batch %s (call %d/%d)", len(chunk), batch_id, n, len(chunks))
+        return len(chunks)
+
+    def list_batch_requests(self, batch_id: str) -> Iterator[BatchRequestMetadata]:
+        """``GET /v1/batches/{id}/requests``: the state of every request."""
+        for page in self._pages(_path(batch_id, "/requests"), BatchRequestList, "batch request list"):
+            yield from page.batch_request_metadata
+
+    def iter_batch_results(self, batch_id: str) -> Iterator[BatchResult]:
+        """``GET /v1/batches/{id}/results``: every finished request, page by page."""
+        for page in self._pages(_path(batch_id, "/results"), BatchResultList, "batch results"):
+            yield from page.results
+
+    def wait_for_batch(
+        self,
+        batch_id: str,
+        *,
+        poll_interval: float = 30.0,
+        timeout: float = 24 * 3600,
+        cancel_on_timeout: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Batch:
+        """Poll (blocking) until the batch is done; on timeout cancel it (by default) and raise
+        :class:`XAIDeferredTimeoutError`."""
+        deadline = clock() + timeout
+        last = ""
+        while True:
+            batch = self.get_batch(batch_id)
+            if batch.done:
+                return batch
+            if batch.progress() != last:
+                last = batch.progress()
+                log.info("xAI batch %s: %s", batch_id, last)
+            remaining = deadline - clock()
+            if remaining <= 0:
+                if cancel_on_timeout:
+                    batch = self.cancel_batch(batch_id)
+                raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))
+            sleep(min(poll_interval, remaining))
+
+
+def timeout_message(batch: Batch, timeout: float | None, cancelled: bool) -> str:
+    """The error text for a batch that did not finish in time."""
+    action = "cancelled it" if cancelled else "left it running (it may still finish and be billed)"
+    within = f"within {timeout:g}s" if timeout is not None else "before its deadline"
+    return (
+        f"xAI batch {batch.batch_id} ({batch.name}) did not finish {within}; "
+        f"{action}. State: {batch.progress()}"
+    )

@@ -1,0 +1,469 @@
+"""XAIBatchOperator: many chat requests through xAI's Batch API, at the batch discount.
+
+Submits every input as one batch request (``custom_id`` = ``batch_request_id``), waits in the
+triggerer, then writes one JSONL line per input to ``output_path`` and returns a small summary.
+A retried or cleared task finds the batch it already created (deterministic name from
+dag/run/task/map index, and the task state store) and re-attaches instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_xai.exceptions import (
+    XAIDeferredError,
+    XAIDeferredTimeoutError,
+    XAIError,
+    XAINotFoundError,
+    XAIValidationError,
+)
+from airflow_provider_xai.operators.chat import coerce_messages
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_xai.hooks.batch import Batch, BatchResult
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.structured import OutputSpec
+    from airflow_provider_xai.usage import UsageLedger, UsageRecord
+
+XCOM_BATCH_ID_KEY = "xai_batch_id"
+STATE_BATCH_ID_KEY = "xai_batch_id"
+ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "body", "model", "method", "url"})
+USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens")
+
+
+def batch_name_for(dag_id: str, run_id: str, task_id: str, map_index: int | None) -> str:
+    """Deterministic batch name of one task instance (the same on every try and re-run)."""
+    index = -1 if map_index is None else map_index
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{task_id}\0{index}".encode()).hexdigest()[:24]
+    return f"airflow:{dag_id[:80]}:{task_id[:80]}:{index}:{digest}"
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One validated input: its join key and its chat-completion body."""
+
+    custom_id: str
+    body: dict[str, Any]
+
+
+class XAIBatchOperator(BaseOperator):
+    """Run many prompts through xAI's Batch API and write the answers as JSONL.
+
+    :param inputs: a list of prompts (str) or request dicts, or a JSONL file
+        (``ObjectStoragePath`` or path/URI string) with one such item per line. A dict has
+        ``prompt``, ``messages`` or a full chat ``body`` (xAI's JSONL upload format: ``custom_id``,
+        ``method``, ``url``, ``body``), and optionally ``custom_id`` and ``model``. Missing
+        ``custom_id`` s are ``req-000000``, ``req-000001``... by position. (templated)
+    :param output_path: where to write the results (``ObjectStoragePath`` or URI), one JSON
+        line per input: ``custom_id``, ``index``, ``status`` (succeeded/failed/cancelled/
+        missing), ``answer`` (text, or the validated object with ``response_format``),
+        ``error``, ``model``, ``usage``. (templated)
+    :param system_prompt: system message for requests that have none. (templated)
+    :param model: model for requests that name none (default: the connection's). (templated)
+    :param response_format: pydantic model class, JSON-schema dict or ``"json_object"``;
+        every answer is validated (an invalid one is a failed line, still billed).
+    :param temperature: default sampling temperature, 0 to 2.
+    :param max_tokens: default most output tokens per request.
+    :param request_kwargs: other chat fields for every request. (templated)
+    :param deferrable: wait in the triggerer (default) instead of on a worker.
+    :param poll_interval: seconds between batch polls.
+    :param batch_timeout: seconds to wait before cancelling the batch and failing.
+    :param fail_on_errors: fail the task (after writing the output) if any request failed.
+    :param xai_conn_id: the xAI connection.
+    """
+
+    template_fields: Sequence[str] = ("inputs", "output_path", "system_prompt", "model", "request_kwargs")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "request_kwargs": "json"}
+    ui_color = "#a5b4fc"
+    #: Bytes per add-requests call (default: xAI's 25 MB limit); lowered in tests of chunking.
+    add_requests_max_bytes: int | None = None
+
+    def __init__(
+        self,
+        *,
+        inputs: Any,
+        output_path: Any,
+        system_prompt: str | None = None,
+        model: str | None = None,
+        response_format: Any = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        request_kwargs: dict[str, Any] | None = None,
+        deferrable: bool = True,
+        poll_interval: float = 60.0,
+        batch_timeout: float = 24 * 3600,
+        fail_on_errors: bool = False,
+        xai_conn_id: str = "xai_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.inputs = inputs
+        self.output_path = output_path
+        self.system_prompt = system_prompt
+        self.model = model
+        self.response_format = response_format
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.request_kwargs = request_kwargs or {}
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.batch_timeout = batch_timeout
+        self.fail_on_errors = fail_on_errors
+        self.xai_conn_id = xai_conn_id
+        self._batch_id: str | None = None
+        _check_number("temperature", temperature, 0, 2)
+        _check_number("max_tokens", max_tokens, 1, integer=True)
+        _check_number("poll_interval", poll_interval, 0, positive=True)
+        _check_number("batch_timeout", batch_timeout, 0, positive=True)
+        _ = self.output_spec
+
+    @cached_property
+    def output_spec(self) -> OutputSpec | None:
+        from airflow_provider_xai.structured import OutputSpec
+
+        return OutputSpec.from_user(self.response_format)
+
+    @cached_property
+    def hook(self) -> XAIHook:
+        from airflow_provider_xai.hooks.xai import XAIHook
+
+        return XAIHook(xai_conn_id=self.xai_conn_id)
+
+    # --- inputs --------------------------------------------------------------------------------
+    def load_inputs(self) -> list[Any]:
+        """The raw input items: the list itself, or the lines of the JSONL file."""
+        from airflow.sdk import ObjectStoragePath
+
+        value = self.inputs
+        if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
+            hint = "pass the upstream task's output itself, or use render_template_as_native_obj=True"
+            raise XAIValidationError("inputs", f"got a list rendered as text, not a list or a path; {hint}")
+        if isinstance(value, str) and value.strip():
+            value = ObjectStoragePath(value.strip())
+        if isinstance(value, ObjectStoragePath):
+            return _read_jsonl(value)
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            return list(value)
+        raise XAIValidationError(
+            "inputs", f"expected a list of prompts or request dicts, or a JSONL path; got {value!r:.80}"
+        )
+
+    def prepare_requests(self) -> list[PreparedRequest]:
+        """Validate every input and build its chat body (raises before anything is sent)."""
+        items = self.load_inputs()
+        if not items:
+            raise XAIValidationError("inputs", "no requests to submit")
+        if not isinstance(self.request_kwargs, dict):
+            raise XAIValidationError("request_kwargs", f"expected a dict, got {self.request_kwargs!r:.80}")
+        prepared: list[PreparedRequest] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            custom_id, body = self._item_body(i, item)
+            if custom_id in seen:
+                raise XAIValidationError(
+                    f"inputs[{i}].custom_id", f"{custom_id!r} is also inputs[{seen[custom_id]}]"
+                )
+            seen[custom_id] = i
+            try:
+                request = self.hook.build_request(body)
+            except XAIValidationError as exc:
+                raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
+            if request.stream or request.deferred:
+                raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
+            prepared.append(PreparedRequest(custom_id, request.to_body()))
+        return prepared
+
+    def _item_body(self, i: int, item: Any) -> tuple[str, dict[str, Any]]:
+        """(custom_id, chat body with the shared defaults applied) of one input."""
+        where = f"inputs[{i}]"
+        item = {"prompt": item} if isinstance(item, str) else item
+        if not isinstance(item, Mapping):
+            raise XAIValidationError(where, f"expected a prompt string or a dict, got {type(item).__name__}")
+        if unknown := sorted(set(item) - ITEM_KEYS):
+            raise XAIValidationError(
+                f"{where}.{unknown[0]}", f"unknown key; expected some of {sorted(ITEM_KEYS)}"
+            )
+        custom_id = item.get("custom_id") or f"req-{i:06d}"
+        if not isinstance(custom_id, str) or not custom_id.strip():
+            raise XAIValidationError(f"{where}.custom_id", f"expected a non-empty string, got {custom_id!r}")
+        forms = [k for k in ("prompt", "messages", "body") if k in item]
+        if len(forms) != 1:
+            raise XAIValidationError(where, "give exactly one of 'prompt', 'messages' or 'body'")
+        form, value = forms[0], item[forms[0]]
+        if form == "prompt" and (not isinstance(value, str) or not value.strip()):
+            raise XAIValidationError(f"{where}.prompt", f"expected non-empty text, got {value!r}")
+        if form == "body" and not (
+            isinstance(value, Mapping)
+            and str(item.get("url", "chat/completions")).endswith("chat/completions")
+        ):
+            raise XAIValidationError(
+                f"{where}.body", "expected a chat-completions request dict (url .../chat/completions)"
+            )
+        body = dict(value) if form == "body" else {}
+        if form == "prompt":
+            messages = [{"role": "user", "content": value}]
+        else:
+            messages = coerce_messages(body.get("messages") if form == "body" else value, f"{where}.{form}")
+        if self.system_prompt is not None and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        defaults = {**self.request_kwargs, "model": self.model, "temperature": self.temperature}
+        defaults["max_completion_tokens"] = self.max_tokens
+        if self.output_spec is not None:
+            defaults["response_format"] = self.output_spec.response_format
+        body = {**{k: v for k, v in defaults.items() if v is not None}, **body, "messages": messages}
+        for field, model in ((f"{where}.model", item.get("model")), ("model", self.model)):
+            if model is not None and (not isinstance(model, str) or not model.strip()):
+                raise XAIValidationError(field, f"expected a model id, got {model!r}")
+        if item.get("model") is not None:
+            body["model"] = item["model"]
+        return custom_id, body
+
+    def _output(self) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        path = self.output_path
+        if isinstance(path, str) and path.strip():
+            return ObjectStoragePath(path.strip())
+        if isinstance(path, ObjectStoragePath):
+            return path
+        raise XAIValidationError("output_path", f"expected an ObjectStoragePath or a path/URI, got {path!r}")
+
+    # --- submission ----------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        from airflow_provider_xai.hooks import batch as api
+
+        self._ledger(context)  # re-publishes the usage of earlier tries
+        prepared = self.prepare_requests()
+        self._output()
+        items = [api.batch_request(p.custom_id, p.body) for p in prepared]
+        max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
+        try:  # an oversized request fails before any call
+            api.chunk_batch_requests(items, max_bytes)
+        except XAIValidationError as exc:
+            raise XAIValidationError(exc.field.replace("batch_requests", "inputs", 1), exc.problem) from None
+        batch, reattached = self._find_or_create(context)
+        known = set()
+        if reattached:  # add only what an earlier try did not (a crash may have cut it short)
+            known = {m.batch_request_id for m in self.hook.list_batch_requests(batch.batch_id)}
+            self.log.info("%d of %d requests are already in the batch", len(known), len(items))
+        if missing := [item for item in items if item["batch_request_id"] not in known]:
+            calls = self.hook.add_batch_requests(batch.batch_id, missing, max_bytes=max_bytes)
+            self.log.info("Added %d requests to xAI batch %s (%d calls)", len(missing), batch.batch_id, calls)
+        if self.deferrable:
+            self._defer(batch.batch_id)
+        try:
+            batch = self.hook.wait_for_batch(
+                batch.batch_id, poll_interval=self.poll_interval, timeout=self.batch_timeout
+            )
+        except XAIDeferredTimeoutError as exc:
+            return self._complete(context, self.hook.get_batch(batch.batch_id), prepared, timeout=str(exc))
+        return self._complete(context, batch, prepared)
+
+    def _find_or_create(self, context: Context) -> tuple[Batch, bool]:
+        """Re-attach to this task instance's live batch (state store, then name), else create it."""
+        ti = context["ti"]
+        name = batch_name_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        store, stored, batch = context.get("task_state_store"), None, None
+        with contextlib.suppress(Exception):  # the store is optional: the name lookup suffices
+            stored = store.get(STATE_BATCH_ID_KEY) if store is not None else None
+        if isinstance(stored, str) and stored:
+            with contextlib.suppress(XAINotFoundError):
+                found = self.hook.get_batch(stored)
+                batch = found if found.name == name and not found.ended else None
+        batch = batch or self.hook.find_batch(name)
+        reattached = batch is not None
+        if batch is None:
+            batch = self.hook.create_batch(name)
+            self.log.info("Created xAI batch %s (%s)", batch.batch_id, name)
+        else:
+            self.log.info("Re-attaching to xAI batch %s (%s): %s", batch.batch_id, name, batch.progress())
+        self._batch_id = batch.batch_id
+        ti.xcom_push(key=XCOM_BATCH_ID_KEY, value=batch.batch_id)  # at once: a crash must not lose it
+        with contextlib.suppress(Exception):
+            if store is not None:
+                store.set(STATE_BATCH_ID_KEY, batch.batch_id)
+        return batch, reattached
+
+    def _defer(self, batch_id: str) -> None:
+        from airflow_provider_xai.triggers.batch import XAIBatchTrigger
+
+        self.log.info("Deferring until xAI batch %s is done", batch_id)
+        trigger = XAIBatchTrigger(
+            batch_id=batch_id,
+            xai_conn_id=self.xai_conn_id,
+            poll_interval=self.poll_interval,
+            end_time=time.time() + self.batch_timeout,
+            timeout=self.batch_timeout,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: page through the results, record usage, write the JSONL."""
+        if not event or not event.get("batch_id"):
+            raise XAIDeferredError("xAI batch resumed without a trigger event")
+        self._batch_id = batch_id = str(event["batch_id"])
+        if event.get("status") not in ("success", "timeout"):
+            message = event.get("message") or f"waiting for xAI batch {batch_id} failed"
+            raise XAIDeferredError(str(message), status=event.get("http_status"))
+        timeout = str(event.get("message")) if event.get("status") == "timeout" else None
+        return self._complete(context, self.hook.get_batch(batch_id), self.prepare_requests(), timeout)
+
+    # --- results ------------------------------------------------------------------------------
+    def _ledger(self, context: Context) -> UsageLedger:
+        from airflow_provider_xai.usage import UsageLedger
+
+        return UsageLedger(context, self.log)
+
+    def _complete(
+        self, context: Context, batch: Batch, prepared: list[PreparedRequest], timeout: str | None = None
+    ) -> dict[str, Any]:
+        """Record usage, join results to inputs, write the output; raise on timeout/errors."""
+        from airflow_provider_xai.usage_summary import summarize
+
+        ledger = self._ledger(context)
+        results = {r.batch_request_id: r for r in self.hook.iter_batch_results(batch.batch_id)}
+        records = self._records(results)
+        done = {r.get("completion_id") for r in ledger.records if r.get("kind") == "batch"}
+        new = [r for r in records.values() if r.completion_id not in done]  # not twice across tries
+        ledger.record_many(new)  # billed: recorded before anything below can fail
+        usage = summarize(list(records.values()))
+        self.log.info(
+            "xAI batch usage: %d billed requests, total_tokens=%d cost_usd=%.6f (%d newly recorded)",
+            usage.totals.requests, usage.totals.total_tokens, usage.totals.cost_usd, len(new),
+        )  # fmt: skip
+        for model, totals in usage.by_model.items():
+            self.log.info("xAI batch usage for %s: %s", model, json.dumps(totals.to_dict(), sort_keys=True))
+        path = self._output()
+        lines = [
+            self._line(i, p, results.get(p.custom_id), records.get(p.custom_id), batch)
+            for i, p in enumerate(prepared)
+        ]
+        _write_jsonl(path, lines)
+        counts = Counter(line["status"] for line in lines)
+        self.log.info(
+            "xAI batch %s: %s; %d lines written to %s", batch.batch_id, batch.progress(), len(lines), path
+        )
+        summary = {
+            "batch_id": batch.batch_id,
+            "batch_name": batch.name,
+            "outcome": batch.outcome,
+            "output_path": str(path),
+            "requests": len(prepared),
+            **{k: counts.get(k, 0) for k in ("succeeded", "failed", "cancelled", "missing")},
+            "usage": usage.totals.to_dict(),
+            "usage_by_model": {model: t.to_dict() for model, t in usage.by_model.items()},
+        }
+        if timeout is not None:
+            raise XAIDeferredTimeoutError(f"{timeout}. Partial results were written to {path}")
+        if self.fail_on_errors and counts["succeeded"] < len(prepared):
+            raise XAIError(
+                f"{len(prepared) - counts['succeeded']} of {len(prepared)} batch requests failed; see {path}"
+            )
+        return summary
+
+    def _records(self, results: dict[str, BatchResult]) -> dict[str, UsageRecord]:
+        """One usage record (``kind="batch"``) per billed result, by custom_id."""
+        from airflow_provider_xai.hooks.batch import BATCH_DISCOUNT
+        from airflow_provider_xai.usage import build_record
+
+        prices, records = self.hook.get_prices(), {}
+        for custom_id, result in results.items():
+            with contextlib.suppress(XAIError):  # a malformed completion becomes a failed line
+                if (c := result.completion) is not None:
+                    records[custom_id] = build_record(
+                        c.usage, c.model, completion_id=c.id, request_id=custom_id, prices=prices,
+                        kind="batch", discount=BATCH_DISCOUNT,
+                    )  # fmt: skip
+        return records
+
+    def _line(
+        self,
+        index: int,
+        req: PreparedRequest,
+        result: BatchResult | None,
+        record: UsageRecord | None,
+        batch: Batch,
+    ) -> dict[str, Any]:
+        """The output line of one input."""
+        line: dict[str, Any] = {"custom_id": req.custom_id, "index": index, "status": "succeeded"}
+        line.update(answer=None, error=None, model=None, usage=None)
+        if result is None:
+            line["status"] = "cancelled" if batch.ended else "missing"
+            line["error"] = f"no result: the batch is {batch.outcome} and this request did not run"
+            return line
+        if record is not None:
+            line["model"] = record.model
+            line["usage"] = {**{f: getattr(record, f) for f in USAGE_FIELDS}, "cost_usd": record.cost_usd}
+        try:
+            completion = result.completion
+            if completion is None:
+                line.update(status="failed", error=result.error)
+            else:
+                text = completion.text
+                line["answer"] = (
+                    text if self.output_spec is None else self.output_spec.parse(text, completion)
+                )
+        except XAIError as exc:
+            line.update(status="failed", error=exc.message)
+        return line
+
+    def on_kill(self) -> None:
+        """Cancel the batch this task submitted (the trigger does the same while deferred)."""
+        if self._batch_id:
+            try:
+                self.hook.cancel_batch(self._batch_id)
+                self.log.info("Cancelled xAI batch %s", self._batch_id)
+            except XAIError as exc:
+                self.log.warning("Could not cancel xAI batch %s: %s", self._batch_id, exc)
+        self.hook.close()
+
+
+def _check_number(
+    field: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    *,
+    integer: bool = False,
+    positive: bool = False,
+) -> None:
+    if value is None:
+        return
+    typed = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if not typed or value < low or (positive and value <= 0) or (high is not None and value > high):
+        rule = f"from {low} to {high}" if high is not None else ("> 0" if positive else f">= {low}")
+        raise XAIValidationError(
+            field, f"must be {'an integer' if integer else 'a number'} {rule}, got {value!r}"
+        )
+
+
+def _read_jsonl(path: ObjectStoragePath) -> list[Any]:
+    if not path.exists():
+        raise XAIValidationError("inputs", f"JSONL file {path} does not exist")
+    items = []
+    with path.open("r") as handle:
+        for n, line in enumerate(handle, 1):
+            try:
+                items.extend([json.loads(line)] if line.strip() else [])
+            except ValueError:
+                raise XAIValidationError(f"inputs (line {n} of {path})", "is not valid JSON") from None
+    return items
+
+
+def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:
+    with contextlib.suppress(OSError, NotImplementedError):  # object stores have no directories
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)

@@ -1,0 +1,40 @@
+"""example_xai_batch end to end under dag.test() against the local xAI server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dags.conftest import run_dag, task_states, xcom_values
+
+
+def test_example_batch_dag_runs_green(
+    dagbag: Any, xai_server: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XAI_EXAMPLE_DATA", f"file://{tmp_path}")
+    xai_server.configure(batch_pending_polls=1)  # done at the trigger's first poll
+    dr = run_dag(dagbag, "example_xai_batch")
+    states = task_states(dr)
+    assert set(states.values()) == {"success"}, states
+
+    summary = xcom_values(dr, "classify")[-1]
+    assert (summary["requests"], summary["succeeded"], summary["failed"]) == (300, 300, 0)
+    assert summary["usage"]["requests"] == 300 and summary["usage"]["cost_usd"] > 0
+    assert xcom_values(dr, "classify", "xai_batch_id")[-1] == summary["batch_id"]
+    ledger = xcom_values(dr, "classify", "xai_usage_ledger")[-1]
+    assert len(ledger) == 300 and {r["kind"] for r in ledger} == {"batch"}
+
+    assert summary["output_path"].startswith(f"file://{tmp_path}/batch/")
+    output = Path(summary["output_path"].removeprefix("file://"))
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["custom_id"] for r in rows] == [f"ticket-{n:04d}" for n in range(300)]
+    report = xcom_values(dr, "summarise")[-1]
+    assert report["by_category"] == {"account": 75, "billing": 75, "bug": 75, "praise": 75}
+    assert report["labelled"] == 300 and report["cost_usd"] == summary["usage"]["cost_usd"]
+
+    (batch,) = xai_server.state.batches.values()
+    assert len(batch.requests) == 300
+    assert len(xai_server.requests("/requests", "POST")) == 1

@@ -1,0 +1,405 @@
+"""XAIBatchOperator, its trigger and the local server's Batch API, end to end over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from pydantic import BaseModel
+
+from airflow_provider_xai.exceptions import (
+    XAIBadRequestError,
+    XAIDeferredTimeoutError,
+    XAINotFoundError,
+    XAIValidationError,
+)
+from airflow_provider_xai.hooks.batch import batch_request
+from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.operators.batch import XAIBatchOperator, batch_name_for
+from airflow_provider_xai.testing.state import Fault
+from airflow_provider_xai.triggers.batch import XAIBatchTrigger
+from airflow_provider_xai.usage import TICKS_PER_USD
+
+RUN_ID = "scheduled__2026-01-01T00:00:00+00:00"
+
+
+class FakeTI:
+    """What the operator and the usage ledger use of a task instance."""
+
+    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
+        self.dag_id, self.run_id, self.task_id = "nightly", RUN_ID, "classify"
+        self.map_index, self.try_number = map_index, try_number
+        self.xcoms: list[tuple[str, Any]] = []
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms.append((key, json.loads(json.dumps(value))))
+
+    def pushed(self, key: str) -> list[Any]:
+        return [v for k, v in self.xcoms if k == key]
+
+
+class FakeStore(dict):
+    """The Airflow 3.3 task state store: survives retries of one task instance."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def context(try_number: int = 1, store: FakeStore | None = None) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"ti": FakeTI(try_number)}
+    if store is not None:
+        ctx["task_state_store"] = store
+    return ctx
+
+
+def operator(tmp_path: Path, inputs: Any, **kwargs: Any) -> XAIBatchOperator:
+    kwargs.setdefault("poll_interval", 0.01)
+    kwargs.setdefault("output_path", f"file://{tmp_path}/out.jsonl")
+    return XAIBatchOperator(task_id="classify", inputs=inputs, **kwargs)
+
+
+async def first_event(trigger: XAIBatchTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("trigger ended without an event")
+
+
+def run(op: XAIBatchOperator, ctx: dict[str, Any]) -> Any:
+    """execute -> (deferral -> trigger -> execute_complete), like the task runner."""
+    try:
+        return op.execute(ctx)
+    except TaskDeferred as deferred:
+        assert deferred.method_name == "execute_complete"
+        assert ctx["ti"].pushed("xai_batch_id"), "batch id must be in XCom before deferring"
+        return op.execute_complete(ctx, asyncio.run(first_event(deferred.trigger)))
+
+
+def lines(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+
+
+def batch_posts(server: Any) -> int:
+    return len([e for e in server.journal if e.method == "POST" and e.path.endswith("/v1/batches")])
+
+
+def add_calls(server: Any) -> int:
+    return len(server.requests("/requests", "POST"))
+
+
+class TestOperator:
+    def test_results_join_back_by_custom_id_with_partial_failures(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        inputs = [
+            {"custom_id": "zeta", "prompt": "Refund my order 17"},
+            "Where is parcel 4?",
+            {"custom_id": "alpha", "prompt": "This one breaks [fail]"},
+            {"messages": [{"role": "user", "content": "Reset my password"}]},
+        ]
+        ctx = context()
+        summary = run(operator(tmp_path, inputs, system_prompt="Be brief."), ctx)
+        out = lines(tmp_path)
+        assert [line["custom_id"] for line in out] == ["zeta", "req-000001", "alpha", "req-000003"]
+        assert [line["index"] for line in out] == [0, 1, 2, 3]
+        for line, prompt in zip(
+            out, ["Refund my order 17", "Where is parcel 4?", None, "Reset my password"], strict=True
+        ):
+            if prompt is not None:
+                assert line["status"] == "succeeded" and prompt in line["answer"] and line["error"] is None
+        assert out[2]["status"] == "failed" and "[fail]" in out[2]["error"] and out[2]["answer"] is None
+        assert (summary["requests"], summary["succeeded"], summary["failed"]) == (4, 3, 1)
+        assert summary["outcome"] == "completed" and summary["output_path"].endswith("out.jsonl")
+        assert ctx["ti"].pushed("xai_batch_id") == [summary["batch_id"]]
+        assert ctx["ti"].pushed("return_value") == []  # the summary is returned, answers are not pushed
+        sent = xai_server.state.batches[summary["batch_id"]].requests["zeta"].body
+        assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert sent["model"] == "grok-4.3"
+
+    def test_usage_totals_are_the_sum_of_per_request_usage(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(prompt_cache=False)
+        ctx = context()
+        summary = run(operator(tmp_path, [f"Summarise ticket {i}" * (i + 1) for i in range(7)]), ctx)
+        usage = [line["usage"] for line in lines(tmp_path)]
+        ticks = sum(round(u["cost_usd"] * TICKS_PER_USD) for u in usage)
+        assert round(summary["usage"]["cost_usd"] * TICKS_PER_USD) == ticks > 0
+        for field in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens"):
+            assert summary["usage"][field] == sum(u[field] for u in usage)
+        assert summary["usage"]["requests"] == 7 and summary["usage_by_model"]["grok-4.3"]["requests"] == 7
+        ledger = ctx["ti"].pushed("xai_usage_ledger")
+        assert len(ledger) == 1, "one ledger publish for the whole batch"
+        assert [r["kind"] for r in ledger[0]] == ["batch"] * 7
+        assert {r["task_id"] for r in ledger[0]} == {"classify"}
+        assert ctx["ti"].pushed("xai_usage") == []
+        # the batch discount: half of what the same request costs in real time
+        hook = XAIHook()
+        realtime = hook.chat(model="grok-4.3", messages=[{"role": "user", "content": "Summarise ticket 0"}])
+        assert realtime.usage is not None and realtime.usage.cost_in_usd_ticks is not None
+        assert round(usage[0]["cost_usd"] * TICKS_PER_USD) == round(realtime.usage.cost_in_usd_ticks / 2)
+
+    def test_structured_output_from_a_jsonl_file(self, xai_server: Any, tmp_path: Path) -> None:
+        class Label(BaseModel):
+            category: Literal["billing", "bug", "praise"]
+            urgent: bool
+
+        source = tmp_path / "in.jsonl"
+        rows = [
+            {"custom_id": "t1", "prompt": "My invoice is wrong: billing"},
+            {"custom_id": "t2", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "grok-3-mini", "messages": [{"role": "user", "content": "It crashes, a bug"}]}},
+            "Great praise for the team",
+        ]  # fmt: skip
+        source.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+        summary = run(operator(tmp_path, f"file://{source}", response_format=Label), context())
+        out = lines(tmp_path)
+        assert [line["answer"]["category"] for line in out] == ["billing", "bug", "praise"]
+        assert [line["model"] for line in out] == ["grok-4.3", "grok-3-mini", "grok-4.3"]
+        assert summary["succeeded"] == 3
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"inputs": []}, "inputs"),
+            ({"inputs": [{"prompt": "a", "custom_id": "x"}, {"prompt": "b", "custom_id": "x"}]}, "inputs[1].custom_id"),
+            ({"inputs": [{"prompt": "a", "colour": "red"}]}, "inputs[0].colour"),
+            ({"inputs": ["ok", {"messages": [{"role": "robot", "content": "x"}]}]}, "inputs[1].messages[0].role"),
+            ({"inputs": [{"prompt": "a", "model": ""}]}, "inputs[0].model"),
+            ({"inputs": ["fine", "x" * 3000]}, "inputs[1]"),
+            ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
+            ({"inputs": "['rendered', 'as text']"}, "inputs"),
+            ({"inputs": ["a"], "output_path": None}, "output_path"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].body"),
+        ],
+    )  # fmt: skip
+    def test_bad_input_fails_before_any_request(
+        self, xai_server: Any, tmp_path: Path, kwargs: dict[str, Any], field: str
+    ) -> None:
+        op = operator(tmp_path, **kwargs)
+        op.add_requests_max_bytes = 2000
+        with pytest.raises(XAIValidationError) as info:
+            op.execute(context())
+        assert info.value.field == field
+        assert xai_server.journal == []
+
+    def test_bad_static_arguments_fail_at_parse_time(self, tmp_path: Path) -> None:
+        bad = {
+            "temperature": 3,
+            "max_tokens": 0,
+            "poll_interval": 0,
+            "batch_timeout": -1,
+            "response_format": 5,
+        }
+        for field, value in bad.items():
+            kwargs = {field: value}
+            with pytest.raises(XAIValidationError) as info:
+                operator(tmp_path, ["a"], **kwargs)
+            assert info.value.field == field
+
+
+class TestIdempotency:
+    def test_retry_after_crash_between_submit_and_completion_reattaches(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        prompts = [f"record {i}" for i in range(25)]
+        first = operator(tmp_path, prompts)
+        first.add_requests_max_bytes = 1500
+        ctx1 = context(try_number=1)
+        with pytest.raises(TaskDeferred):
+            first.execute(ctx1)  # submitted and deferred ... then the worker dies
+        calls_first = add_calls(xai_server)
+        assert batch_posts(xai_server) == 1 and calls_first > 1
+        ctx2 = context(try_number=2)  # a retry: fresh XComs, no task state store
+        summary = run(operator(tmp_path, prompts), ctx2)
+        assert batch_posts(xai_server) == 1 and len(xai_server.state.batches) == 1
+        assert add_calls(xai_server) == calls_first, "the retry added nothing"
+        assert (
+            summary["batch_id"]
+            == ctx1["ti"].pushed("xai_batch_id")[0]
+            == ctx2["ti"].pushed("xai_batch_id")[0]
+        )
+        assert summary["succeeded"] == 25
+        (batch,) = xai_server.state.batches.values()
+        assert batch.name == batch_name_for("nightly", RUN_ID, "classify", -1)
+        assert len(batch.requests) == 25
+
+    def test_crash_midway_through_adding_adds_only_the_missing_requests(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        prompts = [f"row {i}" for i in range(30)]
+        xai_server.enqueue(Fault(path="/requests"))  # first add call passes
+        xai_server.enqueue(Fault(400, path="/requests", message="worker lost"))  # the second one dies
+        first = operator(tmp_path, prompts)
+        first.add_requests_max_bytes = 1500
+        with pytest.raises(XAIBadRequestError):
+            first.execute(context(try_number=1))
+        (batch,) = xai_server.state.batches.values()
+        added_before = len(batch.requests)
+        assert 0 < added_before < 30
+        summary = run(operator(tmp_path, prompts), context(try_number=2))
+        assert batch_posts(xai_server) == 1 and len(batch.requests) == 30
+        assert summary["succeeded"] == 30
+        retry_adds = [e for e in xai_server.requests("/requests", "POST") if e.status == 200][1:]
+        assert sum(len(e.body["batch_requests"]) for e in retry_adds) == 30 - added_before
+
+    def test_state_store_remembers_the_batch_and_usage_is_not_counted_twice(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        store = FakeStore()
+        prompts = ["a", "b", "c"]
+        run(operator(tmp_path, prompts), context(1, store))
+        assert store["xai_batch_id"] in xai_server.state.batches
+        seen = len(xai_server.journal)
+        summary = run(operator(tmp_path, prompts), context(2, store))  # cleared, runs again
+        second = [(e.method, e.path.rsplit("/v1/", 1)[1]) for e in xai_server.journal[seen:]]
+        assert ("GET", "batches") not in second, "the stored id is used; no name lookup needed"
+        assert [m for m, p in second if m == "POST"] == [], "no new batch, no new requests"
+        assert summary["succeeded"] == 3
+        assert len(store["xai_usage_ledger"]) == 3, "re-attaching records no usage twice"
+
+    def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
+        hook = XAIHook()
+        name = batch_name_for("nightly", RUN_ID, "classify", -1)
+        old = hook.create_batch(name)
+        hook.cancel_batch(old.batch_id)
+        summary = run(operator(tmp_path, ["x"]), context())
+        assert summary["batch_id"] != old.batch_id and summary["succeeded"] == 1
+
+
+class TestCancel:
+    def test_poll_timeout_cancels_the_batch_and_keeps_partial_results(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        xai_server.configure(batch_pending_polls=1000)  # request k needs k + 1 polls
+        ctx = context()
+        with pytest.raises(XAIDeferredTimeoutError) as info:
+            run(operator(tmp_path, [f"p{i}" for i in range(40)], batch_timeout=0.3, poll_interval=0.05), ctx)
+        batch_id = ctx["ti"].pushed("xai_batch_id")[0]
+        assert xai_server.state.batches[batch_id].cancelled is not None
+        assert (
+            batch_id in str(info.value)
+            and "cancelled it" in str(info.value)
+            and "out.jsonl" in str(info.value)
+        )
+        statuses = [line["status"] for line in lines(tmp_path)]
+        assert statuses.count("succeeded") >= 1 and statuses.count("cancelled") >= 20
+        assert statuses == sorted(statuses, key=lambda s: s != "succeeded")
+        assert len(ctx["ti"].pushed("xai_usage_ledger")[-1]) == statuses.count("succeeded")
+
+    def test_blocking_mode_timeout_also_cancels(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_request_delay=3600)  # never finishes
+        ctx = context()
+        with pytest.raises(XAIDeferredTimeoutError):
+            operator(
+                tmp_path, ["a", "b", "c"], deferrable=False, batch_timeout=0.1, poll_interval=0.02
+            ).execute(ctx)
+        assert xai_server.state.batches[ctx["ti"].pushed("xai_batch_id")[0]].cancelled is not None
+
+    def test_on_kill_cancels_the_running_batch(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_request_delay=3600)
+        op = operator(tmp_path, ["a", "b"], deferrable=False, poll_interval=0.02)
+        result: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: result.update(summary=op.execute(context())))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not (op._batch_id and xai_server.requests("/requests", "POST")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        op.on_kill()
+        worker.join(10)
+        assert not worker.is_alive()
+        assert xai_server.state.batches[op._batch_id].cancelled is not None
+        assert result["summary"]["cancelled"] == 2 and result["summary"]["outcome"] == "cancelled"
+
+    def test_trigger_on_kill_cancels_and_serializes(self, xai_server: Any) -> None:
+        hook = XAIHook()
+        batch = hook.create_batch("to-kill")
+        hook.add_batch_requests(batch.batch_id, [batch_request("r", {"model": "grok-4.3", "messages": [
+            {"role": "user", "content": "hi"}]})])  # fmt: skip
+        trigger = XAIBatchTrigger(batch.batch_id, poll_interval=2.5, end_time=123.0, timeout=60)
+        path, kwargs = trigger.serialize()
+        assert path == "airflow_provider_xai.triggers.batch.XAIBatchTrigger"
+        assert XAIBatchTrigger(**kwargs).serialize() == (path, kwargs)
+        asyncio.run(trigger.on_kill())
+        assert hook.get_batch(batch.batch_id).outcome == "cancelled"
+
+    def test_trigger_reports_errors(self, xai_server: Any) -> None:
+        event = asyncio.run(first_event(XAIBatchTrigger("batch_missing", poll_interval=0.01)))
+        assert event["status"] == "error" and event["http_status"] == 404
+
+    def test_trigger_rides_out_transient_poll_failures(
+        self, xai_server: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(max_retries=0))
+        hook = XAIHook()
+        batch = hook.create_batch("flaky")
+        hook.add_batch_requests(batch.batch_id, TestLocalServerBatchAPI().items(2))
+        xai_server.enqueue(Fault(503, path=f"/batches/{batch.batch_id}"), times=2)
+        event = asyncio.run(first_event(XAIBatchTrigger(batch.batch_id, poll_interval=0.01)))
+        assert event["status"] == "success" and event["state"]["num_success"] == 2
+        xai_server.enqueue(Fault(503, path=f"/batches/{batch.batch_id}"), times=2)
+        event = asyncio.run(
+            first_event(XAIBatchTrigger(batch.batch_id, poll_interval=0.01, max_poll_failures=2))
+        )
+        assert event["status"] == "error" and event["http_status"] == 503
+
+
+class TestLocalServerBatchAPI:
+    def items(self, n: int, prefix: str = "r") -> list[dict[str, Any]]:
+        return [batch_request(f"{prefix}{i}", {"model": "grok-4.3", "messages": [{"role": "user", "content": f"q{i}"}]})
+                for i in range(n)]  # fmt: skip
+
+    def test_requests_finish_over_polls_and_results_page(self, xai_server: Any) -> None:
+        xai_server.configure(batch_pending_polls=3)
+        hook = XAIHook()
+        hook.batch_page_size = 4
+        batch = hook.create_batch("progress")
+        hook.add_batch_requests(batch.batch_id, self.items(10))
+        pending = [hook.get_batch(batch.batch_id).state.num_pending for _ in range(3)]
+        assert pending == [6, 3, 0]
+        assert [m.state for m in hook.list_batch_requests(batch.batch_id)] == ["succeeded"] * 10
+        before = len(xai_server.requests("/results", "GET"))
+        results = list(hook.iter_batch_results(batch.batch_id))
+        assert sorted(r.batch_request_id for r in results) == sorted(f"r{i}" for i in range(10))
+        assert len(xai_server.requests("/results", "GET")) - before == 3
+
+    def test_request_delay_and_results_before_completion(self, xai_server: Any) -> None:
+        xai_server.configure(batch_pending_polls=0, batch_request_delay=0.15)
+        hook = XAIHook()
+        batch = hook.create_batch("slow")
+        hook.add_batch_requests(batch.batch_id, self.items(2))
+        assert hook.get_batch(batch.batch_id).state.num_pending == 2
+        assert list(hook.iter_batch_results(batch.batch_id)) == []
+        time.sleep(0.2)
+        assert hook.get_batch(batch.batch_id).done
+
+    def test_body_limit_duplicates_cancel_and_errors(self, xai_server: Any) -> None:
+        hook = XAIHook()
+        batch = hook.create_batch("limits")
+        xai_server.configure(batch_max_body_bytes=500)
+        with pytest.raises(XAIBadRequestError) as info:
+            hook.add_batch_requests(batch.batch_id, self.items(10))
+        assert info.value.status == 413 and add_calls(xai_server) == 1
+        xai_server.configure(batch_max_body_bytes=25_000_000)
+        hook.add_batch_requests(batch.batch_id, self.items(3))
+        hook.add_batch_requests(batch.batch_id, self.items(4))  # r0..r2 again: ignored
+        assert hook.get_batch(batch.batch_id).state.num_requests == 4
+        hook.cancel_batch(batch.batch_id)
+        with pytest.raises(XAIBadRequestError, match="cancelled"):
+            hook.add_batch_requests(batch.batch_id, self.items(1, "new"))
+        with pytest.raises(XAINotFoundError):
+            hook.get_batch("batch_nope")
+        with pytest.raises(XAIBadRequestError, match="pagination_token"):
+            hook.request("GET", f"batches/{batch.batch_id}/results?pagination_token=bogus")
+
+    def test_listing_is_newest_first_and_paged(self, xai_server: Any) -> None:
+        hook = XAIHook()
+        ids = [hook.create_batch(f"b{i}").batch_id for i in range(5)]
+        hook.batch_page_size = 2
+        assert [b.batch_id for b in hook.list_batches()] == ids[::-1]
+        before = len(xai_server.requests("/v1/batches", "GET"))
+        assert hook.find_batch("b0").batch_id == ids[0]
+        assert len(xai_server.requests("/v1/batches", "GET")) - before == 3
