@@ -7,13 +7,16 @@ faults to the exception tree, the tenacity retry policy, and assembling streamed
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import os
 import random
+import ssl
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
@@ -38,6 +41,8 @@ from airflow_provider_xai.exceptions import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 DEFAULT_MODEL = "grok-4.3"
@@ -257,4 +262,127 @@ def retry_policy(
         "wait": BackoffWait(backoff_base, backoff_cap),
         "before_sleep": before_sleep,
         "reraise": True,
+    }
+
+
+def replay_first(failure: BaseException, fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, except that its first call raises ``failure``: an attempt already made outside
+    tenacity. The hook tries each request once without tenacity (setting up ``Retrying`` costs
+    about as much as the rest of the hook's per-call work) and only on a retryable failure hands
+    over to the usual retry loop, which then sees that attempt and waits, logs and stops exactly
+    as if it had made it itself."""
+    pending = [failure]
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        if pending:
+            raise pending.pop()
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def areplay_first(failure: BaseException, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Async :func:`replay_first`."""
+    pending = [failure]
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        if pending:
+            raise pending.pop()
+        return await fn(*args, **kwargs)
+
+    return call
+
+
+# --- transport ------------------------------------------------------------------------------
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying SSL context for every client of the process.
+
+    httpx builds a new context (loading the whole CA bundle, ~20-50 ms of CPU) for each client;
+    a triggerer starting hundreds of deferred-completion triggers on one event loop would be
+    blocked for seconds. An ``SSLContext`` is safe to share. Honours ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` as httpx does, as set when it is first built.
+    """
+    return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
+#: Strings at least this long (base64 images) are streamed into the request body in slices.
+LARGE_STRING = 1 << 20
+_SLICE = 1 << 20
+
+
+def _has_large_string(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) >= LARGE_STRING
+    if isinstance(value, dict):
+        return any(_has_large_string(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_large_string(v) for v in value)
+    return False
+
+
+class JSONBody:
+    """A JSON request body sent in slices, so a 27 MB base64 image is not copied three times.
+
+    ``httpx.request(json=...)`` holds the body as a ``str`` and then ``bytes`` (and h11 joins
+    the bytes into one more copy when sending), on top of the caller's data URI: four copies of
+    a large image at once. Here the large strings are encoded 1 MiB at a time while sending,
+    with an exact ``Content-Length`` (the JSON text is what httpx 0.28's ``json=`` sends).
+    """
+
+    def __init__(self, body: Any) -> None:
+        token = f"xai-large-{uuid.uuid4().hex}-"
+        self.large: list[str] = []
+
+        def swap(value: Any) -> Any:
+            if isinstance(value, str) and len(value) >= LARGE_STRING:
+                self.large.append(value)
+                return f"{token}{len(self.large) - 1}"
+            if isinstance(value, dict):
+                return {k: swap(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [swap(v) for v in value]
+            return value
+
+        skeleton = json.dumps(swap(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        self.pieces: list[bytes | int] = []  # encoded JSON text, or the index of a large string
+        rest = skeleton
+        for i in range(len(self.large)):
+            marker = json.dumps(f"{token}{i}")
+            head, _, rest = rest.partition(marker)
+            self.pieces += [head.encode("utf-8"), i]
+        self.pieces.append(rest.encode("utf-8"))
+        self.length = sum(
+            len(p) if isinstance(p, bytes) else sum(map(len, self._slices(p))) for p in self.pieces
+        )
+
+    def _slices(self, index: int) -> Iterator[bytes]:
+        text = self.large[index]
+        yield b'"'
+        for start in range(0, len(text), _SLICE):
+            yield json.dumps(text[start : start + _SLICE], ensure_ascii=False)[1:-1].encode("utf-8")
+        yield b'"'
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                yield piece
+            else:
+                yield from self._slices(piece)
+
+    async def aiter(self) -> AsyncIterator[bytes]:
+        """The same chunks for ``httpx.AsyncClient`` (which needs an async iterable)."""
+        for chunk in self:
+            yield chunk
+
+
+def body_arguments(body: Any, *, asynchronous: bool = False) -> dict[str, Any]:
+    """``httpx`` request arguments for a JSON body: ``json=`` as usual, or a sliced
+    :class:`JSONBody` (build a fresh one per attempt) when the body holds a large string."""
+    if body is None or not _has_large_string(body):
+        return {"json": body}
+    content = JSONBody(body)
+    return {
+        "content": content.aiter() if asynchronous else content,
+        "headers": {"Content-Type": "application/json", "Content-Length": str(content.length)},
     }

@@ -31,11 +31,15 @@ from airflow_provider_xai.exceptions import (
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.policy import (
     ClientSettings,
+    areplay_first,
+    body_arguments,
     error_from_response,
     error_from_transport,
     is_retryable,
+    replay_first,
     retry_policy,
     settings_from_connection,
+    shared_ssl_context,
 )
 from airflow_provider_xai.hooks.streaming import StreamAssembler
 from airflow_provider_xai.schemas import (
@@ -153,6 +157,8 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
     def _client_options(self, s: ClientSettings) -> dict[str, Any]:
         options: dict[str, Any] = {"timeout": s.httpx_timeout(), "limits": POOL_LIMITS}
+        if "verify" not in self.client_kwargs:  # see shared_ssl_context: one CA load per process
+            options["verify"] = shared_ssl_context()
         options.update(self.client_kwargs)
         options.update(base_url=s.base_url, headers={**options.get("headers", {}), **s.headers()})
         return options
@@ -205,7 +211,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
     def _request_once(self, method: str, path: str, body: Any = None) -> httpx.Response:
         try:
-            response = self._client.request(method, path, json=body)
+            response = self._client.request(method, path, **body_arguments(body))
         except httpx.TransportError as exc:
             raise error_from_transport(
                 exc, f"{self.settings.base_url}/{path}", self.settings.api_key
@@ -214,12 +220,19 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """Send one API request with the retry policy; raise a typed error on failure."""
-        return Retrying(**self._retrying())(self._request_once, method, path, body)
+        try:  # first attempt without tenacity's set-up cost (see policy.replay_first)
+            return self._request_once(method, path, body)
+        except XAIError as exc:
+            if not is_retryable(exc):
+                raise
+            failure = exc
+        retry = Retrying(**self._retrying())
+        return retry(replay_first(failure, self._request_once), method, path, body)
 
     async def _arequest_once(self, method: str, path: str, body: Any = None) -> httpx.Response:
         client = await self.get_async_conn()
         try:
-            response = await client.request(method, path, json=body)
+            response = await client.request(method, path, **body_arguments(body, asynchronous=True))
         except httpx.TransportError as exc:
             raise error_from_transport(
                 exc, f"{self.settings.base_url}/{path}", self.settings.api_key
@@ -229,7 +242,14 @@ class XAIHook(XAIBatchMixin, BaseHook):
     async def arequest(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """Async :meth:`request`."""
         await self.aget_settings()
-        return await AsyncRetrying(**self._retrying())(self._arequest_once, method, path, body)
+        try:  # first attempt without tenacity's set-up cost (see policy.replay_first)
+            return await self._arequest_once(method, path, body)
+        except XAIError as exc:
+            if not is_retryable(exc):
+                raise
+            failure = exc
+        retry = AsyncRetrying(**self._retrying())
+        return await retry(areplay_first(failure, self._arequest_once), method, path, body)
 
     # --- chat ------------------------------------------------------------------------------------
     def build_request(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatRequest:
@@ -278,7 +298,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
         yield from self._iter_stream(body, self._assembler(body))
 
     def _open_stream_once(self, body: Mapping[str, Any]) -> httpx.Response:
-        request = self._client.build_request("POST", "chat/completions", json=body)
+        request = self._client.build_request("POST", "chat/completions", **body_arguments(body))
         try:
             response = self._client.send(request, stream=True)
         except httpx.TransportError as exc:
@@ -332,7 +352,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
     async def _aopen_stream_once(self, body: Mapping[str, Any]) -> httpx.Response:
         client = await self.get_async_conn()
-        request = client.build_request("POST", "chat/completions", json=body)
+        request = client.build_request("POST", "chat/completions", **body_arguments(body, asynchronous=True))
         try:
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
