@@ -7,6 +7,7 @@ retry rules and stream assembly. Request bodies are validated before anything is
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -62,6 +63,12 @@ from airflow_provider_xai.usage import DEFAULT_PRICES, Price, parse_prices, pric
 M = TypeVar("M", bound=BaseModel)
 RequestLike = ChatRequest | Mapping[str, Any]
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
+#: Connections per client in a wide fan-out. httpcore's pool bookkeeping runs over all its
+#: connections (partly quadratically) on every request and response, so one client with 64
+#: connections spends milliseconds per request on it; :meth:`XAIHook.achat_many` spreads wider
+#: fan-outs over several clients of at most this many connections ("lanes").
+LANE_SIZE = 16
+_lane: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar("xai_lane", default=None)
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,10 @@ class XAIHook(XAIBatchMixin, BaseHook):
         return httpx.Client(**self._client_options(s))
 
     async def get_async_conn(self) -> httpx.AsyncClient:
-        """The pooled async client of the running event loop."""
+        """The pooled async client of the running event loop (or of this fan-out lane)."""
+        lane = _lane.get()
+        if lane is not None:
+            return lane
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop or self._aclient.is_closed:
             s = await self.aget_settings()
@@ -491,18 +501,44 @@ class XAIHook(XAIBatchMixin, BaseHook):
         """
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
-        await self.aget_settings()
+        settings = await self.aget_settings()
         bodies = [self.build_request(r) for r in requests]
-        semaphore = asyncio.Semaphore(max_concurrency)
+        lanes = self._lanes(settings, max_concurrency, len(bodies))
+        # One slot per request in flight; a slot is a lane's client (None: the hook's own client).
+        slots: asyncio.Queue[httpx.AsyncClient | None] = asyncio.Queue()
+        for i in range(max_concurrency):
+            slots.put_nowait(lanes[i % len(lanes)] if lanes else None)
 
         async def one(req: ChatRequest) -> ChatCompletion | XAIError:
-            async with semaphore:
-                try:
-                    return await (self.astream_chat_completion(req) if stream else self.achat(req))
-                except XAIError as exc:
-                    return exc
+            client = await slots.get()
+            token = _lane.set(client)  # this task's context only
+            try:
+                return await (self.astream_chat_completion(req) if stream else self.achat(req))
+            except XAIError as exc:
+                return exc
+            finally:
+                _lane.reset(token)
+                slots.put_nowait(client)
 
-        return list(await asyncio.gather(*(one(b) for b in bodies)))
+        try:
+            return list(await asyncio.gather(*(one(b) for b in bodies)))
+        finally:
+            for lane in lanes:
+                await lane.aclose()
+
+    def _lanes(self, s: ClientSettings, max_concurrency: int, count: int) -> list[httpx.AsyncClient]:
+        """Extra clients for a fan-out wider than :data:`LANE_SIZE` (none for narrow ones, or
+        when ``client_kwargs`` chose the transport or pool limits)."""
+        width = min(max_concurrency, count)
+        if width <= LANE_SIZE or {"transport", "limits"} & set(self.client_kwargs):
+            return []
+        n = -(-width // LANE_SIZE)
+        per = -(-width // n)
+        options = {
+            **self._client_options(s),
+            "limits": httpx.Limits(max_connections=per, max_keepalive_connections=per),
+        }
+        return [httpx.AsyncClient(**options) for _ in range(n)]
 
     def chat_many(
         self, requests: Sequence[RequestLike], *, max_concurrency: int = 8, stream: bool = False
