@@ -1,0 +1,192 @@
+"""A minimal xAI-shaped HTTP/1.1 responder for benchmarks (``python -m benchmarks.responder``).
+
+Why not the bundled FastAPI server: on a shared 2-core machine its own per-request cost
+(~1-2 ms of Python per request) would dominate and hide client differences of tens of
+microseconds, and at hundreds of requests per second it becomes the bottleneck. This one
+is an ``asyncio.Protocol`` that answers from prepared bytes (a few microseconds a request),
+runs in its own process (so it never competes with the client for the GIL) and speaks only
+what the benchmarks send:
+
+* ``POST /v1/chat/completions``: a fixed ``chat.completion`` after ``--latency`` seconds; a
+  small body with ``"deferred": true`` gets ``{"request_id"}`` instead, ready after a seeded
+  uniform draw in ``[--ready-min, --ready-max]`` seconds (time-based, like xAI).
+* ``GET /v1/chat/deferred-completion/{id}``: 202 while pending, the completion once, then 404.
+* ``GET /_bench/deferred``: ``{id: {"ready_at", "served_at"}}`` in ``time.monotonic()``
+  seconds (CLOCK_MONOTONIC is system-wide on Linux, so the client can compare).
+
+Request bodies of any size are read and discarded (the image benchmark sends ~27 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import time
+import uuid
+from typing import Any
+
+COMPLETION: dict[str, Any] = {
+    "id": "cmpl-bench-0001",
+    "object": "chat.completion",
+    "created": 1_735_689_600,
+    "model": "grok-4.3",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Hello from the benchmark responder.",
+                "refusal": None,
+            },
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 7,
+        "total_tokens": 19,
+        "prompt_tokens_details": {
+            "text_tokens": 12,
+            "audio_tokens": 0,
+            "image_tokens": 0,
+            "cached_tokens": 0,
+        },
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        "num_sources_used": 0,
+        "cost_in_usd_ticks": 325000,
+    },
+    "system_fingerprint": "fp_bench",
+}
+_MAX_PARSED_BODY = 1 << 16
+
+
+def _response(status: int, body: bytes, reason: str = "OK") -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nx-request-id: bench\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+OK_COMPLETION = _response(200, json.dumps(COMPLETION).encode())
+ACCEPTED = _response(202, b"", "Accepted")
+NOT_FOUND = _response(
+    404, b'{"code":"Client specified an invalid argument","error":"not found"}', "Not Found"
+)
+
+
+class Deferred:
+    """Time-based deferred completions: id -> [ready_at, served_at]."""
+
+    def __init__(self, ready_min: float, ready_max: float, seed: int = 7) -> None:
+        self.ready_min, self.ready_max = ready_min, ready_max
+        self.rng = random.Random(seed)
+        self.items: dict[str, list[float | None]] = {}
+
+    def submit(self) -> bytes:
+        request_id = str(uuid.uuid4())
+        self.items[request_id] = [time.monotonic() + self.rng.uniform(self.ready_min, self.ready_max), None]
+        return _response(200, json.dumps({"request_id": request_id}).encode())
+
+    def poll(self, request_id: str) -> bytes:
+        item = self.items.get(request_id)
+        if item is None or item[1] is not None:
+            return NOT_FOUND
+        assert item[0] is not None
+        if time.monotonic() < item[0]:
+            return ACCEPTED
+        item[1] = time.monotonic()
+        return OK_COMPLETION
+
+    def report(self) -> bytes:
+        data = {k: {"ready_at": v[0], "served_at": v[1]} for k, v in self.items.items()}
+        return _response(200, json.dumps(data).encode())
+
+
+class Responder(asyncio.Protocol):
+    """One keep-alive connection: parse request heads, skip bodies, answer from bytes."""
+
+    def __init__(self, latency: float, deferred: Deferred) -> None:
+        self.latency = latency
+        self.deferred = deferred
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length]) if length <= _MAX_PARSED_BODY else b""
+            del self.buffer[: end + 4 + length]
+            self.answer(head.split(" ", 2), body)
+
+    def answer(self, request_line: list[str], body: bytes) -> None:
+        method, path = request_line[0], request_line[1]
+        if method == "POST" and path.endswith("/chat/completions"):
+            if body and b'"deferred":true' in body.replace(b" ", b""):
+                self.send(self.deferred.submit())
+            elif self.latency:
+                self.loop.call_later(self.latency, self.send, OK_COMPLETION)
+            else:
+                self.send(OK_COMPLETION)
+        elif method == "GET" and "/chat/deferred-completion/" in path:
+            self.send(self.deferred.poll(path.rsplit("/", 1)[1]))
+        elif path == "/_bench/deferred":
+            self.send(self.deferred.report())
+        else:
+            self.send(NOT_FOUND)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def serve(port: int, latency: float, ready_min: float, ready_max: float) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    deferred = Deferred(ready_min, ready_max)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Responder(latency, deferred), sock=sock)
+    print(f"port {sock.getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.responder", description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each completion")
+    parser.add_argument("--ready-min", type=float, default=1.0)
+    parser.add_argument("--ready-max", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port, args.latency, args.ready_min, args.ready_max))
+
+
+if __name__ == "__main__":
+    main()
