@@ -1,0 +1,238 @@
+"""Real Airflow processes for end-to-end tests.
+
+One temporary ``AIRFLOW_HOME`` (SQLite, LocalExecutor) per test session: ``airflow db migrate``,
+then ``airflow api-server`` on a free loopback port; the deployment test adds a scheduler,
+dag-processor and triggerer. Airflow processes run as subprocesses with a clean environment
+(none of the in-process test settings leak in), each in its own process group so that it and
+its children are stopped by id in ``finally`` blocks. The local xAI server runs in a thread of
+the test process with a random API key, so searching logs and pages for the key is meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_xai.testing.runner import XAIServer
+from tests.conftest import REPO
+
+AIRFLOW = Path(sys.executable).with_name("airflow")
+DAGS_FOLDER = REPO / "example_dags"
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last_error, result = exc, None
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
+
+
+class AirflowStack:
+    """Airflow CLI processes sharing one AIRFLOW_HOME; ``stop_all`` ends every one of them."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.api_port = free_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Nothing from the test process's Airflow settings (unit-test mode, its own
+        # AIRFLOW_HOME, connections) reaches the real deployment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW", "XAI_"))}
+        env.update(
+            AIRFLOW_HOME=str(home),
+            AIRFLOW__CORE__DAGS_FOLDER=str(DAGS_FOLDER),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+            AIRFLOW__CORE__PARALLELISM="8",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
+            AIRFLOW__API__HOST="127.0.0.1",
+            AIRFLOW__API__PORT=str(self.api_port),
+            # Log servers are unused (logs are local files); keep their ports off the defaults.
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+            PYTHONUNBUFFERED="1",
+            XAI_EXAMPLE_DATA=f"file://{home}/example-data",  # example_xai_batch writes here
+        )
+        self.env = env
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.home / f"{name}.out"
+
+    def log(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """Run one ``airflow`` CLI command to completion; its output, or a failure with it."""
+        proc = subprocess.run(
+            [str(AIRFLOW), *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def start(self, name: str, *args: str) -> None:
+        """Start ``airflow <args>`` in the background, output to ``$AIRFLOW_HOME/<name>.out``."""
+        assert name not in self.procs, f"{name} already started"
+        with self.log_path(name).open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [str(AIRFLOW), *args],
+                env=self.env,
+                cwd=self.home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = self.log(name)[-3000:]
+                raise AssertionError(f"airflow {name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self, name: str, grace: float = 15.0) -> None:
+        """SIGTERM the process group we started, then SIGKILL it if it is still there."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)  # the group id is the pid: start_new_session=True
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+                # children (executor workers, task runners) may outlive the leader briefly
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+            time.sleep(0.5)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json())
+
+    def wait_healthy(self, *components: str, timeout: float = 90) -> None:
+        """Wait until the api-server answers and each named component reports ``healthy``."""
+
+        def ok() -> bool:
+            self.check_alive()
+            health = self.health()
+            return all(health[c]["status"] == "healthy" for c in ("metadatabase", *components))
+
+        wait_for(ok, timeout, f"Airflow health {components or '(api-server)'} on {self.api_url}")
+
+    def admin_password(self) -> str:
+        return str(
+            json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        )
+
+    def client(self) -> httpx.Client:
+        """An httpx client for ``/api/v2`` with an admin bearer token from ``/auth/token``."""
+        response = httpx.post(
+            f"{self.api_url}/auth/token",
+            json={"username": "admin", "password": self.admin_password()},
+            timeout=30,
+        )
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        return httpx.Client(
+            base_url=f"{self.api_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def files_containing(self, needle: str) -> list[Path]:
+        """Files under AIRFLOW_HOME (process output, task and trigger logs, the DB) holding ``needle``."""
+        data = needle.encode()
+        hits = []
+        for path in self.home.rglob("*"):
+            if path.is_file() and data in path.read_bytes():
+                hits.append(path)
+        return hits
+
+
+@pytest.fixture(scope="session")
+def e2e_xai() -> Iterator[XAIServer]:
+    """A local xAI server for the real deployment, with a key that appears nowhere else."""
+    server = XAIServer(api_key=f"xai-e2e-{secrets.token_hex(12)}").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """A migrated SQLite metadata DB and a running ``airflow api-server`` on loopback."""
+    stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e-home"))
+    try:
+        stack.run("db", "migrate")
+        stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port))
+        stack.wait_healthy()
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def airflow_api(airflow_stack: AirflowStack) -> Iterator[httpx.Client]:
+    with airflow_stack.client() as client:
+        yield client
+
+
+def put_xai_connection(api: httpx.Client, server: XAIServer, conn_id: str = "xai_default") -> None:
+    """(Re)create ``conn_id`` in the metadata DB, pointing at ``server``, through the REST API."""
+    response = api.delete(f"/connections/{conn_id}")
+    assert response.status_code in (204, 404), response.text
+    response = api.post(
+        "/connections",
+        json={
+            "connection_id": conn_id,
+            "conn_type": "xai",
+            "host": server.base_url,
+            "password": server.api_key,
+            "extra": json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2}),
+        },
+    )
+    assert response.status_code == 201, response.text
