@@ -71,8 +71,6 @@ class AirflowStack:
             AIRFLOW__CORE__TEST_CONNECTION="Enabled",
             AIRFLOW__CORE__PARALLELISM="8",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
-            AIRFLOW__API__HOST="127.0.0.1",
-            AIRFLOW__API__PORT=str(self.api_port),
             # Log servers are unused (logs are local files); keep their ports off the defaults.
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
             AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
