@@ -134,6 +134,7 @@ class UsageRecord:
     try_number: int | None = None
     timestamp: float = field(default_factory=time.time)
     kind: str = "chat"
+    requests: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -206,7 +207,7 @@ def emit_metrics(record: UsageRecord) -> None:
             return
     tags = {"model": record.model, "dag_id": record.dag_id or "", "task_id": record.task_id or ""}
     counters = {
-        "requests": 1,
+        "requests": record.requests,
         "tokens.prompt": record.prompt_tokens,
         "tokens.completion": record.completion_tokens,
         "tokens.reasoning": record.reasoning_tokens,
@@ -229,6 +230,48 @@ def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
     record.map_index = ti.map_index if ti.map_index is not None else -1
     record.try_number = ti.try_number
     return record
+
+
+TOKEN_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "image_tokens",
+    "total_tokens",
+)
+
+
+def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
+    """Fold many billed responses into one record per (model, cost source), ``requests`` = N.
+
+    Keeps a batch of thousands of results out of XCom and the task state store while every
+    total stays exact (costs are summed as whole ticks). ``completion_id`` becomes
+    ``"{group_id}:{model}:{cost_source}"`` so a re-run can tell the group was recorded.
+    """
+    groups: dict[tuple[str, str], tuple[UsageRecord, list[int | None]]] = {}
+    for record in records:
+        key = (record.model, record.cost_source)
+        if key not in groups:
+            folded = UsageRecord(
+                model=record.model,
+                cost_source=record.cost_source,
+                kind=record.kind,
+                requests=0,
+                completion_id=f"{group_id}:{record.model}:{record.cost_source}",
+            )
+            groups[key] = (folded, [0])
+        folded, ticks = groups[key]
+        folded.requests += record.requests
+        for name in TOKEN_FIELDS:
+            setattr(folded, name, getattr(folded, name) + getattr(record, name))
+        if record.cost_usd is None or ticks[0] is None:
+            ticks[0] = None
+        else:
+            ticks[0] += round(record.cost_usd * TICKS_PER_USD)
+    for folded, ticks in groups.values():
+        folded.cost_usd = None if ticks[0] is None else ticks[0] / TICKS_PER_USD
+    return [folded for folded, _ in groups.values()]
 
 
 class UsageLedger:

@@ -12,18 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xai.usage import TICKS_PER_USD, UsageRecord
+from airflow_provider_xai.usage import TICKS_PER_USD, TOKEN_FIELDS, UsageRecord
 
 #: Task instance states after which a task will spend nothing more (for this try sequence).
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-TOKEN_FIELDS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cached_tokens",
-    "image_tokens",
-    "total_tokens",
-)
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -61,12 +53,12 @@ class Totals:
     unpriced_requests: int = 0
 
     def add(self, record: UsageRecord) -> None:
-        self.requests += 1
+        self.requests += record.requests
         for name in TOKEN_FIELDS:
             setattr(self, name, getattr(self, name) + int(getattr(record, name) or 0))
         ticks = cost_ticks(record)
         if ticks is None:
-            self.unpriced_requests += 1
+            self.unpriced_requests += record.requests
         else:
             self.cost_ticks += ticks
 

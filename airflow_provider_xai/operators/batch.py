@@ -330,18 +330,22 @@ class XAIBatchOperator(BaseOperator):
         self, context: Context, batch: Batch, prepared: list[PreparedRequest], timeout: str | None = None
     ) -> dict[str, Any]:
         """Record usage, join results to inputs, write the output; raise on timeout/errors."""
+        from airflow_provider_xai.usage import combine
         from airflow_provider_xai.usage_summary import summarize
 
         ledger = self._ledger(context)
         results = {r.batch_request_id: r for r in self.hook.iter_batch_results(batch.batch_id)}
         records = self._records(results)
+        # One folded record per model keeps thousands of results out of XCom; its id names the
+        # batch, so a re-attached retry does not count the same batch twice.
         done = {r.get("completion_id") for r in ledger.records if r.get("kind") == "batch"}
-        new = [r for r in records.values() if r.completion_id not in done]  # not twice across tries
+        new = [r for r in combine(records.values(), f"batch:{batch.batch_id}") if r.completion_id not in done]
         ledger.record_many(new)  # billed: recorded before anything below can fail
         usage = summarize(list(records.values()))
         self.log.info(
             "xAI batch usage: %d billed requests, total_tokens=%d cost_usd=%.6f (%d newly recorded)",
-            usage.totals.requests, usage.totals.total_tokens, usage.totals.cost_usd, len(new),
+            usage.totals.requests, usage.totals.total_tokens, usage.totals.cost_usd,
+            sum(r.requests for r in new),
         )  # fmt: skip
         for model, totals in usage.by_model.items():
             self.log.info("xAI batch usage for %s: %s", model, json.dumps(totals.to_dict(), sort_keys=True))

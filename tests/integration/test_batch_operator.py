@@ -133,8 +133,12 @@ class TestOperator:
         assert summary["usage"]["requests"] == 7 and summary["usage_by_model"]["grok-4.3"]["requests"] == 7
         ledger = ctx["ti"].pushed("xai_usage_ledger")
         assert len(ledger) == 1, "one ledger publish for the whole batch"
-        assert [r["kind"] for r in ledger[0]] == ["batch"] * 7
-        assert {r["task_id"] for r in ledger[0]} == {"classify"}
+        (folded,) = ledger[0]  # one record per model, not one per request
+        assert (folded["kind"], folded["requests"], folded["task_id"]) == ("batch", 7, "classify")
+        assert folded["completion_id"] == f"batch:{summary['batch_id']}:grok-4.3:xai"
+        assert round(folded["cost_usd"] * TICKS_PER_USD) == ticks
+        for field in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens"):
+            assert folded[field] == summary["usage"][field]
         assert ctx["ti"].pushed("xai_usage") == []
         # the batch discount: half of what the same request costs in real time
         hook = XAIHook()
@@ -259,7 +263,8 @@ class TestIdempotency:
         assert ("GET", "batches") not in second, "the stored id is used; no name lookup needed"
         assert [m for m, p in second if m == "POST"] == [], "no new batch, no new requests"
         assert summary["succeeded"] == 3
-        assert len(store["xai_usage_ledger"]) == 3, "re-attaching records no usage twice"
+        (folded,) = store["xai_usage_ledger"]
+        assert folded["requests"] == 3, "re-attaching records no usage twice"
 
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
@@ -288,7 +293,9 @@ class TestCancel:
         statuses = [line["status"] for line in lines(tmp_path)]
         assert statuses.count("succeeded") >= 1 and statuses.count("cancelled") >= 20
         assert statuses == sorted(statuses, key=lambda s: s != "succeeded")
-        assert len(ctx["ti"].pushed("xai_usage_ledger")[-1]) == statuses.count("succeeded")
+        assert sum(r["requests"] for r in ctx["ti"].pushed("xai_usage_ledger")[-1]) == statuses.count(
+            "succeeded"
+        )
 
     def test_blocking_mode_timeout_also_cancels(self, xai_server: Any, tmp_path: Path) -> None:
         xai_server.configure(batch_request_delay=3600)  # never finishes

@@ -299,3 +299,33 @@ def test_record_many_publishes_one_ledger(stats: CaptureStats) -> None:
     assert [r["completion_id"] for r in ti.xcom[XCOM_LEDGER_KEY]] == ["b0", "b1", "b2"]
     assert XCOM_USAGE_KEY not in ti.xcom and len(store.data["xai_usage_ledger"]) == 3
     assert sum(count for name, count, _ in stats.counters if name == "xai.requests") == 3
+
+
+def test_combine_folds_records_per_model_with_exact_totals() -> None:
+    from airflow_provider_xai.usage import TICKS_PER_USD, combine
+    from airflow_provider_xai.usage_summary import summarize
+
+    records = [
+        UsageRecord(
+            model="grok-4.3",
+            prompt_tokens=10 + i,
+            completion_tokens=3,
+            reasoning_tokens=i,
+            total_tokens=13 + 2 * i,
+            cost_usd=(7 + i) / TICKS_PER_USD,
+            cost_source="xai",
+            kind="batch",
+        )
+        for i in range(5)
+    ] + [UsageRecord(model="mystery-1", prompt_tokens=4, total_tokens=4, kind="batch")] * 2
+    folded = combine(records, "batch:b1")
+    assert [(r.model, r.requests, r.completion_id) for r in folded] == [
+        ("grok-4.3", 5, "batch:b1:grok-4.3:xai"),
+        ("mystery-1", 2, "batch:b1:mystery-1:unknown"),
+    ]
+    assert folded[0].prompt_tokens == sum(r.prompt_tokens for r in records[:5])
+    assert folded[0].reasoning_tokens == 10 and folded[1].cost_usd is None
+    assert round(folded[0].cost_usd * TICKS_PER_USD) == sum(range(7, 12))
+    before, after = summarize(records).totals, summarize(folded).totals
+    assert after.to_dict() == before.to_dict()
+    assert (after.requests, after.unpriced_requests) == (7, 2)
