@@ -6,6 +6,8 @@ xAI adds later (``extra="allow"``) so a new API field never breaks a scheduled D
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -139,15 +141,68 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """(field path, problem) of the first value that JSON cannot carry faithfully, else None.
+
+    Free-form fields (extra API fields, tools, file parts) take any Python value; without this
+    check a NaN would silently become ``null`` and bytes, sets, lone surrogates or very deep
+    nesting would fail while sending, with an unrelated exception.
+    """
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, f"{value!r} is not a JSON number")
+    if isinstance(value, str):
+        return (path, "contains a lone surrogate (not valid Unicode)") if _SURROGATE.search(value) else None
+    if depth >= MAX_JSON_DEPTH:
+        return path, f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return path, f"has a non-string key {_short(key)}"
+            if problem := _unsendable(item, f"{path}.{key}" if path else key, depth + 1):
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if problem := _unsendable(item, f"{path}[{i}]", depth + 1):
+                return problem
+        return None
+    return path, f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
+
+
+def check_sendable(request: ChatRequest) -> ChatRequest:
+    """Refuse a validated request whose body JSON cannot carry (see :func:`_unsendable`)."""
+    try:
+        data = request.model_dump(by_alias=True, exclude_none=True)
+    except (ValueError, TypeError, RecursionError) as exc:  # pydantic serialization errors
+        raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
+    if problem := _unsendable(data, ""):
+        raise XAIValidationError(problem[0] or "request", problem[1])
+    return request
+
+
 def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
     """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
     if isinstance(request, ChatRequest):
-        return request.model_copy(update=kwargs) if kwargs else request
+        if not kwargs:
+            return check_sendable(request)
+        request = request.model_dump(by_alias=True, exclude_unset=True)  # re-validated below
+    elif request is not None and not isinstance(request, Mapping):
+        raise XAIValidationError(
+            "request", f"expected a ChatRequest or a mapping of API fields, got {type(request).__name__}"
+        )
     data = {**(request or {}), **kwargs}
     try:
-        return ChatRequest.model_validate(data)
+        return check_sendable(ChatRequest.model_validate(data))
     except ValidationError as exc:
         raise XAIValidationError(*describe_validation_error(exc)) from None
+    except RecursionError:
+        raise XAIValidationError("request", "is nested too deeply") from None
 
 
 # --- response side --------------------------------------------------------------------------
@@ -292,7 +347,7 @@ class LanguageModelList(_Response):
 
 
 class ApiKeyInfo(_Response):
-    redacted_api_key: str = ""
+    redacted_api_key: str  # always sent by xAI: its absence means the body is not key info
     name: str | None = None
     team_id: str | None = None
     acls: list[str] = Field(default_factory=list)

@@ -27,6 +27,7 @@ from airflow_provider_xai.exceptions import (
     XAINotFoundError,
     XAIResponseError,
     XAIStructuredOutputError,
+    XAITimeoutError,
     XAITruncatedStreamError,
 )
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
@@ -39,6 +40,7 @@ from airflow_provider_xai.hooks.policy import (
     is_retryable,
     replay_first,
     retry_policy,
+    scrub,
     settings_from_connection,
     shared_ssl_context,
 )
@@ -267,7 +269,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
         if (
             not isinstance(request, ChatRequest)
             and "model" not in kwargs
-            and not (request or {}).get("model")
+            and not (request.get("model") if isinstance(request, Mapping) else None)
         ):
             kwargs["model"] = self.default_model
         return build_chat_request(request, **kwargs)
@@ -313,16 +315,27 @@ class XAIHook(XAIBatchMixin, BaseHook):
             response = self._client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-        if response.status_code >= 400:
-            response.read()
-            response.close()
+        if response.status_code >= 400 or not _is_event_stream(response):
+            # Read the whole answer: an error body, or whatever came instead of a stream. A
+            # connection dropped while reading it is a (retryable) connection error.
+            try:
+                response.read()
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
+            finally:
+                response.close()
             self._check(response)
+            raise _not_a_stream(response, self.settings.api_key)
         return response
 
     def _iter_stream(
-        self, body: Mapping[str, Any], assembler: StreamAssembler
+        self, body: Mapping[str, Any], assembler: StreamAssembler, *, retry_open: bool = True
     ) -> Iterator[ChatCompletionChunk]:
-        response: httpx.Response = Retrying(**self._retrying())(self._open_stream_once, body)
+        response: httpx.Response = (
+            Retrying(**self._retrying())(self._open_stream_once, body)
+            if retry_open
+            else self._open_stream_once(body)
+        )
         try:
             for event in EventSource(response).iter_sse():
                 chunk = assembler.feed(event.data)
@@ -351,7 +364,8 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
         def attempt() -> ChatCompletion:
             assembler = self._assembler(body)
-            for chunk in self._iter_stream(body, assembler):
+            # retry_open=False: this loop owns the whole retry budget (no nested retries)
+            for chunk in self._iter_stream(body, assembler, retry_open=False):
                 if on_text is not None:
                     for choice in chunk.choices[:1]:
                         if choice.delta.content:
@@ -367,16 +381,25 @@ class XAIHook(XAIBatchMixin, BaseHook):
             response = await client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-        if response.status_code >= 400:
-            await response.aread()
-            await response.aclose()
+        if response.status_code >= 400 or not _is_event_stream(response):
+            try:
+                await response.aread()
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
+            finally:
+                await response.aclose()
             self._check(response)
+            raise _not_a_stream(response, self.settings.api_key)
         return response
 
     async def _aiter_stream(
-        self, body: Mapping[str, Any], assembler: StreamAssembler
+        self, body: Mapping[str, Any], assembler: StreamAssembler, *, retry_open: bool = True
     ) -> AsyncIterator[ChatCompletionChunk]:
-        response: httpx.Response = await AsyncRetrying(**self._retrying())(self._aopen_stream_once, body)
+        response: httpx.Response = (
+            await AsyncRetrying(**self._retrying())(self._aopen_stream_once, body)
+            if retry_open
+            else await self._aopen_stream_once(body)
+        )
         try:
             async for event in EventSource(response).aiter_sse():
                 chunk = assembler.feed(event.data)
@@ -411,7 +434,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
         async def attempt() -> ChatCompletion:
             assembler = self._assembler(body)
-            async for chunk in self._aiter_stream(body, assembler):
+            async for chunk in self._aiter_stream(body, assembler, retry_open=False):
                 if on_text is not None and chunk.choices and chunk.choices[0].delta.content:
                     on_text(chunk.choices[0].delta.content)
             return assembler.completion()
@@ -619,9 +642,24 @@ class XAIHook(XAIBatchMixin, BaseHook):
         return True, f"Connected to {self.settings.base_url} with key {info.redacted_api_key}"
 
 
-def _broken_stream(exc: Exception) -> XAIResponseError:
+def _is_event_stream(response: httpx.Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+def _not_a_stream(response: httpx.Response, secret: str) -> XAIResponseError:
+    content_type = response.headers.get("content-type", "no content type")
+    text = scrub(response.content[:200].decode("utf-8", "replace"), secret)
+    return XAIResponseError(
+        f"xAI did not answer with an event stream ({content_type}): {text!r}",
+        request_id=response.headers.get("x-request-id"),
+    )
+
+
+def _broken_stream(exc: Exception) -> XAIError:
     if isinstance(exc, SSEError):
         return XAIResponseError(f"xAI did not answer with an event stream: {exc}")
+    if isinstance(exc, httpx.TimeoutException):  # the stream stalled past the read timeout
+        return XAITimeoutError(f"xAI stream stalled past the read timeout ({type(exc).__name__})")
     return XAITruncatedStreamError(f"xAI stream broke off: {type(exc).__name__}")
 
 

@@ -7,6 +7,7 @@ waits in the triggerer. Heavy imports (httpx, the hook) happen at execution, not
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Sequence
 from functools import cached_property
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 XCOM_REQUEST_ID_KEY = "xai_request_id"
 VALID_ROLES = ("system", "user", "assistant", "tool", "function", "developer")
+#: Request fields the operator controls itself; in ``request_kwargs`` they would be dropped or
+#: would break the call (a ``stream`` answer where a plain one is parsed).
+OPERATOR_OWNED_FIELDS = frozenset({"messages", "stream", "deferred"})
 
 
 class LineLogger:
@@ -53,15 +57,31 @@ class LineLogger:
             self._pending = ""
 
 
-def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]:
-    """Accept a list of message dicts, or a JSON string of one (what a template may render)."""
-    if isinstance(value, str):
+def _parse_rendered_list(text: str) -> Any:
+    """A list rendered into a string: JSON (``| tojson``), else a Python literal (what
+    ``{{ ti.xcom_pull(...) }}`` renders). Literals only, never code; None if neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if text.lstrip().startswith("["):
         try:
-            value = json.loads(value)
-        except ValueError:
+            return ast.literal_eval(text.strip())
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            pass
+    return None
+
+
+def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]:
+    """Accept a list of message dicts, or a JSON (or Python-literal) string of one: what a
+    template renders without ``render_template_as_native_obj``."""
+    if isinstance(value, str):
+        parsed = _parse_rendered_list(value)
+        if parsed is None:
             raise XAIValidationError(
-                field, "expected a list of messages, got a string that is not JSON"
-            ) from None
+                field, "expected a list of messages, got a string that is neither JSON nor a Python list"
+            )
+        value = parsed
     if not isinstance(value, list) or not value:
         raise XAIValidationError(field, f"expected a non-empty list of messages, got {type(value).__name__}")
     for i, message in enumerate(value):
@@ -155,8 +175,10 @@ class XAIChatOperator(BaseOperator):
             isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
         ):
             raise XAIValidationError("max_tokens", f"must be an integer >= 1, got {self.max_tokens!r}")
-        if self.poll_interval <= 0 or self.deferred_timeout <= 0:
-            raise XAIValidationError("poll_interval", "poll_interval and deferred_timeout must be > 0")
+        for name in ("poll_interval", "deferred_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise XAIValidationError(name, f"must be a number of seconds > 0, got {value!r}")
         self._check_input_choice()
         _ = self.output_spec
 
@@ -199,6 +221,11 @@ class XAIChatOperator(BaseOperator):
         if not isinstance(self.request_kwargs, dict):
             raise XAIValidationError(
                 "request_kwargs", f"expected a dict, got {type(self.request_kwargs).__name__}"
+            )
+        if owned := sorted(OPERATOR_OWNED_FIELDS.intersection(self.request_kwargs)):
+            raise XAIValidationError(
+                f"request_kwargs.{owned[0]}",
+                "is set by the operator (use prompt/messages, stream=, deferrable=), not request_kwargs",
             )
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise XAIValidationError("model", f"expected a model id, got {self.model!r}")

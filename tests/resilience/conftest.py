@@ -1,0 +1,92 @@
+"""Shared helpers of the resilience suite: fast-retrying hooks on the local server, journal
+grouping, a minimal task context for operator calls, and DAG runs of DAGs built in a test."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.testing import XAIServer
+from airflow_provider_xai.testing.state import JournalEntry
+from tests.dags.conftest import airflow_db, dagbag  # noqa: F401  (session fixtures reused here)
+
+#: Retry timing small enough for hundreds of retries per test, still exponential and jittered.
+FAST_BACKOFF: dict[str, float] = {"backoff_base": 0.01, "backoff_cap": 0.05}
+CHAT_PATH = "/v1/chat/completions"
+
+
+@pytest.fixture
+def make_hook(xai_server: XAIServer) -> Iterator[Callable[..., XAIHook]]:
+    """Build hooks on the (reset) local server with fast backoff; closed after the test."""
+    hooks: list[XAIHook] = []
+
+    def make(**kwargs: Any) -> XAIHook:
+        hook = XAIHook(**{**FAST_BACKOFF, **kwargs})
+        hooks.append(hook)
+        return hook
+
+    yield make
+    for hook in hooks:
+        hook.close()
+
+
+def chat_posts(server: XAIServer) -> list[JournalEntry]:
+    """Every ``POST /v1/chat/completions`` the server saw, in arrival order."""
+    return [e for e in server.journal if e.method == "POST" and e.path.endswith(CHAT_PATH)]
+
+
+def last_user_text(entry: JournalEntry) -> str:
+    """The text of the last message of a journaled chat request (the request's unique prompt)."""
+    content = entry.body["messages"][-1]["content"]
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return str(content)
+
+
+def attempts_by_prompt(entries: Iterable[JournalEntry]) -> dict[str, list[JournalEntry]]:
+    """Journaled chat requests grouped by prompt, each group in arrival order."""
+    groups: dict[str, list[JournalEntry]] = defaultdict(list)
+    for entry in entries:
+        groups[last_user_text(entry)].append(entry)
+    return dict(groups)
+
+
+@dataclass
+class FakeTI:
+    """Just enough of a RuntimeTaskInstance for an operator's ``execute`` and usage ledger."""
+
+    dag_id: str = "resilience"
+    task_id: str = "chat"
+    run_id: str = "manual__resilience"
+    map_index: int = -1
+    try_number: int = 1
+    pushed: list[tuple[str, Any]] = field(default_factory=list)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed.append((key, value))
+
+    def values(self, key: str) -> list[Any]:
+        return [v for k, v in self.pushed if k == key]
+
+
+def fake_context(ti: FakeTI | None = None) -> dict[str, Any]:
+    """A task context with a recording TI and no task state store."""
+    return {"ti": ti or FakeTI(), "task_state_store": None}
+
+
+def run_inline_dag(dag: Any) -> Any:
+    """``dag.test()`` a DAG built inside a test (serialized first, as Airflow 3 requires)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag.test()
