@@ -7,8 +7,7 @@ retry rules and stream assembly. Request bodies are validated before anything is
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
@@ -16,7 +15,6 @@ from typing import Any, TypeVar
 import httpx
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
-from httpx_sse import EventSource, SSEError
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
@@ -25,12 +23,10 @@ from airflow_provider_xai.exceptions import (
     XAIDeferredExpiredError,
     XAIError,
     XAINotFoundError,
-    XAIResponseError,
     XAIStructuredOutputError,
-    XAITimeoutError,
-    XAITruncatedStreamError,
 )
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
+from airflow_provider_xai.hooks.fanout import XAIFanOutMixin, current_lane
 from airflow_provider_xai.hooks.policy import (
     ClientSettings,
     areplay_first,
@@ -40,15 +36,13 @@ from airflow_provider_xai.hooks.policy import (
     is_retryable,
     replay_first,
     retry_policy,
-    scrub,
     settings_from_connection,
     shared_ssl_context,
 )
-from airflow_provider_xai.hooks.streaming import StreamAssembler
+from airflow_provider_xai.hooks.streaming import XAIStreamMixin
 from airflow_provider_xai.schemas import (
     ApiKeyInfo,
     ChatCompletion,
-    ChatCompletionChunk,
     ChatRequest,
     DeferredRequest,
     LanguageModel,
@@ -65,12 +59,6 @@ from airflow_provider_xai.usage import DEFAULT_PRICES, Price, parse_prices, pric
 M = TypeVar("M", bound=BaseModel)
 RequestLike = ChatRequest | Mapping[str, Any]
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
-#: Connections per client in a wide fan-out. httpcore's pool bookkeeping runs over all its
-#: connections (partly quadratically) on every request and response, so one client with 64
-#: connections spends milliseconds per request on it; :meth:`XAIHook.achat_many` spreads wider
-#: fan-outs over several clients of at most this many connections ("lanes").
-LANE_SIZE = 16
-_lane: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar("xai_lane", default=None)
 
 
 @dataclass(frozen=True)
@@ -81,11 +69,7 @@ class StructuredResult:
     completion: ChatCompletion
 
 
-def _stream_retryable(exc: BaseException) -> bool:
-    return is_retryable(exc) or isinstance(exc, XAITruncatedStreamError)
-
-
-class XAIHook(XAIBatchMixin, BaseHook):
+class XAIHook(XAIStreamMixin, XAIFanOutMixin, XAIBatchMixin, BaseHook):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).
@@ -183,7 +167,7 @@ class XAIHook(XAIBatchMixin, BaseHook):
 
     async def get_async_conn(self) -> httpx.AsyncClient:
         """The pooled async client of the running event loop (or of this fan-out lane)."""
-        lane = _lane.get()
+        lane = current_lane.get()
         if lane is not None:
             return lane
         loop = asyncio.get_running_loop()
@@ -288,159 +272,6 @@ class XAIHook(XAIBatchMixin, BaseHook):
         response = await self.arequest("POST", "chat/completions", body)
         return parse_response(ChatCompletion, response.content, "completion")
 
-    def _stream_body(self, request: RequestLike | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        body = self.build_request(request, **kwargs).to_body()
-        body["stream"] = True
-        body.setdefault("stream_options", {"include_usage": True})
-        return body
-
-    def _assembler(self, body: Mapping[str, Any]) -> StreamAssembler:
-        expect = bool(body.get("stream_options", {}).get("include_usage"))
-        return StreamAssembler(expect_usage=expect, secret=self.settings.api_key)
-
-    def stream_chat(
-        self, request: RequestLike | None = None, /, **kwargs: Any
-    ) -> Iterator[ChatCompletionChunk]:
-        """Stream a chat completion as typed chunks; the last one carries the usage.
-
-        Opening the stream is retried; once chunks flow, a broken or truncated stream raises
-        :class:`XAITruncatedStreamError` rather than returning half an answer.
-        """
-        body = self._stream_body(request, kwargs)
-        yield from self._iter_stream(body, self._assembler(body))
-
-    def _open_stream_once(self, body: Mapping[str, Any]) -> httpx.Response:
-        request = self._client.build_request("POST", "chat/completions", **body_arguments(body))
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-        if response.status_code >= 400 or not _is_event_stream(response):
-            # Read the whole answer: an error body, or whatever came instead of a stream. A
-            # connection dropped while reading it is a (retryable) connection error.
-            try:
-                response.read()
-            except httpx.TransportError as exc:
-                raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-            finally:
-                response.close()
-            self._check(response)
-            raise _not_a_stream(response, self.settings.api_key)
-        return response
-
-    def _iter_stream(
-        self, body: Mapping[str, Any], assembler: StreamAssembler, *, retry_open: bool = True
-    ) -> Iterator[ChatCompletionChunk]:
-        response: httpx.Response = (
-            Retrying(**self._retrying())(self._open_stream_once, body)
-            if retry_open
-            else self._open_stream_once(body)
-        )
-        try:
-            for event in EventSource(response).iter_sse():
-                chunk = assembler.feed(event.data)
-                if chunk is not None:
-                    yield chunk
-        except (httpx.TransportError, SSEError) as exc:
-            raise _broken_stream(exc) from None
-        finally:
-            response.close()
-        assembler.check_complete()
-
-    def stream_chat_completion(
-        self,
-        request: RequestLike | None = None,
-        /,
-        *,
-        on_text: Callable[[str], None] | None = None,
-        **kwargs: Any,
-    ) -> ChatCompletion:
-        """Stream an answer, calling ``on_text`` with each text delta; return the full completion.
-
-        A stream that breaks is requested again within the retry budget (``on_text`` then
-        sees the restarted answer from its beginning).
-        """
-        body = self._stream_body(request, kwargs)
-
-        def attempt() -> ChatCompletion:
-            assembler = self._assembler(body)
-            # retry_open=False: this loop owns the whole retry budget (no nested retries)
-            for chunk in self._iter_stream(body, assembler, retry_open=False):
-                if on_text is not None:
-                    for choice in chunk.choices[:1]:
-                        if choice.delta.content:
-                            on_text(choice.delta.content)
-            return assembler.completion()
-
-        return Retrying(**self._retrying(_stream_retryable))(attempt)
-
-    async def _aopen_stream_once(self, body: Mapping[str, Any]) -> httpx.Response:
-        client = await self.get_async_conn()
-        request = client.build_request("POST", "chat/completions", **body_arguments(body, asynchronous=True))
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-        if response.status_code >= 400 or not _is_event_stream(response):
-            try:
-                await response.aread()
-            except httpx.TransportError as exc:
-                raise error_from_transport(exc, str(request.url), self.settings.api_key) from None
-            finally:
-                await response.aclose()
-            self._check(response)
-            raise _not_a_stream(response, self.settings.api_key)
-        return response
-
-    async def _aiter_stream(
-        self, body: Mapping[str, Any], assembler: StreamAssembler, *, retry_open: bool = True
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        response: httpx.Response = (
-            await AsyncRetrying(**self._retrying())(self._aopen_stream_once, body)
-            if retry_open
-            else await self._aopen_stream_once(body)
-        )
-        try:
-            async for event in EventSource(response).aiter_sse():
-                chunk = assembler.feed(event.data)
-                if chunk is not None:
-                    yield chunk
-        except (httpx.TransportError, SSEError) as exc:
-            raise _broken_stream(exc) from None
-        finally:
-            await response.aclose()
-        assembler.check_complete()
-
-    async def astream_chat(
-        self, request: RequestLike | None = None, /, **kwargs: Any
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        """Async :meth:`stream_chat`."""
-        await self.aget_settings()
-        body = self._stream_body(request, kwargs)
-        async for chunk in self._aiter_stream(body, self._assembler(body)):
-            yield chunk
-
-    async def astream_chat_completion(
-        self,
-        request: RequestLike | None = None,
-        /,
-        *,
-        on_text: Callable[[str], None] | None = None,
-        **kwargs: Any,
-    ) -> ChatCompletion:
-        """Async :meth:`stream_chat_completion`."""
-        await self.aget_settings()
-        body = self._stream_body(request, kwargs)
-
-        async def attempt() -> ChatCompletion:
-            assembler = self._assembler(body)
-            async for chunk in self._aiter_stream(body, assembler, retry_open=False):
-                if on_text is not None and chunk.choices and chunk.choices[0].delta.content:
-                    on_text(chunk.choices[0].delta.content)
-            return assembler.completion()
-
-        return await AsyncRetrying(**self._retrying(_stream_retryable))(attempt)
-
     # --- structured output -----------------------------------------------------------------------
     def _structured_request(
         self, request: RequestLike | None, kwargs: dict[str, Any], output: Any
@@ -513,69 +344,6 @@ class XAIHook(XAIBatchMixin, BaseHook):
             raise _expired(request_id, exc) from None
         return self._deferred_result(response)
 
-    # --- fan-out -------------------------------------------------------------------------------
-    async def achat_many(
-        self, requests: Sequence[RequestLike], *, max_concurrency: int = 8, stream: bool = False
-    ) -> list[ChatCompletion | XAIError]:
-        """Send many chat requests with at most ``max_concurrency`` in flight.
-
-        Every request is validated first (one bad request sends nothing). Results come back
-        in input order; an item that fails after its retries holds its typed error instead.
-        """
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        settings = await self.aget_settings()
-        bodies = [self.build_request(r) for r in requests]
-        lanes = self._lanes(settings, max_concurrency, len(bodies))
-        # One slot per request in flight; a slot is a lane's client (None: the hook's own client).
-        slots: asyncio.Queue[httpx.AsyncClient | None] = asyncio.Queue()
-        for i in range(max_concurrency):
-            slots.put_nowait(lanes[i % len(lanes)] if lanes else None)
-
-        async def one(req: ChatRequest) -> ChatCompletion | XAIError:
-            client = await slots.get()
-            token = _lane.set(client)  # this task's context only
-            try:
-                return await (self.astream_chat_completion(req) if stream else self.achat(req))
-            except XAIError as exc:
-                return exc
-            finally:
-                _lane.reset(token)
-                slots.put_nowait(client)
-
-        try:
-            return list(await asyncio.gather(*(one(b) for b in bodies)))
-        finally:
-            for lane in lanes:
-                await lane.aclose()
-
-    def _lanes(self, s: ClientSettings, max_concurrency: int, count: int) -> list[httpx.AsyncClient]:
-        """Extra clients for a fan-out wider than :data:`LANE_SIZE` (none for narrow ones, or
-        when ``client_kwargs`` chose the transport or pool limits)."""
-        width = min(max_concurrency, count)
-        if width <= LANE_SIZE or {"transport", "limits"} & set(self.client_kwargs):
-            return []
-        n = -(-width // LANE_SIZE)
-        per = -(-width // n)
-        options = {
-            **self._client_options(s),
-            "limits": httpx.Limits(max_connections=per, max_keepalive_connections=per),
-        }
-        return [httpx.AsyncClient(**options) for _ in range(n)]
-
-    def chat_many(
-        self, requests: Sequence[RequestLike], *, max_concurrency: int = 8, stream: bool = False
-    ) -> list[ChatCompletion | XAIError]:
-        """Blocking :meth:`achat_many` (runs its own event loop; not for use inside one)."""
-
-        async def run() -> list[ChatCompletion | XAIError]:
-            try:
-                return await self.achat_many(requests, max_concurrency=max_concurrency, stream=stream)
-            finally:
-                await self.aclose()
-
-        return asyncio.run(run())
-
     # --- models, key, tokens --------------------------------------------------------------------
     def _get(self, path: str, model: type[M]) -> M:
         result: M = parse_response(model, self.request("GET", path).content, path)
@@ -640,27 +408,6 @@ class XAIHook(XAIBatchMixin, BaseHook):
         if problems:
             return False, f"xAI key {info.redacted_api_key}: {'; '.join(problems)}"
         return True, f"Connected to {self.settings.base_url} with key {info.redacted_api_key}"
-
-
-def _is_event_stream(response: httpx.Response) -> bool:
-    return "text/event-stream" in response.headers.get("content-type", "")
-
-
-def _not_a_stream(response: httpx.Response, secret: str) -> XAIResponseError:
-    content_type = response.headers.get("content-type", "no content type")
-    text = scrub(response.content[:200].decode("utf-8", "replace"), secret)
-    return XAIResponseError(
-        f"xAI did not answer with an event stream ({content_type}): {text!r}",
-        request_id=response.headers.get("x-request-id"),
-    )
-
-
-def _broken_stream(exc: Exception) -> XAIError:
-    if isinstance(exc, SSEError):
-        return XAIResponseError(f"xAI did not answer with an event stream: {exc}")
-    if isinstance(exc, httpx.TimeoutException):  # the stream stalled past the read timeout
-        return XAITimeoutError(f"xAI stream stalled past the read timeout ({type(exc).__name__})")
-    return XAITruncatedStreamError(f"xAI stream broke off: {type(exc).__name__}")
 
 
 def _expired(request_id: str, exc: XAINotFoundError) -> XAIDeferredExpiredError:
