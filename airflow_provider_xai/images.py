@@ -15,9 +15,7 @@ This module is a leaf: it imports nothing from the operators or the hook.
 
 from __future__ import annotations
 
-import ast
 import binascii
-import json
 import os
 import re
 import stat
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from airflow_provider_xai.arguments import parse_rendered_list
 from airflow_provider_xai.exceptions import XAIValidationError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -390,16 +389,9 @@ def coerce_images(images: Any, field: str = "images") -> list[Any]:
     if images is None:
         raise XAIValidationError(field, "is required: give one image or a list of images")
     if isinstance(images, str) and images.lstrip().startswith("["):
-        text = images.strip()
-        try:
-            images = json.loads(text)
-        except ValueError:
-            try:
-                images = ast.literal_eval(text)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                raise XAIValidationError(
-                    field, "looks like a list but is neither JSON nor a Python literal"
-                ) from None
+        images = parse_rendered_list(images)
+        if images is None:
+            raise XAIValidationError(field, "looks like a list but is neither JSON nor a Python literal")
     single = isinstance(images, str | bytes | bytearray | memoryview | Mapping)
     items = list(images) if isinstance(images, Sequence) and not single else [images]
     if not items:

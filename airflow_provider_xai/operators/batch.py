@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_xai.arguments import check_number, coerce_messages
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredTimeoutError,
@@ -27,7 +28,6 @@ from airflow_provider_xai.exceptions import (
     XAINotFoundError,
     XAIValidationError,
 )
-from airflow_provider_xai.operators.chat import coerce_messages
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -123,10 +123,10 @@ class XAIBatchOperator(BaseOperator):
         self.fail_on_errors = fail_on_errors
         self.xai_conn_id = xai_conn_id
         self._batch_id: str | None = None
-        _check_number("temperature", temperature, 0, 2)
-        _check_number("max_tokens", max_tokens, 1, integer=True)
-        _check_number("poll_interval", poll_interval, 0, positive=True)
-        _check_number("batch_timeout", batch_timeout, 0, positive=True)
+        check_number("temperature", temperature, 0, 2)
+        check_number("max_tokens", max_tokens, 1, integer=True)
+        check_number("poll_interval", poll_interval, 0, positive=True)
+        check_number("batch_timeout", batch_timeout, 0, positive=True)
         _ = self.output_spec
 
     @cached_property
@@ -432,25 +432,6 @@ class XAIBatchOperator(BaseOperator):
             except XAIError as exc:
                 self.log.warning("Could not cancel xAI batch %s: %s", self._batch_id, exc)
         self.hook.close()
-
-
-def _check_number(
-    field: str,
-    value: Any,
-    low: float,
-    high: float | None = None,
-    *,
-    integer: bool = False,
-    positive: bool = False,
-) -> None:
-    if value is None:
-        return
-    typed = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if not typed or value < low or (positive and value <= 0) or (high is not None and value > high):
-        rule = f"from {low} to {high}" if high is not None else ("> 0" if positive else f">= {low}")
-        raise XAIValidationError(
-            field, f"must be {'an integer' if integer else 'a number'} {rule}, got {value!r}"
-        )
 
 
 def _read_jsonl(path: ObjectStoragePath) -> list[Any]:

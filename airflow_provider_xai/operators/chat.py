@@ -7,14 +7,13 @@ waits in the triggerer. Heavy imports (httpx, the hook) happen at execution, not
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_xai.arguments import check_number, coerce_messages
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredExpiredError,
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from airflow_provider_xai.usage import UsageLedger
 
 XCOM_REQUEST_ID_KEY = "xai_request_id"
-VALID_ROLES = ("system", "user", "assistant", "tool", "function", "developer")
 #: Request fields the operator controls itself; in ``request_kwargs`` they would be dropped or
 #: would break the call (a ``stream`` answer where a plain one is parsed).
 OPERATOR_OWNED_FIELDS = frozenset({"messages", "stream", "deferred"})
@@ -55,43 +53,6 @@ class LineLogger:
         if self._pending:
             self.log.info("%s%s", self.prefix, self._pending)
             self._pending = ""
-
-
-def _parse_rendered_list(text: str) -> Any:
-    """A list rendered into a string: JSON (``| tojson``), else a Python literal (what
-    ``{{ ti.xcom_pull(...) }}`` renders). Literals only, never code; None if neither."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    if text.lstrip().startswith("["):
-        try:
-            return ast.literal_eval(text.strip())
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            pass
-    return None
-
-
-def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]:
-    """Accept a list of message dicts, or a JSON (or Python-literal) string of one: what a
-    template renders without ``render_template_as_native_obj``."""
-    if isinstance(value, str):
-        parsed = _parse_rendered_list(value)
-        if parsed is None:
-            raise XAIValidationError(
-                field, "expected a list of messages, got a string that is neither JSON nor a Python list"
-            )
-        value = parsed
-    if not isinstance(value, list) or not value:
-        raise XAIValidationError(field, f"expected a non-empty list of messages, got {type(value).__name__}")
-    for i, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise XAIValidationError(f"{field}[{i}]", f"expected a dict, got {type(message).__name__}")
-        if message.get("role") not in VALID_ROLES:
-            raise XAIValidationError(
-                f"{field}[{i}].role", f"unknown role {message.get('role')!r}; expected one of {VALID_ROLES}"
-            )
-    return value
 
 
 class XAIChatOperator(BaseOperator):
@@ -165,20 +126,10 @@ class XAIChatOperator(BaseOperator):
     # --- validation ----------------------------------------------------------------------------
     def _check_static_arguments(self) -> None:
         """Checks that need no template rendering: they fail at DAG parse, naming the argument."""
-        if self.temperature is not None and (
-            isinstance(self.temperature, bool)
-            or not isinstance(self.temperature, int | float)
-            or not 0 <= self.temperature <= 2
-        ):
-            raise XAIValidationError("temperature", f"must be a number from 0 to 2, got {self.temperature!r}")
-        if self.max_tokens is not None and (
-            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
-        ):
-            raise XAIValidationError("max_tokens", f"must be an integer >= 1, got {self.max_tokens!r}")
-        for name in ("poll_interval", "deferred_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise XAIValidationError(name, f"must be a number of seconds > 0, got {value!r}")
+        check_number("temperature", self.temperature, 0, 2)
+        check_number("max_tokens", self.max_tokens, 1, integer=True)
+        check_number("poll_interval", self.poll_interval, 0, positive=True)
+        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
         self._check_input_choice()
         _ = self.output_spec
 
