@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,8 +50,13 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base = {"request_id": self.request_id}
+        # Triggers deferred together would all poll in the same loop iteration, every interval:
+        # start at a random point of the first interval, then poll at a fixed rate.
+        next_poll = time.monotonic() + random.uniform(0, min(self.poll_interval, self.end_time - time.time()))
         try:
             while True:
+                await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
+                next_poll = time.monotonic() + self.poll_interval
                 completion = await hook.aget_deferred(self.request_id)
                 if completion is not None:
                     yield TriggerEvent(
@@ -68,7 +74,7 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
                         }
                     )
                     return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+                next_poll = min(next_poll, time.monotonic() + remaining)
         except XAIDeferredExpiredError as exc:
             yield TriggerEvent({**base, "status": "expired", "message": str(exc)})
         except XAIError as exc:
