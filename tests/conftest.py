@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="xai-airflow-home-"))
 REPO = Path(__file__).resolve().parents[1]
@@ -19,3 +23,20 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[None]:
+    """A fresh metadata DB, created once per test session."""
+    from airflow.utils import db
+
+    db.resetdb()
+    yield
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db: None) -> Any:
+    """The example DAGs, parsed once."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "example_dags"))

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.conftest import REPO
 
 DAGS_FOLDER = REPO / "example_dags"
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> Iterator[None]:
-    from airflow.utils import db
+def run_inline_dag(dag: Any) -> Any:
+    """``dag.test()`` a DAG built inside a test (serialized first, as Airflow 3 requires)."""
+    import os
 
-    db.resetdb()
-    yield
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-
-@pytest.fixture(scope="session")
-def dagbag(airflow_db: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS_FOLDER))
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag.test()
 
 
 def run_dag(dagbag: Any, dag_id: str, **kwargs: Any) -> Any:

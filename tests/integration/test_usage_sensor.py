@@ -10,7 +10,6 @@ import asyncio
 import datetime
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pendulum
@@ -27,7 +26,7 @@ from airflow_provider_xai.sensors.usage import XCOM_SUMMARY_KEY, XAIUsageSensor
 from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.triggers.usage import XAIUsageTrigger
 from airflow_provider_xai.usage import TICKS_PER_USD, build_record
-from tests.dags.conftest import task_states, xcom_values
+from tests.dags.conftest import run_inline_dag, task_states, xcom_values
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -307,35 +306,6 @@ class TestCostAgainstLocalServer:
 
 
 # --- real DAG runs ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def airflow_db() -> Iterator[None]:
-    """The metadata DB (reset once unless another module already created it)."""
-    from airflow.utils import db
-    from airflow.utils.session import create_session
-    from sqlalchemy import text
-
-    try:
-        with create_session() as session:
-            session.execute(text("SELECT 1 FROM dag_version LIMIT 1"))
-    except Exception:
-        db.resetdb()
-    yield
-
-
-def run_inline(dag: DAG) -> Any:
-    """Serialize a DAG defined in a test, then ``dag.test()`` it."""
-    import os
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test()
-
-
 class Answer(BaseModel):
     city: str
 
@@ -360,7 +330,7 @@ def test_failed_and_retried_tasks_count_and_the_gate_stops_the_run(airflow_db: N
         [flaky, broken] >> soft >> XAIChatOperator(task_id="after_soft", prompt="more")
     # The first answer of each task is not JSON: `broken` fails, `flaky` fails then succeeds.
     xai_server.enqueue(Fault(content="not json"), times=2)
-    dr = run_inline(dag)
+    dr = run_inline_dag(dag)
 
     states = task_states(dr)
     assert states[("flaky", -1)] == "success" and states[("broken", -1)] == "failed"
@@ -410,7 +380,7 @@ def test_sensor_waits_for_a_watched_task_in_a_real_run(airflow_db: None, xai_ser
         XAIUsageSensor(
             task_id="usage", task_ids=["watched"], mode="reschedule", poke_interval=0.2, timeout=120
         )
-    dr = run_inline(dag)
+    dr = run_inline_dag(dag)
 
     assert set(task_states(dr).values()) == {"success"}
     report = xcom_values(dr, "usage")[-1]

@@ -3,7 +3,6 @@ grouping, a minimal task context for operator calls, and DAG runs of DAGs built 
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import pytest
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.testing import XAIServer
 from airflow_provider_xai.testing.state import JournalEntry
-from tests.dags.conftest import airflow_db, dagbag  # noqa: F401  (session fixtures reused here)
+from tests.dags.conftest import run_inline_dag  # noqa: F401  (re-exported for the suite)
 
 #: Retry timing small enough for hundreds of retries per test, still exponential and jittered.
 FAST_BACKOFF: dict[str, float] = {"backoff_base": 0.01, "backoff_cap": 0.05}
@@ -78,15 +77,3 @@ class FakeTI:
 def fake_context(ti: FakeTI | None = None) -> dict[str, Any]:
     """A task context with a recording TI and no task state store."""
     return {"ti": ti or FakeTI(), "task_state_store": None}
-
-
-def run_inline_dag(dag: Any) -> Any:
-    """``dag.test()`` a DAG built inside a test (serialized first, as Airflow 3 requires)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test()
