@@ -13,20 +13,25 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_xai.arguments import check_number, coerce_messages
+from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredTimeoutError,
     XAIError,
     XAINotFoundError,
     XAIValidationError,
+)
+from airflow_provider_xai.operators.batch_inputs import (
+    PreparedRequest,
+    RequestDefaults,
+    load_inputs,
+    prepare_requests,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +44,6 @@ if TYPE_CHECKING:
 
 XCOM_BATCH_ID_KEY = "xai_batch_id"
 STATE_BATCH_ID_KEY = "xai_batch_id"
-ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "body", "model", "method", "url"})
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens")
 
 
@@ -48,14 +52,6 @@ def batch_name_for(dag_id: str, run_id: str, task_id: str, map_index: int | None
     index = -1 if map_index is None else map_index
     digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{task_id}\0{index}".encode()).hexdigest()[:24]
     return f"airflow:{dag_id[:80]}:{task_id[:80]}:{index}:{digest}"
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """One validated input: its join key and its chat-completion body."""
-
-    custom_id: str
-    body: dict[str, Any]
 
 
 class XAIBatchOperator(BaseOperator):
@@ -142,93 +138,18 @@ class XAIBatchOperator(BaseOperator):
         return XAIHook(xai_conn_id=self.xai_conn_id)
 
     # --- inputs --------------------------------------------------------------------------------
-    def load_inputs(self) -> list[Any]:
-        """The raw input items: the list itself, or the lines of the JSONL file."""
-        from airflow.sdk import ObjectStoragePath
-
-        value = self.inputs
-        if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
-            hint = "pass the upstream task's output itself, or use render_template_as_native_obj=True"
-            raise XAIValidationError("inputs", f"got a list rendered as text, not a list or a path; {hint}")
-        if isinstance(value, str) and value.strip():
-            value = ObjectStoragePath(value.strip())
-        if isinstance(value, ObjectStoragePath):
-            return _read_jsonl(value)
-        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-            return list(value)
-        raise XAIValidationError(
-            "inputs", f"expected a list of prompts or request dicts, or a JSONL path; got {value!r:.80}"
-        )
-
     def prepare_requests(self) -> list[PreparedRequest]:
         """Validate every input and build its chat body (raises before anything is sent)."""
-        items = self.load_inputs()
-        if not items:
-            raise XAIValidationError("inputs", "no requests to submit")
-        if not isinstance(self.request_kwargs, dict):
-            raise XAIValidationError("request_kwargs", f"expected a dict, got {self.request_kwargs!r:.80}")
-        prepared: list[PreparedRequest] = []
-        seen: dict[str, int] = {}
-        for i, item in enumerate(items):
-            custom_id, body = self._item_body(i, item)
-            if custom_id in seen:
-                raise XAIValidationError(
-                    f"inputs[{i}].custom_id", f"{custom_id!r} is also inputs[{seen[custom_id]}]"
-                )
-            seen[custom_id] = i
-            try:
-                request = self.hook.build_request(body)
-            except XAIValidationError as exc:
-                raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
-            if request.stream or request.deferred:
-                raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
-            prepared.append(PreparedRequest(custom_id, request.to_body()))
-        return prepared
-
-    def _item_body(self, i: int, item: Any) -> tuple[str, dict[str, Any]]:
-        """(custom_id, chat body with the shared defaults applied) of one input."""
-        where = f"inputs[{i}]"
-        item = {"prompt": item} if isinstance(item, str) else item
-        if not isinstance(item, Mapping):
-            raise XAIValidationError(where, f"expected a prompt string or a dict, got {type(item).__name__}")
-        if unknown := sorted(set(item) - ITEM_KEYS):
-            raise XAIValidationError(
-                f"{where}.{unknown[0]}", f"unknown key; expected some of {sorted(ITEM_KEYS)}"
-            )
-        custom_id = item.get("custom_id") or f"req-{i:06d}"
-        if not isinstance(custom_id, str) or not custom_id.strip():
-            raise XAIValidationError(f"{where}.custom_id", f"expected a non-empty string, got {custom_id!r}")
-        forms = [k for k in ("prompt", "messages", "body") if k in item]
-        if len(forms) != 1:
-            raise XAIValidationError(where, "give exactly one of 'prompt', 'messages' or 'body'")
-        form, value = forms[0], item[forms[0]]
-        if form == "prompt" and (not isinstance(value, str) or not value.strip()):
-            raise XAIValidationError(f"{where}.prompt", f"expected non-empty text, got {value!r}")
-        if form == "body" and not (
-            isinstance(value, Mapping)
-            and str(item.get("url", "chat/completions")).endswith("chat/completions")
-        ):
-            raise XAIValidationError(
-                f"{where}.body", "expected a chat-completions request dict (url .../chat/completions)"
-            )
-        body = dict(value) if form == "body" else {}
-        if form == "prompt":
-            messages = [{"role": "user", "content": value}]
-        else:
-            messages = coerce_messages(body.get("messages") if form == "body" else value, f"{where}.{form}")
-        if self.system_prompt is not None and not any(m.get("role") == "system" for m in messages):
-            messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        defaults = {**self.request_kwargs, "model": self.model, "temperature": self.temperature}
-        defaults["max_completion_tokens"] = self.max_tokens
-        if self.output_spec is not None:
-            defaults["response_format"] = self.output_spec.response_format
-        body = {**{k: v for k, v in defaults.items() if v is not None}, **body, "messages": messages}
-        for field, model in ((f"{where}.model", item.get("model")), ("model", self.model)):
-            if model is not None and (not isinstance(model, str) or not model.strip()):
-                raise XAIValidationError(field, f"expected a model id, got {model!r}")
-        if item.get("model") is not None:
-            body["model"] = item["model"]
-        return custom_id, body
+        spec = self.output_spec
+        defaults = RequestDefaults(
+            system_prompt=self.system_prompt,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            response_format=None if spec is None else spec.response_format,
+            request_kwargs=self.request_kwargs,
+        )
+        return prepare_requests(load_inputs(self.inputs), defaults, self.hook.build_request)
 
     def _output(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath
@@ -432,19 +353,6 @@ class XAIBatchOperator(BaseOperator):
             except XAIError as exc:
                 self.log.warning("Could not cancel xAI batch %s: %s", self._batch_id, exc)
         self.hook.close()
-
-
-def _read_jsonl(path: ObjectStoragePath) -> list[Any]:
-    if not path.exists():
-        raise XAIValidationError("inputs", f"JSONL file {path} does not exist")
-    items = []
-    with path.open("r") as handle:
-        for n, line in enumerate(handle, 1):
-            try:
-                items.extend([json.loads(line)] if line.strip() else [])
-            except ValueError:
-                raise XAIValidationError(f"inputs (line {n} of {path})", "is not valid JSON") from None
-    return items
 
 
 def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:

@@ -1,0 +1,141 @@
+"""Inputs of :class:`XAIBatchOperator`: a list of prompts or request dicts, or a JSONL file at
+an ``ObjectStoragePath``, validated and turned into chat bodies before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_xai.arguments import coerce_messages
+from airflow_provider_xai.exceptions import XAIValidationError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_xai.schemas import ChatRequest
+
+ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "body", "model", "method", "url"})
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One validated input: its join key and its chat-completion body."""
+
+    custom_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestDefaults:
+    """Shared settings applied to every input that does not set them itself."""
+
+    system_prompt: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    response_format: dict[str, Any] | None = None
+    request_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def load_inputs(value: Any) -> list[Any]:
+    """The raw input items: the list itself, or the lines of the JSONL file."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
+        hint = "pass the upstream task's output itself, or use render_template_as_native_obj=True"
+        raise XAIValidationError("inputs", f"got a list rendered as text, not a list or a path; {hint}")
+    if isinstance(value, str) and value.strip():
+        value = ObjectStoragePath(value.strip())
+    if isinstance(value, ObjectStoragePath):
+        return _read_jsonl(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    raise XAIValidationError(
+        "inputs", f"expected a list of prompts or request dicts, or a JSONL path; got {value!r:.80}"
+    )
+
+
+def prepare_requests(
+    items: list[Any], defaults: RequestDefaults, build: Callable[[dict[str, Any]], ChatRequest]
+) -> list[PreparedRequest]:
+    """Validate every input and build its chat body (raises before anything is sent)."""
+    if not items:
+        raise XAIValidationError("inputs", "no requests to submit")
+    if not isinstance(defaults.request_kwargs, dict):
+        raise XAIValidationError("request_kwargs", f"expected a dict, got {defaults.request_kwargs!r:.80}")
+    prepared: list[PreparedRequest] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        custom_id, body = item_body(i, item, defaults)
+        if custom_id in seen:
+            raise XAIValidationError(
+                f"inputs[{i}].custom_id", f"{custom_id!r} is also inputs[{seen[custom_id]}]"
+            )
+        seen[custom_id] = i
+        try:
+            request = build(body)
+        except XAIValidationError as exc:
+            raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
+        if request.stream or request.deferred:
+            raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
+        prepared.append(PreparedRequest(custom_id, request.to_body()))
+    return prepared
+
+
+def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[str, Any]]:
+    """(custom_id, chat body with the shared defaults applied) of one input."""
+    where = f"inputs[{i}]"
+    item = {"prompt": item} if isinstance(item, str) else item
+    if not isinstance(item, Mapping):
+        raise XAIValidationError(where, f"expected a prompt string or a dict, got {type(item).__name__}")
+    if unknown := sorted(set(item) - ITEM_KEYS):
+        raise XAIValidationError(
+            f"{where}.{unknown[0]}", f"unknown key; expected some of {sorted(ITEM_KEYS)}"
+        )
+    custom_id = item.get("custom_id") or f"req-{i:06d}"
+    if not isinstance(custom_id, str) or not custom_id.strip():
+        raise XAIValidationError(f"{where}.custom_id", f"expected a non-empty string, got {custom_id!r}")
+    forms = [k for k in ("prompt", "messages", "body") if k in item]
+    if len(forms) != 1:
+        raise XAIValidationError(where, "give exactly one of 'prompt', 'messages' or 'body'")
+    form, value = forms[0], item[forms[0]]
+    if form == "prompt" and (not isinstance(value, str) or not value.strip()):
+        raise XAIValidationError(f"{where}.prompt", f"expected non-empty text, got {value!r}")
+    if form == "body" and not (
+        isinstance(value, Mapping) and str(item.get("url", "chat/completions")).endswith("chat/completions")
+    ):
+        raise XAIValidationError(
+            f"{where}.body", "expected a chat-completions request dict (url .../chat/completions)"
+        )
+    body = dict(value) if form == "body" else {}
+    if form == "prompt":
+        messages = [{"role": "user", "content": value}]
+    else:
+        messages = coerce_messages(body.get("messages") if form == "body" else value, f"{where}.{form}")
+    if defaults.system_prompt is not None and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": defaults.system_prompt}, *messages]
+    shared = {**defaults.request_kwargs, "model": defaults.model, "temperature": defaults.temperature}
+    shared["max_completion_tokens"] = defaults.max_tokens
+    shared["response_format"] = defaults.response_format
+    body = {**{k: v for k, v in shared.items() if v is not None}, **body, "messages": messages}
+    for name, model in ((f"{where}.model", item.get("model")), ("model", defaults.model)):
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise XAIValidationError(name, f"expected a model id, got {model!r}")
+    if item.get("model") is not None:
+        body["model"] = item["model"]
+    return custom_id, body
+
+
+def _read_jsonl(path: ObjectStoragePath) -> list[Any]:
+    if not path.exists():
+        raise XAIValidationError("inputs", f"JSONL file {path} does not exist")
+    items = []
+    with path.open("r") as handle:
+        for n, line in enumerate(handle, 1):
+            try:
+                items.extend([json.loads(line)] if line.strip() else [])
+            except ValueError:
+                raise XAIValidationError(f"inputs (line {n} of {path})", "is not valid JSON") from None
+    return items
