@@ -113,4 +113,14 @@ class XAIFanOutMixin:
             finally:
                 await self.aclose()
 
-        return asyncio.run(run())
+        return _run_loop(run())
+
+
+def _run_loop(coro: Any) -> Any:
+    """Run ``coro`` on a new event loop: uvloop's when it is installed (it comes with uvicorn,
+    which Airflow's api-server needs; its I/O path is lighter), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -268,3 +268,22 @@ def test_structured_output_validates_and_keeps_completion() -> None:
         hook.chat_structured(messages=[{"role": "user", "content": "x"}], output=Invoice)
     assert "total" in str(info.value)
     assert info.value.completion.usage.cost_in_usd_ticks == 100
+
+
+@pytest.mark.usefixtures("conn_env")
+def test_chat_many_runs_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    uvloop = pytest.importorskip("uvloop")  # a dependency of uvicorn[standard], which Airflow brings
+    loops: list[type] = []
+    hook = make_hook(Recorder(httpx.Response(200, json=completion("ok"))))
+    original = type(hook).achat_many
+
+    async def spy(self: XAIHook, *args: Any, **kwargs: Any) -> Any:
+        loops.append(type(asyncio.get_running_loop()))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(hook), "achat_many", spy)
+    results = hook.chat_many([{"messages": [{"role": "user", "content": "x"}]}] * 3)
+    assert [r.text for r in results] == ["ok"] * 3  # type: ignore[union-attr]
+    assert loops == [uvloop.Loop]
