@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
 
@@ -108,6 +108,18 @@ class ChatRequest(_Request):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    #: The body as checked by :func:`check_sendable` (reused by :meth:`to_body`; reset on change).
+    _checked_body: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._checked_body = None
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> ChatRequest:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._checked_body = None
+        return copy
 
     @field_validator("stop")
     @classmethod
@@ -117,7 +129,9 @@ class ChatRequest(_Request):
         return value
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body to send: unset fields left out, aliases applied."""
+        """The JSON body to send: unset fields left out, aliases applied (a fresh top-level dict)."""
+        if self._checked_body is not None:
+            return dict(self._checked_body)
         return self.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
@@ -183,6 +197,7 @@ def check_sendable(request: ChatRequest) -> ChatRequest:
         raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
     if problem := _unsendable(data, ""):
         raise XAIValidationError(problem[0] or "request", problem[1])
+    request._checked_body = data  # only JSON types are left: this is the body to send
     return request
 
 
@@ -190,7 +205,7 @@ def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, *
     """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
     if isinstance(request, ChatRequest):
         if not kwargs:
-            return check_sendable(request)
+            return request if request._checked_body is not None else check_sendable(request)
         request = request.model_dump(by_alias=True, exclude_unset=True)  # re-validated below
     elif request is not None and not isinstance(request, Mapping):
         raise XAIValidationError(

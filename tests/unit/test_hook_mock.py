@@ -287,3 +287,17 @@ def test_chat_many_runs_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch
     results = hook.chat_many([{"messages": [{"role": "user", "content": "x"}]}] * 3)
     assert [r.text for r in results] == ["ok"] * 3  # type: ignore[union-attr]
     assert loops == [uvloop.Loop]
+
+
+def test_checked_body_is_reused_and_never_stale() -> None:
+    from airflow_provider_xai.schemas import build_chat_request
+
+    request = build_chat_request(model="grok-4.3", messages=[{"role": "user", "content": "x"}], temperature=0.1)
+    body = request.to_body()
+    body["stream"] = True  # callers add keys to their copy
+    assert "stream" not in request.to_body()
+    request.temperature = 0.9
+    assert request.to_body()["temperature"] == 0.9
+    copy = build_chat_request(request).model_copy(update={"temperature": 1.5})
+    assert copy.to_body()["temperature"] == 1.5
+    assert build_chat_request(copy).to_body()["temperature"] == 1.5
