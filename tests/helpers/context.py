@@ -8,17 +8,25 @@ from typing import Any
 
 @dataclass
 class FakeTI:
-    """Records XCom pushes like a RuntimeTaskInstance."""
+    """Records XCom pushes like a RuntimeTaskInstance (``pushed``: the latest value per key)."""
 
     dag_id: str = "test_dag"
     task_id: str = "test_task"
     run_id: str = "manual__test"
     map_index: int = -1
     try_number: int = 1
-    pushed: dict[str, Any] = field(default_factory=dict)
+    pushes: list[tuple[str, Any]] = field(default_factory=list)
 
     def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
+        self.pushes.append((key, value))
+
+    @property
+    def pushed(self) -> dict[str, Any]:
+        return dict(self.pushes)
+
+    def values(self, key: str) -> list[Any]:
+        """Every value pushed under ``key``, in order."""
+        return [v for k, v in self.pushes if k == key]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,6 +13,8 @@ from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.testing import XAIServer
 from airflow_provider_xai.testing.state import JournalEntry
 from tests.dags.conftest import run_inline_dag  # noqa: F401  (re-exported for the suite)
+from tests.helpers.context import FakeTI  # noqa: F401  (re-exported for the suite)
+from tests.helpers.context import make_context as fake_context  # noqa: F401
 
 #: Retry timing small enough for hundreds of retries per test, still exponential and jittered.
 FAST_BACKOFF: dict[str, float] = {"backoff_base": 0.01, "backoff_cap": 0.05}
@@ -54,26 +55,3 @@ def attempts_by_prompt(entries: Iterable[JournalEntry]) -> dict[str, list[Journa
     for entry in entries:
         groups[last_user_text(entry)].append(entry)
     return dict(groups)
-
-
-@dataclass
-class FakeTI:
-    """Just enough of a RuntimeTaskInstance for an operator's ``execute`` and usage ledger."""
-
-    dag_id: str = "resilience"
-    task_id: str = "chat"
-    run_id: str = "manual__resilience"
-    map_index: int = -1
-    try_number: int = 1
-    pushed: list[tuple[str, Any]] = field(default_factory=list)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed.append((key, value))
-
-    def values(self, key: str) -> list[Any]:
-        return [v for k, v in self.pushed if k == key]
-
-
-def fake_context(ti: FakeTI | None = None) -> dict[str, Any]:
-    """A task context with a recording TI and no task state store."""
-    return {"ti": ti or FakeTI(), "task_state_store": None}
