@@ -232,10 +232,8 @@ class XAIStreamMixin:
             assembler = self._assembler(body)
             # retry_open=False: this loop owns the whole retry budget (no nested retries)
             for chunk in self._iter_stream(body, assembler, retry_open=False):
-                if on_text is not None:
-                    for choice in chunk.choices[:1]:
-                        if choice.delta.content:
-                            on_text(choice.delta.content)
+                if on_text is not None and (text := _first_text(chunk)):
+                    on_text(text)
             return assembler.completion()
 
         return Retrying(**self._retrying(_stream_retryable))(attempt)
@@ -301,11 +299,16 @@ class XAIStreamMixin:
         async def attempt() -> ChatCompletion:
             assembler = self._assembler(body)
             async for chunk in self._aiter_stream(body, assembler, retry_open=False):
-                if on_text is not None and chunk.choices and chunk.choices[0].delta.content:
-                    on_text(chunk.choices[0].delta.content)
+                if on_text is not None and (text := _first_text(chunk)):
+                    on_text(text)
             return assembler.completion()
 
         return await AsyncRetrying(**self._retrying(_stream_retryable))(attempt)
+
+
+def _first_text(chunk: ChatCompletionChunk) -> str | None:
+    """The first choice's text delta of a chunk (what ``on_text`` callbacks receive)."""
+    return chunk.choices[0].delta.content if chunk.choices else None
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
