@@ -37,8 +37,8 @@ from airflow_provider_xai.operators.batch_inputs import (
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_xai.hooks.batch import Batch, BatchResult
     from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.schemas import Batch, BatchResult
     from airflow_provider_xai.structured import OutputSpec
     from airflow_provider_xai.usage import UsageLedger, UsageRecord
 

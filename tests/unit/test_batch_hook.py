@@ -23,15 +23,13 @@ from airflow_provider_xai.hooks.batch import (
     ADD_REQUESTS_CALLS,
     ADD_REQUESTS_WINDOW,
     MAX_ADD_REQUESTS_BYTES,
-    Batch,
-    BatchResult,
     CallPacer,
     batch_request,
     chunk_batch_requests,
     encoded_size,
-    parse_time,
 )
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.schemas import Batch, BatchResult, parse_time
 
 KEY = "xai-unit-batch-key-123456"
 
