@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_xai import __version__
-
-DEFAULT_BASE_URL = "https://api.x.ai/v1"
+from airflow_provider_xai.defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -61,7 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {
                         "host": DEFAULT_BASE_URL,
                         "password": "xai-...",
-                        "default_model": "grok-4.3",
+                        "default_model": DEFAULT_MODEL,
                         "timeout": "600",
                         "max_retries": "2",
                     },
@@ -69,7 +68,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "default_model": {
                         "label": "Default model",
-                        "description": "Model used when an operator names none, e.g. grok-4.3.",
+                        "description": f"Model used when an operator names none (default {DEFAULT_MODEL}).",
                         "schema": {"type": ["string", "null"]},
                     },
                     "timeout": {
@@ -89,6 +88,14 @@ def get_provider_info() -> dict[str, Any]:
                             '"cached_input": 0.2, "output": 2.5}}. Used when xAI sends no cost.'
                         ),
                         "schema": {"type": ["string", "null"], "format": "multiline"},
+                    },
+                    "allow_insecure_http": {
+                        "label": "Allow plain http:// to a remote host",
+                        "description": (
+                            "The API key would travel unencrypted. Only for a trusted proxy; "
+                            "loopback (local test servers) never needs it."
+                        ),
+                        "schema": {"type": ["boolean", "null"]},
                     },
                 },
             }

@@ -84,7 +84,7 @@ def _child(mode: str, png: str) -> dict[str, Any]:
     if mode == "vision":
         op = XAIVisionOperator(task_id="vision", prompt=PROMPT, images=png)
         op.hook = hook  # the warm hook (cached_property slot), as after the first task call
-        completion = hook.chat(op.build_request())
+        completion = hook.chat(op.chat_request())
         assert completion.text
     elif mode == "encode":
         part = resolve_image(png).part

@@ -14,13 +14,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
-from airflow_provider_xai.schemas import parse_response
+from airflow_provider_xai.hooks.calls import fixed_body, read, segment
+from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
+from airflow_provider_xai.hooks.transport import Call, Reply, XAITransport
 from airflow_provider_xai.schemas.batch import (
     Batch,
     BatchList,
@@ -30,9 +32,6 @@ from airflow_provider_xai.schemas.batch import (
     BatchResultList,
     batch_request,
 )
-
-if TYPE_CHECKING:
-    import httpx
 
 #: xAI accepts at most 25 MB per add-requests call (counted here in bytes of compact JSON).
 MAX_ADD_REQUESTS_BYTES = 25_000_000
@@ -122,18 +121,21 @@ class CallPacer:
 
 
 def _path(batch_id: str, suffix: str = "") -> str:
-    return f"batches/{quote(batch_id, safe='')}{suffix}"
+    return f"batches/{segment(batch_id)}{suffix}"
+
+
+def _batch_call(method: str, path: str, body: Any = None) -> Call[Batch]:
+    return Call(method, path, read(Batch, "batch"), fixed_body(body))
+
+
+def _ignore(reply: Reply) -> None:
+    """Answers whose content nothing needs (add-requests acknowledges with an empty object)."""
 
 
 class XAIBatchMixin:
-    """Batch API methods; needs the host class's ``request``/``arequest`` (see XAIHook)."""
+    """Batch API methods of :class:`XAIHook`; they need only its ``transport``."""
 
-    if TYPE_CHECKING:
-
-        def request(self, method: str, path: str, body: Any = None) -> httpx.Response: ...
-
-        async def arequest(self, method: str, path: str, body: Any = None) -> httpx.Response: ...
-
+    transport: XAITransport
     _batch_pacer: CallPacer | None = None
     #: ``limit`` of list calls (batches, request metadata, results).
     batch_page_size: int = PAGE_SIZE
@@ -150,30 +152,23 @@ class XAIBatchMixin:
         """``POST /v1/batches``: an empty batch called ``name``."""
         if not isinstance(name, str) or not name.strip():
             raise XAIValidationError("name", "a batch needs a non-empty name")
-        batch: Batch = parse_response(Batch, self.request("POST", "batches", {"name": name}).content, "batch")
-        return batch
+        return self.transport.send(_batch_call("POST", "batches", {"name": name}))
 
     def get_batch(self, batch_id: str) -> Batch:
         """``GET /v1/batches/{id}``: the batch and its request counters."""
-        batch: Batch = parse_response(Batch, self.request("GET", _path(batch_id)).content, "batch")
-        return batch
+        return self.transport.send(_batch_call("GET", _path(batch_id)))
 
     async def aget_batch(self, batch_id: str) -> Batch:
         """Async :meth:`get_batch` (for triggers)."""
-        batch: Batch = parse_response(Batch, (await self.arequest("GET", _path(batch_id))).content, "batch")
-        return batch
+        return await self.transport.asend(_batch_call("GET", _path(batch_id)))
 
     def cancel_batch(self, batch_id: str) -> Batch:
         """``POST /v1/batches/{id}:cancel``: pending requests are dropped; finished ones keep results."""
-        response = self.request("POST", _path(batch_id, ":cancel"))
-        batch: Batch = parse_response(Batch, response.content, "batch")
-        return batch
+        return self.transport.send(_batch_call("POST", _path(batch_id, ":cancel")))
 
     async def acancel_batch(self, batch_id: str) -> Batch:
         """Async :meth:`cancel_batch`."""
-        response = await self.arequest("POST", _path(batch_id, ":cancel"))
-        batch: Batch = parse_response(Batch, response.content, "batch")
-        return batch
+        return await self.transport.asend(_batch_call("POST", _path(batch_id, ":cancel")))
 
     def _pages(self, path: str, model: type[M], what: str) -> Iterator[M]:
         """Every page of a token-paged list (``limit`` + ``pagination_token``), fetched lazily."""
@@ -182,7 +177,7 @@ class XAIBatchMixin:
             query = urlencode(
                 {"limit": self.batch_page_size, **({"pagination_token": token} if token else {})}
             )
-            page = parse_response(model, self.request("GET", f"{path}?{query}").content, what)
+            page = self.transport.send(Call("GET", f"{path}?{query}", read(model, what)))
             yield page
             token = getattr(page, "pagination_token", None)
             if not token:
@@ -220,7 +215,8 @@ class XAIBatchMixin:
             waited = pacer.acquire()
             if waited:
                 log.info("Paced xAI add-requests: waited %.1fs for the call-rate limit", waited)
-            self.request("POST", _path(batch_id, "/requests"), {"batch_requests": list(chunk)})
+            body = fixed_body({"batch_requests": list(chunk)})
+            self.transport.send(Call("POST", _path(batch_id, "/requests"), _ignore, body))
             log.debug("Added %d requests to batch %s (call %d/%d)", len(chunk), batch_id, n, len(chunks))
         return len(chunks)
 
@@ -241,26 +237,29 @@ class XAIBatchMixin:
         poll_interval: float = 30.0,
         timeout: float = 24 * 3600,
         cancel_on_timeout: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        max_poll_failures: int = DEFAULT_MAX_POLL_FAILURES,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Batch:
         """Poll (blocking) until the batch is done; on timeout cancel it (by default) and raise
-        :class:`XAIDeferredTimeoutError`."""
-        deadline = clock() + timeout
-        last = ""
-        while True:
-            batch = self.get_batch(batch_id)
-            if batch.done:
-                return batch
-            if batch.progress() != last:
-                last = batch.progress()
-                log.info("xAI batch %s: %s", batch_id, last)
-            remaining = deadline - clock()
-            if remaining <= 0:
-                if cancel_on_timeout:
-                    batch = self.cancel_batch(batch_id)
-                raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))
-            sleep(min(poll_interval, remaining))
+        :class:`XAIDeferredTimeoutError`. Transient poll failures are tolerated as in the
+        triggers (see ``hooks/polling.py``)."""
+        poller = Poller(poll_interval, clock() + timeout, max_poll_failures, clock=clock)
+        progress = ProgressLog(log, f"xAI batch {batch_id}")
+        outcome = poll(
+            poller,
+            lambda: self.get_batch(batch_id),
+            lambda batch: batch.done,
+            on_value=lambda batch: progress.update(batch.progress()),
+            on_failure=progress.failure,
+            sleep=sleep,
+        )
+        if outcome.action is Action.FINISH and outcome.value is not None:
+            return outcome.value
+        if outcome.error is not None:
+            raise outcome.error
+        batch = self.cancel_batch(batch_id) if cancel_on_timeout else self.get_batch(batch_id)
+        raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))
 
 
 def timeout_message(batch: Batch, timeout: float | None, cancelled: bool) -> str:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAITruncatedStreamError
-from airflow_provider_xai.hooks.policy import error_from_response
+from airflow_provider_xai.hooks.errors import error_from_response
 from airflow_provider_xai.schemas import ChatCompletion, ChatCompletionChunk, Usage, parse_response
 
 DONE = "[DONE]"

@@ -149,7 +149,7 @@ class XAIBatchOperator(BaseOperator):
             response_format=None if spec is None else spec.response_format,
             request_kwargs=self.request_kwargs,
         )
-        return prepare_requests(load_inputs(self.inputs), defaults, self.hook.build_request)
+        return prepare_requests(load_inputs(self.inputs), defaults, self.hook.chat_request)
 
     def _output(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

@@ -167,7 +167,7 @@ class XAIChatOperator(BaseOperator):
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
         return messages
 
-    def build_request(self) -> ChatRequest:
+    def chat_request(self) -> ChatRequest:
         """Validate everything and build the request body (raises XAIValidationError)."""
         if not isinstance(self.request_kwargs, dict):
             raise XAIValidationError(
@@ -193,7 +193,7 @@ class XAIChatOperator(BaseOperator):
         body = {**self.request_kwargs, **fields, "messages": self.build_messages()}
         if self.model:
             body["model"] = self.model
-        return self.hook.build_request(body)
+        return self.hook.chat_request(body)
 
     # --- execution -------------------------------------------------------------------------------
     @cached_property
@@ -209,7 +209,7 @@ class XAIChatOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         ledger = self._ledger(context)
-        request = self.build_request()
+        request = self.chat_request()
         if self.deferrable:
             self._defer(context, request)
         if self.stream:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.hooks.batch import timeout_message
-from airflow_provider_xai.hooks.policy import is_retryable
+from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.hooks.xai import XAIHook
 
 
@@ -35,7 +34,7 @@ class XAIBatchTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         end_time: float | None = None,
         cancel_on_timeout: bool = True,
-        max_poll_failures: int = 5,
+        max_poll_failures: int = DEFAULT_MAX_POLL_FAILURES,
         timeout: float | None = None,
     ) -> None:
         super().__init__()
@@ -64,31 +63,26 @@ class XAIBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base: dict[str, Any] = {"batch_id": self.batch_id}
-        failures, last = 0, ""
+        progress = ProgressLog(self.log, f"xAI batch {self.batch_id}")
         try:
-            while True:
-                try:
-                    batch = await hook.aget_batch(self.batch_id)
-                    failures = 0
-                except XAIError as exc:
-                    failures += 1
-                    if not is_retryable(exc) or failures >= self.max_poll_failures:
-                        raise
-                    self.log.warning("Polling xAI batch %s failed (%s); will poll again", self.batch_id, exc)
-                else:
-                    state = {**base, "outcome": batch.outcome, "state": batch.state.model_dump()}
-                    if batch.done:
-                        yield TriggerEvent({**state, "status": "success"})
-                        return
-                    if batch.progress() != last:
-                        last = batch.progress()
-                        self.log.info("xAI batch %s: %s", self.batch_id, last)
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    yield TriggerEvent(await self._timeout(hook, base))
-                    return
-                await asyncio.sleep(min(self.poll_interval, remaining))
-        except XAIError as exc:
+            outcome = await apoll(
+                Poller(self.poll_interval, self.end_time, self.max_poll_failures),
+                lambda: hook.aget_batch(self.batch_id),
+                lambda batch: batch.done,
+                on_value=lambda batch: progress.update(batch.progress()),
+                on_failure=progress.failure,
+            )
+            if outcome.action is Action.FINISH and outcome.value is not None:
+                batch = outcome.value
+                state = {"outcome": batch.outcome, "state": batch.state.model_dump()}
+                yield TriggerEvent({**base, **state, "status": "success"})
+            elif outcome.action is Action.TIMEOUT:
+                yield TriggerEvent(await self._timeout(hook, base))
+            else:
+                error = outcome.error
+                status = error.status if isinstance(error, XAIError) else None
+                yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status})
+        except XAIError as exc:  # cancelling or reading the batch at the deadline failed
             yield TriggerEvent({**base, "status": "error", "message": str(exc), "http_status": exc.status})
         finally:
             await hook.aclose()

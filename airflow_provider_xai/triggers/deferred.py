@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +10,12 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.exceptions import XAIDeferredExpiredError, XAIError
+from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.hooks.xai import XAIHook
+
+#: How long a copy of this trigger that met 404 stays silent before reporting the request
+#: expired (see :class:`XAIDeferredCompletionTrigger`).
+EXPIRED_GRACE = 60.0
 
 
 class XAIDeferredCompletionTrigger(BaseTrigger):
@@ -19,6 +23,13 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
 
     xAI hands a result out exactly once, so the whole completion travels in the event.
     ``end_time`` is wall-clock (epoch seconds) so a restarted triggerer keeps the deadline.
+    Transient poll failures never end the wait by themselves (``max_poll_failures`` in a row do).
+
+    During triggerer failover Airflow may run two copies of one trigger at once. The copy that
+    polls second gets 404 for an answer the other collected; it waits ``expired_grace``
+    seconds before reporting ``expired``, by which time the task has resumed with the other
+    copy's answer and Airflow has cancelled this copy. A request that really expired is
+    reported that much later.
 
     Event payload: ``{"status": "success"|"timeout"|"expired"|"error", "request_id", ...}``.
     """
@@ -29,12 +40,16 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
         xai_conn_id: str = "xai_default",
         poll_interval: float = 5.0,
         end_time: float | None = None,
+        max_poll_failures: int = DEFAULT_MAX_POLL_FAILURES,
+        expired_grace: float = EXPIRED_GRACE,
     ) -> None:
         super().__init__()
         self.request_id = request_id
         self.xai_conn_id = xai_conn_id
         self.poll_interval = poll_interval
         self.end_time = end_time if end_time is not None else time.time() + 24 * 3600
+        self.max_poll_failures = max_poll_failures
+        self.expired_grace = expired_grace
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -44,40 +59,41 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
                 "xai_conn_id": self.xai_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "max_poll_failures": self.max_poll_failures,
+                "expired_grace": self.expired_grace,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base = {"request_id": self.request_id}
-        # Triggers deferred together would all poll in the same loop iteration, every interval:
-        # start at a random point of the first interval, then poll at a fixed rate.
-        next_poll = time.monotonic() + random.uniform(0, min(self.poll_interval, self.end_time - time.time()))
+        poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures)
+        progress = ProgressLog(self.log, f"xAI deferred completion {self.request_id}")
         try:
-            while True:
-                await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
-                next_poll = time.monotonic() + self.poll_interval
-                completion = await hook.aget_deferred(self.request_id)
-                if completion is not None:
-                    yield TriggerEvent(
-                        {**base, "status": "success", "completion": completion.model_dump(mode="json")}
-                    )
-                    return
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    yield TriggerEvent(
-                        {
-                            **base,
-                            "status": "timeout",
-                            "message": f"xAI deferred completion {self.request_id} was not ready before the "
-                            "deferred_timeout; it may still finish and be billed",
-                        }
-                    )
-                    return
-                next_poll = min(next_poll, time.monotonic() + remaining)
-        except XAIDeferredExpiredError as exc:
-            yield TriggerEvent({**base, "status": "expired", "message": str(exc)})
-        except XAIError as exc:
-            yield TriggerEvent({**base, "status": "error", "message": str(exc), "http_status": exc.status})
+            outcome = await apoll(
+                poller,
+                lambda: hook.aget_deferred(self.request_id),
+                lambda completion: completion is not None,
+                on_failure=progress.failure,
+                spread_start=True,
+            )
         finally:
             await hook.aclose()
+        if outcome.action is Action.FINISH and outcome.value is not None:
+            yield TriggerEvent({**base, "status": "success", "completion": outcome.value.model_dump(mode="json")})
+        elif outcome.action is Action.TIMEOUT:
+            message = (
+                f"xAI deferred completion {self.request_id} was not ready before the deferred_timeout; "
+                "it may still finish and be billed"
+            )
+            yield TriggerEvent({**base, "status": "timeout", "message": message})
+        elif isinstance(outcome.error, XAIDeferredExpiredError):
+            self.log.warning(
+                "%s; reporting it in %.0fs unless another copy collected it", outcome.error, self.expired_grace
+            )
+            await asyncio.sleep(self.expired_grace)
+            yield TriggerEvent({**base, "status": "expired", "message": str(outcome.error)})
+        else:
+            error = outcome.error
+            status = error.status if isinstance(error, XAIError) else None
+            yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status})

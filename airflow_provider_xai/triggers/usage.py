@@ -7,17 +7,16 @@ it needs no metadata-DB access. It only waits; the sensor gathers usage when it 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.usage_summary import fetch_task_states, unfinished
 
 #: Consecutive failed state look-ups tolerated before the trigger gives up.
-MAX_LOOKUP_FAILURES = 5
+MAX_LOOKUP_FAILURES = DEFAULT_MAX_POLL_FAILURES
 
 
 class XAIUsageTrigger(BaseTrigger):
@@ -59,27 +58,29 @@ class XAIUsageTrigger(BaseTrigger):
         from asgiref.sync import sync_to_async
 
         lookup = sync_to_async(fetch_task_states)
-        failures = 0
-        while True:
-            try:
-                pending = unfinished(await lookup(self.dag_id, self.run_id, self.task_ids))
-                failures = 0
-            except Exception as exc:  # the API may blip; keep polling a few times
-                failures += 1
-                self.log.warning("Reading task states failed (%d/%d): %s", failures, MAX_LOOKUP_FAILURES, exc)
-                if failures >= MAX_LOOKUP_FAILURES:
-                    yield TriggerEvent({"status": "error", "message": f"cannot read task states: {exc}"})
-                    return
-                pending = {"?": "unknown"}
-            else:
-                if not pending:
-                    yield TriggerEvent({"status": "done", "task_ids": self.task_ids})
-                    return
-            if self.end_time is not None and time.time() >= self.end_time:
-                yield TriggerEvent({"status": "timeout", "pending": pending})
-                return
-            self.log.info("Waiting for %d xAI task instance(s): %s", len(pending), _brief(pending))
-            await asyncio.sleep(self.poll_interval)
+
+        async def pending() -> dict[str, str]:
+            return unfinished(await lookup(self.dag_id, self.run_id, self.task_ids))
+
+        def waiting(still: dict[str, str]) -> None:
+            if still:
+                self.log.info("Waiting for %d xAI task instance(s): %s", len(still), _brief(still))
+
+        # Any failure to read the states may be a blip of the API: all count as transient.
+        poller = Poller(self.poll_interval, self.end_time, MAX_LOOKUP_FAILURES, transient=lambda exc: True)
+        outcome = await apoll(
+            poller,
+            pending,
+            lambda still: not still,
+            on_value=waiting,
+            on_failure=ProgressLog(self.log, "xAI task states").failure,
+        )
+        if outcome.action is Action.FINISH:
+            yield TriggerEvent({"status": "done", "task_ids": self.task_ids})
+        elif outcome.action is Action.TIMEOUT:
+            yield TriggerEvent({"status": "timeout", "pending": outcome.value or {"?": "unknown"}})
+        else:
+            yield TriggerEvent({"status": "error", "message": f"cannot read task states: {outcome.error}"})
 
 
 def _brief(pending: dict[str, str], limit: int = 10) -> str:

@@ -216,7 +216,7 @@ def test_hook_sends_accepted_requests_exactly_and_refused_ones_never(
     hook = make_hook(max_retries=0)
     before = len(chat_posts(xai_server))
     try:
-        expected = json.loads(json.dumps(hook.build_request(fields).to_body()))
+        expected = json.loads(json.dumps(hook.chat_request(fields).to_body()))
     except XAIValidationError:
         with pytest.raises(XAIValidationError):
             hook.chat(fields)

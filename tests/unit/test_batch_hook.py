@@ -64,7 +64,7 @@ class Server:
 
 @pytest.fixture(autouse=True)
 def conn_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": KEY, "extra": {"max_retries": 1}}
+    conn = {"conn_type": "xai", "host": "https://xai.test/v1", "password": KEY, "extra": {"max_retries": 1}}
     monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
 
 

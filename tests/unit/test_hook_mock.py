@@ -62,7 +62,7 @@ def conn_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_XAI_DEFAULT",
         json.dumps(
-            {"conn_type": "xai", "host": "http://xai.test/v1", "password": KEY, "extra": {"max_retries": 3}}
+            {"conn_type": "xai", "host": "https://xai.test/v1", "password": KEY, "extra": {"max_retries": 3}}
         ),
     )
 
@@ -82,7 +82,7 @@ class TestRequests:
         result = make_hook(rec).chat(messages=[{"role": "user", "content": "Hi"}], temperature=0.2)
         assert result.text == "hi there"
         request = rec.requests[0]
-        assert str(request.url) == "http://xai.test/v1/chat/completions"
+        assert str(request.url) == "https://xai.test/v1/chat/completions"
         assert request.headers["authorization"] == f"Bearer {KEY}"
         assert request.headers["user-agent"].startswith("airflow-provider-xai/")
         assert rec.bodies()[0] == {

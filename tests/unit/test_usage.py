@@ -138,7 +138,7 @@ class TestPrices:
 
         prices = {"grok-4.3": {"input": 9, "output": 99}}
         extra = {"prices": json.dumps(prices) if as_json else prices}
-        conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": "k", "extra": extra}
+        conn = {"conn_type": "xai", "host": "https://xai.test/v1", "password": "k", "extra": extra}
         monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
         table = XAIHook().get_prices()
         assert table["grok-4.3"] == Price(9.0, 9.0, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
@@ -264,7 +264,7 @@ def test_operator_costs_with_connection_prices(monkeypatch: pytest.MonkeyPatch) 
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.operators.chat import XAIChatOperator
 
-    conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": "k"}
+    conn = {"conn_type": "xai", "host": "https://xai.test/v1", "password": "k"}
     conn["extra"] = {"prices": json.dumps({"grok-4.3": {"input": 1000, "output": 2000}})}  # type: ignore[assignment]
     monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
     body = {

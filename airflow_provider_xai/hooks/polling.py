@@ -1,0 +1,178 @@
+"""Every wait of the provider (deferred completions, batches, the usage sensor's task states),
+sync or in the triggerer, makes the same decision after each poll: keep polling, finish, or give
+up. :class:`Poller` is that decision, I/O-free; :func:`poll` and :func:`apoll` are the two thin
+loops around it.
+
+The same tolerance everywhere: a transient failure (dropped connection, timeout, 429, 5xx,
+after the hook's own retries) never ends a wait by itself; the poll is retried with growing
+backoff, and only ``max_failures`` transient failures in a row, or one permanent failure (a
+401, a 404...), give up. The schedule is a fixed rate: the interval counts from the start of the
+previous poll, so a slow poll does not stretch the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from airflow_provider_xai.hooks.errors import is_retryable
+
+T = TypeVar("T")
+#: Transient poll failures in a row tolerated before a wait gives up.
+DEFAULT_MAX_POLL_FAILURES = 10
+#: Longest pause between polls after failures (the backoff doubles from the poll interval).
+MAX_FAILURE_BACKOFF = 300.0
+
+
+class Action(enum.Enum):
+    WAIT = "wait"
+    FINISH = "finish"
+    TIMEOUT = "timeout"
+    GIVE_UP = "give_up"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do after one poll: wait ``delay`` seconds and poll again, or stop."""
+
+    action: Action
+    delay: float = 0.0
+
+
+@dataclass
+class Poller:
+    """The decision of one wait. ``end_time`` is wall-clock (epoch seconds) so that a restarted
+    triggerer keeps the deadline; None waits without a deadline."""
+
+    interval: float
+    end_time: float | None = None
+    max_failures: int = DEFAULT_MAX_POLL_FAILURES
+    transient: Callable[[BaseException], bool] = is_retryable
+    clock: Callable[[], float] = time.time
+    failures: int = 0
+    _started: float = field(default=0.0, repr=False)
+
+    def first_delay(self) -> float:
+        """A random point of the first interval, so that waits started together (hundreds of
+        tasks deferred at once) do not all poll in the same loop iteration."""
+        return random.uniform(0, max(0.0, min(self.interval, self._remaining())))
+
+    def begin(self) -> None:
+        """Mark the start of a poll (the next one is due an interval later)."""
+        self._started = self.clock()
+
+    def on_result(self, done: bool) -> Step:
+        """The poll answered: finish, or wait for the next poll."""
+        self.failures = 0
+        return Step(Action.FINISH) if done else self._wait(self.interval)
+
+    def on_failure(self, exc: BaseException) -> Step:
+        """The poll failed: back off and poll again, or give up."""
+        if not self.transient(exc):
+            return Step(Action.GIVE_UP)
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            return Step(Action.GIVE_UP)
+        return self._wait(min(self.interval * 2 ** (self.failures - 1), max(self.interval, MAX_FAILURE_BACKOFF)))
+
+    def _remaining(self) -> float:
+        return float("inf") if self.end_time is None else self.end_time - self.clock()
+
+    def _wait(self, delay: float) -> Step:
+        remaining = self._remaining()
+        if remaining <= 0:
+            return Step(Action.TIMEOUT)
+        elapsed = self.clock() - self._started if self._started else 0.0
+        return Step(Action.WAIT, max(0.0, min(delay - elapsed, remaining)))
+
+
+class ProgressLog:
+    """Logs a wait's progress when it changes, and each tolerated poll failure."""
+
+    def __init__(self, log: logging.Logger | Any, what: str) -> None:
+        self.log, self.what, self.last = log, what, ""
+
+    def update(self, progress: str) -> None:
+        if progress != self.last:
+            self.last = progress
+            self.log.info("%s: %s", self.what, progress)
+
+    def failure(self, exc: BaseException, failures: int) -> None:
+        self.log.warning("Polling %s failed (%d in a row): %s; will poll again", self.what, failures, exc)
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """How a wait ended: ``FINISH`` with the last value, ``TIMEOUT``, or ``GIVE_UP`` with the error."""
+
+    action: Action
+    value: T | None = None
+    error: BaseException | None = None
+
+
+def poll(
+    poller: Poller,
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    on_value: Callable[[T], None] | None = None,
+    on_failure: Callable[[BaseException, int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome[T]:
+    """Poll ``fetch`` until ``done(value)``, the deadline, or ``poller`` gives up (blocking)."""
+    value: T | None = None
+    while True:
+        poller.begin()
+        try:
+            value = fetch()
+        except Exception as exc:
+            step = poller.on_failure(exc)
+            if step.action is Action.GIVE_UP:
+                return Outcome(Action.GIVE_UP, value, exc)
+            if on_failure is not None:
+                on_failure(exc, poller.failures)
+        else:
+            if on_value is not None:
+                on_value(value)
+            step = poller.on_result(done(value))
+        if step.action is not Action.WAIT:
+            return Outcome(step.action, value)
+        sleep(step.delay)
+
+
+async def apoll(
+    poller: Poller,
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    on_value: Callable[[T], None] | None = None,
+    on_failure: Callable[[BaseException, int], None] | None = None,
+    spread_start: bool = False,
+) -> Outcome[T]:
+    """Async :func:`poll` (for triggers); ``spread_start`` first waits :meth:`Poller.first_delay`."""
+    if spread_start:
+        await asyncio.sleep(poller.first_delay())
+    value: T | None = None
+    while True:
+        poller.begin()
+        try:
+            value = await fetch()
+        except Exception as exc:
+            step = poller.on_failure(exc)
+            if step.action is Action.GIVE_UP:
+                return Outcome(Action.GIVE_UP, value, exc)
+            if on_failure is not None:
+                on_failure(exc, poller.failures)
+        else:
+            if on_value is not None:
+                on_value(value)
+            step = poller.on_result(done(value))
+        if step.action is not Action.WAIT:
+            return Outcome(step.action, value)
+        await asyncio.sleep(step.delay)

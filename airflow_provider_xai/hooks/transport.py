@@ -1,0 +1,411 @@
+"""XAITransport: the one place where the provider does HTTP, for the sync and the async path.
+
+The hook owns one transport. It resolves the connection settings once (blocking or not), holds
+the pooled clients (one sync client, one async client per event loop, and the extra pools a
+fan-out asks for, by name, never switched behind the caller's back), runs the retry loop, bounds
+what it reads and maps every failure to the typed exception tree. What to send and how to read
+the answer is described without I/O by a :class:`Call`, so each sync/async pair of hook methods
+is two short shells around the same call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIResponseError
+from airflow_provider_xai.hooks.body import body_arguments
+from airflow_provider_xai.hooks.errors import HTTPX_FAILURES, error_from_httpx, error_from_response, scrub
+from airflow_provider_xai.hooks.retry import RetryPolicy
+from airflow_provider_xai.hooks.settings import ClientSettings, settings_from_connection
+
+T = TypeVar("T")
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
+#: Connections per client in a wide fan-out. httpcore's pool bookkeeping runs over all its
+#: connections on every request and response, so one client with 64 connections spends
+#: milliseconds per request on it; :meth:`XAITransport.fanout_clients` spreads wider fan-outs
+#: over several clients of at most this many connections.
+FANOUT_POOL_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete HTTP answer, read within the size bound."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call described without I/O: what to send and how to read the answer.
+
+    ``body`` builds (and validates) the JSON body once the settings are known, before anything
+    is sent; ``parse`` reads a successful :class:`Reply`; ``on_error`` may turn the final API
+    error (after retries) into a more precise one.
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Reply], T]
+    body: Callable[[ClientSettings], Any] | None = None
+    on_error: Callable[[XAIAPIError], XAIError] | None = None
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying SSL context for every client of the process.
+
+    httpx builds a new context (loading the whole CA bundle, ~20-50 ms of CPU) for each client;
+    a triggerer starting hundreds of deferred-completion triggers on one event loop would be
+    blocked for seconds. An ``SSLContext`` is safe to share. Honours ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` as httpx does, as set when it is first built.
+    """
+    return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
+class BodyLimit:
+    """Counts what is read of one answer; raises once it passes the size or line bound."""
+
+    def __init__(self, max_bytes: int, max_line: int | None = None) -> None:
+        self.max_bytes, self.max_line = max_bytes, max_line
+        self.total = 0
+        self.line = 0
+
+    def check_declared(self, headers: Mapping[str, str]) -> None:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise self._too_large(f"announces {declared} bytes")
+
+    def add(self, chunk: bytes | str) -> None:
+        self.total += len(chunk)
+        if self.total > self.max_bytes:
+            raise self._too_large(f"passed {self.total} bytes")
+        if self.max_line is not None:
+            tail = chunk.rsplit("\n", 1) if isinstance(chunk, str) else [chunk]
+            self.line = len(tail[-1]) if len(tail) > 1 else self.line + len(chunk)
+            if self.line > self.max_line:
+                raise XAIResponseError(
+                    f"xAI event stream line passed {self.max_line} characters (max_sse_line_length)"
+                )
+
+    def _too_large(self, what: str) -> XAIResponseError:
+        return XAIResponseError(
+            f"xAI answer {what}, more than the {self.max_bytes}-byte limit (max_response_bytes)"
+        )
+
+
+def check_reply(reply: Reply, secret: str) -> Reply:
+    """The reply itself, or the typed error an error status stands for."""
+    if reply.status_code >= 400:
+        raise error_from_response(reply.status_code, reply.headers, reply.content, secret)
+    return reply
+
+
+def not_an_event_stream(reply: Reply, secret: str) -> XAIResponseError:
+    content_type = reply.headers.get("content-type", "no content type")
+    text = scrub(reply.content[:200].decode("utf-8", "replace"), secret)
+    return XAIResponseError(
+        f"xAI did not answer with an event stream ({content_type}): {text!r}",
+        request_id=reply.headers.get("x-request-id"),
+    )
+
+
+def _read(response: httpx.Response, limit: BodyLimit) -> bytes:
+    """The whole body of a streamed response within ``limit``; the response is closed."""
+    try:
+        limit.check_declared(response.headers)
+        chunks = []
+        for chunk in response.iter_bytes():
+            limit.add(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        response.close()
+
+
+async def _aread(response: httpx.Response, limit: BodyLimit) -> bytes:
+    """Async :func:`_read`."""
+    try:
+        limit.check_declared(response.headers)
+        chunks = []
+        async for chunk in response.aiter_bytes():
+            limit.add(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        await response.aclose()
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+class XAITransport:
+    """Settings, pooled clients, retries, bounded reads and error mapping for one connection.
+
+    :param conn_id: the Airflow connection id.
+    :param get_connection: blocking connection lookup (``BaseHook.get_connection``).
+    :param aget_connection: async connection lookup (``BaseHook.aget_connection``).
+    :param log: where retries are logged.
+    :param client_kwargs: extra ``httpx.Client``/``AsyncClient`` arguments.
+    :param overrides: hook arguments that win over the connection (timeout, max_retries...).
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        *,
+        get_connection: Callable[[str], Any],
+        aget_connection: Callable[[str], Awaitable[Any]],
+        log: logging.Logger | Any,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        client_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.conn_id = conn_id
+        self._get_connection = get_connection
+        self._aget_connection = aget_connection
+        self.log = log
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.client_kwargs = dict(client_kwargs or {})
+        self.overrides = overrides
+        self._settings: ClientSettings | None = None
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # --- settings ------------------------------------------------------------------------------
+    def _resolve(self, conn: Any) -> ClientSettings:
+        settings = settings_from_connection(conn, self.conn_id, **self.overrides)
+        _mask(settings.api_key)
+        self._settings = settings
+        return settings
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The checked settings, read from the connection on first use (blocking)."""
+        if self._settings is None:
+            try:
+                conn = self._get_connection(self.conn_id)
+            except AirflowNotFoundException:
+                conn = None
+            return self._resolve(conn)
+        return self._settings
+
+    async def asettings(self) -> ClientSettings:
+        """The checked settings, read without blocking the event loop (triggers, fan-out)."""
+        if self._settings is None:
+            try:
+                conn = await self._aget_connection(self.conn_id)
+            except AirflowNotFoundException:
+                conn = None
+            return self._resolve(conn)
+        return self._settings
+
+    def policy(self, retryable: Callable[[BaseException], bool] | None = None) -> RetryPolicy:
+        extra = {} if retryable is None else {"retryable": retryable}
+        return RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap, **extra)
+
+    # --- clients -------------------------------------------------------------------------------
+    def client_options(self, s: ClientSettings, limits: httpx.Limits = POOL_LIMITS) -> dict[str, Any]:
+        """``httpx.Client``/``AsyncClient`` arguments: one builder for both kinds of client."""
+        options: dict[str, Any] = {"timeout": s.httpx_timeout(), "limits": limits}
+        if "verify" not in self.client_kwargs:  # see shared_ssl_context: one CA load per process
+            options["verify"] = shared_ssl_context()
+        options.update(self.client_kwargs)
+        options.update(base_url=s.base_url, headers={**options.get("headers", {}), **s.headers()})
+        return options
+
+    @property
+    def client(self) -> httpx.Client:
+        """The pooled sync client (created on first use)."""
+        with self._lock:
+            if self._client is None or self._client.is_closed:
+                self._client = httpx.Client(**self.client_options(self.settings))
+            return self._client
+
+    async def aclient(self) -> httpx.AsyncClient:
+        """The pooled async client of the running event loop (each loop gets its own)."""
+        settings = await self.asettings()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None or client.is_closed:
+                client = self._aclients[loop] = httpx.AsyncClient(**self.client_options(settings))
+            return client
+
+    @asynccontextmanager
+    async def fanout_clients(self, width: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+        """Clients for ``width`` requests in flight, owned by the caller's fan-out and closed
+        when it ends (so two fan-outs, even from two threads, never share or close each other's
+        pools). A ``transport=`` or ``limits=`` given in ``client_kwargs`` is the user's choice:
+        then the loop's own client serves the fan-out."""
+        settings = await self.asettings()
+        if {"transport", "limits"} & set(self.client_kwargs):
+            yield [await self.aclient()]
+            return
+        count = -(-max(width, 1) // FANOUT_POOL_SIZE)
+        per = -(-max(width, 1) // count)
+        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        clients = [httpx.AsyncClient(**self.client_options(settings, limits)) for _ in range(count)]
+        try:
+            yield clients
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    def close(self) -> None:
+        """Close the sync client's pooled connections."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's async client."""
+        with self._lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    # --- the retry loops -----------------------------------------------------------------------
+    def _log_retry(self, exc: BaseException, attempt: int, policy: RetryPolicy, wait: float) -> None:
+        self.log.warning(
+            "xAI request failed (%s); retry %d of %d in %.2fs", exc, attempt, policy.max_retries, wait
+        )
+
+    def retrying(self, attempt: Callable[[], T], policy: RetryPolicy) -> T:
+        """Run ``attempt`` until it succeeds or ``policy`` gives up (then its error is raised)."""
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except XAIError as exc:
+                failures += 1
+                if (wait := policy.delay(failures, exc)) is None:
+                    raise
+                self._log_retry(exc, failures, policy, wait)
+                time.sleep(wait)
+
+    async def aretrying(self, attempt: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
+        """Async :meth:`retrying`: the same policy, awaiting instead of sleeping."""
+        failures = 0
+        while True:
+            try:
+                return await attempt()
+            except XAIError as exc:
+                failures += 1
+                if (wait := policy.delay(failures, exc)) is None:
+                    raise
+                self._log_retry(exc, failures, policy, wait)
+                await asyncio.sleep(wait)
+
+    # --- one request -----------------------------------------------------------------------
+    def send(self, call: Call[T]) -> T:
+        """Send ``call`` with the retry policy; return its parsed answer or raise a typed error."""
+        s = self.settings
+        body = call.body(s) if call.body is not None else None
+        try:
+            reply = self.retrying(lambda: self._send_once(s, call.method, call.path, body), self.policy())
+        except XAIAPIError as exc:
+            raise (call.on_error(exc) if call.on_error else exc) from None
+        return call.parse(reply)
+
+    async def asend(self, call: Call[T], client: httpx.AsyncClient | None = None) -> T:
+        """Async :meth:`send`, on ``client`` (a fan-out's) or the event loop's own client."""
+        s = await self.asettings()
+        body = call.body(s) if call.body is not None else None
+        client = client or await self.aclient()
+        try:
+            reply = await self.aretrying(
+                lambda: self._asend_once(client, s, call.method, call.path, body), self.policy()
+            )
+        except XAIAPIError as exc:
+            raise (call.on_error(exc) if call.on_error else exc) from None
+        return call.parse(reply)
+
+    def _send_once(self, s: ClientSettings, method: str, path: str, body: Any) -> Reply:
+        client = self.client
+        try:
+            response = client.send(client.build_request(method, path, **body_arguments(body)), stream=True)
+            content = _read(response, BodyLimit(s.max_response_bytes))
+        except HTTPX_FAILURES as exc:
+            raise error_from_httpx(exc, s.url(path), s.api_key) from None
+        return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+
+    async def _asend_once(
+        self, client: httpx.AsyncClient, s: ClientSettings, method: str, path: str, body: Any
+    ) -> Reply:
+        try:
+            request = client.build_request(method, path, **body_arguments(body, asynchronous=True))
+            response = await client.send(request, stream=True)
+            content = await _aread(response, BodyLimit(s.max_response_bytes))
+        except HTTPX_FAILURES as exc:
+            raise error_from_httpx(exc, s.url(path), s.api_key) from None
+        return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+
+    # --- event streams -------------------------------------------------------------------------
+    def open_stream(self, path: str, body: Any) -> httpx.Response:
+        """One attempt to open an event stream (an error answer is read and raised typed)."""
+        s = self.settings
+        client = self.client
+        try:
+            response = client.send(client.build_request("POST", path, **body_arguments(body)), stream=True)
+            if response.status_code < 400 and _is_event_stream(response):
+                return response
+            content = _read(response, BodyLimit(s.max_response_bytes))
+        except HTTPX_FAILURES as exc:
+            raise error_from_httpx(exc, s.url(path), s.api_key) from None
+        reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+        raise not_an_event_stream(reply, s.api_key)
+
+    async def aopen_stream(self, path: str, body: Any, client: httpx.AsyncClient | None = None) -> httpx.Response:
+        """Async :meth:`open_stream`."""
+        s = await self.asettings()
+        client = client or await self.aclient()
+        try:
+            request = client.build_request("POST", path, **body_arguments(body, asynchronous=True))
+            response = await client.send(request, stream=True)
+            if response.status_code < 400 and _is_event_stream(response):
+                return response
+            content = await _aread(response, BodyLimit(s.max_response_bytes))
+        except HTTPX_FAILURES as exc:
+            raise error_from_httpx(exc, s.url(path), s.api_key) from None
+        reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+        raise not_an_event_stream(reply, s.api_key)
+
+    def stream_limit(self) -> BodyLimit:
+        """The bound on one event stream: total size and line length."""
+        s = self.settings
+        return BodyLimit(s.max_response_bytes, s.max_sse_line_length)
+
+
+def _mask(secret: str) -> None:
+    """Register the key with Airflow's secrets masker as soon as it is read."""
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking must never stop a task; the key is still kept out of messages
+        pass
+
+
+__all__ = ["Call", "Reply", "XAITransport", "check_reply", "shared_ssl_context"]
