@@ -87,9 +87,10 @@ def is_loopback(host: str) -> bool:
 def check_base_url(base_url: str, conn_id: str, *, allow_insecure_http: bool = False) -> str:
     """A usable base URL: https anywhere, http only to loopback unless explicitly allowed."""
     try:
+        httpx.URL(base_url)  # what the client will parse: ports, characters
         parts = urlsplit(base_url)
         host = parts.hostname or ""
-    except ValueError as exc:
+    except (ValueError, httpx.InvalidURL) as exc:
         raise XAIConfigurationError(f"Connection {conn_id!r}: invalid Base URL {base_url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise XAIConfigurationError(

@@ -95,9 +95,14 @@ class BodyLimit:
         if self.total > self.max_bytes:
             raise self._too_large(f"passed {self.total} bytes")
         if self.max_line is not None:
-            tail = chunk.rsplit("\n", 1) if isinstance(chunk, str) else [chunk]
-            self.line = len(tail[-1]) if len(tail) > 1 else self.line + len(chunk)
-            if self.line > self.max_line:
+            lines = chunk.split("\n") if isinstance(chunk, str) else [chunk]
+            longest = self.line + len(lines[0])  # the first piece continues the current line
+            if len(lines) > 1:
+                longest = max(longest, *(len(line) for line in lines[1:]))
+                self.line = len(lines[-1])
+            else:
+                self.line = longest
+            if longest > self.max_line:
                 raise XAIResponseError(
                     f"xAI event stream line passed {self.max_line} characters (max_sse_line_length)"
                 )
@@ -343,8 +348,8 @@ class XAITransport:
         return call.parse(reply)
 
     def _send_once(self, s: ClientSettings, method: str, path: str, body: Any) -> Reply:
-        client = self.client
         try:
+            client = self.client
             response = client.send(client.build_request(method, path, **body_arguments(body)), stream=True)
             content = _read(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
@@ -366,8 +371,8 @@ class XAITransport:
     def open_stream(self, path: str, body: Any) -> httpx.Response:
         """One attempt to open an event stream (an error answer is read and raised typed)."""
         s = self.settings
-        client = self.client
         try:
+            client = self.client
             response = client.send(client.build_request("POST", path, **body_arguments(body)), stream=True)
             if response.status_code < 400 and _is_event_stream(response):
                 return response

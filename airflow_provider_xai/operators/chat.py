@@ -55,6 +55,36 @@ class LineLogger:
             self._pending = ""
 
 
+class StoredRequestId:
+    """The deferred request id of this task instance, kept in Airflow's task state store (3.3+),
+    which survives task retries (XComs do not): a retry re-attaches instead of paying again."""
+
+    KEY = "xai_deferred_request_id"
+
+    def __init__(self, context: Context, log: Any) -> None:
+        self.store = context.get("task_state_store")
+        self.log = log
+
+    def get(self) -> str | None:
+        try:
+            value = self.store.get(self.KEY) if self.store is not None else None
+        except Exception as exc:  # no store: every try submits its own request, as before 3.3
+            self.log.debug("xAI deferred request id not readable from the task state store: %s", exc)
+            return None
+        return value if isinstance(value, str) and value else None
+
+    def set(self, request_id: str | None) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.set(self.KEY, request_id)
+        except Exception as exc:
+            self.log.debug("xAI deferred request id not writable to the task state store: %s", exc)
+
+    def clear(self) -> None:
+        self.set(None)
+
+
 class XAIChatOperator(BaseOperator):
     """Send a prompt (or a message list) to Grok and return the answer.
 
@@ -211,7 +241,7 @@ class XAIChatOperator(BaseOperator):
         ledger = self._ledger(context)
         request = self.chat_request()
         if self.deferrable:
-            self._defer(context, request)
+            return self._defer(context, ledger, request)
         if self.stream:
             lines = LineLogger(self.log)
             try:
@@ -240,15 +270,32 @@ class XAIChatOperator(BaseOperator):
             return self.output_spec.parse(text, completion)
         return text
 
-    def _defer(self, context: Context, request: ChatRequest) -> None:
+    def _defer(self, context: Context, ledger: UsageLedger, request: ChatRequest) -> Any:
+        """Submit (or, on a task retry, re-attach to the request an earlier try submitted) and
+        defer; an answer that is already there is collected at once."""
         import time
 
         from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 
-        request_id = self.hook.start_deferred(request)
+        stored = StoredRequestId(context, self.log)
+        request_id = stored.get()
+        if request_id is not None:
+            try:
+                completion = self.hook.get_deferred(request_id)
+            except XAIDeferredExpiredError:
+                self.log.info("xAI deferred completion %s of an earlier try is gone; submitting anew", request_id)
+                request_id = None
+            else:
+                if completion is not None:
+                    stored.clear()
+                    return self.finish(context, ledger, completion)
+                self.log.info("Re-attaching to xAI deferred completion %s of an earlier try", request_id)
+        if request_id is None:
+            request_id = self.hook.start_deferred(request)
+            stored.set(request_id)
+            self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
         # Push at once: a crash between submit and completion must not lose the id.
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
-        self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
         self.defer(
             trigger=XAIDeferredCompletionTrigger(
                 request_id=request_id,
@@ -268,6 +315,7 @@ class XAIChatOperator(BaseOperator):
         status = event.get("status")
         request_id = event.get("request_id")
         if status == "success":
+            StoredRequestId(context, self.log).clear()
             return self.finish(
                 context, self._ledger(context), ChatCompletion.model_validate(event["completion"])
             )

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
 
@@ -108,19 +108,6 @@ class ChatRequest(_Request):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
-    #: The body as checked by :func:`check_sendable` (reused by :meth:`to_body`; reset on change).
-    _checked_body: dict[str, Any] | None = PrivateAttr(default=None)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if not name.startswith("_"):
-            self._checked_body = None
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> ChatRequest:
-        copy = super().model_copy(update=update, deep=deep)
-        copy._checked_body = None
-        return copy
-
     @field_validator("stop")
     @classmethod
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -129,10 +116,10 @@ class ChatRequest(_Request):
         return value
 
     def to_body(self) -> dict[str, Any]:
-        """The JSON body to send: unset fields left out, aliases applied (a fresh top-level dict)."""
-        if self._checked_body is not None:
-            return dict(self._checked_body)
-        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+        """The JSON body to send, dumped afresh (so in-place edits are never lost): unset fields
+        left out, aliases applied. Raises :class:`XAIValidationError` naming a value that JSON
+        cannot carry (see :func:`check_sendable`)."""
+        return check_sendable(self)
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
@@ -189,23 +176,27 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     return path, f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
 
 
-def check_sendable(request: ChatRequest) -> ChatRequest:
-    """Refuse a validated request whose body JSON cannot carry (see :func:`_unsendable`)."""
+def check_sendable(request: ChatRequest) -> dict[str, Any]:
+    """The request's body, refused if JSON cannot carry it faithfully (see :func:`_unsendable`).
+
+    Dumped in python mode so that bytes, sets or NaN are seen (JSON mode would quietly convert
+    them); what passes holds only JSON types and is sent as it is.
+    """
     try:
         data = request.model_dump(by_alias=True, exclude_none=True)
     except (ValueError, TypeError, RecursionError) as exc:  # pydantic serialization errors
         raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
     if problem := _unsendable(data, ""):
         raise XAIValidationError(problem[0] or "request", problem[1])
-    request._checked_body = data  # only JSON types are left: this is the body to send
-    return request
+    return data
 
 
 def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
     """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
     if isinstance(request, ChatRequest):
         if not kwargs:
-            return request if request._checked_body is not None else check_sendable(request)
+            check_sendable(request)
+            return request
         request = request.model_dump(by_alias=True, exclude_unset=True)  # re-validated below
     elif request is not None and not isinstance(request, Mapping):
         raise XAIValidationError(
@@ -213,7 +204,9 @@ def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, *
         )
     data = {**(request or {}), **kwargs}
     try:
-        return check_sendable(ChatRequest.model_validate(data))
+        validated = ChatRequest.model_validate(data)
+        check_sendable(validated)
+        return validated
     except ValidationError as exc:
         raise XAIValidationError(*describe_validation_error(exc)) from None
     except RecursionError:

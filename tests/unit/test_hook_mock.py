@@ -289,7 +289,7 @@ def test_chat_many_runs_on_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch
     assert loops == [uvloop.Loop]
 
 
-def test_checked_body_is_reused_and_never_stale() -> None:
+def test_body_is_never_stale() -> None:
     from airflow_provider_xai.schemas import build_chat_request
 
     request = build_chat_request(model="grok-4.3", messages=[{"role": "user", "content": "x"}], temperature=0.1)
@@ -301,3 +301,6 @@ def test_checked_body_is_reused_and_never_stale() -> None:
     copy = build_chat_request(request).model_copy(update={"temperature": 1.5})
     assert copy.to_body()["temperature"] == 1.5
     assert build_chat_request(copy).to_body()["temperature"] == 1.5
+    checked = build_chat_request(request)
+    checked.messages[0].content = "edited in place"  # a nested edit, after validation
+    assert checked.to_body()["messages"][0]["content"] == "edited in place"
