@@ -226,7 +226,7 @@ def test_deferred_timeout_and_expired_and_error_events(xai_server: Any) -> None:
     with pytest.raises(XAIDeferredTimeoutError, match=trigger.request_id):
         h_op.execute_complete(make_context(), timed_out)
 
-    expired = run_trigger(XAIDeferredCompletionTrigger("no-such-id", poll_interval=0.01))
+    expired = run_trigger(XAIDeferredCompletionTrigger("no-such-id", poll_interval=0.01, expired_grace=0.01))
     assert expired["status"] == "expired"
     with pytest.raises(XAIDeferredExpiredError, match="no-such-id"):
         h_op.execute_complete(make_context(), expired)
