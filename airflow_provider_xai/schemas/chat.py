@@ -278,10 +278,18 @@ class ResponseMessage(_Response):
     tool_calls: list[ToolCall] | None = None
 
 
+class ChoiceLogprobs(_Response):
+    """Log probabilities of a choice's tokens (``content``) and refusal tokens, in order."""
+
+    content: list[dict[str, Any]] | None = None
+    refusal: list[dict[str, Any]] | None = None
+
+
 class Choice(_Response):
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(_Response):
@@ -304,17 +312,25 @@ class ChatCompletion(_Response):
         return self.choices[0].message.content or ""
 
 
+class ToolCallDelta(ToolCall):
+    """A fragment of a streamed tool call: merged with the others of the same ``index``."""
+
+    index: int | None = None
+    type: str | None = None  # type: ignore[assignment]  # only in a call's first fragment
+
+
 class Delta(_Response):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(_Response):
     index: int = 0
     delta: Delta = Field(default_factory=Delta)
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(_Response):
@@ -327,6 +343,7 @@ class ChatCompletionChunk(_Response):
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    citations: list[Any] | None = None
 
 
 class DeferredRequest(_Response):
