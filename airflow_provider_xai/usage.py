@@ -108,6 +108,29 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
     return prices
 
 
+@dataclass(frozen=True)
+class Count:
+    """One count of a :class:`UsageRecord`: its field, its usage-table column, its metric."""
+
+    field: str
+    column: str
+    metric: str
+
+
+#: The counts of a usage record, in order: the one list that the log line, the Airflow
+#: metrics, folding (:func:`combine`), the run totals and the usage table are built from.
+COUNTS = (
+    Count("prompt_tokens", "prompt", "tokens.prompt"),
+    Count("completion_tokens", "completion", "tokens.completion"),
+    Count("reasoning_tokens", "reasoning", "tokens.reasoning"),
+    Count("cached_tokens", "cached", "tokens.cached"),
+    Count("image_tokens", "image", "tokens.image"),
+    Count("total_tokens", "total", "tokens.total"),
+)
+COUNT_FIELDS = tuple(count.field for count in COUNTS)
+TOKEN_FIELDS = tuple(name for name in COUNT_FIELDS if name.endswith("_tokens"))
+
+
 @dataclass
 class UsageRecord:
     """Token usage and cost of one billed response, stamped with where in Airflow it ran.
@@ -188,37 +211,32 @@ def build_record(
 def format_usage_line(record: UsageRecord) -> str:
     """The stable, greppable INFO line logged for every billed response."""
     cost = "unknown" if record.cost_usd is None else f"{record.cost_usd:.6f}"
-    return (
-        f"xAI usage: model={record.model} prompt_tokens={record.prompt_tokens} "
-        f"completion_tokens={record.completion_tokens} reasoning_tokens={record.reasoning_tokens} "
-        f"cached_tokens={record.cached_tokens} image_tokens={record.image_tokens} "
-        f"total_tokens={record.total_tokens} cost_usd={cost} cost_source={record.cost_source}"
-    )
+    tokens = " ".join(f"{name}={getattr(record, name)}" for name in TOKEN_FIELDS)
+    return f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source}"
 
 
-def emit_metrics(record: UsageRecord) -> None:
-    """Token and cost counters for StatsD/OpenTelemetry, tagged by model, dag and task."""
+def airflow_stats() -> Any:
+    """Airflow's ``Stats`` (StatsD/OpenTelemetry), or None where Airflow has none."""
     try:
         from airflow.sdk.observability.stats import Stats
     except ImportError:  # Airflow < 3.3 keeps Stats elsewhere
         try:
             from airflow.stats import Stats  # type: ignore[no-redef]
         except ImportError:
-            return
+            return None
+    return Stats
+
+
+def emit_metrics(record: UsageRecord) -> None:
+    """Request, count and cost counters, tagged by model, dag and task."""
+    if (backend := airflow_stats()) is None:
+        return
     tags = {"model": record.model, "dag_id": record.dag_id or "", "task_id": record.task_id or ""}
-    counters = {
-        "requests": record.requests,
-        "tokens.prompt": record.prompt_tokens,
-        "tokens.completion": record.completion_tokens,
-        "tokens.reasoning": record.reasoning_tokens,
-        "tokens.cached": record.cached_tokens,
-        "tokens.image": record.image_tokens,
-        "tokens.total": record.total_tokens,
-    }
-    for name, count in counters.items():
-        Stats.incr(f"{METRIC_PREFIX}.{name}", count, tags=tags)
+    backend.incr(f"{METRIC_PREFIX}.requests", record.requests, tags=tags)
+    for count in COUNTS:
+        backend.incr(f"{METRIC_PREFIX}.{count.metric}", getattr(record, count.field), tags=tags)
     if record.cost_usd is not None:
-        Stats.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
+        backend.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
 
 
 def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
@@ -230,16 +248,6 @@ def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
     record.map_index = ti.map_index if ti.map_index is not None else -1
     record.try_number = ti.try_number
     return record
-
-
-TOKEN_FIELDS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cached_tokens",
-    "image_tokens",
-    "total_tokens",
-)
 
 
 def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
@@ -263,7 +271,7 @@ def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
             groups[key] = (folded, [0])
         folded, ticks = groups[key]
         folded.requests += record.requests
-        for name in TOKEN_FIELDS:
+        for name in COUNT_FIELDS:
             setattr(folded, name, getattr(folded, name) + getattr(record, name))
         if record.cost_usd is None or ticks[0] is None:
             ticks[0] = None

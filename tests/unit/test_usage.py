@@ -189,6 +189,12 @@ class TestMetrics:
         emit_metrics(build_record(usage(), "grok-99"))
         assert "xai.cost_micro_usd" not in stats.by_name() and stats.by_name()["xai.tokens.total"] == 1700
 
+    def test_budget_overrun_counter(self, stats: CaptureStats) -> None:
+        from airflow_provider_xai.sensors.usage import _count_overrun
+
+        _count_overrun("dag", "gate")
+        assert stats.counters == [("xai.budget_exceeded", 1, {"dag_id": "dag", "task_id": "gate"})]
+
 
 class FakeTI:
     dag_id, task_id, run_id = "dag", "task", "run"
