@@ -126,6 +126,8 @@ COUNTS = (
     Count("cached_tokens", "cached", "tokens.cached"),
     Count("image_tokens", "image", "tokens.image"),
     Count("total_tokens", "total", "tokens.total"),
+    Count("num_sources_used", "sources", "sources_used"),
+    Count("num_server_side_tools_used", "tools", "server_side_tools_used"),
 )
 COUNT_FIELDS = tuple(count.field for count in COUNTS)
 TOKEN_FIELDS = tuple(name for name in COUNT_FIELDS if name.endswith("_tokens"))
@@ -136,7 +138,8 @@ class UsageRecord:
     """Token usage and cost of one billed response, stamped with where in Airflow it ran.
 
     ``total_tokens`` = prompt + completion + reasoning (xAI's ``completion_tokens`` excludes
-    reasoning tokens).
+    reasoning tokens). ``num_server_side_tools_used`` counts server-side tool calls (web or
+    X search, code execution...), ``server_side_tool_usage`` the same by kind.
     """
 
     model: str
@@ -158,6 +161,10 @@ class UsageRecord:
     timestamp: float = field(default_factory=time.time)
     kind: str = "chat"
     requests: int = 1
+    # Added later: defaults keep records written before them readable.
+    num_sources_used: int = 0
+    num_server_side_tools_used: int = 0
+    server_side_tool_usage: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -193,6 +200,9 @@ def build_record(
     record.reasoning_tokens = usage.reasoning_tokens
     record.cached_tokens = usage.cached_tokens
     record.image_tokens = usage.image_tokens
+    record.num_sources_used = usage.num_sources_used
+    record.num_server_side_tools_used = usage.server_side_tools_used
+    record.server_side_tool_usage = usage.server_side_tool_usage
     record.total_tokens = usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
     if usage.cost_in_usd_ticks is not None:
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
@@ -212,7 +222,12 @@ def format_usage_line(record: UsageRecord) -> str:
     """The stable, greppable INFO line logged for every billed response."""
     cost = "unknown" if record.cost_usd is None else f"{record.cost_usd:.6f}"
     tokens = " ".join(f"{name}={getattr(record, name)}" for name in TOKEN_FIELDS)
-    return f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source}"
+    others = " ".join(f"{name}={getattr(record, name)}" for name in COUNT_FIELDS if name not in TOKEN_FIELDS)
+    by_tool = ",".join(f"{name}:{n}" for name, n in sorted(record.server_side_tool_usage.items())) or "none"
+    return (
+        f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
+        f"{others} server_side_tool_usage={by_tool}"
+    )
 
 
 def airflow_stats() -> Any:
@@ -235,6 +250,8 @@ def emit_metrics(record: UsageRecord) -> None:
     backend.incr(f"{METRIC_PREFIX}.requests", record.requests, tags=tags)
     for count in COUNTS:
         backend.incr(f"{METRIC_PREFIX}.{count.metric}", getattr(record, count.field), tags=tags)
+    for tool, calls in record.server_side_tool_usage.items():
+        backend.incr(f"{METRIC_PREFIX}.server_side_tool_usage.{tool}", calls, tags=tags)
     if record.cost_usd is not None:
         backend.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
 
@@ -248,6 +265,12 @@ def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
     record.map_index = ti.map_index if ti.map_index is not None else -1
     record.try_number = ti.try_number
     return record
+
+
+def add_tool_usage(into: dict[str, int], more: Mapping[str, int]) -> None:
+    """Add server-side tool calls by kind (``{"web_search_calls": 2}``) into ``into``."""
+    for tool, calls in more.items():
+        into[tool] = into.get(tool, 0) + calls
 
 
 def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
@@ -273,6 +296,7 @@ def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
         folded.requests += record.requests
         for name in COUNT_FIELDS:
             setattr(folded, name, getattr(folded, name) + getattr(record, name))
+        add_tool_usage(folded.server_side_tool_usage, record.server_side_tool_usage)
         if record.cost_usd is None or ticks[0] is None:
             ticks[0] = None
         else:

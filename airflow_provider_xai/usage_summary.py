@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xai.usage import COUNT_FIELDS, COUNTS, TICKS_PER_USD, UsageRecord
+from airflow_provider_xai.usage import COUNT_FIELDS, COUNTS, TICKS_PER_USD, UsageRecord, add_tool_usage
 
 #: Task instance states after which a task will spend nothing more (for this try sequence).
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -45,6 +45,7 @@ class Totals:
 
     requests: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    server_side_tool_usage: dict[str, int] = field(default_factory=dict)
     cost_ticks: int = 0
     unpriced_requests: int = 0
 
@@ -58,6 +59,7 @@ class Totals:
         self.requests += record.requests
         for name in COUNT_FIELDS:
             self.counts[name] += int(getattr(record, name) or 0)
+        add_tool_usage(self.server_side_tool_usage, record.server_side_tool_usage)
         ticks = cost_ticks(record)
         if ticks is None:
             self.unpriced_requests += record.requests
@@ -72,6 +74,7 @@ class Totals:
         return {
             "requests": self.requests,
             **self.counts,
+            "server_side_tool_usage": dict(sorted(self.server_side_tool_usage.items())),
             "cost_usd": self.cost_usd,
             "unpriced_requests": self.unpriced_requests,
         }

@@ -236,7 +236,11 @@ class CompletionTokensDetails(_Response):
 
 
 class Usage(_Response):
-    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens."""
+    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens.
+
+    Agentic answers add server-side tool counts: ``num_server_side_tools_used`` and, by tool,
+    ``server_side_tool_usage_details`` (``{"web_search_calls": 1, ...}``); the two need not agree.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -244,7 +248,22 @@ class Usage(_Response):
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
     num_sources_used: int = 0
+    num_server_side_tools_used: int = 0
+    server_side_tool_usage_details: dict[str, Any] | None = None
     cost_in_usd_ticks: int | None = None
+
+    @property
+    def server_side_tool_usage(self) -> dict[str, int]:
+        """Server-side tool calls by kind, as xAI counts them; zero counts left out."""
+        details = self.server_side_tool_usage_details or {}
+        return {name: count for name, count in details.items() if type(count) is int and count > 0}
+
+    @property
+    def server_side_tools_used(self) -> int:
+        """xAI's ``num_server_side_tools_used``; the sum by kind when only those were sent."""
+        if "num_server_side_tools_used" in self.model_fields_set:
+            return self.num_server_side_tools_used
+        return sum(self.server_side_tool_usage.values())
 
     @property
     def reasoning_tokens(self) -> int:

@@ -86,8 +86,84 @@ class TestBuildRecord:
         rec = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3")
         assert format_usage_line(rec) == (
             "xAI usage: model=grok-4.3 prompt_tokens=1200 completion_tokens=300 reasoning_tokens=200 "
-            "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai"
+            "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai "
+            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
         )
+
+
+#: Server-side tool counters as xAI reports them (a recorded agentic response: the per-tool
+#: details need not add up to ``num_server_side_tools_used``; xAI's total is kept).
+TOOLS = {
+    "num_sources_used": 2,
+    "num_server_side_tools_used": 6,
+    "server_side_tool_usage_details": {
+        "web_search_calls": 0,
+        "x_search_calls": 1,
+        "code_interpreter_calls": 0,
+        "file_search_calls": 0,
+        "mcp_calls": 0,
+        "document_search_calls": 0,
+    },
+}
+
+
+class TestSourcesAndServerSideTools:
+    def test_they_reach_the_record(self) -> None:
+        rec = build_record(usage(**TOOLS), "grok-4.3")
+        assert (rec.num_sources_used, rec.num_server_side_tools_used) == (2, 6)
+        assert rec.server_side_tool_usage == {"x_search_calls": 1}  # zero counts left out
+
+    def test_per_tool_counts_alone_give_the_number_of_calls(self) -> None:
+        details = {"web_search_calls": 2, "x_search_calls": 1}
+        rec = build_record(usage(server_side_tool_usage_details=details), "grok-4.3")
+        assert rec.num_server_side_tools_used == 3 and rec.server_side_tool_usage == details
+
+    def test_they_end_the_log_line(self) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=25_000_000, **TOOLS), "grok-4.3")
+        assert format_usage_line(rec).endswith(
+            " total_tokens=1700 cost_usd=0.002500 cost_source=xai "
+            "num_sources_used=2 num_server_side_tools_used=6 server_side_tool_usage=x_search_calls:1"
+        )
+        assert format_usage_line(build_record(usage(), "grok-4.3")).endswith(
+            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+        )
+
+    def test_a_record_written_before_these_fields_is_still_read(self) -> None:
+        old = {"model": "grok-4.3", "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "cost_usd": 1e-6,
+               "cost_source": "xai", "completion_id": "c", "request_id": None, "dag_id": "d", "task_id": "t",
+               "run_id": "r", "map_index": -1, "try_number": 1, "timestamp": 1.0, "kind": "chat", "requests": 1,
+               "reasoning_tokens": 0, "cached_tokens": 0, "image_tokens": 0}  # fmt: skip
+        rec = UsageRecord.from_dict(old)
+        assert (rec.total_tokens, rec.num_sources_used, rec.num_server_side_tools_used) == (7, 0, 0)
+        assert rec.server_side_tool_usage == {}
+
+    def test_combine_adds_them_up(self) -> None:
+        from airflow_provider_xai.usage import combine
+
+        records = [build_record(usage(**TOOLS), "grok-4.3"), build_record(usage(**TOOLS), "grok-4.3")]
+        records.append(build_record(usage(server_side_tool_usage_details={"web_search_calls": 4}), "grok-4.3"))
+        (folded,) = combine(records, "batch:b")
+        assert (folded.num_sources_used, folded.num_server_side_tools_used) == (4, 16)
+        assert folded.server_side_tool_usage == {"x_search_calls": 2, "web_search_calls": 4}
+
+
+class TestOneListOfCounts:
+    def test_every_count_reaches_the_record_log_line_metrics_totals_and_table(
+        self, stats: CaptureStats
+    ) -> None:
+        from airflow_provider_xai.usage import COUNTS
+        from airflow_provider_xai.usage_summary import render_table, summarize
+
+        rec = build_record(usage(cost_in_usd_ticks=1, **TOOLS), "grok-4.3")
+        emit_metrics(rec)
+        line, totals = format_usage_line(rec), summarize([rec]).totals.to_dict()
+        header = render_table(summarize([rec])).splitlines()[1]
+        for count in COUNTS:
+            value = getattr(rec, count.field)
+            assert f" {count.field}={value}" in line
+            assert stats.by_name()[f"xai.{count.metric}"] == value == totals[count.field]
+            assert f" {count.column} " in f" {header} "
+        assert {"num_sources_used", "num_server_side_tools_used"} <= {c.field for c in COUNTS}
 
 
 class TestPrices:
@@ -179,6 +255,8 @@ class TestMetrics:
             "xai.tokens.cached": 100,
             "xai.tokens.image": 1024,
             "xai.tokens.total": 1700,
+            "xai.sources_used": 0,
+            "xai.server_side_tools_used": 0,
             "xai.cost_micro_usd": 2500,
         }
         assert {json.dumps(t, sort_keys=True) for *_, t in stats.counters} == {
@@ -188,6 +266,13 @@ class TestMetrics:
     def test_no_cost_counter_when_cost_unknown(self, stats: CaptureStats) -> None:
         emit_metrics(build_record(usage(), "grok-99"))
         assert "xai.cost_micro_usd" not in stats.by_name() and stats.by_name()["xai.tokens.total"] == 1700
+
+    def test_source_and_server_side_tool_counters(self, stats: CaptureStats) -> None:
+        emit_metrics(build_record(usage(**TOOLS), "grok-4.3"))
+        counters = stats.by_name()
+        assert (counters["xai.sources_used"], counters["xai.server_side_tools_used"]) == (2, 6)
+        assert counters["xai.server_side_tool_usage.x_search_calls"] == 1
+        assert "xai.server_side_tool_usage.web_search_calls" not in counters  # a zero count is not sent
 
     def test_budget_overrun_counter(self, stats: CaptureStats) -> None:
         from airflow_provider_xai.sensors.usage import _count_overrun
