@@ -267,7 +267,12 @@ class Usage(_Response):
 
     @property
     def reasoning_tokens(self) -> int:
-        return self.completion_tokens_details.reasoning_tokens if self.completion_tokens_details else 0
+        """``completion_tokens_details.reasoning_tokens``, else the older top-level field (read once)."""
+        details = self.completion_tokens_details
+        if details is not None and "reasoning_tokens" in details.model_fields_set:
+            return details.reasoning_tokens
+        older = (self.model_extra or {}).get("reasoning_tokens")
+        return older if type(older) is int else 0
 
     @property
     def cached_tokens(self) -> int:

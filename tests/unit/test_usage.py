@@ -46,6 +46,22 @@ class TestBuildRecord:
         assert (rec.cached_tokens, rec.image_tokens) == (100, 1024)
         assert rec.total_tokens == 1700  # 1200 + 300 + 200, as xAI counts it
 
+    def test_top_level_reasoning_tokens_of_the_older_shape_are_read(self) -> None:
+        older = Usage.model_validate(
+            {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 143, "reasoning_tokens": 94}
+        )
+        rec = build_record(older, "grok-3-mini")
+        assert (rec.reasoning_tokens, rec.total_tokens) == (94, 143)
+        assert rec.cost_usd == pytest.approx((40 * 0.30 + (9 + 94) * 0.50) / 1_000_000)  # reasoning billed once
+
+    def test_reasoning_tokens_in_both_places_are_counted_once(self) -> None:
+        both = usage(reasoning_tokens=200)  # details also say 200
+        assert build_record(both, "grok-4.3").reasoning_tokens == 200
+        details_win = usage(reasoning_tokens=999)
+        assert details_win.reasoning_tokens == 200
+        dumped = Usage.model_validate({"reasoning_tokens": 7}).model_dump_json()  # e.g. through XCom
+        assert Usage.model_validate_json(dumped).reasoning_tokens == 7
+
     def test_server_ticks_win_over_the_price_table(self) -> None:
         rec = build_record(usage(cost_in_usd_ticks=123_456_789), "grok-4.3", prices={})
         assert rec.cost_source == "xai" and rec.cost_usd == 0.0123456789
