@@ -137,9 +137,10 @@ TOKEN_FIELDS = tuple(name for name in COUNT_FIELDS if name.endswith("_tokens"))
 class UsageRecord:
     """Token usage and cost of one billed response, stamped with where in Airflow it ran.
 
-    ``total_tokens`` = prompt + completion + reasoning (xAI's ``completion_tokens`` excludes
-    reasoning tokens). ``num_server_side_tools_used`` counts server-side tool calls (web or
-    X search, code execution...), ``server_side_tool_usage`` the same by kind.
+    ``total_tokens`` is xAI's figure, prompt + completion + reasoning (xAI's ``completion_tokens``
+    excludes reasoning tokens); it is computed so only when xAI sent none.
+    ``num_server_side_tools_used`` counts server-side tool calls (web or X search, code
+    execution...), ``server_side_tool_usage`` the same by kind.
     """
 
     model: str
@@ -203,7 +204,11 @@ def build_record(
     record.num_sources_used = usage.num_sources_used
     record.num_server_side_tools_used = usage.server_side_tools_used
     record.server_side_tool_usage = usage.server_side_tool_usage
-    record.total_tokens = usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
+    record.total_tokens = (
+        usage.total_tokens  # xAI's own figure, never recomputed
+        if "total_tokens" in usage.model_fields_set
+        else usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
+    )
     if usage.cost_in_usd_ticks is not None:
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
         record.cost_source = "xai"

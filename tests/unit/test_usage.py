@@ -46,6 +46,11 @@ class TestBuildRecord:
         assert (rec.cached_tokens, rec.image_tokens) == (100, 1024)
         assert rec.total_tokens == 1700  # 1200 + 300 + 200, as xAI counts it
 
+    def test_xai_total_is_kept_not_recomputed(self) -> None:
+        assert build_record(usage(total_tokens=1650), "grok-4.3").total_tokens == 1650
+        no_total = Usage.model_validate({"prompt_tokens": 10, "completion_tokens": 4, "reasoning_tokens": 6})
+        assert build_record(no_total, "grok-4.3").total_tokens == 20  # only when xAI sent none
+
     def test_top_level_reasoning_tokens_of_the_older_shape_are_read(self) -> None:
         older = Usage.model_validate(
             {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 143, "reasoning_tokens": 94}
