@@ -2,12 +2,13 @@
 the XCom keys, Airflow metrics, and the ledger that survives task retries.
 
 Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
-table below (overridable per connection), else it is reported as ``unknown``. Adding records
+table below (overridable per connection) as an ``estimate``, else it is reported as ``unknown``. Adding records
 up across a DAG run (totals, budgets, the table) lives in :mod:`airflow_provider_xai.usage_summary`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -24,22 +25,28 @@ XCOM_COMPLETION_ID_KEY = "xai_completion_id"
 STATE_LEDGER_KEY = "xai_usage_ledger"
 METRIC_PREFIX = "xai"
 CostSource = Literal["xai", "estimate", "unknown"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens (``image`` per million image tokens)."""
+    """USD per million tokens (``image`` per million image tokens).
+
+    ``cached_input`` None: no cached-token price is known (none published or given). Cached
+    tokens are then priced at ``input``, an upper bound since caching never costs more.
+    """
 
     input: float
-    cached_input: float
+    cached_input: float | None
     output: float
     image: float | None = None
 
     def cost(self, *, prompt: int, cached: int, image: int, output: int) -> float:
         """USD for one response; reasoning tokens are billed as output, images at ``image``."""
         image_price = self.input if self.image is None else self.image
+        cached_price = self.input if self.cached_input is None else self.cached_input
         uncached_text = max(prompt - cached - image, 0)
-        total = uncached_text * self.input + cached * self.cached_input + image * image_price
+        total = uncached_text * self.input + cached * cached_price + image * image_price
         return (total + output * self.output) / 1_000_000
 
 
@@ -61,7 +68,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "grok-code-fast-1": Price(0.20, 0.02, 1.50),
     "grok-3": Price(3.00, 0.75, 15.00),
     "grok-3-mini": Price(0.30, 0.075, 0.50),
-    "grok-2-vision-1212": Price(2.00, 2.00, 10.00, image=2.00),
+    "grok-2-vision-1212": Price(2.00, None, 10.00, image=2.00),
 }
 
 
@@ -73,7 +80,7 @@ def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
             raise ValueError(f"price for {model!r} needs at least 'input' and 'output' (USD per 1M tokens)")
         prices[model] = Price(
             input=float(spec["input"]),
-            cached_input=float(spec.get("cached_input", spec["input"])),
+            cached_input=None if spec.get("cached_input") is None else float(spec["cached_input"]),
             output=float(spec["output"]),
             image=None if spec.get("image") is None else float(spec["image"]),
         )
@@ -95,11 +102,9 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
     for m in models:
         if m.prompt_text_token_price is None or m.completion_text_token_price is None:
             continue
-        inp = m.prompt_text_token_price / 10_000
-        cached = usd(m.cached_prompt_text_token_price)
         price = Price(
-            input=inp,
-            cached_input=inp if cached is None else cached,  # 0 is a price (free caching)
+            input=m.prompt_text_token_price / 10_000,
+            cached_input=usd(m.cached_prompt_text_token_price),  # 0 is a price (free caching)
             output=m.completion_text_token_price / 10_000,
             image=usd(m.prompt_image_token_price),
         )
@@ -220,7 +225,19 @@ def build_record(
             output=record.completion_tokens + record.reasoning_tokens,
         )
         record.cost_source = "estimate"
+        if price.cached_input is None and record.cached_tokens:
+            _warn_no_cached_price(model)
     return record
+
+
+@functools.cache
+def _warn_no_cached_price(model: str) -> None:
+    """Say once per process that a model's cached tokens were costed at its input price."""
+    log.warning(
+        "xAI price of %s has no cached_input: its cached tokens are estimated at the input price "
+        "(an upper bound). Give cached_input in the connection's prices extra to estimate them exactly.",
+        model,
+    )
 
 
 def format_usage_line(record: UsageRecord) -> str:

@@ -194,8 +194,32 @@ class TestPrices:
 
     def test_overrides_replace_and_add(self) -> None:
         table = price_table({"grok-4.3": {"input": 1, "output": 2}, "new-model": {"input": 3, "output": 4}})
-        assert table["grok-4.3"] == Price(1.0, 1.0, 2.0)  # cached defaults to input
+        assert table["grok-4.3"] == Price(1.0, None, 2.0)  # no cached price given: none known
         assert table["new-model"].output == 4.0 and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+
+    def test_without_a_cached_price_cached_tokens_cost_the_input_price_in_an_estimate(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        prices = price_table({"no-cache-price": {"input": 2.0, "output": 10.0}})
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
+            rec = build_record(usage(), "no-cache-price", prices=prices)
+            build_record(usage(), "no-cache-price", prices=prices)
+        # 76 uncached text + 100 cached + 1024 image tokens, all at the input price (an upper bound)
+        assert rec.cost_usd == pytest.approx((1200 * 2.0 + 500 * 10.0) / 1_000_000)
+        assert rec.cost_source == "estimate"
+        warnings = [r.getMessage() for r in caplog.records if "no-cache-price" in r.getMessage()]
+        assert len(warnings) == 1 and "cached_input" in warnings[0]  # said once, naming the fix
+
+    def test_no_warning_without_cached_tokens_or_with_a_cached_price(self, caplog: pytest.LogCaptureFixture) -> None:
+        prices = price_table({"no-cache-price-2": {"input": 2.0, "output": 10.0}})
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
+            build_record(usage(prompt_tokens_details={"cached_tokens": 0}), "no-cache-price-2", prices=prices)
+            build_record(usage(), "grok-4.3")
+        assert caplog.records == []
+
+    def test_published_prices_without_a_cached_price_say_so(self) -> None:
+        assert DEFAULT_PRICES["grok-2-vision-1212"].cached_input is None  # xAI lists none
+        assert all(DEFAULT_PRICES[m].cached_input is not None for m in ("grok-4.3", "grok-3-mini"))
 
     @pytest.mark.parametrize("bad", [{"m": {"input": 1}}, {"m": 3}])
     def test_bad_override_names_the_model(self, bad: dict[str, Any]) -> None:
@@ -214,6 +238,9 @@ class TestPrices:
             }
         )
         unpriced = LanguageModel.model_validate({"id": "free"})
+        uncached = LanguageModel.model_validate(
+            {"id": "u", "prompt_text_token_price": 100, "completion_text_token_price": 200}
+        )
         free_cache = LanguageModel.model_validate(
             {
                 "id": "c",
@@ -222,10 +249,11 @@ class TestPrices:
                 "completion_text_token_price": 200,
             }
         )
-        prices = prices_from_language_models([model, unpriced, free_cache])
+        prices = prices_from_language_models([model, unpriced, free_cache, uncached])
         assert prices["grok-x"] == Price(3.0, 0.75, 15.0, image=2.0) == prices["grok-x-latest"]
         assert "free" not in prices
         assert prices["c"] == Price(0.01, 0.0, 0.02)  # a zero cached price is a price
+        assert prices["u"] == Price(0.01, None, 0.02)  # no cached price listed: none known
 
     @pytest.mark.parametrize("as_json", [True, False])
     def test_connection_extra_overrides_hook_prices(
@@ -238,7 +266,7 @@ class TestPrices:
         conn = {"conn_type": "xai", "host": "http://xai.test/v1", "password": "k", "extra": extra}
         monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
         table = XAIHook().get_prices()
-        assert table["grok-4.3"] == Price(9.0, 9.0, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+        assert table["grok-4.3"] == Price(9.0, None, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
 
 
 class CaptureStats:
