@@ -2,8 +2,9 @@
 the XCom keys, Airflow metrics, and the ledger that survives task retries.
 
 Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
-table below (overridable per connection) as an ``estimate``, else it is reported as ``unknown``. Adding records
-up across a DAG run (totals, budgets, the table) lives in :mod:`airflow_provider_xai.usage_summary`.
+table below (overridable per connection) as an ``estimate``, else it is reported as ``unknown``.
+Adding records up across a DAG run (totals, budgets, the table) lives in
+:mod:`airflow_provider_xai.usage_summary`.
 """
 
 from __future__ import annotations
