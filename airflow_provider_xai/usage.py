@@ -2,12 +2,14 @@
 the XCom keys, Airflow metrics, and the ledger that survives task retries.
 
 Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
-table below (overridable per connection), else it is reported as ``unknown``. Adding records
-up across a DAG run (totals, budgets, the table) lives in :mod:`airflow_provider_xai.usage_summary`.
+table below (overridable per connection) as an ``estimate``, else it is reported as ``unknown``.
+Adding records up across a DAG run (totals, budgets, the table) lives in
+:mod:`airflow_provider_xai.usage_summary`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -24,22 +26,28 @@ XCOM_COMPLETION_ID_KEY = "xai_completion_id"
 STATE_LEDGER_KEY = "xai_usage_ledger"
 METRIC_PREFIX = "xai"
 CostSource = Literal["xai", "estimate", "unknown"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens (``image`` per million image tokens)."""
+    """USD per million tokens (``image`` per million image tokens).
+
+    ``cached_input`` None: no cached-token price is known (none published or given). Cached
+    tokens are then priced at ``input``, an upper bound since caching never costs more.
+    """
 
     input: float
-    cached_input: float
+    cached_input: float | None
     output: float
     image: float | None = None
 
     def cost(self, *, prompt: int, cached: int, image: int, output: int) -> float:
         """USD for one response; reasoning tokens are billed as output, images at ``image``."""
         image_price = self.input if self.image is None else self.image
+        cached_price = self.input if self.cached_input is None else self.cached_input
         uncached_text = max(prompt - cached - image, 0)
-        total = uncached_text * self.input + cached * self.cached_input + image * image_price
+        total = uncached_text * self.input + cached * cached_price + image * image_price
         return (total + output * self.output) / 1_000_000
 
 
@@ -61,7 +69,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "grok-code-fast-1": Price(0.20, 0.02, 1.50),
     "grok-3": Price(3.00, 0.75, 15.00),
     "grok-3-mini": Price(0.30, 0.075, 0.50),
-    "grok-2-vision-1212": Price(2.00, 2.00, 10.00, image=2.00),
+    "grok-2-vision-1212": Price(2.00, None, 10.00, image=2.00),
 }
 
 
@@ -73,7 +81,7 @@ def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
             raise ValueError(f"price for {model!r} needs at least 'input' and 'output' (USD per 1M tokens)")
         prices[model] = Price(
             input=float(spec["input"]),
-            cached_input=float(spec.get("cached_input", spec["input"])),
+            cached_input=None if spec.get("cached_input") is None else float(spec["cached_input"]),
             output=float(spec["output"]),
             image=None if spec.get("image") is None else float(spec["image"]),
         )
@@ -95,11 +103,9 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
     for m in models:
         if m.prompt_text_token_price is None or m.completion_text_token_price is None:
             continue
-        inp = m.prompt_text_token_price / 10_000
-        cached = usd(m.cached_prompt_text_token_price)
         price = Price(
-            input=inp,
-            cached_input=inp if cached is None else cached,  # 0 is a price (free caching)
+            input=m.prompt_text_token_price / 10_000,
+            cached_input=usd(m.cached_prompt_text_token_price),  # 0 is a price (free caching)
             output=m.completion_text_token_price / 10_000,
             image=usd(m.prompt_image_token_price),
         )
@@ -108,12 +114,39 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
     return prices
 
 
+@dataclass(frozen=True)
+class Count:
+    """One count of a :class:`UsageRecord`: its field, its usage-table column, its metric."""
+
+    field: str
+    column: str
+    metric: str
+
+
+#: The counts of a usage record, in order: the one list that the log line, the Airflow
+#: metrics, folding (:func:`combine`), the run totals and the usage table are built from.
+COUNTS = (
+    Count("prompt_tokens", "prompt", "tokens.prompt"),
+    Count("completion_tokens", "completion", "tokens.completion"),
+    Count("reasoning_tokens", "reasoning", "tokens.reasoning"),
+    Count("cached_tokens", "cached", "tokens.cached"),
+    Count("image_tokens", "image", "tokens.image"),
+    Count("total_tokens", "total", "tokens.total"),
+    Count("num_sources_used", "sources", "sources_used"),
+    Count("num_server_side_tools_used", "tools", "server_side_tools_used"),
+)
+COUNT_FIELDS = tuple(count.field for count in COUNTS)
+TOKEN_FIELDS = tuple(name for name in COUNT_FIELDS if name.endswith("_tokens"))
+
+
 @dataclass
 class UsageRecord:
     """Token usage and cost of one billed response, stamped with where in Airflow it ran.
 
-    ``total_tokens`` = prompt + completion + reasoning (xAI's ``completion_tokens`` excludes
-    reasoning tokens).
+    ``total_tokens`` is xAI's figure, prompt + completion + reasoning (xAI's ``completion_tokens``
+    excludes reasoning tokens); it is computed so only when xAI sent none.
+    ``num_server_side_tools_used`` counts server-side tool calls (web or X search, code
+    execution...), ``server_side_tool_usage`` the same by kind.
     """
 
     model: str
@@ -135,6 +168,10 @@ class UsageRecord:
     timestamp: float = field(default_factory=time.time)
     kind: str = "chat"
     requests: int = 1
+    # Added later: defaults keep records written before them readable.
+    num_sources_used: int = 0
+    num_server_side_tools_used: int = 0
+    server_side_tool_usage: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -170,7 +207,14 @@ def build_record(
     record.reasoning_tokens = usage.reasoning_tokens
     record.cached_tokens = usage.cached_tokens
     record.image_tokens = usage.image_tokens
-    record.total_tokens = usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
+    record.num_sources_used = usage.num_sources_used
+    record.num_server_side_tools_used = usage.server_side_tools_used
+    record.server_side_tool_usage = usage.server_side_tool_usage
+    record.total_tokens = (
+        usage.total_tokens  # xAI's own figure, never recomputed
+        if "total_tokens" in usage.model_fields_set
+        else usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
+    )
     if usage.cost_in_usd_ticks is not None:
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
         record.cost_source = "xai"
@@ -182,43 +226,57 @@ def build_record(
             output=record.completion_tokens + record.reasoning_tokens,
         )
         record.cost_source = "estimate"
+        if price.cached_input is None and record.cached_tokens:
+            _warn_no_cached_price(model)
     return record
+
+
+@functools.cache
+def _warn_no_cached_price(model: str) -> None:
+    """Say once per process that a model's cached tokens were costed at its input price."""
+    log.warning(
+        "xAI price of %s has no cached_input: its cached tokens are estimated at the input price "
+        "(an upper bound). Give cached_input in the connection's prices extra to estimate them exactly.",
+        model,
+    )
 
 
 def format_usage_line(record: UsageRecord) -> str:
     """The stable, greppable INFO line logged for every billed response."""
     cost = "unknown" if record.cost_usd is None else f"{record.cost_usd:.6f}"
+    tokens = " ".join(f"{name}={getattr(record, name)}" for name in TOKEN_FIELDS)
+    others = " ".join(f"{name}={getattr(record, name)}" for name in COUNT_FIELDS if name not in TOKEN_FIELDS)
+    by_tool = ",".join(f"{name}:{n}" for name, n in sorted(record.server_side_tool_usage.items())) or "none"
     return (
-        f"xAI usage: model={record.model} prompt_tokens={record.prompt_tokens} "
-        f"completion_tokens={record.completion_tokens} reasoning_tokens={record.reasoning_tokens} "
-        f"cached_tokens={record.cached_tokens} image_tokens={record.image_tokens} "
-        f"total_tokens={record.total_tokens} cost_usd={cost} cost_source={record.cost_source}"
+        f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
+        f"{others} server_side_tool_usage={by_tool}"
     )
 
 
-def emit_metrics(record: UsageRecord) -> None:
-    """Token and cost counters for StatsD/OpenTelemetry, tagged by model, dag and task."""
+def airflow_stats() -> Any:
+    """Airflow's ``Stats`` (StatsD/OpenTelemetry), or None where Airflow has none."""
     try:
         from airflow.sdk.observability.stats import Stats
     except ImportError:  # Airflow < 3.3 keeps Stats elsewhere
         try:
             from airflow.stats import Stats  # type: ignore[no-redef]
         except ImportError:
-            return
+            return None
+    return Stats
+
+
+def emit_metrics(record: UsageRecord) -> None:
+    """Request, count and cost counters, tagged by model, dag and task."""
+    if (backend := airflow_stats()) is None:
+        return
     tags = {"model": record.model, "dag_id": record.dag_id or "", "task_id": record.task_id or ""}
-    counters = {
-        "requests": record.requests,
-        "tokens.prompt": record.prompt_tokens,
-        "tokens.completion": record.completion_tokens,
-        "tokens.reasoning": record.reasoning_tokens,
-        "tokens.cached": record.cached_tokens,
-        "tokens.image": record.image_tokens,
-        "tokens.total": record.total_tokens,
-    }
-    for name, count in counters.items():
-        Stats.incr(f"{METRIC_PREFIX}.{name}", count, tags=tags)
+    backend.incr(f"{METRIC_PREFIX}.requests", record.requests, tags=tags)
+    for count in COUNTS:
+        backend.incr(f"{METRIC_PREFIX}.{count.metric}", getattr(record, count.field), tags=tags)
+    for tool, calls in record.server_side_tool_usage.items():
+        backend.incr(f"{METRIC_PREFIX}.server_side_tool_usage.{tool}", calls, tags=tags)
     if record.cost_usd is not None:
-        Stats.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
+        backend.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
 
 
 def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
@@ -232,14 +290,10 @@ def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:
     return record
 
 
-TOKEN_FIELDS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cached_tokens",
-    "image_tokens",
-    "total_tokens",
-)
+def add_tool_usage(into: dict[str, int], more: Mapping[str, int]) -> None:
+    """Add server-side tool calls by kind (``{"web_search_calls": 2}``) into ``into``."""
+    for tool, calls in more.items():
+        into[tool] = into.get(tool, 0) + calls
 
 
 def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
@@ -263,8 +317,9 @@ def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
             groups[key] = (folded, [0])
         folded, ticks = groups[key]
         folded.requests += record.requests
-        for name in TOKEN_FIELDS:
+        for name in COUNT_FIELDS:
             setattr(folded, name, getattr(folded, name) + getattr(record, name))
+        add_tool_usage(folded.server_side_tool_usage, record.server_side_tool_usage)
         if record.cost_usd is None or ticks[0] is None:
             ticks[0] = None
         else:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xai.usage import TICKS_PER_USD, TOKEN_FIELDS, UsageRecord
+from airflow_provider_xai.usage import COUNT_FIELDS, COUNTS, TICKS_PER_USD, UsageRecord, add_tool_usage
 
 #: Task instance states after which a task will spend nothing more (for this try sequence).
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -40,22 +40,26 @@ def cost_ticks(record: UsageRecord) -> int | None:
 # --- totals -------------------------------------------------------------------------------------
 @dataclass
 class Totals:
-    """Requests, tokens by kind and cost of a group of records."""
+    """Requests, counts (every field of :data:`~airflow_provider_xai.usage.COUNTS`) and cost of
+    a group of records. A count reads as an attribute too: ``totals.total_tokens``."""
 
     requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-    image_tokens: int = 0
-    total_tokens: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    server_side_tool_usage: dict[str, int] = field(default_factory=dict)
     cost_ticks: int = 0
     unpriced_requests: int = 0
 
+    def __getattr__(self, name: str) -> int:
+        counts = self.__dict__.get("counts", {})
+        if name in counts:
+            return int(counts[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def add(self, record: UsageRecord) -> None:
         self.requests += record.requests
-        for name in TOKEN_FIELDS:
-            setattr(self, name, getattr(self, name) + int(getattr(record, name) or 0))
+        for name in COUNT_FIELDS:
+            self.counts[name] += int(getattr(record, name) or 0)
+        add_tool_usage(self.server_side_tool_usage, record.server_side_tool_usage)
         ticks = cost_ticks(record)
         if ticks is None:
             self.unpriced_requests += record.requests
@@ -67,11 +71,13 @@ class Totals:
         return self.cost_ticks / TICKS_PER_USD
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"requests": self.requests}
-        data.update({name: getattr(self, name) for name in TOKEN_FIELDS})
-        data["cost_usd"] = self.cost_usd
-        data["unpriced_requests"] = self.unpriced_requests
-        return data
+        return {
+            "requests": self.requests,
+            **self.counts,
+            "server_side_tool_usage": dict(sorted(self.server_side_tool_usage.items())),
+            "cost_usd": self.cost_usd,
+            "unpriced_requests": self.unpriced_requests,
+        }
 
 
 @dataclass
@@ -218,13 +224,12 @@ def fmt_usd(value: float) -> str:
     return f"{value:.6f}"
 
 
-_COLUMNS = ("requests", "prompt", "completion", "reasoning", "cached", "image", "total", "cost USD")
+_COLUMNS = ("requests", *(count.column for count in COUNTS), "cost USD")
 
 
 def _row(section: str, name: str, t: Totals) -> list[str]:
     cost = fmt_usd(t.cost_usd) + ("+?" if t.unpriced_requests else "")
-    numbers = [t.requests, t.prompt_tokens, t.completion_tokens, t.reasoning_tokens]
-    numbers += [t.cached_tokens, t.image_tokens, t.total_tokens]
+    numbers = [t.requests, *(t.counts[count.field] for count in COUNTS)]
     return [section, name, *(f"{n:,}" for n in numbers), cost]
 
 

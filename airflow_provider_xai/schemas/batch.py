@@ -145,10 +145,15 @@ class BatchResult(_Model):
 
     @property
     def error(self) -> str | None:
-        """xAI's error message for a failed request; None when it succeeded."""
-        raw = (self.batch_result or {}).get("error") or self.error_message
-        if isinstance(raw, dict):
-            raw = raw.get("message") or json.dumps(raw)
+        """xAI's error message for a failed request; None when it succeeded.
+
+        An error object whose every value is empty (``{"code": 0, "message": ""}``: gRPC's OK
+        status, sent beside a response) is no error.
+        """
+        error = (self.batch_result or {}).get("error")
+        if isinstance(error, dict):
+            error = error.get("message") or (json.dumps(error) if any(error.values()) else None)
+        raw = error or self.error_message
         if raw:
             return str(raw)
         if not self._response():

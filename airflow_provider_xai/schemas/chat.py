@@ -229,7 +229,11 @@ class CompletionTokensDetails(_Response):
 
 
 class Usage(_Response):
-    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens."""
+    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens.
+
+    Agentic answers add server-side tool counts: ``num_server_side_tools_used`` and, by tool,
+    ``server_side_tool_usage_details`` (``{"web_search_calls": 1, ...}``); the two need not agree.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -237,11 +241,31 @@ class Usage(_Response):
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
     num_sources_used: int = 0
+    num_server_side_tools_used: int = 0
+    server_side_tool_usage_details: dict[str, Any] | None = None
     cost_in_usd_ticks: int | None = None
 
     @property
+    def server_side_tool_usage(self) -> dict[str, int]:
+        """Server-side tool calls by kind, as xAI counts them; zero counts left out."""
+        details = self.server_side_tool_usage_details or {}
+        return {name: count for name, count in details.items() if type(count) is int and count > 0}
+
+    @property
+    def server_side_tools_used(self) -> int:
+        """xAI's ``num_server_side_tools_used``; the sum by kind when only those were sent."""
+        if "num_server_side_tools_used" in self.model_fields_set:
+            return self.num_server_side_tools_used
+        return sum(self.server_side_tool_usage.values())
+
+    @property
     def reasoning_tokens(self) -> int:
-        return self.completion_tokens_details.reasoning_tokens if self.completion_tokens_details else 0
+        """``completion_tokens_details.reasoning_tokens``, else the older top-level field (read once)."""
+        details = self.completion_tokens_details
+        if details is not None and "reasoning_tokens" in details.model_fields_set:
+            return details.reasoning_tokens
+        older = (self.model_extra or {}).get("reasoning_tokens")
+        return older if type(older) is int else 0
 
     @property
     def cached_tokens(self) -> int:
@@ -271,10 +295,18 @@ class ResponseMessage(_Response):
     tool_calls: list[ToolCall] | None = None
 
 
+class ChoiceLogprobs(_Response):
+    """Log probabilities of a choice's tokens (``content``) and refusal tokens, in order."""
+
+    content: list[dict[str, Any]] | None = None
+    refusal: list[dict[str, Any]] | None = None
+
+
 class Choice(_Response):
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(_Response):
@@ -297,17 +329,25 @@ class ChatCompletion(_Response):
         return self.choices[0].message.content or ""
 
 
+class ToolCallDelta(ToolCall):
+    """A fragment of a streamed tool call: merged with the others of the same ``index``."""
+
+    index: int | None = None
+    type: str | None = None  # type: ignore[assignment]  # only in a call's first fragment
+
+
 class Delta(_Response):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(_Response):
     index: int = 0
     delta: Delta = Field(default_factory=Delta)
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(_Response):
@@ -320,6 +360,7 @@ class ChatCompletionChunk(_Response):
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    citations: list[Any] | None = None
 
 
 class DeferredRequest(_Response):

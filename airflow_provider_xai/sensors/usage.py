@@ -224,8 +224,7 @@ class XAIUsageSensor(BaseSensorOperator):
 
 def _count_overrun(dag_id: str, task_id: str) -> None:
     """``xai.budget_exceeded`` counter, for alerting on overspending runs."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-    except ImportError:
-        return
-    Stats.incr("xai.budget_exceeded", 1, tags={"dag_id": dag_id, "task_id": task_id})
+    from airflow_provider_xai.usage import METRIC_PREFIX, airflow_stats
+
+    if (backend := airflow_stats()) is not None:
+        backend.incr(f"{METRIC_PREFIX}.budget_exceeded", 1, tags={"dag_id": dag_id, "task_id": task_id})

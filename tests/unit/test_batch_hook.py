@@ -214,6 +214,21 @@ class TestBatchState:
         with pytest.raises(XAIResponseError, match="batch request e"):
             _ = bad.completion
 
+    @pytest.mark.parametrize("empty", [{"code": 0, "message": ""}, {"code": "", "message": None}, {}])
+    def test_an_empty_error_object_is_a_success(self, empty: dict[str, Any]) -> None:
+        result = BatchResult.model_validate({"batch_request_id": "a", "batch_result": {"error": empty, "response": {
+            "chat_get_completion": {"id": "c", "model": "grok-4.3", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "fine"}}]}}}})  # fmt: skip
+        assert result.error is None and result.completion is not None and result.completion.text == "fine"
+
+    def test_an_error_object_with_a_code_or_message_is_a_failure(self) -> None:
+        coded = BatchResult.model_validate({"batch_request_id": "a", "batch_result": {"error": {"code": 8}}})
+        assert coded.error == '{"code": 8}'
+        told = BatchResult.model_validate(
+            {"batch_request_id": "b", "batch_result": {"error": {"code": 0, "message": "quota"}}}
+        )
+        assert told.error == "quota"
+
 
 class TestEndpoints:
     def test_create_get_cancel_bodies_and_paths(self) -> None:

@@ -46,6 +46,27 @@ class TestBuildRecord:
         assert (rec.cached_tokens, rec.image_tokens) == (100, 1024)
         assert rec.total_tokens == 1700  # 1200 + 300 + 200, as xAI counts it
 
+    def test_xai_total_is_kept_not_recomputed(self) -> None:
+        assert build_record(usage(total_tokens=1650), "grok-4.3").total_tokens == 1650
+        no_total = Usage.model_validate({"prompt_tokens": 10, "completion_tokens": 4, "reasoning_tokens": 6})
+        assert build_record(no_total, "grok-4.3").total_tokens == 20  # only when xAI sent none
+
+    def test_top_level_reasoning_tokens_of_the_older_shape_are_read(self) -> None:
+        older = Usage.model_validate(
+            {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 143, "reasoning_tokens": 94}
+        )
+        rec = build_record(older, "grok-3-mini")
+        assert (rec.reasoning_tokens, rec.total_tokens) == (94, 143)
+        assert rec.cost_usd == pytest.approx((40 * 0.30 + (9 + 94) * 0.50) / 1_000_000)  # reasoning billed once
+
+    def test_reasoning_tokens_in_both_places_are_counted_once(self) -> None:
+        both = usage(reasoning_tokens=200)  # details also say 200
+        assert build_record(both, "grok-4.3").reasoning_tokens == 200
+        details_win = usage(reasoning_tokens=999)
+        assert details_win.reasoning_tokens == 200
+        dumped = Usage.model_validate({"reasoning_tokens": 7}).model_dump_json()  # e.g. through XCom
+        assert Usage.model_validate_json(dumped).reasoning_tokens == 7
+
     def test_server_ticks_win_over_the_price_table(self) -> None:
         rec = build_record(usage(cost_in_usd_ticks=123_456_789), "grok-4.3", prices={})
         assert rec.cost_source == "xai" and rec.cost_usd == 0.0123456789
@@ -86,8 +107,84 @@ class TestBuildRecord:
         rec = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3")
         assert format_usage_line(rec) == (
             "xAI usage: model=grok-4.3 prompt_tokens=1200 completion_tokens=300 reasoning_tokens=200 "
-            "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai"
+            "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai "
+            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
         )
+
+
+#: Server-side tool counters as xAI reports them (a recorded agentic response: the per-tool
+#: details need not add up to ``num_server_side_tools_used``; xAI's total is kept).
+TOOLS = {
+    "num_sources_used": 2,
+    "num_server_side_tools_used": 6,
+    "server_side_tool_usage_details": {
+        "web_search_calls": 0,
+        "x_search_calls": 1,
+        "code_interpreter_calls": 0,
+        "file_search_calls": 0,
+        "mcp_calls": 0,
+        "document_search_calls": 0,
+    },
+}
+
+
+class TestSourcesAndServerSideTools:
+    def test_they_reach_the_record(self) -> None:
+        rec = build_record(usage(**TOOLS), "grok-4.3")
+        assert (rec.num_sources_used, rec.num_server_side_tools_used) == (2, 6)
+        assert rec.server_side_tool_usage == {"x_search_calls": 1}  # zero counts left out
+
+    def test_per_tool_counts_alone_give_the_number_of_calls(self) -> None:
+        details = {"web_search_calls": 2, "x_search_calls": 1}
+        rec = build_record(usage(server_side_tool_usage_details=details), "grok-4.3")
+        assert rec.num_server_side_tools_used == 3 and rec.server_side_tool_usage == details
+
+    def test_they_end_the_log_line(self) -> None:
+        rec = build_record(usage(cost_in_usd_ticks=25_000_000, **TOOLS), "grok-4.3")
+        assert format_usage_line(rec).endswith(
+            " total_tokens=1700 cost_usd=0.002500 cost_source=xai "
+            "num_sources_used=2 num_server_side_tools_used=6 server_side_tool_usage=x_search_calls:1"
+        )
+        assert format_usage_line(build_record(usage(), "grok-4.3")).endswith(
+            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+        )
+
+    def test_a_record_written_before_these_fields_is_still_read(self) -> None:
+        old = {"model": "grok-4.3", "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "cost_usd": 1e-6,
+               "cost_source": "xai", "completion_id": "c", "request_id": None, "dag_id": "d", "task_id": "t",
+               "run_id": "r", "map_index": -1, "try_number": 1, "timestamp": 1.0, "kind": "chat", "requests": 1,
+               "reasoning_tokens": 0, "cached_tokens": 0, "image_tokens": 0}  # fmt: skip
+        rec = UsageRecord.from_dict(old)
+        assert (rec.total_tokens, rec.num_sources_used, rec.num_server_side_tools_used) == (7, 0, 0)
+        assert rec.server_side_tool_usage == {}
+
+    def test_combine_adds_them_up(self) -> None:
+        from airflow_provider_xai.usage import combine
+
+        records = [build_record(usage(**TOOLS), "grok-4.3"), build_record(usage(**TOOLS), "grok-4.3")]
+        records.append(build_record(usage(server_side_tool_usage_details={"web_search_calls": 4}), "grok-4.3"))
+        (folded,) = combine(records, "batch:b")
+        assert (folded.num_sources_used, folded.num_server_side_tools_used) == (4, 16)
+        assert folded.server_side_tool_usage == {"x_search_calls": 2, "web_search_calls": 4}
+
+
+class TestOneListOfCounts:
+    def test_every_count_reaches_the_record_log_line_metrics_totals_and_table(
+        self, stats: CaptureStats
+    ) -> None:
+        from airflow_provider_xai.usage import COUNTS
+        from airflow_provider_xai.usage_summary import render_table, summarize
+
+        rec = build_record(usage(cost_in_usd_ticks=1, **TOOLS), "grok-4.3")
+        emit_metrics(rec)
+        line, totals = format_usage_line(rec), summarize([rec]).totals.to_dict()
+        header = render_table(summarize([rec])).splitlines()[1]
+        for count in COUNTS:
+            value = getattr(rec, count.field)
+            assert f" {count.field}={value}" in line
+            assert stats.by_name()[f"xai.{count.metric}"] == value == totals[count.field]
+            assert f" {count.column} " in f" {header} "
+        assert {"num_sources_used", "num_server_side_tools_used"} <= {c.field for c in COUNTS}
 
 
 class TestPrices:
@@ -97,8 +194,32 @@ class TestPrices:
 
     def test_overrides_replace_and_add(self) -> None:
         table = price_table({"grok-4.3": {"input": 1, "output": 2}, "new-model": {"input": 3, "output": 4}})
-        assert table["grok-4.3"] == Price(1.0, 1.0, 2.0)  # cached defaults to input
+        assert table["grok-4.3"] == Price(1.0, None, 2.0)  # no cached price given: none known
         assert table["new-model"].output == 4.0 and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+
+    def test_without_a_cached_price_cached_tokens_cost_the_input_price_in_an_estimate(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        prices = price_table({"no-cache-price": {"input": 2.0, "output": 10.0}})
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
+            rec = build_record(usage(), "no-cache-price", prices=prices)
+            build_record(usage(), "no-cache-price", prices=prices)
+        # 76 uncached text + 100 cached + 1024 image tokens, all at the input price (an upper bound)
+        assert rec.cost_usd == pytest.approx((1200 * 2.0 + 500 * 10.0) / 1_000_000)
+        assert rec.cost_source == "estimate"
+        warnings = [r.getMessage() for r in caplog.records if "no-cache-price" in r.getMessage()]
+        assert len(warnings) == 1 and "cached_input" in warnings[0]  # said once, naming the fix
+
+    def test_no_warning_without_cached_tokens_or_with_a_cached_price(self, caplog: pytest.LogCaptureFixture) -> None:
+        prices = price_table({"no-cache-price-2": {"input": 2.0, "output": 10.0}})
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
+            build_record(usage(prompt_tokens_details={"cached_tokens": 0}), "no-cache-price-2", prices=prices)
+            build_record(usage(), "grok-4.3")
+        assert caplog.records == []
+
+    def test_published_prices_without_a_cached_price_say_so(self) -> None:
+        assert DEFAULT_PRICES["grok-2-vision-1212"].cached_input is None  # xAI lists none
+        assert all(DEFAULT_PRICES[m].cached_input is not None for m in ("grok-4.3", "grok-3-mini"))
 
     @pytest.mark.parametrize("bad", [{"m": {"input": 1}}, {"m": 3}])
     def test_bad_override_names_the_model(self, bad: dict[str, Any]) -> None:
@@ -117,6 +238,9 @@ class TestPrices:
             }
         )
         unpriced = LanguageModel.model_validate({"id": "free"})
+        uncached = LanguageModel.model_validate(
+            {"id": "u", "prompt_text_token_price": 100, "completion_text_token_price": 200}
+        )
         free_cache = LanguageModel.model_validate(
             {
                 "id": "c",
@@ -125,10 +249,11 @@ class TestPrices:
                 "completion_text_token_price": 200,
             }
         )
-        prices = prices_from_language_models([model, unpriced, free_cache])
+        prices = prices_from_language_models([model, unpriced, free_cache, uncached])
         assert prices["grok-x"] == Price(3.0, 0.75, 15.0, image=2.0) == prices["grok-x-latest"]
         assert "free" not in prices
         assert prices["c"] == Price(0.01, 0.0, 0.02)  # a zero cached price is a price
+        assert prices["u"] == Price(0.01, None, 0.02)  # no cached price listed: none known
 
     @pytest.mark.parametrize("as_json", [True, False])
     def test_connection_extra_overrides_hook_prices(
@@ -141,7 +266,7 @@ class TestPrices:
         conn = {"conn_type": "xai", "host": "https://xai.test/v1", "password": "k", "extra": extra}
         monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
         table = XAIHook().get_prices()
-        assert table["grok-4.3"] == Price(9.0, 9.0, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
+        assert table["grok-4.3"] == Price(9.0, None, 99.0) and table["grok-3"] == DEFAULT_PRICES["grok-3"]
 
 
 class CaptureStats:
@@ -179,6 +304,8 @@ class TestMetrics:
             "xai.tokens.cached": 100,
             "xai.tokens.image": 1024,
             "xai.tokens.total": 1700,
+            "xai.sources_used": 0,
+            "xai.server_side_tools_used": 0,
             "xai.cost_micro_usd": 2500,
         }
         assert {json.dumps(t, sort_keys=True) for *_, t in stats.counters} == {
@@ -188,6 +315,19 @@ class TestMetrics:
     def test_no_cost_counter_when_cost_unknown(self, stats: CaptureStats) -> None:
         emit_metrics(build_record(usage(), "grok-99"))
         assert "xai.cost_micro_usd" not in stats.by_name() and stats.by_name()["xai.tokens.total"] == 1700
+
+    def test_source_and_server_side_tool_counters(self, stats: CaptureStats) -> None:
+        emit_metrics(build_record(usage(**TOOLS), "grok-4.3"))
+        counters = stats.by_name()
+        assert (counters["xai.sources_used"], counters["xai.server_side_tools_used"]) == (2, 6)
+        assert counters["xai.server_side_tool_usage.x_search_calls"] == 1
+        assert "xai.server_side_tool_usage.web_search_calls" not in counters  # a zero count is not sent
+
+    def test_budget_overrun_counter(self, stats: CaptureStats) -> None:
+        from airflow_provider_xai.sensors.usage import _count_overrun
+
+        _count_overrun("dag", "gate")
+        assert stats.counters == [("xai.budget_exceeded", 1, {"dag_id": "dag", "task_id": "gate"})]
 
 
 class FakeTI:

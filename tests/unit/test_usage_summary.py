@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_xai.usage import TICKS_PER_USD, UsageRecord
+from airflow_provider_xai.usage import COUNT_FIELDS, TICKS_PER_USD, UsageRecord
 from airflow_provider_xai.usage_summary import (
     Budget,
     evaluate_budget,
@@ -20,8 +20,6 @@ from airflow_provider_xai.usage_summary import (
     unfinished,
 )
 
-FIELDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "image_tokens")
-
 
 def rec(
     task_id: str = "t", map_index: int = -1, try_number: int = 1, ticks: int | None = 100, **kw: Any
@@ -31,6 +29,8 @@ def rec(
     )
     r.prompt_tokens, r.completion_tokens, r.reasoning_tokens = kw.get("p", 10), kw.get("c", 5), kw.get("r", 3)
     r.cached_tokens, r.image_tokens = kw.get("cached", 2), kw.get("image", 0)
+    r.num_sources_used, r.server_side_tool_usage = kw.get("sources", 0), kw.get("tools", {})
+    r.num_server_side_tools_used = sum(r.server_side_tool_usage.values())
     r.total_tokens = r.prompt_tokens + r.completion_tokens + r.reasoning_tokens
     r.cost_usd = None if ticks is None else ticks / TICKS_PER_USD
     r.cost_source = "unknown" if ticks is None else "xai"
@@ -53,6 +53,8 @@ records_strategy = st.lists(
         r=st.integers(0, 10**5),
         cached=st.integers(0, 1000),
         image=st.integers(0, 4096),
+        sources=st.integers(0, 20),
+        tools=st.dictionaries(st.sampled_from(["web_search_calls", "x_search_calls"]), st.integers(1, 9)),
     ),
     max_size=30,
 )
@@ -66,7 +68,7 @@ class TestTotals:
         summary = summarize(records)
         totals = summary.totals
         assert totals.requests == len(records) == summary.records
-        for name in (*FIELDS, "total_tokens"):
+        for name in COUNT_FIELDS:
             assert getattr(totals, name) == sum(getattr(r, name) for r in records)
             assert sum(getattr(t, name) for t in summary.by_task.values()) == getattr(totals, name)
             assert sum(getattr(t, name) for t in summary.by_model.values()) == getattr(totals, name)
@@ -76,6 +78,10 @@ class TestTotals:
         ticks = sum(round(r.cost_usd * TICKS_PER_USD) for r in records if r.cost_usd is not None)
         assert totals.cost_ticks == ticks and totals.cost_usd == ticks / TICKS_PER_USD
         assert totals.unpriced_requests == sum(r.cost_usd is None for r in records)
+        for tool in ("web_search_calls", "x_search_calls"):
+            calls = sum(r.server_side_tool_usage.get(tool, 0) for r in records)
+            assert totals.server_side_tool_usage.get(tool, 0) == calls
+            assert totals.to_dict()["server_side_tool_usage"].get(tool, 0) == calls
 
     def test_mapped_instances_and_tries_are_counted(self) -> None:
         summary = summarize([rec("m", 0), rec("m", 1), rec("m", 2), rec("m", 2, try_number=2), rec("x")])
@@ -133,8 +139,8 @@ class TestBudget:
 def test_table_lists_tasks_models_and_total() -> None:
     summary = summarize(
         [
-            rec("a", 0, ticks=10**5, p=1234),
-            rec("a", 1, ticks=10**5),
+            rec("a", 0, ticks=10**5, p=1234, tools={"web_search_calls": 2}),
+            rec("a", 1, ticks=10**5, sources=3),
             rec("b", ticks=None, model="grok-3-mini"),
         ]
     )
@@ -149,6 +155,8 @@ def test_table_lists_tasks_models_and_total() -> None:
         "cached",
         "image",
         "total",
+        "sources",
+        "tools",
         "cost",
         "USD",
     ]
@@ -164,11 +172,13 @@ def test_table_lists_tasks_models_and_total() -> None:
         "4",
         "0",
         "1,260",
+        "3",
+        "2",
         "0.000020",
     ]
     assert lines[4].split()[:3] == ["task", "b", "1"] and lines[4].endswith("0.000000+?")
     assert [line.split()[1] for line in lines if line.startswith("model")] == ["grok-3-mini", "grok-4.3"]
-    assert lines[-1].split() == ["TOTAL", "3", "1,254", "15", "9", "6", "0", "1,278", "0.000020+?"]
+    assert lines[-1].split() == ["TOTAL", "3", "1,254", "15", "9", "6", "0", "1,278", "3", "2", "0.000020+?"]
     assert len({len(line) for line in lines[1:]}) == 1  # columns line up
 
 
