@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from airflow_provider_xai.testing.errors import XAIError
+from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.state import Chaos, Fault, ServerState
 
 
@@ -28,16 +28,16 @@ def create_control_router(state: ServerState) -> APIRouter:
         try:
             data = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
-            raise XAIError(400, f"invalid control request: {exc}") from None
+            raise ServedError(400, f"invalid control request: {exc}") from None
         if data is not None and not isinstance(data, dict):
-            raise XAIError(400, "invalid control request: expected a JSON object")
+            raise ServedError(400, "invalid control request: expected a JSON object")
         return data or {}
 
     def apply(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except (ValueError, TypeError) as exc:
-            raise XAIError(400, f"invalid control request: {exc}") from None
+            raise ServedError(400, f"invalid control request: {exc}") from None
 
     @r.post("/reset")
     async def reset() -> Response:

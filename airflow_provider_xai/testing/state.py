@@ -23,7 +23,7 @@ DEFAULT_API_KEY = "xai-test-key-0123456789"
 
 
 @dataclass(frozen=True)
-class Price:
+class ServerPrice:
     """USD per 1M tokens. ``cached_input``/``image`` None = no discount / same as input."""
 
     input: float
@@ -58,7 +58,7 @@ class ModelSpec:
     """A language model served by the fake."""
 
     id: str
-    price: Price
+    price: ServerPrice
     context_length: int
     vision: bool = False
     reasoning: bool = False
@@ -76,7 +76,7 @@ class ModelSpec:
 
 
 def _m(id: str, p: tuple[float, float | None, float], ctx: int, **kw: Any) -> ModelSpec:
-    return ModelSpec(id=id, price=Price(*p, image=kw.pop("image", None)), context_length=ctx, **kw)
+    return ModelSpec(id=id, price=ServerPrice(*p, image=kw.pop("image", None)), context_length=ctx, **kw)
 
 
 _ALL = [
@@ -94,7 +94,7 @@ _ALL = [
 #: Canonical model id -> spec.
 MODELS: dict[str, ModelSpec] = {m.id: m for m in _ALL}
 #: Every accepted name (ids and aliases) -> price.
-PRICES: dict[str, Price] = {
+PRICES: dict[str, ServerPrice] = {
     name: m.price for m in _ALL for name in (m.id, *m.aliases)
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -12,12 +13,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
 
+import airflow_provider_xai
 from airflow_provider_xai.testing import PRICES, Chaos, Fault, XAIServer
 from airflow_provider_xai.testing.chat import count_tokens
 
@@ -66,6 +69,20 @@ def test_import_is_lazy() -> None:
             "assert 'fastapi' not in sys.modules and 'uvicorn' not in sys.modules")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)
+
+
+def class_names(files: list[Path]) -> set[str]:
+    """Names of the top-level classes defined in ``files``."""
+    trees = [ast.parse(path.read_text()) for path in files]
+    return {node.name for tree in trees for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_fakes_do_not_reuse_production_class_names() -> None:
+    package = Path(airflow_provider_xai.__file__).parent
+    fakes = sorted((package / "testing").glob("*.py"))
+    production = [p for p in package.rglob("*.py") if "testing" not in p.relative_to(package).parts]
+    assert fakes and production
+    assert class_names(fakes) & class_names(production) == set()
 
 
 def test_auth(xai_server: XAIServer) -> None:
