@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
+from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.schema_gen import generate
-from airflow_provider_xai.testing.state import ModelSpec, resolve_model
 
 IMAGE_TOKENS = {"low": 256, "high": 1024, "auto": 1024}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

@@ -47,13 +47,8 @@ from airflow_provider_xai.testing.errors import (
     mask_key,
     redact_key,
 )
-from airflow_provider_xai.testing.state import (
-    Fault,
-    JournalEntry,
-    ModelSpec,
-    ServerState,
-    resolve_model,
-)
+from airflow_provider_xai.testing.models import ModelSpec, resolve_model
+from airflow_provider_xai.testing.state import Fault, JournalEntry, ServerState
 from airflow_provider_xai.testing.streaming import stream_events
 
 _FAULT_KEY = "xai.fault"
