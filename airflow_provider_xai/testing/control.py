@@ -3,7 +3,8 @@
 ``POST /_control/reset``; ``POST /_control/faults`` ``{"faults": [{Fault fields}], "times": n}``
 (each fault queued ``n`` times, in order: ``[A, B]`` x2 -> A, A, B, B); ``POST /_control/chaos``
 (``Chaos`` fields; empty body or ``{}`` disables); ``POST /_control/config`` (see
-``state.CONFIG_FIELDS``); ``GET /_control/state``; ``GET /_control/journal``.
+``state.CONFIG_FIELDS``; answers the config); ``GET /_control/state``; ``GET /_control/journal``.
+Neither the config nor the state shows the API key (``state.SECRET_FIELDS``); the journal masks it.
 Bad input -> 400 ``{"code": ..., "error": "invalid control request: ..."}``.
 """
 
@@ -63,11 +64,11 @@ def create_control_router(state: ServerState) -> APIRouter:
     async def config(request: Request) -> Response:
         data = await obj(request)
         apply(lambda: state.configure(**data))
-        return JSONResponse(state.config())
+        return JSONResponse(state.public_config())
 
     @r.get("/state")
     async def get_state() -> Response:
-        return JSONResponse({"config": state.config(), "pending_faults": state.pending_faults,
+        return JSONResponse({"config": state.public_config(), "pending_faults": state.pending_faults,
                            "chaos_counts": dict(state.chaos_counts)})
 
     @r.get("/journal")

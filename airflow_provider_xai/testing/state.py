@@ -157,6 +157,8 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
 }
+#: Config fields the control endpoints never show.
+SECRET_FIELDS = frozenset({"api_key"})
 
 
 class ServerState:
@@ -193,6 +195,10 @@ class ServerState:
         """Current values of the settable fields."""
         with self._lock:
             return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    def public_config(self) -> dict[str, Any]:
+        """``config()`` without the secret fields (the API key)."""
+        return {k: v for k, v in self.config().items() if k not in SECRET_FIELDS}
 
     def configure(self, **values: Any) -> None:
         """Set config fields (see ``CONFIG_FIELDS``); raises ``ValueError`` on bad input."""

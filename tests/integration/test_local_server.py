@@ -479,3 +479,20 @@ def test_cli_refuses_non_loopback() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--host", "0.0.0.0"])
     assert exc.value.code == 2
+
+
+def test_control_endpoints_never_return_the_key(xai_server: XAIServer) -> None:
+    ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
+    key, rotated = (f"xai-{name}-{uuid.uuid4().hex}" for name in ("secret", "rotated"))
+    xai_server.configure(api_key=key)
+    state = ctl.get("/state")
+    assert state.status_code == 200 and state.json()["config"]["latency"] == 0.0
+    assert key not in state.text
+    configured = ctl.post("/config", json={"latency": 0.25})
+    assert configured.json()["latency"] == 0.25 and key not in configured.text
+    configured = ctl.post("/config", json={"api_key": rotated})
+    assert configured.status_code == 200 and rotated not in configured.text
+    assert rotated not in ctl.get("/state").text
+    assert xai_server.api_key == rotated  # set, just never shown
+    ctl.close()
+
