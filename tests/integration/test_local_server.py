@@ -473,14 +473,6 @@ def test_fixture_sets_connection_env(xai_server: XAIServer) -> None:
     assert conn["host"] == xai_server.base_url and conn["password"] == xai_server.api_key
 
 
-def test_cli_refuses_non_loopback() -> None:
-    from airflow_provider_xai.testing.__main__ import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["--host", "0.0.0.0"])
-    assert exc.value.code == 2
-
-
 def test_control_endpoints_never_return_the_key(xai_server: XAIServer) -> None:
     ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
     key, rotated = (f"xai-{name}-{uuid.uuid4().hex}" for name in ("secret", "rotated"))
@@ -495,4 +487,22 @@ def test_control_endpoints_never_return_the_key(xai_server: XAIServer) -> None:
     assert rotated not in ctl.get("/state").text
     assert xai_server.api_key == rotated  # set, just never shown
     ctl.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.com"])
+def test_server_and_cli_refuse_a_non_loopback_host(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_xai.testing.__main__ import main
+
+    refusal = f"refusing non-loopback host {host!r}"
+    with pytest.raises(ValueError, match=refusal):
+        XAIServer(host=host)
+    assert XAIServer(host=host, allow_non_loopback=True).host == host  # built, not started
+    with pytest.raises(SystemExit) as exc:
+        main(["--host", host])
+    assert exc.value.code == 2 and refusal in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.4.5", "localhost", "::1"])
+def test_server_accepts_a_loopback_host(host: str) -> None:
+    assert XAIServer(host=host).host == host
 
