@@ -20,6 +20,8 @@ from airflow_provider_xai.testing.errors import error_body
 from airflow_provider_xai.testing.models import MODELS, ModelSpec
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
+#: Journal entries kept by default; older ones are dropped first.
+DEFAULT_JOURNAL_LIMIT = 10_000
 
 
 @dataclass
@@ -156,6 +158,7 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_pending_polls": (int,),
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
+    "journal_limit": (int,),
 }
 #: Config fields the control endpoints never show.
 SECRET_FIELDS = frozenset({"api_key"})
@@ -184,7 +187,8 @@ class ServerState:
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
         self._faults: deque[Fault] = deque()
-        self._journal: list[JournalEntry] = []
+        self.journal_limit: int = DEFAULT_JOURNAL_LIMIT  # newest entries kept (at least 1)
+        self._journal: deque[JournalEntry] = deque(maxlen=self.journal_limit)
         self._deferred: dict[str, list[Any]] = {}  # id -> [polls_left, completion]
         self._seen_prefixes: set[str] = set()
         self.configure(**config)
@@ -210,9 +214,13 @@ class ServerState:
                 raise ValueError(f"{name} must be of type {types[0].__name__}")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if values.get("journal_limit") == 0:
+            raise ValueError("journal_limit must be >= 1")
         with self._lock:
             for name, value in values.items():
                 setattr(self, name, value)
+            if self._journal.maxlen != self.journal_limit:
+                self._journal = deque(self._journal, maxlen=self.journal_limit)
 
     def set_chaos(self, chaos: Chaos | None) -> None:
         """Enable (or disable with None) chaos; restarts the seeded sequence."""
@@ -265,7 +273,7 @@ class ServerState:
 
     @property
     def journal(self) -> list[JournalEntry]:
-        """A copy of the journal."""
+        """A copy of the journal: the newest ``journal_limit`` requests, oldest first."""
         with self._lock:
             return [copy.copy(e) for e in self._journal]
 

@@ -506,3 +506,19 @@ def test_server_and_cli_refuse_a_non_loopback_host(host: str, capsys: pytest.Cap
 def test_server_accepts_a_loopback_host(host: str) -> None:
     assert XAIServer(host=host).host == host
 
+
+def test_journal_keeps_the_newest_entries_up_to_its_limit(client: httpx.Client, xai_server: XAIServer) -> None:
+    default = xai_server.state.journal_limit
+    assert default >= 10_000  # generous: a test's whole traffic fits
+    xai_server.configure(journal_limit=3)
+    models = ["grok-3", "grok-4", "grok-3-mini", "grok-4.3", "grok-code-fast-1"]
+    for model in models:
+        assert client.get(f"/models/{model}").status_code == 200
+    assert [e.path for e in xai_server.journal] == [f"/v1/models/{m}" for m in models[-3:]]
+    ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
+    assert ctl.post("/config", json={"journal_limit": 0}).status_code == 400
+    assert ctl.post("/config", json={"journal_limit": 1}).json()["journal_limit"] == 1
+    assert [e.path for e in xai_server.journal] == ["/v1/models/grok-code-fast-1"]
+    ctl.close()
+    xai_server.reset()
+    assert xai_server.state.journal_limit == default
