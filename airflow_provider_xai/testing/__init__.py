@@ -11,12 +11,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_xai.testing.models import MODELS, PRICES
     from airflow_provider_xai.testing.runner import XAIServer
     from airflow_provider_xai.testing.server import create_app
     from airflow_provider_xai.testing.state import (
         DEFAULT_API_KEY,
-        MODELS,
-        PRICES,
         Chaos,
         Fault,
         JournalEntry,
@@ -30,8 +29,8 @@ _EXPORTS = {
     "Chaos": "state",
     "ServerState": "state",
     "JournalEntry": "state",
-    "PRICES": "state",
-    "MODELS": "state",
+    "PRICES": "models",
+    "MODELS": "models",
     "DEFAULT_API_KEY": "state",
 }
 

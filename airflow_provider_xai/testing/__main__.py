@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import sys
 
 from airflow_provider_xai.testing.runner import (
-    LOOPBACK_HOSTS,
     XAIServer,
     bind_socket,
     make_uvicorn_server,
 )
 from airflow_provider_xai.testing.state import DEFAULT_API_KEY, ServerState
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="allow binding a host that is not a loopback address")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not _is_loopback(args.host) and not args.allow_non_loopback:
-        parser.error(f"refusing non-loopback host {args.host!r} (use --allow-non-loopback)")
     state = ServerState(api_key=args.api_key, latency=args.latency,
                         stream_interval=args.stream_interval)
+    try:  # XAIServer refuses a non-loopback host unless allowed
+        info = XAIServer(api_key=args.api_key, host=args.host, path_prefix=args.path_prefix,
+                         state=state, allow_non_loopback=args.allow_non_loopback)
+    except ValueError as exc:
+        parser.error(str(exc))
     sock = bind_socket(args.host, args.port)
-    info = XAIServer(api_key=args.api_key, host=args.host, path_prefix=args.path_prefix,
-                     state=state)
     info._port = sock.getsockname()[1]  # report the bound port without starting a thread
     print(f"Local xAI server: {info.base_url}", flush=True)
     print(f"export AIRFLOW_CONN_XAI_DEFAULT='{info.connection_json()}'", flush=True)

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.testing.chat import build_completion, parse_chat_request
-from airflow_provider_xai.testing.errors import XAIError, invalid_type, missing_field
+from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
 from airflow_provider_xai.testing.state import ServerState
 
 BATCH_DISCOUNT = 0.5
@@ -131,9 +131,9 @@ def _run(state: ServerState, body: dict[str, Any]) -> tuple[str, dict[str, Any]]
     try:
         req = parse_chat_request(body, state.models)
         if req.stream:
-            raise XAIError(400, "Invalid request: batch requests cannot be streamed.")
+            raise ServedError(400, "Invalid request: batch requests cannot be streamed.")
         completion = build_completion(req, state.cached_prefix, None, state.omit_cost)
-    except XAIError as exc:
+    except ServedError as exc:
         return "failed", {"error": exc.message}
     usage = completion.get("usage") or {}
     if "cost_in_usd_ticks" in usage:
@@ -165,7 +165,7 @@ def _decode_token(token: str | None, kind: str, key: str) -> int:
             raise ValueError(raw)
         return int(offset)
     except (ValueError, UnicodeDecodeError):
-        raise XAIError(400, f"Invalid pagination_token {token!r}.") from None
+        raise ServedError(400, f"Invalid pagination_token {token!r}.") from None
 
 
 def _page(request: Request, items: list[Any], kind: str, key: str) -> tuple[list[Any], str | None]:
@@ -175,7 +175,7 @@ def _page(request: Request, items: list[Any], kind: str, key: str) -> tuple[list
     except ValueError:
         raise invalid_type("limit", raw_limit, "an integer") from None
     if not 1 <= limit <= MAX_PAGE:
-        raise XAIError(400, f"Invalid request: limit must be in [1, {MAX_PAGE}], got {limit}.")
+        raise ServedError(400, f"Invalid request: limit must be in [1, {MAX_PAGE}], got {limit}.")
     start = _decode_token(request.query_params.get("pagination_token"), kind, key)
     page = items[start : start + limit]
     token = _encode_token(kind, key, start + limit) if start + limit < len(items) else None
@@ -194,20 +194,20 @@ def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, dict[str, Any
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("batch_request"), dict):
-            raise XAIError(
+            raise ServedError(
                 422,
                 "Failed to deserialize the JSON body into the target type: "
                 "batch_requests: expected {batch_request_id?, batch_request}",
             )
         kinds = [k for k in item["batch_request"] if k in KINDS]
         if len(kinds) != 1:
-            raise XAIError(
+            raise ServedError(
                 422,
                 "Failed to deserialize the JSON body into the target type: "
                 f"batch_request: expected exactly one of {', '.join(KINDS)}",
             )
         if kinds[0] != "chat_get_completion":
-            raise XAIError(
+            raise ServedError(
                 400, f"The local xAI server only serves chat_get_completion batch requests, not {kinds[0]}."
             )
         chat = item["batch_request"]["chat_get_completion"]
@@ -228,16 +228,16 @@ def create_batch_router(state: ServerState) -> APIRouter:
 
     async def json_body(request: Request) -> Any:
         if "json" not in request.headers.get("content-type", "").split(";")[0].lower():
-            raise XAIError(415, "Expected request with `Content-Type: application/json`")
+            raise ServedError(415, "Expected request with `Content-Type: application/json`")
         try:
             return json.loads(await request.body())
         except ValueError as exc:
-            raise XAIError(400, f"Failed to parse the request body as JSON: {exc}") from None
+            raise ServedError(400, f"Failed to parse the request body as JSON: {exc}") from None
 
     def get(batch_id: str) -> BatchRecord:
         batch = state.batches.get(batch_id)
         if batch is None:
-            raise XAIError(404, f"Batch {batch_id} was not found.")
+            raise ServedError(404, f"Batch {batch_id} was not found.")
         return batch
 
     @r.post("/batches")
@@ -247,9 +247,9 @@ def create_batch_router(state: ServerState) -> APIRouter:
             raise invalid_type("body", body, "a map")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise XAIError(400, "Invalid request: name must be a non-empty string.")
+            raise ServedError(400, "Invalid request: name must be a non-empty string.")
         if body.get("input_file_id") is not None:
-            raise XAIError(400, "The local xAI server does not support input_file_id batches.")
+            raise ServedError(400, "The local xAI server does not support input_file_id batches.")
         key_id = hashlib.sha256(state.api_key.encode()).hexdigest()[:16]
         batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id)
         with lock:
@@ -294,14 +294,14 @@ def create_batch_router(state: ServerState) -> APIRouter:
             batch.add_calls.append(time.monotonic())
             limit = state.batch_max_body_bytes
         if len(raw) > limit:
-            raise XAIError(
+            raise ServedError(
                 413,
                 f"Request body of {len(raw)} bytes exceeds the {limit} byte limit for adding batch requests.",
             )
         items = _parse_items(await json_body(request), batch)
         with lock:
             if batch.cancelled is not None:
-                raise XAIError(400, f"Batch {batch_id} is cancelled; no requests can be added.")
+                raise ServedError(400, f"Batch {batch_id} is cancelled; no requests can be added.")
             now, polls = time.time(), max(state.batch_pending_polls, 0)
             for rid, chat in items:
                 k = len(batch.requests)

@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from airflow_provider_xai.testing.errors import redact_key
-from airflow_provider_xai.testing.state import ModelSpec, ServerState
+from airflow_provider_xai.testing.models import ModelSpec
+from airflow_provider_xai.testing.state import ServerState
 
 
 def model_json(m: ModelSpec) -> dict[str, Any]:

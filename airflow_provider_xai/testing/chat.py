@@ -34,9 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_xai.testing.errors import XAIError, invalid_type, missing_field
+from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
+from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.schema_gen import generate
-from airflow_provider_xai.testing.state import ModelSpec, resolve_model
 
 IMAGE_TOKENS = {"low": 256, "high": 1024, "auto": 1024}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -66,14 +66,14 @@ def tokenize(text: str) -> list[dict[str, Any]]:
     ]
 
 
-def unknown_model(name: str) -> XAIError:
-    return XAIError(404, f"The model {name} does not exist or your team "
+def unknown_model(name: str) -> ServedError:
+    return ServedError(404, f"The model {name} does not exist or your team "
                          "00000000-0000-0000-0000-000000000000 does not have access to it. "
                          "Please ensure you're using the correct API key.")
 
 
 @dataclass
-class ChatRequest:
+class ServerChatRequest:
     """A validated chat-completion request."""
 
     body: dict[str, Any]
@@ -108,7 +108,7 @@ def _message_text(msg: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             elif kind == "image_url" and isinstance(part.get("image_url"), dict):
                 images.append(part["image_url"])
             elif kind != "file":
-                raise XAIError(422, "Failed to deserialize the JSON body into the target type: "
+                raise ServedError(422, "Failed to deserialize the JSON body into the target type: "
                                     f"messages: unknown content part {json.dumps(part)[:80]}")
         text = "\n".join(texts)
     else:
@@ -124,23 +124,23 @@ def _check_image(image: dict[str, Any]) -> int:
     if not isinstance(url, str):
         raise invalid_type("image_url.url", url, "a string")
     if detail not in IMAGE_TOKENS:
-        raise XAIError(400, f"Invalid image detail {detail!r}: expected one of auto, low, high.")
+        raise ServedError(400, f"Invalid image detail {detail!r}: expected one of auto, low, high.")
     m = _DATA_URI.match(url)
     if m:
         mime = m.group(1).lower()
         if mime not in _MAGIC:
-            raise XAIError(400, f"Unsupported image type {mime}. Only jpg/jpeg and png images "
+            raise ServedError(400, f"Unsupported image type {mime}. Only jpg/jpeg and png images "
                                 "are supported.")
         try:
             raw = base64.b64decode(m.group(2), validate=True)
         except (binascii.Error, ValueError):
-            raise XAIError(400, "Invalid image: the data URI is not valid base64.") from None
+            raise ServedError(400, "Invalid image: the data URI is not valid base64.") from None
         if len(raw) > MAX_IMAGE_BYTES:
-            raise XAIError(400, "Image is larger than the maximum of 20 MiB.")
+            raise ServedError(400, "Image is larger than the maximum of 20 MiB.")
         if not raw.startswith(_MAGIC[mime]):
-            raise XAIError(400, f"Invalid image: data is not a valid {mime} image.")
+            raise ServedError(400, f"Invalid image: data is not a valid {mime} image.")
     elif not url.startswith(("https://", "http://")):
-        raise XAIError(400, "Invalid image URL: expected an https URL or a base64 data URI.")
+        raise ServedError(400, "Invalid image URL: expected an https URL or a base64 data URI.")
     return IMAGE_TOKENS[detail]
 
 
@@ -151,20 +151,20 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float, lo_open: bool
     if not isinstance(val, _NUM) or isinstance(val, bool):
         raise invalid_type(name, val, "a number")
     if val < lo or val > hi or (lo_open and val == lo):
-        raise XAIError(400, f"Invalid request: {name} must be in {'(' if lo_open else '['}"
+        raise ServedError(400, f"Invalid request: {name} must be in {'(' if lo_open else '['}"
                             f"{lo}, {hi}], got {val}.")
 
 
-def _unsupported(model: ModelSpec, camel: str) -> XAIError:
-    return XAIError(400, f"Model {model.id} does not support parameter {camel}.")
+def _unsupported(model: ModelSpec, camel: str) -> ServedError:
+    return ServedError(400, f"Model {model.id} does not support parameter {camel}.")
 
 
-def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ChatRequest:
-    """Validate a chat-completion body like xAI does; raises ``XAIError``."""
+def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ServerChatRequest:
+    """Validate a chat-completion body like xAI does; raises ``ServedError``."""
     if not isinstance(body, dict):
         raise invalid_type("body", body, "a map")
     if body.get("search_parameters") is not None:
-        raise XAIError(410, "Live search is deprecated. Please switch to the Agent Tools API: "
+        raise ServedError(410, "Live search is deprecated. Please switch to the Agent Tools API: "
                             "https://docs.x.ai/docs/guides/tools/overview", code=None)
     for name in ("model", "messages"):
         if name not in body:
@@ -178,31 +178,31 @@ def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ChatReques
         if not isinstance(msg, dict):
             raise invalid_type("messages", msg, "a message object")
         if msg.get("role") not in ROLES:
-            raise XAIError(422, "Failed to deserialize the JSON body into the target type: "
+            raise ServedError(422, "Failed to deserialize the JSON body into the target type: "
                                 f"messages: unknown variant `{msg.get('role')}`")
     model = resolve_model(models, body["model"])
     if model is None:
         raise unknown_model(body["model"])
     if not messages:
-        raise XAIError(400, "Invalid request: messages must not be empty.")
+        raise ServedError(400, "Invalid request: messages must not be empty.")
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1, lo_open=True)
-    req = ChatRequest(body=body, model=model, messages=messages, message_texts=[])
+    req = ServerChatRequest(body=body, model=model, messages=messages, message_texts=[])
     for msg in messages:
         text, images = _message_text(msg)
         req.message_texts.append(text)
         if images and not model.vision:
-            raise XAIError(400, f"Model {model.id} does not support image input.")
+            raise ServedError(400, f"Model {model.id} does not support image input.")
         req.image_tokens += sum(_check_image(i) for i in images)
     for name in ("n", "max_completion_tokens", "max_tokens"):
         val = body.get(name)
         if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
             raise invalid_type(name, val, "an integer")
         if val is not None and val < 1:
-            raise XAIError(400, f"Invalid request: {name} must be at least 1.")
+            raise ServedError(400, f"Invalid request: {name} must be at least 1.")
     req.n = body.get("n") or 1
     if req.n > 16:
-        raise XAIError(400, "Invalid request: n must be at most 16.")
+        raise ServedError(400, "Invalid request: n must be at most 16.")
     mct = body.get("max_completion_tokens")
     req.max_tokens = mct if mct is not None else body.get("max_tokens")
     for name in ("stream", "deferred"):
@@ -210,7 +210,7 @@ def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ChatReques
             raise invalid_type(name, body[name], "a boolean")
     req.stream, req.deferred = bool(body.get("stream")), bool(body.get("deferred"))
     if req.stream and req.deferred:
-        raise XAIError(400, "Invalid request: deferred completions cannot be streamed.")
+        raise ServedError(400, "Invalid request: deferred completions cannot be streamed.")
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise invalid_type("stream_options", opts, "a map")
@@ -225,18 +225,18 @@ def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ChatReques
         if not model.reasoning_effort:
             raise _unsupported(model, "reasoningEffort")
         if body["reasoning_effort"] not in ("none", "low", "medium", "high", "xhigh"):
-            raise XAIError(400, f"Invalid reasoning_effort {body['reasoning_effort']!r}.")
+            raise ServedError(400, f"Invalid reasoning_effort {body['reasoning_effort']!r}.")
     stop = body.get("stop")
     req.stop = [stop] if isinstance(stop, str) else list(stop or [])
     if len(req.stop) > 4 or not all(isinstance(s, str) for s in req.stop):
-        raise XAIError(400, "Invalid request: stop must be a string or at most 4 strings.")
+        raise ServedError(400, "Invalid request: stop must be a string or at most 4 strings.")
     req.response_format = _response_format(body.get("response_format"))
     req.tools = body.get("tools") or []
     if not isinstance(req.tools, list) or not all(
         isinstance(t, dict) and isinstance(t.get("function"), dict)
         and isinstance(t["function"].get("name"), str) for t in req.tools
     ):
-        raise XAIError(422, "Failed to deserialize the JSON body into the target type: tools: "
+        raise ServedError(422, "Failed to deserialize the JSON body into the target type: tools: "
                             "expected a sequence of {type: function, function: {name, ...}}")
     req.tool_choice = body.get("tool_choice")
     return req
@@ -246,17 +246,17 @@ def _response_format(rf: Any) -> dict[str, Any] | None:
     if rf is None:
         return None
     if not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema"):
-        raise XAIError(422, "Failed to deserialize the JSON body into the target type: "
+        raise ServedError(422, "Failed to deserialize the JSON body into the target type: "
                             "response_format: unknown variant")
     if rf["type"] == "json_schema":
         js = rf.get("json_schema")
         if not isinstance(js, dict) or not isinstance(js.get("schema"), dict):
-            raise XAIError(400, "Invalid request: response_format.json_schema.schema must be "
+            raise ServedError(400, "Invalid request: response_format.json_schema.schema must be "
                                 "a JSON schema object.")
     return None if rf["type"] == "text" else rf
 
 
-def _source_text(req: ChatRequest) -> str:
+def _source_text(req: ServerChatRequest) -> str:
     """The text the reply echoes: a trailing tool result, else the last user message."""
     if req.messages[-1].get("role") == "tool":
         return req.message_texts[-1]
@@ -266,7 +266,7 @@ def _source_text(req: ChatRequest) -> str:
     return ""
 
 
-def _pick_tool(req: ChatRequest, source: str) -> dict[str, Any] | None:
+def _pick_tool(req: ServerChatRequest, source: str) -> dict[str, Any] | None:
     """Call a tool if ``tool_choice`` names one, is ``required``, or (``auto``) the user
     message mentions a tool's name; never right after a tool result."""
     if not req.tools or req.tool_choice == "none" or req.messages[-1].get("role") == "tool":
@@ -276,7 +276,7 @@ def _pick_tool(req: ChatRequest, source: str) -> dict[str, Any] | None:
         name = (choice.get("function") or {}).get("name")
         tool = next((t for t in req.tools if t["function"]["name"] == name), None)
         if tool is None:
-            raise XAIError(400, f"Invalid request: tool_choice names unknown function {name!r}.")
+            raise ServedError(400, f"Invalid request: tool_choice names unknown function {name!r}.")
         return tool
     mentioned = next((t for t in req.tools if t["function"]["name"] in source), None)
     if choice == "required":
@@ -285,7 +285,7 @@ def _pick_tool(req: ChatRequest, source: str) -> dict[str, Any] | None:
 
 
 def build_completion(
-    req: ChatRequest,
+    req: ServerChatRequest,
     cached_prefix: Callable[[list[str]], int],
     forced_content: str | None = None,
     omit_cost: bool = False,
@@ -344,7 +344,7 @@ def build_completion(
     }
 
 
-def _usage(req: ChatRequest, cached_prefix: Callable[[list[str]], int], completion: int,
+def _usage(req: ServerChatRequest, cached_prefix: Callable[[list[str]], int], completion: int,
            reasoning: int, omit_cost: bool) -> dict[str, Any]:
     model, price = req.model, req.model.price
     per_msg = [max(1, count_tokens(t)) for t in req.message_texts]

@@ -3,7 +3,8 @@
 ``POST /_control/reset``; ``POST /_control/faults`` ``{"faults": [{Fault fields}], "times": n}``
 (each fault queued ``n`` times, in order: ``[A, B]`` x2 -> A, A, B, B); ``POST /_control/chaos``
 (``Chaos`` fields; empty body or ``{}`` disables); ``POST /_control/config`` (see
-``state.CONFIG_FIELDS``); ``GET /_control/state``; ``GET /_control/journal``.
+``state.CONFIG_FIELDS``; answers the config); ``GET /_control/state``; ``GET /_control/journal``.
+Neither the config nor the state shows the API key (``state.SECRET_FIELDS``); the journal masks it.
 Bad input -> 400 ``{"code": ..., "error": "invalid control request: ..."}``.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from airflow_provider_xai.testing.errors import XAIError
+from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.state import Chaos, Fault, ServerState
 
 
@@ -28,16 +29,16 @@ def create_control_router(state: ServerState) -> APIRouter:
         try:
             data = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
-            raise XAIError(400, f"invalid control request: {exc}") from None
+            raise ServedError(400, f"invalid control request: {exc}") from None
         if data is not None and not isinstance(data, dict):
-            raise XAIError(400, "invalid control request: expected a JSON object")
+            raise ServedError(400, "invalid control request: expected a JSON object")
         return data or {}
 
     def apply(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except (ValueError, TypeError) as exc:
-            raise XAIError(400, f"invalid control request: {exc}") from None
+            raise ServedError(400, f"invalid control request: {exc}") from None
 
     @r.post("/reset")
     async def reset() -> Response:
@@ -63,11 +64,11 @@ def create_control_router(state: ServerState) -> APIRouter:
     async def config(request: Request) -> Response:
         data = await obj(request)
         apply(lambda: state.configure(**data))
-        return JSONResponse(state.config())
+        return JSONResponse(state.public_config())
 
     @r.get("/state")
     async def get_state() -> Response:
-        return JSONResponse({"config": state.config(), "pending_faults": state.pending_faults,
+        return JSONResponse({"config": state.public_config(), "pending_faults": state.pending_faults,
                            "chaos_counts": dict(state.chaos_counts)})
 
     @r.get("/journal")

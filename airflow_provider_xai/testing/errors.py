@@ -60,7 +60,7 @@ def error_body(
     return body
 
 
-class XAIError(Exception):
+class ServedError(Exception):
     """An error the fake server answers with an xAI-shaped JSON body."""
 
     def __init__(
@@ -93,20 +93,20 @@ def redact_key(key: str) -> str:
     return f"xai-...{key[-4:]}" if len(key) >= 8 else "xai-..."
 
 
-def invalid_type(field: str, got: Any, expected: str) -> XAIError:
+def invalid_type(field: str, got: Any, expected: str) -> ServedError:
     """A 422 in the style of xAI's JSON deserializer."""
     kind = type(got).__name__
     kind = {"str": "string", "int": "integer", "float": "floating point", "bool": "boolean",
             "list": "sequence", "dict": "map", "NoneType": "null"}.get(kind, kind)
-    return XAIError(
+    return ServedError(
         422,
         f"Failed to deserialize the JSON body into the target type: {field}: "
         f"invalid type: {kind}, expected {expected}",
     )
 
 
-def missing_field(field: str) -> XAIError:
+def missing_field(field: str) -> ServedError:
     """A 422 for a missing required field."""
-    return XAIError(
+    return ServedError(
         422, f"Failed to deserialize the JSON body into the target type: missing field `{field}`"
     )

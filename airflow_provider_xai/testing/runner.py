@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -19,6 +20,25 @@ from airflow_provider_xai.testing.state import (
 )
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_loopback(host: str, allow_non_loopback: bool = False) -> None:
+    """Raise ``ValueError`` for a non-loopback ``host`` unless ``allow_non_loopback``."""
+    if not allow_non_loopback and not is_loopback(host):
+        raise ValueError(
+            f"refusing non-loopback host {host!r}: the local xAI server is a test double "
+            "(allow it with allow_non_loopback=True, or --allow-non-loopback on the command line)"
+        )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -50,7 +70,8 @@ def make_uvicorn_server(state: ServerState, path_prefix: str = "") -> Any:
 class XAIServer:
     """A local xAI-compatible server on a loopback port, for tests.
 
-    ``with XAIServer() as server: httpx.get(server.base_url + "/models", ...)``
+    ``with XAIServer() as server: httpx.get(server.base_url + "/models", ...)``. A host that
+    is not loopback raises ``ValueError`` unless ``allow_non_loopback=True``.
     """
 
     def __init__(
@@ -61,7 +82,9 @@ class XAIServer:
         path_prefix: str = "",
         *,
         state: ServerState | None = None,
+        allow_non_loopback: bool = False,
     ) -> None:
+        check_loopback(host, allow_non_loopback)
         self.state = state if state is not None else ServerState(api_key=api_key)
         self.host = host
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""

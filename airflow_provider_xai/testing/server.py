@@ -41,19 +41,14 @@ from airflow_provider_xai.testing.chat import (
 )
 from airflow_provider_xai.testing.control import create_control_router
 from airflow_provider_xai.testing.errors import (
-    XAIError,
+    ServedError,
     error_body,
     invalid_type,
     mask_key,
     redact_key,
 )
-from airflow_provider_xai.testing.state import (
-    Fault,
-    JournalEntry,
-    ModelSpec,
-    ServerState,
-    resolve_model,
-)
+from airflow_provider_xai.testing.models import ModelSpec, resolve_model
+from airflow_provider_xai.testing.state import Fault, JournalEntry, ServerState
 from airflow_provider_xai.testing.streaming import stream_events
 
 _FAULT_KEY = "xai.fault"
@@ -80,7 +75,7 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> J
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _err(exc: XAIError) -> JSONResponse:
+def _err(exc: ServedError) -> JSONResponse:
     return _json(exc.status, exc.body(), exc.headers)
 
 
@@ -178,26 +173,26 @@ class _Gateway:
         self.state.record(entry)
         return entry
 
-    def _auth(self, scope: Scope) -> XAIError | None:
+    def _auth(self, scope: Scope) -> ServedError | None:
         header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return XAIError(401, "Missing or malformed Authorization header. Expected "
+            return ServedError(401, "Missing or malformed Authorization header. Expected "
                                  "'Authorization: Bearer <your xAI API key>'.")
         if token != self.state.api_key:
-            return XAIError(400, f"Incorrect API key provided: {mask_key(token)}. "
+            return ServedError(400, f"Incorrect API key provided: {mask_key(token)}. "
                                  "You can obtain an API key from https://console.x.ai.")
         return None
 
-    def _blocked(self) -> XAIError | None:
+    def _blocked(self) -> ServedError | None:
         st = self.state
         if st.team_blocked:
-            return XAIError(403, "Your team is blocked. Please contact xAI support.")
+            return ServedError(403, "Your team is blocked. Please contact xAI support.")
         if st.api_key_blocked:
-            return XAIError(403, f"The API key {redact_key(st.api_key)} is blocked.")
+            return ServedError(403, f"The API key {redact_key(st.api_key)} is blocked.")
         if st.api_key_disabled:
-            return XAIError(403, f"The API key {redact_key(st.api_key)} is disabled.")
+            return ServedError(403, f"The API key {redact_key(st.api_key)} is disabled.")
         return None
 
 
@@ -240,11 +235,11 @@ async def _json_body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "")
     body = await request.body()
     if not body or "json" not in ctype.split(";")[0].lower():
-        raise XAIError(415, "Expected request with `Content-Type: application/json`")
+        raise ServedError(415, "Expected request with `Content-Type: application/json`")
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise XAIError(400, f"Failed to parse the request body as JSON: {exc}") from None
+        raise ServedError(400, f"Failed to parse the request body as JSON: {exc}") from None
 
 
 def _v1_router(state: ServerState) -> APIRouter:
@@ -287,7 +282,7 @@ def _v1_router(state: ServerState) -> APIRouter:
         if status == 202:
             return Response(status_code=202)
         if status == 404:
-            raise XAIError(404, f"Deferred completion {request_id} was not found or was "
+            raise ServedError(404, f"Deferred completion {request_id} was not found or was "
                                 "already retrieved.")
         return _json(200, completion)
 
@@ -336,8 +331,8 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
     app.include_router(_v1_router(state), prefix=f"{prefix}/v1")
     app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
 
-    async def on_xai_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, XAIError)
+    async def on_served_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServedError)
         return _err(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -346,7 +341,7 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
         msg = not_found if exc.status_code == 404 else str(exc.detail)
         return _json(exc.status_code, error_body(exc.status_code, msg), exc.headers)
 
-    app.add_exception_handler(XAIError, on_xai_error)
+    app.add_exception_handler(ServedError, on_served_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_middleware(_Gateway, state=state, prefix=prefix)
     return app

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import random
 import threading
 import time
@@ -18,92 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_xai.testing.errors import error_body
+from airflow_provider_xai.testing.models import MODELS, ModelSpec
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens. ``cached_input``/``image`` None = no discount / same as input."""
-
-    input: float
-    cached_input: float | None
-    output: float
-    image: float | None = None
-
-    @staticmethod
-    def ticks(usd_per_million: float) -> int:
-        """USD per 1M tokens -> cost ticks per token (1 USD = 1e10 ticks); equals cents/100M."""
-        return round(usd_per_million * 10_000)
-
-    @property
-    def input_ticks(self) -> int:
-        return self.ticks(self.input)
-
-    @property
-    def cached_ticks(self) -> int:
-        return self.ticks(self.input if self.cached_input is None else self.cached_input)
-
-    @property
-    def output_ticks(self) -> int:
-        return self.ticks(self.output)
-
-    @property
-    def image_ticks(self) -> int:
-        return self.ticks(self.input if self.image is None else self.image)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A language model served by the fake."""
-
-    id: str
-    price: Price
-    context_length: int
-    vision: bool = False
-    reasoning: bool = False
-    reasoning_effort: bool = False  # accepts the ``reasoning_effort`` parameter
-    aliases: tuple[str, ...] = ()
-    created: int = 1_735_689_600  # 2025-01-01T00:00:00Z
-
-    @property
-    def fingerprint(self) -> str:
-        return "fp_" + hashlib.sha1(self.id.encode()).hexdigest()[:10]
-
-    @property
-    def input_modalities(self) -> list[str]:
-        return ["text", "image"] if self.vision else ["text"]
-
-
-def _m(id: str, p: tuple[float, float | None, float], ctx: int, **kw: Any) -> ModelSpec:
-    return ModelSpec(id=id, price=Price(*p, image=kw.pop("image", None)), context_length=ctx, **kw)
-
-
-_ALL = [
-    _m("grok-4.3", (1.25, 0.20, 2.50), 1_000_000, vision=True, reasoning=True,
-       reasoning_effort=True, aliases=("grok-4",)),
-    _m("grok-4.20-0309-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True, reasoning=True),
-    _m("grok-4.20-0309-non-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True),
-    _m("grok-4-1-fast-reasoning", (0.20, 0.05, 0.50), 2_000_000, vision=True, reasoning=True),
-    _m("grok-4-1-fast-non-reasoning", (0.20, 0.05, 0.50), 2_000_000, vision=True),
-    _m("grok-3", (3.00, 0.75, 15.00), 131_072),
-    _m("grok-3-mini", (0.30, 0.075, 0.50), 131_072, reasoning=True, reasoning_effort=True),
-    _m("grok-code-fast-1", (0.20, 0.02, 1.50), 256_000),
-    _m("grok-2-vision-1212", (2.00, None, 10.00), 32_768, vision=True, image=2.00),
-]
-#: Canonical model id -> spec.
-MODELS: dict[str, ModelSpec] = {m.id: m for m in _ALL}
-#: Every accepted name (ids and aliases) -> price.
-PRICES: dict[str, Price] = {
-    name: m.price for m in _ALL for name in (m.id, *m.aliases)
-}
-
-
-def resolve_model(models: Mapping[str, ModelSpec], name: str) -> ModelSpec | None:
-    """Look a model up by id or alias."""
-    if name in models:
-        return models[name]
-    return next((m for m in models.values() if name in m.aliases), None)
+#: Journal entries kept by default; older ones are dropped first.
+DEFAULT_JOURNAL_LIMIT = 10_000
 
 
 @dataclass
@@ -240,7 +158,10 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_pending_polls": (int,),
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
+    "journal_limit": (int,),
 }
+#: Config fields the control endpoints never show.
+SECRET_FIELDS = frozenset({"api_key"})
 
 
 class ServerState:
@@ -266,7 +187,8 @@ class ServerState:
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
         self._faults: deque[Fault] = deque()
-        self._journal: list[JournalEntry] = []
+        self.journal_limit: int = DEFAULT_JOURNAL_LIMIT  # newest entries kept (at least 1)
+        self._journal: deque[JournalEntry] = deque(maxlen=self.journal_limit)
         self._deferred: dict[str, list[Any]] = {}  # id -> [polls_left, completion]
         self._seen_prefixes: set[str] = set()
         self.configure(**config)
@@ -278,6 +200,10 @@ class ServerState:
         with self._lock:
             return {name: getattr(self, name) for name in CONFIG_FIELDS}
 
+    def public_config(self) -> dict[str, Any]:
+        """``config()`` without the secret fields (the API key)."""
+        return {k: v for k, v in self.config().items() if k not in SECRET_FIELDS}
+
     def configure(self, **values: Any) -> None:
         """Set config fields (see ``CONFIG_FIELDS``); raises ``ValueError`` on bad input."""
         for name, value in values.items():
@@ -288,9 +214,13 @@ class ServerState:
                 raise ValueError(f"{name} must be of type {types[0].__name__}")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if values.get("journal_limit") == 0:
+            raise ValueError("journal_limit must be >= 1")
         with self._lock:
             for name, value in values.items():
                 setattr(self, name, value)
+            if self._journal.maxlen != self.journal_limit:
+                self._journal = deque(self._journal, maxlen=self.journal_limit)
 
     def set_chaos(self, chaos: Chaos | None) -> None:
         """Enable (or disable with None) chaos; restarts the seeded sequence."""
@@ -343,7 +273,7 @@ class ServerState:
 
     @property
     def journal(self) -> list[JournalEntry]:
-        """A copy of the journal."""
+        """A copy of the journal: the newest ``journal_limit`` requests, oldest first."""
         with self._lock:
             return [copy.copy(e) for e in self._journal]
 

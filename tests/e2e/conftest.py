@@ -6,6 +6,7 @@ dag-processor and triggerer. Airflow processes run as subprocesses with a clean 
 (none of the in-process test settings leak in), each in its own process group so that it and
 its children are stopped by id in ``finally`` blocks. The local xAI server runs in a thread of
 the test process with a random API key, so searching logs and pages for the key is meaningful.
+Waits follow progress (``tests/e2e/waiting.py``), so a loaded machine slows them, not fails them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
 from tests.conftest import REPO
+from tests.e2e.waiting import file_sizes, wait_while_moving
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
 DAGS_FOLDER = REPO / "example_dags"
@@ -37,21 +39,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
 
 
 class AirflowStack:
@@ -91,19 +78,18 @@ class AirflowStack:
         path = self.log_path(name)
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def run(self, *args: str, timeout: float = 120) -> str:
-        """Run one ``airflow`` CLI command to completion; its output, or a failure with it."""
-        proc = subprocess.run(
-            [str(AIRFLOW), *args],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+    def run(self, name: str, *args: str) -> str:
+        """Run ``airflow <args>`` to completion, waiting while it writes output; its output."""
+        self.start(name, *args)
+        proc = self.procs[name]
+        wait_while_moving(
+            lambda: proc.poll() is not None,
+            lambda: file_sizes(self.log_path(name)),
+            f"airflow {' '.join(args)} to finish",
         )
-        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
+        del self.procs[name]
+        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{self.log(name)}"
+        return self.log(name)
 
     def start(self, name: str, *args: str) -> None:
         """Start ``airflow <args>`` in the background, output to ``$AIRFLOW_HOME/<name>.out``."""
@@ -152,15 +138,22 @@ class AirflowStack:
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json())
 
-    def wait_healthy(self, *components: str, timeout: float = 90) -> None:
-        """Wait until the api-server answers and each named component reports ``healthy``."""
+    def wait_healthy(self, *components: str) -> None:
+        """Wait until the api-server answers and each named component reports ``healthy``,
+        as long as the health report changes or the processes write output."""
+        names = ("metadatabase", *components)
+        report: dict[str, Any] = {}
 
         def ok() -> bool:
             self.check_alive()
             health = self.health()
-            return all(health[c]["status"] == "healthy" for c in ("metadatabase", *components))
+            report.update({c: health[c]["status"] for c in names})
+            return all(status == "healthy" for status in report.values())
 
-        wait_for(ok, timeout, f"Airflow health {components or '(api-server)'} on {self.api_url}")
+        def moved() -> tuple[Any, ...]:
+            return tuple(report.items()), file_sizes(*map(self.log_path, self.procs))
+
+        wait_while_moving(ok, moved, f"Airflow health {components or '(api-server)'} on {self.api_url}")
 
     def admin_password(self) -> str:
         return str(
@@ -205,7 +198,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
     """A migrated SQLite metadata DB and a running ``airflow api-server`` on loopback."""
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e-home"))
     try:
-        stack.run("db", "migrate")
+        stack.run("db-migrate", "db", "migrate")
         stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port))
         stack.wait_healthy()
         yield stack

@@ -22,8 +22,10 @@ import pytest
 from airflow_provider_xai.testing.runner import XAIServer
 from tests.conftest import REPO
 from tests.e2e.conftest import AirflowStack
+from tests.e2e.waiting import TEST_TIMEOUT
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# The timeout covers the shared Airflow stack's start when this test is the first to need it.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(TEST_TIMEOUT)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

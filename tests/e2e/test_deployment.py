@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
-from tests.e2e.conftest import DAGS_FOLDER, AirflowStack, put_xai_connection, wait_for
+from tests.e2e.conftest import DAGS_FOLDER, AirflowStack, put_xai_connection
+from tests.e2e.waiting import TEST_TIMEOUT, file_sizes, wait_while_moving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT)]
 
 TRIGGER_CLASS = "airflow_provider_xai.triggers.deferred.XAIDeferredCompletionTrigger"
 DEFERRED_TASK = "deferred_haiku"
@@ -109,18 +110,22 @@ def failure_details(api: httpx.Client, stack: AirflowStack, runs: dict[str, str]
     return "\n".join(lines)
 
 
-def parsed_examples(api: httpx.Client) -> list[str]:
+def parsed_examples(api: httpx.Client, stack: AirflowStack) -> list[str]:
     """Wait until the dag-processor has parsed every example file; zero import errors."""
     expected = {p.stem for p in DAGS_FOLDER.glob("example_*.py")}
     assert "example_xai_chat" in expected
+    dag_ids: list[str] = []
 
     def parsed() -> list[str] | None:
         errors = api.get("/importErrors").json()
         assert errors["total_entries"] == 0, errors["import_errors"]
-        dag_ids = sorted(d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json()["dags"])
+        dag_ids[:] = sorted(d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json()["dags"])
         return dag_ids if expected <= set(dag_ids) else None
 
-    return list(wait_for(parsed, 120, f"the dag-processor to parse {sorted(expected)}", interval=1))
+    def moved() -> tuple[Any, ...]:
+        return tuple(dag_ids), file_sizes(stack.log_path("dag-processor"))
+
+    return list(wait_while_moving(parsed, moved, f"the dag-processor to parse {sorted(expected)}", interval=1))
 
 
 def trigger(api: httpx.Client, dag_id: str) -> str:
@@ -133,26 +138,49 @@ def trigger(api: httpx.Client, dag_id: str) -> str:
     return run_id
 
 
+def run_snapshot(api: httpx.Client, runs: dict[str, str]) -> tuple[dict[str, str], dict[Any, Any]]:
+    """The state of each of ``runs`` (by DAG id), and their task instances by (dag, task, map
+    index): two requests, to keep the polling light on a loaded machine."""
+    wanted = set(runs.items())
+    dag_runs = api.get("/dags/~/dagRuns", params={"limit": 100}).json()["dag_runs"]
+    states = {r["dag_id"]: r["state"] for r in dag_runs if (r["dag_id"], r["dag_run_id"]) in wanted}
+    listing = api.get("/dags/~/dagRuns/~/taskInstances", params={"limit": 100}).json()
+    assert listing["total_entries"] <= 100, "more task instances than one page: page through them"
+    tis = {
+        (t["dag_id"], t["task_id"], t["map_index"]): t
+        for t in listing["task_instances"]
+        if (t["dag_id"], t["dag_run_id"]) in wanted
+    }
+    return states, tis
+
+
 def watch(
-    api: httpx.Client, stack: AirflowStack, runs: dict[str, str], ti_path: str, timeout: float = 240
+    api: httpx.Client, stack: AirflowStack, runs: dict[str, str], dag_id: str, task_id: str
 ) -> tuple[dict[str, str], list[str | None], dict[str, Any]]:
-    """Poll until every run ends; meanwhile record each state the task at ``ti_path`` passes
-    through, and that task instance as seen while deferred with a trigger and triggerer job."""
+    """Wait until every run ends, as long as run or task states keep changing; meanwhile record
+    each state the task ``dag_id.task_id`` passes through, and that task instance as seen while
+    deferred with a trigger and triggerer job."""
     seen: list[str | None] = []
     while_deferred: dict[str, Any] = {}
     states: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    moves: list[Any] = []
+
+    def ended() -> bool:
         stack.check_alive()
-        ti = api.get(ti_path).json()
+        run_states, tis = run_snapshot(api, runs)
+        ti = tis.get((dag_id, task_id, -1), {"state": None})
         if not seen or seen[-1] != ti["state"]:
             seen.append(ti["state"])
         if ti["state"] == "deferred" and ti.get("trigger") and ti.get("triggerer_job"):
-            while_deferred = ti
-        states = {d: api.get(f"/dags/{d}/dagRuns/{r}").json()["state"] for d, r in runs.items()}
-        if set(states.values()) <= TERMINAL:
-            break
-        time.sleep(0.3)
+            while_deferred.update(ti)
+        states.update(run_states)
+        moves[:] = [sorted(states.items()), sorted((k, t["state"], t["try_number"]) for k, t in tis.items())]
+        return states.keys() == runs.keys() and set(states.values()) <= TERMINAL
+
+    try:
+        wait_while_moving(ended, lambda: list(moves), f"the runs {runs} to end", interval=0.3)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{failure_details(api, stack, runs)}") from None
     return states, seen, while_deferred
 
 
@@ -171,14 +199,13 @@ def test_example_dags_run_under_a_real_scheduler_and_triggerer(
     stack.start("dag-processor", "dag-processor")
     stack.start("triggerer", "triggerer", "--skip-serve-logs")
     try:
-        stack.wait_healthy("scheduler", "triggerer", "dag_processor", timeout=120)
-        dag_ids = parsed_examples(api)
+        stack.wait_healthy("scheduler", "triggerer", "dag_processor")
+        dag_ids = parsed_examples(api, stack)
         print(f"{time.monotonic() - t0:.1f}s: healthy, parsed {dag_ids}")
 
         runs = {dag_id: trigger(api, dag_id) for dag_id in dag_ids}
         chat_run = runs["example_xai_chat"]
-        ti_path = f"/dags/example_xai_chat/dagRuns/{chat_run}/taskInstances/{DEFERRED_TASK}"
-        states, seen, while_deferred = watch(api, stack, runs, ti_path)
+        states, seen, while_deferred = watch(api, stack, runs, "example_xai_chat", DEFERRED_TASK)
         print(f"{time.monotonic() - t0:.1f}s: runs ended {states}; {DEFERRED_TASK} went {seen}")
         assert states and all(s == "success" for s in states.values()), (
             f"{states}\n{failure_details(api, stack, runs)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -12,12 +13,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
 
+import airflow_provider_xai
 from airflow_provider_xai.testing import PRICES, Chaos, Fault, XAIServer
 from airflow_provider_xai.testing.chat import count_tokens
 
@@ -66,6 +69,20 @@ def test_import_is_lazy() -> None:
             "assert 'fastapi' not in sys.modules and 'uvicorn' not in sys.modules")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)
+
+
+def class_names(files: list[Path]) -> set[str]:
+    """Names of the top-level classes defined in ``files``."""
+    trees = [ast.parse(path.read_text()) for path in files]
+    return {node.name for tree in trees for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_fakes_do_not_reuse_production_class_names() -> None:
+    package = Path(airflow_provider_xai.__file__).parent
+    fakes = sorted((package / "testing").glob("*.py"))
+    production = [p for p in package.rglob("*.py") if "testing" not in p.relative_to(package).parts]
+    assert fakes and production
+    assert class_names(fakes) & class_names(production) == set()
 
 
 def test_auth(xai_server: XAIServer) -> None:
@@ -456,9 +473,52 @@ def test_fixture_sets_connection_env(xai_server: XAIServer) -> None:
     assert conn["host"] == xai_server.base_url and conn["password"] == xai_server.api_key
 
 
-def test_cli_refuses_non_loopback() -> None:
+def test_control_endpoints_never_return_the_key(xai_server: XAIServer) -> None:
+    ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
+    key, rotated = (f"xai-{name}-{uuid.uuid4().hex}" for name in ("secret", "rotated"))
+    xai_server.configure(api_key=key)
+    state = ctl.get("/state")
+    assert state.status_code == 200 and state.json()["config"]["latency"] == 0.0
+    assert key not in state.text
+    configured = ctl.post("/config", json={"latency": 0.25})
+    assert configured.json()["latency"] == 0.25 and key not in configured.text
+    configured = ctl.post("/config", json={"api_key": rotated})
+    assert configured.status_code == 200 and rotated not in configured.text
+    assert rotated not in ctl.get("/state").text
+    assert xai_server.api_key == rotated  # set, just never shown
+    ctl.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.com"])
+def test_server_and_cli_refuse_a_non_loopback_host(host: str, capsys: pytest.CaptureFixture[str]) -> None:
     from airflow_provider_xai.testing.__main__ import main
 
+    refusal = f"refusing non-loopback host {host!r}"
+    with pytest.raises(ValueError, match=refusal):
+        XAIServer(host=host)
+    assert XAIServer(host=host, allow_non_loopback=True).host == host  # built, not started
     with pytest.raises(SystemExit) as exc:
-        main(["--host", "0.0.0.0"])
-    assert exc.value.code == 2
+        main(["--host", host])
+    assert exc.value.code == 2 and refusal in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.4.5", "localhost", "::1"])
+def test_server_accepts_a_loopback_host(host: str) -> None:
+    assert XAIServer(host=host).host == host
+
+
+def test_journal_keeps_the_newest_entries_up_to_its_limit(client: httpx.Client, xai_server: XAIServer) -> None:
+    default = xai_server.state.journal_limit
+    assert default >= 10_000  # generous: a test's whole traffic fits
+    xai_server.configure(journal_limit=3)
+    models = ["grok-3", "grok-4", "grok-3-mini", "grok-4.3", "grok-code-fast-1"]
+    for model in models:
+        assert client.get(f"/models/{model}").status_code == 200
+    assert [e.path for e in xai_server.journal] == [f"/v1/models/{m}" for m in models[-3:]]
+    ctl = httpx.Client(base_url=xai_server.root_url + "/_control", timeout=5)
+    assert ctl.post("/config", json={"journal_limit": 0}).status_code == 400
+    assert ctl.post("/config", json={"journal_limit": 1}).json()["journal_limit"] == 1
+    assert [e.path for e in xai_server.journal] == ["/v1/models/grok-code-fast-1"]
+    ctl.close()
+    xai_server.reset()
+    assert xai_server.state.journal_limit == default
