@@ -180,6 +180,7 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         "timeout": 30,
         "max_retries": 1,
         "prices": None,
+        "allow_insecure_http": None,
     }
 
     # --- Test: the hook runs in the api-server against the local server --------------------
