@@ -289,6 +289,8 @@ def _from_local(path: Path, source: str, field: str, detail: str) -> ResolvedIma
         _check_size(source, st.st_size, field)
         with path.open("rb") as stream:
             return _inline(stream.read, st.st_size, source, field, detail)
+    except XAIValidationError:  # a ValueError too: already names the image, never wrap it again
+        raise
     except FileNotFoundError:
         raise XAIValidationError(field, f"{source}: file not found") from None
     except ValueError as exc:  # a NUL byte or a lone surrogate: no file can have that name
