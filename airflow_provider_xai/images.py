@@ -391,7 +391,7 @@ def coerce_images(images: Any, field: str = "images") -> list[Any]:
     if images is None:
         raise XAIValidationError(field, "is required: give one image or a list of images")
     if isinstance(images, str) and images.lstrip().startswith("["):
-        images = parse_rendered_list(images)
+        images = parse_rendered_list(images, field)
         if images is None:
             raise XAIValidationError(field, "looks like a list but is neither JSON nor a Python literal")
     single = isinstance(images, str | bytes | bytearray | memoryview | Mapping)

@@ -145,6 +145,14 @@ def test_coerce_images_accepts_one_or_many_and_rendered_lists(tmp_path: Path) ->
         assert err.value.field == "images" and problem in err.value.problem
 
 
+def test_a_deeply_nested_rendered_list_is_refused_naming_the_field() -> None:
+    for text in ("[" * 100_000 + "]" * 100_000, '["a.png", ' + "[" * 100_000):
+        with pytest.raises(XAIValidationError) as err:
+            coerce_images(text, "frames")
+        assert err.value.field.startswith("frames[") and err.value.field.count("[") == 64
+        assert err.value.problem == "is nested more than 64 levels deep"
+
+
 def test_per_image_detail_overrides_the_default_and_order_is_kept(tmp_path: Path) -> None:
     parts = image_parts(
         [
