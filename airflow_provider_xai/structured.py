@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from airflow_provider_xai.arguments import nesting_problem, value_nesting_problem
 from airflow_provider_xai.exceptions import XAIStructuredOutputError, XAIValidationError
 
 EXCERPT_CHARS = 200
@@ -47,7 +48,7 @@ class OutputSpec:
                 inner = value.get("json_schema")
                 if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
                     raise XAIValidationError(field, "json_schema.schema must be a JSON-schema object")
-                _check_schema(inner["schema"], field)
+                _check_schema(inner["schema"], f"{field}.json_schema.schema")
                 return cls({"type": "json_schema", "json_schema": inner}, schema=inner["schema"])
             if "type" in value or "properties" in value or "$ref" in value or "anyOf" in value:
                 _check_schema(value, field)
@@ -60,6 +61,8 @@ class OutputSpec:
 
     def parse(self, text: str, completion: Any = None) -> Any:
         """Validate the answer text; return JSON-safe data (dict/list) or raise."""
+        if too_deep := nesting_problem(text):  # refused before parsing: never a RecursionError
+            raise self._error(" ".join(too_deep), text, completion)
         try:
             if self.model is not None:
                 return self.model.model_validate_json(text).model_dump(mode="json")
@@ -102,6 +105,8 @@ def _json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _check_schema(schema: dict[str, Any], field: str) -> None:
     import jsonschema
 
+    if too_deep := value_nesting_problem(schema, field):
+        raise XAIValidationError(*too_deep)
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
