@@ -358,5 +358,16 @@ class XAIBatchOperator(BaseOperator):
 def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:
     with contextlib.suppress(OSError, NotImplementedError):  # object stores have no directories
         path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.writelines(_jsonl_line(line) for line in lines)
+
+
+def _jsonl_line(line: dict[str, Any]) -> str:
+    """One output line as UTF-8-safe JSON text: an answer with a lone surrogate (which UTF-8
+    cannot encode) is written with ``\\u`` escapes instead of failing the whole file."""
+    text = json.dumps(line, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(line)
+    return text + "\n"

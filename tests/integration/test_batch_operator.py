@@ -190,6 +190,26 @@ class TestOperator:
         assert info.value.field == field
         assert xai_server.journal == []
 
+    def test_an_answer_utf8_cannot_encode_does_not_stop_the_other_lines(
+        self, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        op = operator(tmp_path, ["First ticket", {"custom_id": "odd", "prompt": "Second"}, "Third ticket"])
+        fetch = op.hook.iter_batch_results
+
+        def with_a_lone_surrogate(batch_id: str) -> Any:  # JSON may escape one: "caf\udce9"
+            for result in fetch(batch_id):
+                if result.batch_request_id == "odd" and result.batch_result is not None:
+                    completion = result.batch_result["response"]["chat_get_completion"]
+                    completion["choices"][0]["message"]["content"] = "caf\udce9"
+                yield result
+
+        monkeypatch.setattr(op.hook, "iter_batch_results", with_a_lone_surrogate)
+        summary = run(op, context())
+        out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [line["status"] for line in out] == ["succeeded"] * 3 and summary["succeeded"] == 3
+        assert out[1]["answer"] == "caf\udce9"  # kept, \u-escaped on its line
+        assert "First ticket" in out[0]["answer"] and "Third ticket" in out[2]["answer"]
+
     def test_bad_static_arguments_fail_at_parse_time(self, tmp_path: Path) -> None:
         bad = {
             "temperature": 3,
