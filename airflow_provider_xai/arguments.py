@@ -1,4 +1,5 @@
-"""Checks and coercions shared by the operators' arguments (a leaf: imports only exceptions).
+"""Checks and coercions shared by the operators' arguments (a leaf: imports only exceptions,
+and the request schema's depth limit when text is parsed).
 
 Each raises :class:`XAIValidationError` naming the argument, before any request is sent.
 """
@@ -6,17 +7,109 @@ Each raises :class:`XAIValidationError` naming the argument, before any request 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_xai.exceptions import XAIValidationError
 
 VALID_ROLES = ("system", "user", "assistant", "tool", "function", "developer")
+_KEY_CHARS = 40
+# A quoted string (JSON's "...", or a Python literal's '...'; unterminated ones run to the end,
+# so every character is read once) with the ':' that makes it a key, or one structural character.
+_TOKEN = re.compile(
+    r"""("[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)|'[^'\\]*(?:\\[\s\S][^'\\]*)*(?:'|\\?\Z))(\s*:)?"""
+    r"|[\[\](){},]"
+)
 
 
-def parse_rendered_list(text: str) -> Any:
+def _depth_limit() -> int:
+    from airflow_provider_xai.schemas.chat import MAX_JSON_DEPTH  # lazily: not at DAG parse
+
+    return MAX_JSON_DEPTH
+
+
+def _too_deep(path: str) -> tuple[str, str]:
+    return path, f"is nested more than {_depth_limit()} levels deep"
+
+
+def nesting_problem(text: str, prefix: str = "") -> tuple[str, str] | None:
+    """(path, problem) where JSON or Python-literal ``text`` nests deeper than the request
+    schema's ``MAX_JSON_DEPTH`` (the most a sent body may nest), else None. Scans without
+    recursion, so any depth is safe.
+
+    The path starts at ``prefix`` (``messages[0].content[0]...``), like the schema's own checks.
+    """
+    limit = _depth_limit()
+    segments: list[str] = []  # the path of each open container
+    positions: list[list[Any]] = []  # per open container: [is_list, index or current key]
+    for token in _TOKEN.finditer(text):
+        quoted, colon = token.group(1), token.group(2)
+        char = token.group()
+        if quoted is not None:
+            if colon and positions and not positions[-1][0]:
+                key = _unquote(quoted)
+                positions[-1][1] = key if len(key) <= _KEY_CHARS else key[: _KEY_CHARS - 3] + "..."
+        elif char in "[({":
+            if positions:
+                is_list, at = positions[-1]
+                segments.append(f"[{at}]" if is_list else f".{'?' if at is None else at}")
+            else:
+                segments.append("")
+            if len(positions) >= limit:
+                return _too_deep((prefix + "".join(segments)).removeprefix("."))
+            positions.append([char != "{", None if char == "{" else 0])
+        elif char in "])}":
+            if positions:
+                positions.pop()
+                segments.pop()
+        elif positions:  # a comma: the next item, or a key to come
+            positions[-1][1] = positions[-1][1] + 1 if positions[-1][0] else None
+    return None
+
+
+def _unquote(quoted: str) -> str:
+    """The text of a quoted key (JSON first, else a Python literal; as written if neither)."""
+    for parse in (json.loads, ast.literal_eval):
+        with contextlib.suppress(Exception):
+            return str(parse(quoted))
+    return quoted[1:-1]
+
+
+def value_nesting_problem(value: Any, prefix: str = "") -> tuple[str, str] | None:
+    """(path, problem) where a dict/list ``value`` nests deeper than ``MAX_JSON_DEPTH`` (as
+    :func:`nesting_problem` does for text), else None. Walks without recursion."""
+    limit = _depth_limit()
+    pending: list[tuple[Any, str, int]] = [(value, prefix, 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children = [(child, f"{path}.{key}" if path else str(key)) for key, child in item.items()]
+        elif isinstance(item, list | tuple):
+            children = [(child, f"{path}[{i}]") for i, child in enumerate(item)]
+        else:
+            continue
+        if depth >= limit:
+            return _too_deep(path)
+        pending.extend((child, child_path, depth + 1) for child, child_path in reversed(children))
+    return None
+
+
+def check_nesting(text: str, field: str) -> None:
+    """Refuse JSON or Python-literal ``text`` nested deeper than the schema allows, before it
+    is parsed: an :class:`XAIValidationError` naming ``field`` and where, never a
+    ``RecursionError``."""
+    if problem := nesting_problem(text, field):
+        raise XAIValidationError(*problem)
+
+
+def parse_rendered_list(text: str, field: str) -> Any:
     """A list a template rendered into a string: JSON (``| tojson``), else a Python literal (what
-    ``{{ ti.xcom_pull(...) }}`` renders). Literals only, never code; None if neither."""
+    ``{{ ti.xcom_pull(...) }}`` renders). Literals only, never code; None if neither. Too deep
+    a nesting is refused first (:func:`check_nesting`)."""
+    check_nesting(text, field)
     try:
         return json.loads(text)
     except ValueError:
@@ -33,7 +126,7 @@ def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]
     """Accept a list of message dicts, or a JSON (or Python-literal) string of one: what a
     template renders without ``render_template_as_native_obj``."""
     if isinstance(value, str):
-        parsed = parse_rendered_list(value)
+        parsed = parse_rendered_list(value, field)
         if parsed is None:
             raise XAIValidationError(
                 field, "expected a list of messages, got a string that is neither JSON nor a Python list"

@@ -289,6 +289,8 @@ def _from_local(path: Path, source: str, field: str, detail: str) -> ResolvedIma
         _check_size(source, st.st_size, field)
         with path.open("rb") as stream:
             return _inline(stream.read, st.st_size, source, field, detail)
+    except XAIValidationError:  # a ValueError too: already names the image, never wrap it again
+        raise
     except FileNotFoundError:
         raise XAIValidationError(field, f"{source}: file not found") from None
     except ValueError as exc:  # a NUL byte or a lone surrogate: no file can have that name
@@ -389,7 +391,7 @@ def coerce_images(images: Any, field: str = "images") -> list[Any]:
     if images is None:
         raise XAIValidationError(field, "is required: give one image or a list of images")
     if isinstance(images, str) and images.lstrip().startswith("["):
-        images = parse_rendered_list(images)
+        images = parse_rendered_list(images, field)
         if images is None:
             raise XAIValidationError(field, "looks like a list but is neither JSON nor a Python literal")
     single = isinstance(images, str | bytes | bytearray | memoryview | Mapping)

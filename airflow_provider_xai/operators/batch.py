@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 XCOM_BATCH_ID_KEY = "xai_batch_id"
 STATE_BATCH_ID_KEY = "xai_batch_id"
+REFUSALS_LOGGED = 5
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens")
 
 
@@ -65,7 +66,8 @@ class XAIBatchOperator(BaseOperator):
     :param output_path: where to write the results (``ObjectStoragePath`` or URI), one JSON
         line per input: ``custom_id``, ``index``, ``status`` (succeeded/failed/cancelled/
         missing), ``answer`` (text, or the validated object with ``response_format``),
-        ``error``, ``model``, ``usage``. (templated)
+        ``error``, ``model``, ``usage``. An input refused before sending (unreadable line, bad
+        field) is a ``failed`` line naming the field; the others still go through. (templated)
     :param system_prompt: system message for requests that have none. (templated)
     :param model: model for requests that name none (default: the connection's). (templated)
     :param response_format: pydantic model class, JSON-schema dict or ``"json_object"``;
@@ -149,7 +151,18 @@ class XAIBatchOperator(BaseOperator):
             response_format=None if spec is None else spec.response_format,
             request_kwargs=self.request_kwargs,
         )
-        return prepare_requests(load_inputs(self.inputs), defaults, self.hook.chat_request)
+        from airflow_provider_xai.hooks import batch as api
+
+        max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
+        prepared = prepare_requests(load_inputs(self.inputs), defaults, self.hook.chat_request, max_bytes)
+        refused = [p.refused for p in prepared if p.refused is not None]
+        for reason in refused[:REFUSALS_LOGGED]:
+            self.log.warning("Not sent: %s", reason)
+        if refused:
+            self.log.warning(
+                "%d of %d inputs refused (not sent; their output lines say why)", len(refused), len(prepared)
+            )
+        return prepared
 
     def _output(self) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath
@@ -166,14 +179,10 @@ class XAIBatchOperator(BaseOperator):
         from airflow_provider_xai.hooks import batch as api
 
         self._ledger(context)  # re-publishes the usage of earlier tries
-        prepared = self.prepare_requests()
+        prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
-        items = [api.batch_request(p.custom_id, p.body) for p in prepared]
+        items = [api.batch_request(p.custom_id, p.body) for p in prepared if p.refused is None]
         max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
-        try:  # an oversized request fails before any call
-            api.chunk_batch_requests(items, max_bytes)
-        except XAIValidationError as exc:
-            raise XAIValidationError(exc.field.replace("batch_requests", "inputs", 1), exc.problem) from None
         batch, reattached = self._find_or_create(context)
         known = set()
         if reattached:  # add only what an earlier try did not (a crash may have cut it short)
@@ -324,6 +333,9 @@ class XAIBatchOperator(BaseOperator):
         """The output line of one input."""
         line: dict[str, Any] = {"custom_id": req.custom_id, "index": index, "status": "succeeded"}
         line.update(answer=None, error=None, model=None, usage=None)
+        if req.refused is not None:
+            line.update(status="failed", error=req.refused)
+            return line
         if result is None:
             line["status"] = "cancelled" if batch.ended else "missing"
             line["error"] = f"no result: the batch is {batch.outcome} and this request did not run"
@@ -358,5 +370,16 @@ class XAIBatchOperator(BaseOperator):
 def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:
     with contextlib.suppress(OSError, NotImplementedError):  # object stores have no directories
         path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.writelines(_jsonl_line(line) for line in lines)
+
+
+def _jsonl_line(line: dict[str, Any]) -> str:
+    """One output line as UTF-8-safe JSON text: an answer with a lone surrogate (which UTF-8
+    cannot encode) is written with ``\\u`` escapes instead of failing the whole file."""
+    text = json.dumps(line, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(line)
+    return text + "\n"

@@ -1,5 +1,9 @@
 """Inputs of :class:`XAIBatchOperator`: a list of prompts or request dicts, or a JSONL file at
-an ``ObjectStoragePath``, validated and turned into chat bodies before anything is sent."""
+an ``ObjectStoragePath``, validated and turned into chat bodies before anything is sent.
+
+A bad input (an unreadable line, a bad field) is refused on its own: it is never sent and its
+output line says why, while the others go through.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_xai.arguments import coerce_messages
+from airflow_provider_xai.arguments import coerce_messages, nesting_problem
 from airflow_provider_xai.exceptions import XAIValidationError
 
 if TYPE_CHECKING:
@@ -21,10 +25,18 @@ ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "body", "model", "meth
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """One validated input: its join key and its chat-completion body."""
+    """One input: its join key and its chat-completion body, or why it was refused (never sent)."""
 
     custom_id: str
     body: dict[str, Any]
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class UnreadableLine:
+    """A JSONL line that is no input at all (not UTF-8, not JSON, too deep), kept in its place."""
+
+    error: XAIValidationError
 
 
 @dataclass(frozen=True)
@@ -58,30 +70,70 @@ def load_inputs(value: Any) -> list[Any]:
 
 
 def prepare_requests(
-    items: list[Any], defaults: RequestDefaults, build: Callable[[dict[str, Any]], ChatRequest]
+    items: list[Any],
+    defaults: RequestDefaults,
+    build: Callable[[dict[str, Any]], ChatRequest],
+    max_bytes: int | None = None,
 ) -> list[PreparedRequest]:
-    """Validate every input and build its chat body (raises before anything is sent)."""
+    """Validate every input and build its chat body, in input order. A bad input is refused on
+    its own (``refused`` says why), as is one over ``max_bytes`` (one add-requests call); only if
+    none is left does this raise, before anything is sent."""
     if not items:
         raise XAIValidationError("inputs", "no requests to submit")
     if not isinstance(defaults.request_kwargs, dict):
         raise XAIValidationError("request_kwargs", f"expected a dict, got {defaults.request_kwargs!r:.80}")
     prepared: list[PreparedRequest] = []
     seen: dict[str, int] = {}
+    first_refusal: XAIValidationError | None = None
     for i, item in enumerate(items):
-        custom_id, body = item_body(i, item, defaults)
-        if custom_id in seen:
-            raise XAIValidationError(
-                f"inputs[{i}].custom_id", f"{custom_id!r} is also inputs[{seen[custom_id]}]"
-            )
-        seen[custom_id] = i
         try:
-            request = build(body)
+            request = _prepare_one(i, item, defaults, build, max_bytes)
+            if request.custom_id in seen:
+                raise XAIValidationError(
+                    f"inputs[{i}].custom_id", f"{request.custom_id!r} is also inputs[{seen[request.custom_id]}]"
+                )
         except XAIValidationError as exc:
-            raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
-        if request.stream or request.deferred:
-            raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
-        prepared.append(PreparedRequest(custom_id, request.to_body()))
+            first_refusal = first_refusal or exc
+            prepared.append(PreparedRequest(_given_custom_id(i, item), {}, refused=exc.message))
+            continue
+        seen[request.custom_id] = i
+        prepared.append(request)
+    if first_refusal is not None and not seen:
+        raise first_refusal
     return prepared
+
+
+def _prepare_one(
+    i: int,
+    item: Any,
+    defaults: RequestDefaults,
+    build: Callable[[dict[str, Any]], ChatRequest],
+    max_bytes: int | None,
+) -> PreparedRequest:
+    if isinstance(item, UnreadableLine):
+        raise item.error
+    custom_id, body = item_body(i, item, defaults)
+    try:
+        request = build(body)
+    except XAIValidationError as exc:
+        raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
+    if request.stream or request.deferred:
+        raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
+    prepared = PreparedRequest(custom_id, request.to_body())
+    if max_bytes is not None:
+        from airflow_provider_xai.hooks import batch as api
+
+        try:
+            api.chunk_batch_requests([api.batch_request(custom_id, prepared.body)], max_bytes)
+        except XAIValidationError as exc:
+            raise XAIValidationError(f"inputs[{i}]", exc.problem) from None
+    return prepared
+
+
+def _given_custom_id(i: int, item: Any) -> str:
+    """The custom_id a refused input asked for, if usable, else its positional one."""
+    given = item.get("custom_id") if isinstance(item, Mapping) else None
+    return given if isinstance(given, str) and given.strip() else f"req-{i:06d}"
 
 
 def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[str, Any]]:
@@ -97,6 +149,8 @@ def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[s
     custom_id = item.get("custom_id") or f"req-{i:06d}"
     if not isinstance(custom_id, str) or not custom_id.strip():
         raise XAIValidationError(f"{where}.custom_id", f"expected a non-empty string, got {custom_id!r}")
+    if not _is_unicode(custom_id):
+        raise XAIValidationError(f"{where}.custom_id", "contains a lone surrogate (not valid Unicode)")
     forms = [k for k in ("prompt", "messages", "body") if k in item]
     if len(forms) != 1:
         raise XAIValidationError(where, "give exactly one of 'prompt', 'messages' or 'body'")
@@ -128,14 +182,36 @@ def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[s
     return custom_id, body
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_jsonl(path: ObjectStoragePath) -> list[Any]:
+    """The items of a JSONL file; a line that is not one becomes an :class:`UnreadableLine`."""
     if not path.exists():
         raise XAIValidationError("inputs", f"JSONL file {path} does not exist")
-    items = []
-    with path.open("r") as handle:
-        for n, line in enumerate(handle, 1):
+    items: list[Any] = []
+    with path.open("rb") as handle:
+        for n, raw in enumerate(handle, 1):
+            field, where = f"inputs[{len(items)}]", f"line {n} of {path}"
             try:
-                items.extend([json.loads(line)] if line.strip() else [])
-            except ValueError:
-                raise XAIValidationError(f"inputs (line {n} of {path})", "is not valid JSON") from None
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")  # a BOM is no JSON
+            except UnicodeDecodeError as exc:
+                items.append(UnreadableLine(XAIValidationError(field, f"{where} is not UTF-8 text ({exc.reason})")))
+                continue
+            if not text.strip():
+                continue
+            if too_deep := nesting_problem(text, field):
+                items.append(UnreadableLine(XAIValidationError(too_deep[0], f"{too_deep[1]} ({where})")))
+                continue
+            try:
+                items.append(json.loads(text))
+            except ValueError as exc:  # also a number too long to convert
+                detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
+                problem = f"{where} is not valid JSON ({detail})"
+                items.append(UnreadableLine(XAIValidationError(field, problem)))
     return items

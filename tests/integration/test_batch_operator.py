@@ -169,11 +169,10 @@ class TestOperator:
         ("kwargs", "field"),
         [
             ({"inputs": []}, "inputs"),
-            ({"inputs": [{"prompt": "a", "custom_id": "x"}, {"prompt": "b", "custom_id": "x"}]}, "inputs[1].custom_id"),
             ({"inputs": [{"prompt": "a", "colour": "red"}]}, "inputs[0].colour"),
-            ({"inputs": ["ok", {"messages": [{"role": "robot", "content": "x"}]}]}, "inputs[1].messages[0].role"),
+            ({"inputs": [{"messages": [{"role": "robot", "content": "x"}]}, "x" * 3000]}, "inputs[0].messages[0].role"),
             ({"inputs": [{"prompt": "a", "model": ""}]}, "inputs[0].model"),
-            ({"inputs": ["fine", "x" * 3000]}, "inputs[1]"),
+            ({"inputs": ["x" * 3000]}, "inputs[0]"),
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
@@ -189,6 +188,75 @@ class TestOperator:
             op.execute(context())
         assert info.value.field == field
         assert xai_server.journal == []
+
+    def test_a_bad_input_is_refused_on_its_own_and_the_others_go_through(
+        self, xai_server: Any, tmp_path: Path
+    ) -> None:
+        source = tmp_path / "in.jsonl"
+        deep = '{"messages": [{"role": "user", "content": ' + "[" * 100_000 + "]" * 100_000 + "}]}"
+        rows = [
+            json.dumps({"custom_id": "first", "prompt": "Where is parcel 4?"}).encode(),
+            b'{"custom_id": "broken", "prompt": ',  # cut short
+            deep.encode(),
+            json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
+            b'"caf\xe9"',  # Latin-1, not UTF-8
+            json.dumps({"custom_id": "first", "prompt": "the same id again"}).encode(),
+            json.dumps({"custom_id": "huge", "prompt": "x" * 3000}).encode(),
+            json.dumps({"custom_id": "half\udc00", "prompt": "Hi"}).encode(),  # an escaped lone surrogate
+            json.dumps("Reset my password").encode(),
+        ]
+        source.write_bytes(b"\n".join(rows) + b"\n")
+        op = operator(tmp_path, f"file://{source}")
+        op.add_requests_max_bytes = 2000
+        summary = run(op, context())
+        where = f"(line {{}} of file://{source})"
+        too_deep = "inputs[2].messages[0].content" + "[0]" * 61  # the 65th container
+        expected = [
+            ("first", "succeeded", None),
+            ("req-000001", "failed", f"Invalid inputs[1]: line 2 of file://{source} is not valid JSON "
+             "(Expecting value at column 35)"),
+            ("req-000002", "failed", f"Invalid {too_deep}: is nested more than 64 levels deep {where.format(3)}"),
+            ("req-000003", "failed", "Invalid inputs[3].messages[0].role: unknown role 'robot'; expected one of "
+             "('system', 'user', 'assistant', 'tool', 'function', 'developer')"),
+            ("req-000004", "failed", f"Invalid inputs[4]: line 5 of file://{source} is not UTF-8 text "
+             "(invalid continuation byte)"),
+            ("first", "failed", "Invalid inputs[5].custom_id: 'first' is also inputs[0]"),
+            ("huge", "failed", "Invalid inputs[6]: request 'huge' is 3"),
+            ("half\udc00", "failed", "Invalid inputs[7].custom_id: contains a lone surrogate (not valid Unicode)"),
+            ("req-000008", "succeeded", None),
+        ]  # fmt: skip
+        out = lines(tmp_path)
+        assert [line["index"] for line in out] == list(range(9))
+        for line, (custom_id, status, error) in zip(out, expected, strict=True):
+            assert (line["custom_id"], line["status"]) == (custom_id, status), line
+            if error is None:
+                assert line["error"] is None and line["usage"] is not None
+            else:
+                assert line["error"].startswith(error) and line["answer"] is None and line["usage"] is None
+        assert "Where is parcel 4?" in out[0]["answer"] and "Reset my password" in out[8]["answer"]
+        assert (summary["requests"], summary["succeeded"], summary["failed"]) == (9, 2, 7)
+        (batch,) = xai_server.state.batches.values()
+        assert sorted(batch.requests) == ["first", "req-000008"], "refused inputs are never sent"
+
+    def test_an_answer_utf8_cannot_encode_does_not_stop_the_other_lines(
+        self, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        op = operator(tmp_path, ["First ticket", {"custom_id": "odd", "prompt": "Second"}, "Third ticket"])
+        fetch = op.hook.iter_batch_results
+
+        def with_a_lone_surrogate(batch_id: str) -> Any:  # JSON may escape one: "caf\udce9"
+            for result in fetch(batch_id):
+                if result.batch_request_id == "odd" and result.batch_result is not None:
+                    completion = result.batch_result["response"]["chat_get_completion"]
+                    completion["choices"][0]["message"]["content"] = "caf\udce9"
+                yield result
+
+        monkeypatch.setattr(op.hook, "iter_batch_results", with_a_lone_surrogate)
+        summary = run(op, context())
+        out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [line["status"] for line in out] == ["succeeded"] * 3 and summary["succeeded"] == 3
+        assert out[1]["answer"] == "caf\udce9"  # kept, \u-escaped on its line
+        assert "First ticket" in out[0]["answer"] and "Third ticket" in out[2]["answer"]
 
     def test_bad_static_arguments_fail_at_parse_time(self, tmp_path: Path) -> None:
         bad = {

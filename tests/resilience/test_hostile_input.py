@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -61,6 +61,10 @@ json_like = st.recursive(
 )
 anything = json_like | odd | st.lists(odd, min_size=1, max_size=2) | st.dictionaries(texts, odd, min_size=1)
 deep = st.integers(min_value=60, max_value=120).map(lambda n: _nest(n))
+# What a template renders from deeply nested data: beyond any recursion limit as well
+deep_rendered = st.sampled_from([60, 70, 1_000, 100_000]).map(
+    lambda n: f'[{{"role": "user", "content": {"[" * n}{"]" * n}}}]'
+)
 
 
 def _nest(levels: int) -> Any:
@@ -72,7 +76,7 @@ def _nest(levels: int) -> Any:
 
 # Valid inputs, then 0-2 fields (or message fields) replaced by something hostile: enough
 # valid requests reach the server to check what is sent, enough bad ones to check refusals.
-hostile = anything | surrogates | deep | texts | st.integers()
+hostile = anything | surrogates | deep | deep_rendered | texts | st.integers()
 valid_text = st.text(max_size=40)
 prompt_text = st.text(min_size=1, max_size=40).filter(str.strip)
 json_valid = st.recursive(
@@ -275,7 +279,9 @@ operator_options = {
     "deferred_timeout": st.floats(min_value=1, max_value=60),
     "stream": st.booleans(),
 }
-rendered_messages = valid_messages.flatmap(lambda ms: st.sampled_from([ms, json.dumps(ms), str(ms)]))
+rendered_messages = (
+    valid_messages.flatmap(lambda ms: st.sampled_from([ms, json.dumps(ms), str(ms)])) | deep_rendered
+)
 operator_kwargs = mutated(
     st.fixed_dictionaries({"prompt": prompt_text}, optional=operator_options)
     | st.fixed_dictionaries({"messages": rendered_messages}, optional=operator_options),
@@ -296,6 +302,7 @@ def expected_user_content(kwargs: dict[str, Any]) -> Any:
 
 @WITH_SERVER
 @given(kwargs=operator_kwargs)
+@example(kwargs={"messages": f'[{{"role": "user", "content": {"[" * 100_000}{"]" * 100_000}}}]'})
 def test_chat_operator_arguments_are_sent_or_refused_before_any_request(
     no_retries: XAIServer, kwargs: dict[str, Any]
 ) -> None:
@@ -366,6 +373,7 @@ vision_kwargs = mutated(
 
 @WITH_SERVER
 @given(kwargs=vision_kwargs)
+@example(kwargs={"prompt": "Describe", "images": "[" * 100_000 + "]" * 100_000})
 def test_vision_operator_arguments_are_sent_or_refused_before_any_request(
     no_retries: XAIServer, kwargs: dict[str, Any]
 ) -> None:

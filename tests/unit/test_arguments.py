@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from airflow_provider_xai.arguments import check_number, coerce_messages, parse_rendered_list
+from airflow_provider_xai.arguments import (
+    check_number,
+    coerce_messages,
+    nesting_problem,
+    parse_rendered_list,
+    value_nesting_problem,
+)
 from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.schemas import MAX_JSON_DEPTH
 
 
 @pytest.mark.parametrize(
@@ -21,7 +31,7 @@ from airflow_provider_xai.exceptions import XAIValidationError
     ],
 )
 def test_parse_rendered_list(text: str, expected: Any) -> None:
-    assert parse_rendered_list(text) == expected
+    assert parse_rendered_list(text, "images") == expected
 
 
 @pytest.mark.parametrize(
@@ -50,3 +60,70 @@ def test_coerce_messages_names_the_bad_message() -> None:
     with pytest.raises(XAIValidationError) as info:
         coerce_messages([{"role": "user", "content": "x"}, {"role": "bot"}], "inputs[3].messages")
     assert info.value.field == "inputs[3].messages[1].role"
+
+
+def _nested(levels: int, bottom: Any = "bottom") -> Any:
+    for _ in range(levels):
+        bottom = [bottom]
+    return bottom
+
+
+@pytest.mark.parametrize("levels", [MAX_JSON_DEPTH, 1_000, 100_000])
+def test_deeply_nested_rendered_messages_are_refused_naming_the_field(levels: int) -> None:
+    inner = "[" * levels + "]" * levels
+    for text in (f'[{{"role": "user", "content": {inner}}}]', f"[{{'role': 'user', 'content': {inner}}}]"):
+        with pytest.raises(XAIValidationError) as info:
+            coerce_messages(text)
+        # the list and the message are two levels: the 65th container is the 63rd of `content`
+        assert info.value.field == "messages[0].content" + "[0]" * (MAX_JSON_DEPTH - 2)
+        assert info.value.problem == f"is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    inner = "[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2)
+    assert coerce_messages(f'[{{"role": "user", "content": {inner}}}]')[0]["content"] == _nested(MAX_JSON_DEPTH - 3, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('["' + "[" * 100 + '"]', None),  # brackets inside strings do not count
+        ("['" + "{" * 100 + "']", None),
+        ('["a \\\\", ' + "[" * 70, "[1]" + "[0]" * 63),  # a string ending in an escaped backslash
+        ('["a \\", ' + "[" * 70, None),  # an escaped quote: the string runs to the end
+        ('{"a": 1, "b": [0, ' + "{" * 70, "b[1]" + ".?" * 62),  # keys that are not strings
+        ('{"a": 1, "b" : [0, {"c": ' + "(" * 70, "b[1].c" + "[0]" * 61),  # Python tuples
+    ],
+)
+def test_nesting_problem_reads_strings_keys_and_indexes(text: str, path: str | None) -> None:
+    problem = nesting_problem(text)
+    assert (problem[0] if problem else None) == path
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, levels=st.integers(min_value=0, max_value=MAX_JSON_DEPTH + 2))
+def test_text_and_value_checks_agree_on_json_and_python_literals(value: Any, levels: int) -> None:
+    nested = _nested(levels, value)
+    expected = value_nesting_problem(nested, "field")
+    assert nesting_problem(json.dumps(nested), "field") == expected
+    if all(len(str(key)) < 40 for key in _keys(nested)):  # longer keys are shortened in a path
+        assert nesting_problem(repr(nested), "field") == expected
+
+
+def _keys(value: Any) -> list[Any]:
+    pending, keys = [value], []
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            keys.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return keys

@@ -145,6 +145,14 @@ def test_coerce_images_accepts_one_or_many_and_rendered_lists(tmp_path: Path) ->
         assert err.value.field == "images" and problem in err.value.problem
 
 
+def test_a_deeply_nested_rendered_list_is_refused_naming_the_field() -> None:
+    for text in ("[" * 100_000 + "]" * 100_000, '["a.png", ' + "[" * 100_000):
+        with pytest.raises(XAIValidationError) as err:
+            coerce_images(text, "frames")
+        assert err.value.field.startswith("frames[") and err.value.field.count("[") == 64
+        assert err.value.problem == "is nested more than 64 levels deep"
+
+
 def test_per_image_detail_overrides_the_default_and_order_is_kept(tmp_path: Path) -> None:
     parts = image_parts(
         [
@@ -206,6 +214,23 @@ def test_missing_empty_and_directory_sources(tmp_path: Path) -> None:
     for source, problem in cases:
         err = refusal(source)
         assert err.field == "images[0]" and problem in err.problem, (source, err.problem)
+
+
+def test_a_refused_file_is_reported_once_not_wrapped_again(tmp_path: Path) -> None:
+    pdf, empty = tmp_path / "doc.png", tmp_path / "empty.png"
+    pdf.write_bytes(OTHER_FORMATS["PDF"])
+    empty.write_bytes(b"")
+    not_an_image = "is a PDF document (detected from its content); xAI accepts only JPEG and PNG"
+    cases = [
+        (pdf, f"{str(pdf)!r} {not_an_image}"),
+        (pdf.as_uri(), f"{pdf.as_uri()!r} {not_an_image}"),
+        (empty, f"{str(empty)!r} is empty (0 bytes)"),
+        (tmp_path, f"{str(tmp_path)!r} is a directory, not an image file"),
+    ]
+    for source, problem in cases:
+        err = refusal(source)
+        assert (err.field, err.problem) == ("images[0]", problem)
+        assert str(err) == f"Invalid images[0]: {problem}"
 
 
 def test_too_large_files_are_refused_from_stat_without_reading(
