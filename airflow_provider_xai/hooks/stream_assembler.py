@@ -111,7 +111,7 @@ class StreamAssembler:
     def _raise_if_error_event(self, data: str) -> None:
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return  # parse_response reports it as malformed
         if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
             status = payload["status"] if isinstance(payload.get("status"), int) else 500

@@ -276,3 +276,20 @@ def test_16_ids_are_quoted_as_one_path_segment() -> None:
         "/v1/chat/deferred-completion/..%2F..%2Fmodels%3Fx%3D1%23frag",
         "/v1/language-models/grok%2F..%2F..%2Fapi-key",
     ]
+
+
+# --- 6 (hook side): deeply nested error bodies and stream events stay typed -----------------------
+def test_6_deeply_nested_error_body_is_still_a_typed_error() -> None:
+    deep = ('{"error": ' * 100_000 + '"x"' + "}" * 100_000).encode()
+    err = error_from_response(500, {}, deep)
+    assert err.status == 500 and isinstance(err.xai_message, str)
+
+
+@pytest.mark.usefixtures("conn")
+def test_6_deeply_nested_stream_event_is_a_typed_error() -> None:
+    deep = '{"error": ' * 100_000 + '"x"' + "}" * 100_000
+    stream = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=f"data: {deep}\n\n".encode()
+    )
+    with pytest.raises(XAIResponseError):
+        make_hook(Recorder(stream), max_retries=0).stream_chat_completion(messages=MESSAGES)
