@@ -13,6 +13,8 @@ what the benchmarks send:
 * ``GET /v1/chat/deferred-completion/{id}``: 202 while pending, the completion once, then 404.
 * ``GET /_bench/deferred``: ``{id: {"ready_at", "served_at"}}`` in ``time.monotonic()``
   seconds (CLOCK_MONOTONIC is system-wide on Linux, so the client can compare).
+* ``GET /_bench/connections``: ``{"accepted": n}``, the TCP connections accepted so far
+  (counting the one asking), so a benchmark can see how many connections a contender opened.
 
 Request bodies of any size are read and discarded (the image benchmark sends ~27 MB).
 """
@@ -111,6 +113,8 @@ class Deferred:
 class Responder(asyncio.Protocol):
     """One keep-alive connection: parse request heads, skip bodies, answer from bytes."""
 
+    accepted = 0  # connections accepted by this process
+
     def __init__(self, latency: float, deferred: Deferred) -> None:
         self.latency = latency
         self.deferred = deferred
@@ -121,6 +125,7 @@ class Responder(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        Responder.accepted += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -153,6 +158,8 @@ class Responder(asyncio.Protocol):
             self.send(self.deferred.poll(path.rsplit("/", 1)[1]))
         elif path == "/_bench/deferred":
             self.send(self.deferred.report())
+        elif path == "/_bench/connections":
+            self.send(_response(200, json.dumps({"accepted": Responder.accepted}).encode()))
         else:
             self.send(NOT_FOUND)
 
