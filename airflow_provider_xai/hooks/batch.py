@@ -256,7 +256,7 @@ class XAIBatchMixin:
         )
         if outcome.action is Action.FINISH and outcome.value is not None:
             return outcome.value
-        if outcome.error is not None:
+        if outcome.action is Action.GIVE_UP and outcome.error is not None:
             raise outcome.error
         batch = self.cancel_batch(batch_id) if cancel_on_timeout else self.get_batch(batch_id)
         raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))

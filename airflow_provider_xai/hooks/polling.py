@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from airflow_provider_xai.hooks.errors import is_retryable
 
@@ -116,6 +116,26 @@ class Outcome(Generic[T]):
     error: BaseException | None = None
 
 
+def _after_poll(
+    poller: Poller,
+    value: T | None,
+    error: BaseException | None,
+    done: Callable[[T], bool],
+    on_value: Callable[[T], None] | None,
+    on_failure: Callable[[BaseException, int], None] | None,
+) -> Step:
+    """The decision after one poll, with the callers' progress and failure reports."""
+    if error is not None:
+        step = poller.on_failure(error)
+        if step.action is Action.WAIT and on_failure is not None:
+            on_failure(error, poller.failures)
+        return step
+    fetched = cast(T, value)  # fetch returned without error: this is its value
+    if on_value is not None:
+        on_value(fetched)
+    return poller.on_result(done(fetched))
+
+
 def poll(
     poller: Poller,
     fetch: Callable[[], T],
@@ -129,20 +149,14 @@ def poll(
     value: T | None = None
     while True:
         poller.begin()
+        error: BaseException | None = None
         try:
             value = fetch()
         except Exception as exc:
-            step = poller.on_failure(exc)
-            if step.action is Action.GIVE_UP:
-                return Outcome(Action.GIVE_UP, value, exc)
-            if on_failure is not None:
-                on_failure(exc, poller.failures)
-        else:
-            if on_value is not None:
-                on_value(value)
-            step = poller.on_result(done(value))
+            error = exc
+        step = _after_poll(poller, value, error, done, on_value, on_failure)
         if step.action is not Action.WAIT:
-            return Outcome(step.action, value)
+            return Outcome(step.action, value, error)
         sleep(step.delay)
 
 
@@ -161,18 +175,12 @@ async def apoll(
     value: T | None = None
     while True:
         poller.begin()
+        error: BaseException | None = None
         try:
             value = await fetch()
         except Exception as exc:
-            step = poller.on_failure(exc)
-            if step.action is Action.GIVE_UP:
-                return Outcome(Action.GIVE_UP, value, exc)
-            if on_failure is not None:
-                on_failure(exc, poller.failures)
-        else:
-            if on_value is not None:
-                on_value(value)
-            step = poller.on_result(done(value))
+            error = exc
+        step = _after_poll(poller, value, error, done, on_value, on_failure)
         if step.action is not Action.WAIT:
-            return Outcome(step.action, value)
+            return Outcome(step.action, value, error)
         await asyncio.sleep(step.delay)

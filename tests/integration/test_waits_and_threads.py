@@ -17,17 +17,9 @@ from airflow_provider_xai.operators.chat import StoredRequestId, XAIChatOperator
 from airflow_provider_xai.testing import Fault
 from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 from tests.helpers.context import FakeStateStore, FakeTI, make_context
+from tests.integration.test_chat_operator import run_trigger
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-def first_event(trigger: XAIDeferredCompletionTrigger) -> dict[str, Any]:
-    async def first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("trigger ended without an event")
-
-    return asyncio.run(first())
 
 
 def deferred_posts(server: Any) -> int:
@@ -39,7 +31,7 @@ def test_4_deferred_wait_keeps_polling_through_an_outage(xai_server: Any) -> Non
     request_id = XAIHook().start_deferred(messages=MESSAGES)
     # An outage longer than the hook's own retries (max_retries=2: three 503s per poll), twice.
     xai_server.enqueue(Fault(status=503, message="down", path="/v1/chat/deferred-completion"), times=6)
-    event = first_event(XAIDeferredCompletionTrigger(request_id, poll_interval=0.01))
+    event = run_trigger(XAIDeferredCompletionTrigger(request_id, poll_interval=0.01))
     assert event["status"] == "success", event
     statuses = [e.status for e in xai_server.journal if "deferred-completion" in e.path]
     assert statuses.count(503) == 6 and statuses[-1] == 200
@@ -48,7 +40,7 @@ def test_4_deferred_wait_keeps_polling_through_an_outage(xai_server: Any) -> Non
 def test_4_permanent_poll_failure_ends_the_wait_at_once(xai_server: Any) -> None:
     request_id = XAIHook().start_deferred(messages=MESSAGES)
     xai_server.enqueue(Fault(status=401, message="key revoked", path="/v1/chat/deferred-completion"))
-    event = first_event(XAIDeferredCompletionTrigger(request_id, poll_interval=0.01))
+    event = run_trigger(XAIDeferredCompletionTrigger(request_id, poll_interval=0.01))
     assert event["status"] == "error" and event["http_status"] == 401
 
 
@@ -116,7 +108,7 @@ def test_5_duplicate_trigger_that_meets_404_does_not_report_first(xai_server: An
 
 
 def test_5_a_really_expired_request_is_reported_after_the_grace(xai_server: Any) -> None:
-    event = first_event(XAIDeferredCompletionTrigger("no-such-id", poll_interval=0.01, expired_grace=0.01))
+    event = run_trigger(XAIDeferredCompletionTrigger("no-such-id", poll_interval=0.01, expired_grace=0.01))
     assert event["status"] == "expired"
     with pytest.raises(XAIDeferredExpiredError):
         XAIChatOperator(task_id="t", prompt="x").execute_complete(make_context(), event)
