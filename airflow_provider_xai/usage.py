@@ -2,7 +2,9 @@
 the XCom keys, Airflow metrics, and the ledger that survives task retries.
 
 Cost comes from xAI first (``cost_in_usd_ticks``, 1 USD = 1e10 ticks), then from the price
-table below (overridable per connection) as an ``estimate``, else it is reported as ``unknown``.
+table below (overridable per connection) plus the server-side tool fees as an ``estimate``, else
+it is reported as ``unknown``. Chat Completions and Responses usage both make a record
+(:func:`build_record` reads either shape).
 Adding records up across a DAG run (totals, budgets, the table) lives in
 :mod:`airflow_provider_xai.usage_summary`.
 """
@@ -16,8 +18,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_xai.tool_prices import (  # noqa: F401 (re-exported: one import for usage)
+    DEFAULT_TOOL_PRICES,
+    TOOL_PRICES_AS_OF,
+    tool_fees,
+    tool_price_table,
+)
+
 if TYPE_CHECKING:
-    from airflow_provider_xai.schemas import LanguageModel, Usage
+    from airflow_provider_xai.schemas import LanguageModel, ResponseUsage, Usage
 
 TICKS_PER_USD = 10_000_000_000
 XCOM_USAGE_KEY = "xai_usage"
@@ -188,33 +197,63 @@ class UsageRecord:
         return (self.dag_id, self.task_id, self.run_id, self.map_index, self.completion_id, self.timestamp)
 
 
+def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int, int]:
+    """(prompt, completion, reasoning, cached, image, total) in the record's terms.
+
+    Chat Completions: ``completion_tokens`` excludes reasoning, ``total_tokens`` includes it.
+    Responses: reasoning sits inside ``output_tokens``, so completion = output - reasoning, and
+    prompt + completion + reasoning = input + output = xAI's total. A Responses usage whose total
+    is input + output + reasoning (or whose reasoning exceeds its output) has reasoning beside
+    the output instead, and is read so. Totals are xAI's as sent, computed only when absent.
+    """
+    from airflow_provider_xai.schemas.response_items import ResponseUsage  # loaded: usage may be one
+
+    sent = "total_tokens" in usage.model_fields_set
+    if isinstance(usage, ResponseUsage):
+        prompt, output, reasoning = usage.input_tokens, usage.output_tokens, usage.reasoning_tokens
+        beside = reasoning > output or (sent and reasoning > 0 and usage.total_tokens == prompt + output + reasoning)
+        completion = output if beside else output - reasoning
+    else:
+        prompt, completion, reasoning = usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens
+    total = usage.total_tokens if sent else prompt + completion + reasoning
+    return prompt, completion, reasoning, usage.cached_tokens, usage.image_tokens, total
+
+
 def build_record(
-    usage: Usage | None,
+    usage: Usage | ResponseUsage | None,
     model: str,
     *,
     completion_id: str | None = None,
     request_id: str | None = None,
     prices: Mapping[str, Price] | None = None,
-    kind: str = "chat",
+    kind: str | None = None,
     discount: float = 1.0,
+    tool_prices: Mapping[str, float] | None = None,
 ) -> UsageRecord:
-    """Make a record from an API ``usage`` object, costing it (server ticks first)."""
+    """Make a record from an API ``usage`` object, Chat Completions (:class:`Usage`) or
+    Responses (:class:`ResponseUsage`; ``completion_id`` is then the response id), costing it.
+
+    Cost: xAI's ``cost_in_usd_ticks`` when sent; else an estimate from ``prices`` (default
+    :data:`DEFAULT_PRICES`) times ``discount`` (batch), plus the server-side tool fees from
+    ``tool_prices`` (default :data:`DEFAULT_TOOL_PRICES`). ``kind`` defaults to ``"chat"`` for
+    Chat Completions usage and ``"responses"`` for Responses usage.
+    """
+    responses = usage is not None and "input_tokens" in type(usage).model_fields
+    kind = kind or ("responses" if responses else "chat")
     record = UsageRecord(model=model, completion_id=completion_id, request_id=request_id, kind=kind)
     if usage is None:
         return record
-    record.prompt_tokens = usage.prompt_tokens
-    record.completion_tokens = usage.completion_tokens
-    record.reasoning_tokens = usage.reasoning_tokens
-    record.cached_tokens = usage.cached_tokens
-    record.image_tokens = usage.image_tokens
+    (
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.reasoning_tokens,
+        record.cached_tokens,
+        record.image_tokens,
+        record.total_tokens,  # xAI's own figure, never recomputed
+    ) = _token_counts(usage)
     record.num_sources_used = usage.num_sources_used
     record.num_server_side_tools_used = usage.server_side_tools_used
     record.server_side_tool_usage = usage.server_side_tool_usage
-    record.total_tokens = (
-        usage.total_tokens  # xAI's own figure, never recomputed
-        if "total_tokens" in usage.model_fields_set
-        else usage.prompt_tokens + usage.completion_tokens + usage.reasoning_tokens
-    )
     if usage.cost_in_usd_ticks is not None:
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
         record.cost_source = "xai"
@@ -224,7 +263,7 @@ def build_record(
             cached=record.cached_tokens,
             image=record.image_tokens,
             output=record.completion_tokens + record.reasoning_tokens,
-        )
+        ) + tool_fees(record.server_side_tool_usage, tool_prices)
         record.cost_source = "estimate"
         if price.cached_input is None and record.cached_tokens:
             _warn_no_cached_price(model)
