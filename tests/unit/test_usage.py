@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_xai.schemas import LanguageModel, Usage
+from airflow_provider_xai.schemas import LanguageModel, ResponseUsage, Usage
 from airflow_provider_xai.usage import (
     DEFAULT_PRICES,
+    DEFAULT_TOOL_PRICES,
     PRICES_AS_OF,
+    TOOL_PRICES_AS_OF,
     XCOM_LEDGER_KEY,
     XCOM_USAGE_KEY,
     Price,
@@ -24,6 +26,8 @@ from airflow_provider_xai.usage import (
     parse_prices,
     price_table,
     prices_from_language_models,
+    tool_fees,
+    tool_price_table,
 )
 
 
@@ -469,3 +473,98 @@ def test_combine_folds_records_per_model_with_exact_totals() -> None:
     before, after = summarize(records).totals, summarize(folded).totals
     assert after.to_dict() == before.to_dict()
     assert (after.requests, after.unpriced_requests) == (7, 2)
+
+
+class TestResponsesUsage:
+    """One record per billed Responses answer, in the record's terms: reasoning sits inside xAI's
+    ``output_tokens``, the record's ``completion_tokens`` excludes it, nothing counts twice."""
+
+    @staticmethod
+    def response_usage(**fields: Any) -> ResponseUsage:
+        from tests.unit.response_fixtures import FUNCTION_CALL_RESPONSE
+
+        return ResponseUsage.model_validate({**FUNCTION_CALL_RESPONSE["usage"], **fields})
+
+    def test_counts_map_without_double_counting(self) -> None:
+        rec = build_record(self.response_usage(), "grok-4.3", completion_id="0b6d2c1e")
+        counts = (rec.prompt_tokens, rec.cached_tokens, rec.completion_tokens, rec.reasoning_tokens)
+        assert counts == (310, 256, 24, 40)
+        assert rec.total_tokens == 374 == rec.prompt_tokens + rec.completion_tokens + rec.reasoning_tokens
+        assert (rec.kind, rec.completion_id) == ("responses", "0b6d2c1e")
+        assert (rec.cost_source, rec.cost_usd) == ("xai", 0.000547)
+        assert build_record(self.response_usage(), "grok-4.3", kind="batch").kind == "batch"
+
+    def test_xai_total_is_kept_as_sent(self) -> None:
+        assert build_record(self.response_usage(total_tokens=999), "grok-4.3").total_tokens == 999
+        unsent = ResponseUsage.model_validate({"input_tokens": 10, "output_tokens": 8,
+                                               "output_tokens_details": {"reasoning_tokens": 5}})  # fmt: skip
+        rec = build_record(unsent, "grok-4.3")
+        assert (rec.completion_tokens, rec.reasoning_tokens, rec.total_tokens) == (3, 5, 18)
+
+    def test_reasoning_beside_the_output_is_read_so(self) -> None:
+        """R1's example: total = input + output + reasoning (32 + 9 + 110)."""
+        beside = ResponseUsage.model_validate({"input_tokens": 32, "output_tokens": 9, "total_tokens": 151,
+                                               "output_tokens_details": {"reasoning_tokens": 110}})  # fmt: skip
+        rec = build_record(beside, "grok-4.3")
+        assert (rec.completion_tokens, rec.reasoning_tokens, rec.total_tokens) == (9, 110, 151)
+        assert rec.cost_usd == pytest.approx((32 * 1.25 + (9 + 110) * 2.50) / 1_000_000)
+
+    def test_estimate_bills_output_once(self) -> None:
+        rec = build_record(self.response_usage(cost_in_usd_ticks=None), "grok-4.3")
+        # 54 uncached + 256 cached input; 64 output tokens of which 40 reasoning, billed once
+        assert rec.cost_source == "estimate"
+        assert rec.cost_usd == pytest.approx((54 * 1.25 + 256 * 0.20 + 64 * 2.50) / 1_000_000)
+
+    def test_server_side_tools_by_kind_and_their_fees(self) -> None:
+        from tests.unit.response_fixtures import TIDE_USAGE
+
+        with_ticks = build_record(ResponseUsage.model_validate(TIDE_USAGE), "grok-4.3")
+        assert with_ticks.num_server_side_tools_used == 1
+        assert with_ticks.server_side_tool_usage == {"web_search_calls": 1}
+        assert with_ticks.cost_usd == 0.01234  # xAI's ticks include the tool fee
+        assert format_usage_line(with_ticks).endswith(
+            "num_sources_used=0 num_server_side_tools_used=1 server_side_tool_usage=web_search_calls:1"
+        )
+        estimate = build_record(ResponseUsage.model_validate({**TIDE_USAGE, "cost_in_usd_ticks": None}), "grok-4.3")
+        tokens = (1024 * 1.25 + 4096 * 0.20 + 180 * 2.50) / 1_000_000
+        assert estimate.cost_usd == pytest.approx(tokens + 5 / 1000)  # $5 per 1,000 web searches
+        cheaper = build_record(
+            ResponseUsage.model_validate({**TIDE_USAGE, "cost_in_usd_ticks": None}),
+            "grok-4.3",
+            tool_prices=tool_price_table({"web_search_calls": 2}),
+        )
+        assert cheaper.cost_usd == pytest.approx(tokens + 2 / 1000)
+
+    def test_tool_fee_table(self, caplog: pytest.LogCaptureFixture) -> None:
+        assert DEFAULT_TOOL_PRICES["x_search_calls"] == 5.0 and DEFAULT_TOOL_PRICES["file_search_calls"] == 2.5
+        assert DEFAULT_TOOL_PRICES["mcp_calls"] == 0.0 and TOOL_PRICES_AS_OF >= "2026-01-01"
+        calls = {"code_interpreter_calls": 2, "file_search_calls": 4, "mcp_calls": 3, "hologram_calls": 1}
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.tool_prices"):
+            assert tool_fees(calls) == pytest.approx(0.01 + 0.01)
+            tool_fees(calls)
+        warnings = [r.getMessage() for r in caplog.records if "hologram_calls" in r.getMessage()]
+        assert len(warnings) == 1 and "tool_prices" in warnings[0]
+        with pytest.raises(ValueError, match="'web_search_calls'"):
+            tool_price_table({"web_search_calls": -1})
+
+    def test_chat_estimates_include_tool_fees_too(self) -> None:
+        plain = build_record(usage(), "grok-4.3")
+        searched = build_record(usage(server_side_tool_usage_details={"x_search_calls": 2}), "grok-4.3")
+        assert searched.cost_usd == pytest.approx(plain.cost_usd + 0.01)  # type: ignore[operator]
+        assert plain.kind == "chat"
+
+    def test_a_streamed_answer_makes_the_same_record(self) -> None:
+        from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
+        from airflow_provider_xai.schemas import Response
+        from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
+
+        assembler = ResponseStreamAssembler()
+        for data in ILLUSTRATIVE_STREAM:
+            assembler.feed(data)
+        streamed = build_record(assembler.response().usage, "grok-4.3", completion_id="R")
+        direct = build_record(Response.model_validate(TIDE_RESPONSE).usage, "grok-4.3", completion_id="R")
+        streamed.timestamp = direct.timestamp
+        assert streamed == direct
+        assert (direct.prompt_tokens, direct.completion_tokens, direct.reasoning_tokens, direct.total_tokens) == (
+            5120, 60, 120, 5300
+        )
