@@ -1,7 +1,7 @@
 """Pydantic models of the xAI REST API: requests (strict) and responses (tolerant).
 
-One module per API area (``chat``, ``batch``, ``responses`` with ``response_items``); the public
-models are importable from here.
+One module per API area (``chat``, ``batch``; the Responses API in ``response_request``,
+``responses`` and ``response_items``); the public models are importable from here.
 """
 
 from airflow_provider_xai.schemas.batch import (
@@ -73,17 +73,20 @@ from airflow_provider_xai.schemas.response_items import (
     XSearchCallItem,
     parse_item,
 )
-from airflow_provider_xai.schemas.responses import (
+from airflow_provider_xai.schemas.response_request import (
     CHAT_ONLY_FIELDS,
     RESPONSES_PATH,
-    TERMINAL_EVENTS,
-    DeletedResponse,
     FunctionCallOutput,
     InputMessage,
-    Response,
     ResponseRequest,
-    ResponseStreamEvent,
     build_response_request,
+    describe_response_error,
+)
+from airflow_provider_xai.schemas.responses import (
+    TERMINAL_EVENTS,
+    DeletedResponse,
+    Response,
+    ResponseStreamEvent,
     strip_inline_citations,
 )
 
@@ -157,6 +160,7 @@ __all__ = [
     "build_chat_request",
     "build_response_request",
     "check_sendable",
+    "describe_response_error",
     "describe_validation_error",
     "parse_item",
     "parse_response",
