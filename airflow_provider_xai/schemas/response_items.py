@@ -345,12 +345,16 @@ class FunctionCall:
 
 
 # --- usage ----------------------------------------------------------------------------------
+#: A token count; ``null`` (sent for counts not measured) reads as 0.
+Count = Annotated[int, BeforeValidator(lambda value: 0 if value is None else value)]
+
+
 class InputTokensDetails(_Tolerant):
-    cached_tokens: int = 0
+    cached_tokens: Count = 0
 
 
 class OutputTokensDetails(_Tolerant):
-    reasoning_tokens: int = 0
+    reasoning_tokens: Count = 0
 
 
 class ResponseUsage(_Tolerant):
@@ -358,13 +362,13 @@ class ResponseUsage(_Tolerant):
     ``cached_tokens`` inside ``input_tokens``; ``total_tokens`` is kept as sent (never recomputed).
     ``cost_in_usd_ticks`` (1 USD = 1e10 ticks) includes server-side tool fees."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    total_tokens: Count = 0
     input_tokens_details: InputTokensDetails | None = None
     output_tokens_details: OutputTokensDetails | None = None
-    num_sources_used: int = 0
-    num_server_side_tools_used: int = 0
+    num_sources_used: Count = 0
+    num_server_side_tools_used: Count = 0
     server_side_tool_usage_details: dict[str, Any] | None = None
     cost_in_usd_ticks: int | None = None
     cost_in_nano_usd: int | None = None

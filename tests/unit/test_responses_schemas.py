@@ -275,6 +275,12 @@ class TestResponse:
         odd = usage.model_copy(update={"total_tokens": 999})
         assert odd.total_tokens == 999  # as sent, never recomputed
 
+    def test_null_counts_read_as_zero(self) -> None:
+        body = {"id": "r", "usage": {"input_tokens": 5, "output_tokens": None, "num_sources_used": None,
+                                     "output_tokens_details": {"reasoning_tokens": None}}}  # fmt: skip
+        usage = Response.model_validate(body).usage
+        assert usage is not None and (usage.output_tokens, usage.reasoning_tokens, usage.num_sources_used) == (0, 0, 0)
+
     @pytest.mark.parametrize("arguments", ['{"text": "buy', "[1, 2]", '"text"'])
     def test_malformed_arguments_are_a_typed_error_naming_the_call(self, arguments: str) -> None:
         body = copy.deepcopy(FUNCTION_CALL_RESPONSE)
