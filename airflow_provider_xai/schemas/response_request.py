@@ -34,6 +34,9 @@ CHAT_ONLY_FIELDS: dict[str, str] = {
     "frequency_penalty": "not supported by the Responses API",
     "presence_penalty": "not supported by the Responses API",
 }
+_SERVER_SIDE_TOOLS = frozenset(
+    {"web_search", "x_search", "code_interpreter", "code_execution", "file_search", "collections_search", "mcp"}
+)
 #: Chat-style content parts and roles, with their Responses equivalent.
 _CHAT_PARTS = {
     "text": "use {'type': 'input_text', 'text': ...}",
@@ -247,7 +250,7 @@ def check_request(request: ResponseRequest) -> None:
             declared = {t.get("name") for t in tools if t.get("type") == "function"}
             if request.tools is not None and forced not in declared:
                 raise XAIValidationError("tool_choice.name", f"{forced!r} is not one of the function tools")
-        else:
+        elif kind in _SERVER_SIDE_TOOLS:
             raise XAIValidationError(
                 "tool_choice.type", f"only a function can be forced ({kind!r}: server-side tools cannot)"
             )
