@@ -191,11 +191,10 @@ def check_sendable(request: ChatRequest) -> dict[str, Any]:
     return data
 
 
-def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
-    """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
+def _validated(request: ChatRequest | Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> ChatRequest:
+    """The request as a validated model (pydantic's checks only)."""
     if isinstance(request, ChatRequest):
         if not kwargs:
-            check_sendable(request)
             return request
         request = request.model_dump(by_alias=True, exclude_unset=True)  # re-validated below
     elif request is not None and not isinstance(request, Mapping):
@@ -204,13 +203,23 @@ def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, *
         )
     data = {**(request or {}), **kwargs}
     try:
-        validated = ChatRequest.model_validate(data)
-        check_sendable(validated)
-        return validated
+        return ChatRequest.model_validate(data)
     except ValidationError as exc:
         raise XAIValidationError(*describe_validation_error(exc)) from None
     except RecursionError:
         raise XAIValidationError("request", "is nested too deeply") from None
+
+
+def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
+    """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
+    validated = _validated(request, kwargs)
+    check_sendable(validated)
+    return validated
+
+
+def build_chat_body(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Validate a chat request and return the body to send (one dump: what was checked is sent)."""
+    return check_sendable(_validated(request, kwargs))
 
 
 # --- response side --------------------------------------------------------------------------
