@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from airflow_provider_xai.testing.errors import ServedError
-from airflow_provider_xai.testing.responses import build_response, parse_responses_request
+from airflow_provider_xai.testing.responses import build_response
+from airflow_provider_xai.testing.responses_request import parse_responses_request
 from airflow_provider_xai.testing.responses_stream import stream_frames
 from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, ServerState
 

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_xai.testing import PRICES, Fault, XAIServer
 from airflow_provider_xai.testing.chat import count_tokens
-from airflow_provider_xai.testing.responses import item_text
+from airflow_provider_xai.testing.responses_request import item_text
 from airflow_provider_xai.testing.responses_tools import TOOL_PRICE_TICKS
 
 pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin"]
