@@ -245,7 +245,8 @@ class ServerState:
             self._chaos_rng = random.Random(chaos.seed if chaos else 0)
 
     def reset(self) -> None:
-        """Clear faults, journal, chaos, deferred results, prompt cache; restore config."""
+        """Clear faults, journal, chaos, deferred results, batches, stored responses, prompt
+        cache; restore config."""
         with self._lock:
             self._faults.clear()
             self._journal.clear()
