@@ -154,7 +154,9 @@ def _input_items(raw: Any, model: ModelSpec) -> list[dict[str, Any]]:
 def _text_format(text: Any) -> dict[str, Any]:
     if text is None:
         return {"type": "text"}
-    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(text, dict):
+        raise invalid_type("text", text, "a map")
+    fmt = text.get("format")
     if fmt is None:
         return {"type": "text"}
     if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):

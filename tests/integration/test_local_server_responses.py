@@ -364,6 +364,8 @@ def test_structured_output(client: httpx.Client, sdk: Any) -> None:
     assert isinstance(json.loads(message(obj)["text"]), dict)
     assert "flat" in refused(client, text={"format": {"type": "json_schema",
                                                       "json_schema": {"schema": schema}}})
+    assert "text: invalid type: string" in refused(client, 422, text="json")
+    assert "unknown variant" in refused(client, 422, text={"format": {"type": "yaml"}})
 
     class Trip(pydantic.BaseModel):
         city: str
