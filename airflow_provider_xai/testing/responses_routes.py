@@ -4,7 +4,9 @@
   ``responses.build_response``; ``stream: true`` answers SSE (``responses_stream``), paced by
   ``stream_interval``, ending with ``data: [DONE]`` only when ``responses_done_marker`` is set.
   A ``Fault`` with ``content`` forces the answer text; ``truncate_stream``/``malformed_chunk``
-  damage the stream. ``store: true`` (the default) keeps the response.
+  damage the stream; ``fail_stream`` ends it with ``response.failed`` (``message`` is the
+  error message; the stored response is the failed one). ``store: true`` (the default) keeps
+  the response.
 * ``GET /v1/responses/{id}``: the stored response; ``DELETE`` answers
   ``{"id", "object": "response", "deleted": true}``; both 404 for an unknown, deleted or
   ``store: false`` id.
@@ -23,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
 from airflow_provider_xai.testing.responses_request import parse_responses_request
-from airflow_provider_xai.testing.responses_stream import stream_frames
+from airflow_provider_xai.testing.responses_stream import failed_response, stream_frames
 from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, ServerState
 
 
@@ -53,13 +55,16 @@ def create_responses_router(state: ServerState) -> APIRouter:
         if state.latency:
             await asyncio.sleep(state.latency)
         response, stored = build_response(req, state, fault.content if fault else None)
+        failed = None
+        if fault and fault.fail_stream and req.stream:
+            failed = stored.response = failed_response(response, fault.message)
         if req.store:
             state.store_response(response["id"], stored)
         if not req.stream:
             return JSONResponse(response)
         frames = stream_frames(response, truncate=bool(fault and fault.truncate_stream),
                                malformed=bool(fault and fault.malformed_chunk),
-                               done_marker=state.responses_done_marker)
+                               done_marker=state.responses_done_marker, failed=failed)
 
         async def body() -> AsyncIterator[str]:
             for i, frame in enumerate(frames):

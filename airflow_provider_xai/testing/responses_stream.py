@@ -13,7 +13,8 @@ done, part done) and ``response.output_item.done``; last ``response.completed`` 
 
 Faults: ``truncate`` ends the stream right after the second text delta (or before the terminal
 event when there is no text); ``malformed`` inserts ``data: {not json`` after the first text
-delta (or before the terminal event).
+delta (or before the terminal event); a ``failed`` response (``failed_response``) streams up to
+the second text delta, then ends with ``response.failed``.
 """
 
 from __future__ import annotations
@@ -104,20 +105,36 @@ def _item_events(index: int, item: dict[str, Any]) -> Iterator[Event]:
     yield {"type": "response.output_item.done", "output_index": index, "item": item}
 
 
-def response_events(response: dict[str, Any]) -> Iterator[Event]:
-    """Every event of the stream, without ``sequence_number``."""
+def failed_response(response: dict[str, Any], message: str | None = None) -> dict[str, Any]:
+    """``response`` as a mid-stream failure leaves it: ``status: failed``, an ``error``, no
+    output and no usage."""
+    return {**snapshot(response), "status": "failed",
+            "error": {"code": "server_error",
+                      "message": message or "The model failed to finish the response."}}
+
+
+def response_events(response: dict[str, Any], failed: dict[str, Any] | None = None
+                    ) -> Iterator[Event]:
+    """Every event of the stream, without ``sequence_number``; with ``failed`` (a
+    ``failed_response``) the items stop after the second text delta, then ``response.failed``."""
     yield {"type": "response.created", "response": snapshot(response)}
     yield {"type": "response.in_progress", "response": snapshot(response)}
-    for index, item in enumerate(response["output"]):
-        yield from _item_events(index, item)
+    events = [e for i, item in enumerate(response["output"]) for e in _item_events(i, item)]
+    if failed is not None:
+        deltas = [i for i, e in enumerate(events) if e["type"] == "response.output_text.delta"]
+        yield from events[: deltas[1] + 1] if len(deltas) > 1 else events
+        yield {"type": "response.failed", "response": failed}
+        return
+    yield from events
     terminal = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
     yield {"type": terminal, "response": response}
 
 
 def stream_frames(response: dict[str, Any], truncate: bool = False, malformed: bool = False,
-                  done_marker: bool = False) -> Iterator[str]:
+                  done_marker: bool = False, failed: dict[str, Any] | None = None
+                  ) -> Iterator[str]:
     """SSE frames: ``event:`` + ``data:`` per event, numbered; faults as documented above."""
-    events = list(response_events(response))
+    events = list(response_events(response, failed))
     deltas = [i for i, e in enumerate(events) if e["type"] == "response.output_text.delta"]
     last = len(events) - 1
     cut = deltas[1] if truncate and len(deltas) > 1 else last - 1 if truncate else None

@@ -39,6 +39,7 @@ class Fault:
     drop: bool = False
     truncate_stream: bool = False
     malformed_chunk: bool = False
+    fail_stream: bool = False  # /v1/responses streams end with ``response.failed`` (chat: no-op)
     content: str | None = None
     body: str | None = None
     path: str | None = None
@@ -86,7 +87,8 @@ class Fault:
         return out
 
     def describe(self) -> str:
-        flags = [k for k in ("drop", "truncate_stream", "malformed_chunk") if getattr(self, k)]
+        flags = [k for k in ("drop", "truncate_stream", "malformed_chunk", "fail_stream")
+                 if getattr(self, k)]
         flags += [k for k in ("content", "body") if getattr(self, k) is not None]
         return ",".join([str(self.status), *flags])
 

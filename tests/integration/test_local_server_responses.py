@@ -290,6 +290,26 @@ def test_faults_and_journal(client: httpx.Client, xai_server: XAIServer) -> None
     assert posts[0].headers["authorization"] == "Bearer ***"
 
 
+def test_fail_stream_fault(client: httpx.Client, xai_server: XAIServer, sdk: Any) -> None:
+    xai_server.enqueue(Fault(fail_stream=True, message="upstream broke", path="/responses"))
+    evs = events(sse(client, input="one two three four five"))
+    assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    assert [e["type"] for e in evs].count("response.output_text.delta") == 2
+    failed = evs[-1]
+    assert failed["type"] == "response.failed" and failed["response"]["status"] == "failed"
+    assert failed["response"]["error"] == {"code": "server_error", "message": "upstream broke"}
+    assert failed["response"]["usage"] is None
+    assert client.get(f"/responses/{failed['response']['id']}").json()["status"] == "failed"
+    assert xai_server.requests("/v1/responses", "POST")[-1].fault == "200,fail_stream"
+    xai_server.enqueue(Fault(fail_stream=True, path="/responses"))
+    with sdk.responses.stream(model="grok-4.3", input="will fail") as s:
+        seen = [e.type for e in s]
+    assert seen[-1] == "response.failed"
+    xai_server.enqueue(Fault(fail_stream=True, path="/responses"))
+    assert create(client, "not streamed")["status"] == "completed"  # no-op without stream
+    assert xai_server.state.pending_faults == 0
+
+
 def test_omit_cost(client: httpx.Client, xai_server: XAIServer) -> None:
     xai_server.configure(omit_cost=True)
     assert "cost_in_usd_ticks" not in create(client, tools=[{"type": "web_search"}])["usage"]
