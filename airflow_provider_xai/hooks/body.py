@@ -13,12 +13,17 @@ _SLICE = 1 << 20
 
 
 def _has_large_string(value: Any) -> bool:
-    if isinstance(value, str):
-        return len(value) >= LARGE_STRING
-    if isinstance(value, dict):
-        return any(_has_large_string(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_large_string(v) for v in value)
+    """Whether any string in ``value`` is :data:`LARGE_STRING` or longer (runs on every request)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if len(item) >= LARGE_STRING:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

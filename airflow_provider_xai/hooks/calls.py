@@ -20,6 +20,7 @@ from airflow_provider_xai.schemas import (
     ChatCompletion,
     ChatRequest,
     DeferredRequest,
+    build_chat_body,
     build_chat_request,
     parse_response,
 )
@@ -36,17 +37,22 @@ def segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
-def chat_request(
-    settings: ClientSettings, request: RequestLike | None = None, /, **kwargs: Any
-) -> ChatRequest:
-    """Validate a chat request, filling in the connection's default model."""
+def _with_model(settings: ClientSettings, request: RequestLike | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the connection's default model when neither names one."""
     if (
         not isinstance(request, ChatRequest)
         and "model" not in kwargs
         and not (request.get("model") if isinstance(request, Mapping) else None)
     ):
-        kwargs["model"] = settings.default_model
-    return build_chat_request(request, **kwargs)
+        return {**kwargs, "model": settings.default_model}
+    return dict(kwargs)
+
+
+def chat_request(
+    settings: ClientSettings, request: RequestLike | None = None, /, **kwargs: Any
+) -> ChatRequest:
+    """Validate a chat request, filling in the connection's default model."""
+    return build_chat_request(request, **_with_model(settings, request, kwargs))
 
 
 def chat_body(
@@ -55,7 +61,7 @@ def chat_body(
     """A body builder for :class:`Call`: the validated chat request plus operator-owned fields."""
 
     def build(settings: ClientSettings) -> dict[str, Any]:
-        body = chat_request(settings, request, **kwargs).to_body()
+        body = build_chat_body(request, **_with_model(settings, request, kwargs))
         body.update(fields)
         return body
 

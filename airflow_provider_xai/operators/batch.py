@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 XCOM_BATCH_ID_KEY = "xai_batch_id"
 STATE_BATCH_ID_KEY = "xai_batch_id"
 REFUSALS_LOGGED = 5
-USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "total_tokens")
 
 
 def batch_name_for(dag_id: str, run_id: str, task_id: str, map_index: int | None) -> str:
@@ -341,8 +340,10 @@ class XAIBatchOperator(BaseOperator):
             line["error"] = f"no result: the batch is {batch.outcome} and this request did not run"
             return line
         if record is not None:
+            from airflow_provider_xai.usage import TOKEN_FIELDS
+
             line["model"] = record.model
-            line["usage"] = {**{f: getattr(record, f) for f in USAGE_FIELDS}, "cost_usd": record.cost_usd}
+            line["usage"] = {**{f: getattr(record, f) for f in TOKEN_FIELDS}, "cost_usd": record.cost_usd}
         try:
             completion = result.completion
             if completion is None:

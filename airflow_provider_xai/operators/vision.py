@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_xai.defaults import DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.images import check_detail, coerce_images, resolve_images
 from airflow_provider_xai.operators.chat import XAIChatOperator
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-DEFAULT_VISION_MODEL = "grok-4.3"
+DEFAULT_VISION_MODEL = DEFAULT_MODEL
 """A current xAI model that takes text and image input."""
 
 

@@ -146,34 +146,50 @@ MAX_JSON_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _value_problem(value: Any) -> str | None:
+    """What JSON cannot carry faithfully in a value that is not a list or mapping (None: fine)."""
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if isinstance(value, str):
+        return "contains a lone surrogate (not valid Unicode)" if _SURROGATE.search(value) else None
+    return f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
+
+
+def _child(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
 def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """(field path, problem) of the first value that JSON cannot carry faithfully, else None.
 
     Free-form fields (extra API fields, tools, file parts) take any Python value; without this
     check a NaN would silently become ``null`` and bytes, sets, lone surrogates or very deep
-    nesting would fail while sending, with an unrelated exception.
+    nesting would fail while sending, with an unrelated exception. It runs on every request, so
+    a path is spelled out only for containers and for the value that is wrong.
     """
-    if value is None or isinstance(value, bool | int):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (path, f"{value!r} is not a JSON number")
-    if isinstance(value, str):
-        return (path, "contains a lone surrogate (not valid Unicode)") if _SURROGATE.search(value) else None
+    items: Any
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        problem = _value_problem(value)
+        return None if problem is None else (path, problem)
     if depth >= MAX_JSON_DEPTH:
         return path, f"is nested more than {MAX_JSON_DEPTH} levels deep"
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return path, f"has a non-string key {_short(key)}"
-            if problem := _unsendable(item, f"{path}.{key}" if path else key, depth + 1):
-                return problem
-        return None
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            if problem := _unsendable(item, f"{path}[{i}]", depth + 1):
-                return problem
-        return None
-    return path, f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
+    for key, item in items:
+        if not isinstance(key, str | int) or (isinstance(key, int) and isinstance(value, Mapping)):
+            return path, f"has a non-string key {_short(key)}"
+        if isinstance(item, Mapping | list | tuple):
+            if found := _unsendable(item, _child(path, key), depth + 1):
+                return found
+        elif (text := _value_problem(item)) is not None:
+            return _child(path, key), text
+    return None
 
 
 def check_sendable(request: ChatRequest) -> dict[str, Any]:
@@ -191,11 +207,10 @@ def check_sendable(request: ChatRequest) -> dict[str, Any]:
     return data
 
 
-def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
-    """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
+def _validated(request: ChatRequest | Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> ChatRequest:
+    """The request as a validated model (pydantic's checks only)."""
     if isinstance(request, ChatRequest):
         if not kwargs:
-            check_sendable(request)
             return request
         request = request.model_dump(by_alias=True, exclude_unset=True)  # re-validated below
     elif request is not None and not isinstance(request, Mapping):
@@ -204,13 +219,23 @@ def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, *
         )
     data = {**(request or {}), **kwargs}
     try:
-        validated = ChatRequest.model_validate(data)
-        check_sendable(validated)
-        return validated
+        return ChatRequest.model_validate(data)
     except ValidationError as exc:
         raise XAIValidationError(*describe_validation_error(exc)) from None
     except RecursionError:
         raise XAIValidationError("request", "is nested too deeply") from None
+
+
+def build_chat_request(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> ChatRequest:
+    """Validate a chat request, raising :class:`XAIValidationError` naming the bad field."""
+    validated = _validated(request, kwargs)
+    check_sendable(validated)
+    return validated
+
+
+def build_chat_body(request: ChatRequest | Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Validate a chat request and return the body to send (one dump: what was checked is sent)."""
+    return check_sendable(_validated(request, kwargs))
 
 
 # --- response side --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order)
    ``POST /chat/completions``. ``delay`` sleeps, ``drop`` aborts the connection mid-body,
    a non-200 ``status`` answers with the xAI error body (+ retry headers), ``body`` answers
    a raw 200; ``content``/``truncate_stream``/``malformed_chunk`` are handed to the chat
-   route (they are no-ops for other routes and for non-streaming requests respectively);
+   and responses routes (no-ops for other routes; the stream flags also for non-streaming
+   requests);
 4. blocked/disabled key or team -> 403 (except ``GET /v1/api-key``);
 5. the route: content type (415), JSON (400), body validation (422/400/404), then logic.
 
@@ -48,10 +49,11 @@ from airflow_provider_xai.testing.errors import (
     redact_key,
 )
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
-from airflow_provider_xai.testing.state import Fault, JournalEntry, ServerState
+from airflow_provider_xai.testing.responses_routes import create_responses_router
+from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, JournalEntry, ServerState
 from airflow_provider_xai.testing.streaming import stream_events
 
-_FAULT_KEY = "xai.fault"
+_FAULT_KEY = FAULT_SCOPE_KEY
 _DROP_DECLARED_LENGTH = 4096
 
 
@@ -319,6 +321,7 @@ def _v1_router(state: ServerState) -> APIRouter:
         return _json(200, {"token_ids": tokenize(body["text"])})
 
     r.include_router(create_batch_router(state))
+    r.include_router(create_responses_router(state))
     return r
 
 

@@ -20,6 +20,8 @@ from airflow_provider_xai.testing.errors import error_body
 from airflow_provider_xai.testing.models import MODELS, ModelSpec
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
+#: ASGI scope key under which the gateway hands a route its consumed ``Fault``.
+FAULT_SCOPE_KEY = "xai.fault"
 #: Journal entries kept by default; older ones are dropped first.
 DEFAULT_JOURNAL_LIMIT = 10_000
 
@@ -37,6 +39,7 @@ class Fault:
     drop: bool = False
     truncate_stream: bool = False
     malformed_chunk: bool = False
+    fail_stream: bool = False  # /v1/responses streams end with ``response.failed`` (chat: no-op)
     content: str | None = None
     body: str | None = None
     path: str | None = None
@@ -84,7 +87,8 @@ class Fault:
         return out
 
     def describe(self) -> str:
-        flags = [k for k in ("drop", "truncate_stream", "malformed_chunk") if getattr(self, k)]
+        flags = [k for k in ("drop", "truncate_stream", "malformed_chunk", "fail_stream")
+                 if getattr(self, k)]
         flags += [k for k in ("content", "body") if getattr(self, k) is not None]
         return ",".join([str(self.status), *flags])
 
@@ -159,6 +163,9 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
     "journal_limit": (int,),
+    "responses_done_marker": (bool,),
+    "responses_collections": (dict,),
+    "responses_mcp_tools": (dict,),
 }
 #: Config fields the control endpoints never show.
 SECRET_FIELDS = frozenset({"api_key"})
@@ -182,6 +189,12 @@ class ServerState:
         self.batch_request_delay: float = 0.0  # and seconds after it was added
         self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
         self.batches: dict[str, Any] = {}  # batch id -> testing.batch.BatchRecord
+        self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
+        #: file_search documents: collection id -> [{"file_id", "filename", "text"}]
+        self.responses_collections: dict[str, list[dict[str, str]]] = {}
+        #: mcp answers: "<server_label>.<tool>" -> output (a string, or JSON-serialised)
+        self.responses_mcp_tools: dict[str, Any] = {}
+        self._responses: dict[str, Any] = {}  # response id -> testing.responses.StoredResponse
         self.models: dict[str, ModelSpec] = dict(MODELS)
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
@@ -216,9 +229,13 @@ class ServerState:
                 raise ValueError(f"{name} must be >= 0")
         if values.get("journal_limit") == 0:
             raise ValueError("journal_limit must be >= 1")
+        if "responses_collections" in values:
+            _check_collections(values["responses_collections"])
+        if "responses_mcp_tools" in values:
+            _check_mcp_tools(values["responses_mcp_tools"])
         with self._lock:
             for name, value in values.items():
-                setattr(self, name, value)
+                setattr(self, name, copy.deepcopy(value) if isinstance(value, dict) else value)
             if self._journal.maxlen != self.journal_limit:
                 self._journal = deque(self._journal, maxlen=self.journal_limit)
 
@@ -230,13 +247,15 @@ class ServerState:
             self._chaos_rng = random.Random(chaos.seed if chaos else 0)
 
     def reset(self) -> None:
-        """Clear faults, journal, chaos, deferred results, prompt cache; restore config."""
+        """Clear faults, journal, chaos, deferred results, batches, stored responses, prompt
+        cache; restore config."""
         with self._lock:
             self._faults.clear()
             self._journal.clear()
             self._deferred.clear()
             self._seen_prefixes.clear()
             self.batches.clear()
+            self._responses.clear()
             self.models = dict(MODELS)
             self.set_chaos(None)
             self.configure(**self._initial)
@@ -306,6 +325,20 @@ class ServerState:
             del self._deferred[request_id]
             return 200, item[1]
 
+    # -- stored responses (``/v1/responses``) -------------------------------------------
+    def store_response(self, response_id: str, stored: Any) -> None:
+        with self._lock:
+            self._responses[response_id] = stored
+
+    def get_response(self, response_id: str) -> Any:
+        """The stored response (a ``testing.responses.StoredResponse``) or None."""
+        with self._lock:
+            return self._responses.get(response_id)
+
+    def delete_response(self, response_id: str) -> bool:
+        with self._lock:
+            return self._responses.pop(response_id, None) is not None
+
     # -- prompt cache ----------------------------------------------------------------
     def cached_prefix(self, keys: list[str]) -> int:
         """Length of the longest leading run of ``keys`` seen before; then remember all."""
@@ -318,3 +351,22 @@ class ServerState:
                     hit = i + 1
             self._seen_prefixes.update(keys)
             return hit
+
+
+def _check_collections(value: dict[str, Any]) -> None:
+    for cid, docs in value.items():
+        if not isinstance(docs, list):
+            raise ValueError(f"responses_collections[{cid!r}] must be a list of documents")
+        for doc in docs:
+            if not isinstance(doc, dict) or not all(
+                isinstance(doc.get(k), str) for k in ("file_id", "filename", "text")
+            ):
+                raise ValueError(f"responses_collections[{cid!r}]: each document needs string "
+                                 "file_id, filename and text")
+
+
+def _check_mcp_tools(value: dict[str, Any]) -> None:
+    for name in value:
+        label, dot, tool = name.partition(".")
+        if not (label and dot and tool):
+            raise ValueError(f"responses_mcp_tools key {name!r} must be '<server_label>.<tool>'")
