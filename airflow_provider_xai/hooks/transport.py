@@ -27,7 +27,13 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIResponseError
 from airflow_provider_xai.hooks.body import body_arguments
-from airflow_provider_xai.hooks.errors import HTTPX_FAILURES, error_from_httpx, error_from_response, scrub
+from airflow_provider_xai.hooks.errors import (
+    HTTPX_FAILURES,
+    error_from_httpx,
+    error_from_response,
+    is_retryable,
+    scrub,
+)
 from airflow_provider_xai.hooks.retry import RetryPolicy
 from airflow_provider_xai.hooks.settings import ClientSettings, settings_from_connection
 
@@ -191,6 +197,7 @@ class XAITransport:
         self.client_kwargs = dict(client_kwargs or {})
         self.overrides = overrides
         self._settings: ClientSettings | None = None
+        self._policies: dict[Callable[[BaseException], bool], RetryPolicy] = {}
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -225,9 +232,13 @@ class XAITransport:
             return self._resolve(conn)
         return self._settings
 
-    def policy(self, retryable: Callable[[BaseException], bool] | None = None) -> RetryPolicy:
-        extra = {} if retryable is None else {"retryable": retryable}
-        return RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap, **extra)
+    def policy(self, retryable: Callable[[BaseException], bool] = is_retryable) -> RetryPolicy:
+        """The retry policy for ``retryable`` failures (built once per predicate)."""
+        policy = self._policies.get(retryable)
+        if policy is None:
+            policy = RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap, retryable)
+            self._policies[retryable] = policy
+        return policy
 
     # --- clients -------------------------------------------------------------------------------
     def client_options(self, s: ClientSettings, limits: httpx.Limits = POOL_LIMITS) -> dict[str, Any]:
