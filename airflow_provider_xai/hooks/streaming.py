@@ -7,7 +7,7 @@ and line length) before the parser buffers it. Sync and async readers differ onl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import cast
 
 import httpx
@@ -41,7 +41,7 @@ class BoundedText:
             yield text
 
 
-def iter_sse_data(response: httpx.Response, limit: BodyLimit) -> Iterator[str]:
+def iter_sse_data(response: httpx.Response, limit: BodyLimit) -> Generator[str, None, None]:
     """Each event's ``data`` until the stream ends; the response is closed afterwards."""
     events = EventSource(cast(httpx.Response, BoundedText(response, limit)))
     try:
@@ -53,7 +53,7 @@ def iter_sse_data(response: httpx.Response, limit: BodyLimit) -> Iterator[str]:
         response.close()
 
 
-async def aiter_sse_data(response: httpx.Response, limit: BodyLimit) -> AsyncIterator[str]:
+async def aiter_sse_data(response: httpx.Response, limit: BodyLimit) -> AsyncGenerator[str, None]:
     """Async :func:`iter_sse_data`."""
     events = EventSource(cast(httpx.Response, BoundedText(response, limit)))
     try:

@@ -232,6 +232,14 @@ class XAITransport:
             return self._resolve(conn)
         return self._settings
 
+    def connection(self, conn_id: str) -> Any:
+        """Another Airflow connection (for secrets a request needs, e.g. an MCP server's)."""
+        return self._get_connection(conn_id)
+
+    async def aconnection(self, conn_id: str) -> Any:
+        """Async :meth:`connection`."""
+        return await self._aget_connection(conn_id)
+
     def policy(self, retryable: Callable[[BaseException], bool] = is_retryable) -> RetryPolicy:
         """The retry policy for ``retryable`` failures (built once per predicate)."""
         policy = self._policies.get(retryable)

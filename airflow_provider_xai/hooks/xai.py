@@ -19,6 +19,7 @@ from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, 
 from airflow_provider_xai.hooks import calls
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.calls import RequestLike
+from airflow_provider_xai.hooks.responses import XAIResponsesMixin
 from airflow_provider_xai.hooks.settings import ClientSettings
 from airflow_provider_xai.hooks.stream_assembler import StreamAssembler
 from airflow_provider_xai.hooks.streaming import aiter_sse_data, iter_sse_data, stream_retryable
@@ -46,7 +47,7 @@ class StructuredResult:
     completion: ChatCompletion
 
 
-class XAIHook(XAIBatchMixin, BaseHook):
+class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).
