@@ -1,11 +1,11 @@
-"""Running a chat or vision task on the Responses API (imported only when such a task runs)."""
+"""Running a chat or vision task on the Responses API. The hook is imported when a task runs,
+not when a DAG file is parsed."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xai.exceptions import XAIValidationError
-from airflow_provider_xai.hooks.responses import with_output
 from airflow_provider_xai.operators.chat import OPERATOR_OWNED_FIELDS, LineLogger
 from airflow_provider_xai.operators.responses_path import check_previous_response_id, to_input, xcom_values
 from airflow_provider_xai.usage import build_record
@@ -44,6 +44,8 @@ def response_fields(op: XAIChatOperator) -> dict[str, Any]:
 
 def run_responses(op: XAIChatOperator, context: Context, ledger: UsageLedger) -> Any:
     """Send the task to the Responses API (streamed into the log if asked) and finish it."""
+    from airflow_provider_xai.hooks.responses import with_output
+
     fields = response_fields(op)
     if op.output_spec is not None:
         fields, _ = with_output(fields, op.output_spec)
