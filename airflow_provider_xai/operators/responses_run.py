@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.exceptions import XAIError, XAIValidationError
 from airflow_provider_xai.operators.chat import OPERATOR_OWNED_FIELDS, LineLogger
 from airflow_provider_xai.operators.responses_path import check_previous_response_id, to_input, xcom_values
 from airflow_provider_xai.usage import build_record
@@ -51,6 +51,15 @@ def run_responses(op: XAIChatOperator, context: Context, ledger: UsageLedger) ->
         fields, _ = with_output(fields, op.output_spec)
     if not op.stream:
         return finish_response(op, context, ledger, op.hook.create_response(fields))
+    response = _stream(op, fields, ledger)
+    for n, citation in enumerate(response.citations(), 1):
+        op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+    return finish_response(op, context, ledger, response)
+
+
+def _stream(op: XAIChatOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:
+    """Stream into the task log: answer lines, one line per tool step. A stream that fails after
+    xAI billed it still has its usage recorded before the error is raised."""
     lines = LineLogger(op.log)
 
     def on_event(event: Any, assembler: Any) -> None:
@@ -61,18 +70,19 @@ def run_responses(op: XAIChatOperator, context: Context, ledger: UsageLedger) ->
             op.log.info("xAI | %s", step)
 
     try:
-        response = op.hook.stream_response(fields, on_event=on_event)
+        return op.hook.stream_response(fields, on_event=on_event)
+    except XAIError as exc:
+        if exc.billed is not None and exc.billed.usage is not None:
+            _record(op, ledger, exc.billed)
+        raise
     finally:
         lines.flush()
-    for n, citation in enumerate(response.citations(), 1):
-        op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
-    return finish_response(op, context, ledger, response)
 
 
 def finish_response(op: XAIChatOperator, context: Context, ledger: UsageLedger, response: Response) -> Any:
     """Record usage first (so a later failure never loses it), push the response id, citations
     and function calls, then return the answer (text or the validated structured object)."""
-    ledger.record(build_record(response.usage, response.model, completion_id=response.id, prices=op.hook.get_prices()))
+    _record(op, ledger, response)
     for key, value in xcom_values(response, op.store).items():
         context["ti"].xcom_push(key=key, value=value)
     if response.incomplete_reason:
@@ -80,3 +90,8 @@ def finish_response(op: XAIChatOperator, context: Context, ledger: UsageLedger, 
     if op.output_spec is not None:
         return op.output_spec.parse(response.text, response)
     return response.text
+
+
+def _record(op: XAIChatOperator, ledger: UsageLedger, response: Response) -> None:
+    prices = op.hook.get_prices()
+    ledger.record(build_record(response.usage, response.model, completion_id=response.id, prices=prices))

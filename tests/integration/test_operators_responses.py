@@ -137,3 +137,16 @@ def test_vision_operator_sends_images_as_input_image(xai_server: Any) -> None:
     assert parts["input_image"]["image_url"].startswith("data:image/png;base64,")
     assert parts["input_image"]["detail"] == "low"
     assert ti.pushed["xai_usage"]["prompt_tokens"] > 256  # the image is billed as input (no separate count)
+
+
+def test_a_stream_that_fails_after_billing_still_records_its_usage(xai_server: Any) -> None:
+    from airflow_provider_xai.exceptions import XAIError
+    from airflow_provider_xai.testing import Fault
+
+    xai_server.enqueue(Fault(fail_stream=True, path="/v1/responses"))
+    ti = FakeTI()
+    with pytest.raises(XAIError) as info:
+        op(prompt="Tides in Brest", tools=[tools.web_search()], stream=True).execute(make_context(ti))
+    assert info.value.billed is not None
+    usage = ti.pushed["xai_usage"]
+    assert usage["completion_id"] == info.value.billed.id and usage["total_tokens"] > 0
