@@ -137,11 +137,11 @@ class XAIResponsesMixin:
         opened = t.retrying(lambda: t.open_stream(RESPONSES_PATH, body), t.policy())
         data = iter_sse_data(opened, t.stream_limit())
         try:
+            # The terminal event ends the answer, [DONE] or not (the assembler ignores what
+            # follows); the rest of the body is still read so the connection returns to the pool.
             for payload in data:
                 if (event := _feed(assembler, payload)) is not None:
                     yield event
-                if assembler.finished:  # the terminal event ends it, [DONE] or not
-                    return
         finally:
             data.close()
         assembler.check_complete()
@@ -157,8 +157,6 @@ class XAIResponsesMixin:
             async for payload in data:
                 if (event := _feed(assembler, payload)) is not None:
                     yield event
-                if assembler.finished:
-                    return
         finally:
             await data.aclose()
         assembler.check_complete()
