@@ -245,7 +245,7 @@ class XAIBatchMixin:
         :class:`XAIDeferredTimeoutError`. Transient poll failures are tolerated as in the
         triggers (see ``hooks/polling.py``)."""
         poller = Poller(poll_interval, clock() + timeout, max_poll_failures, clock=clock)
-        progress = ProgressLog(log, f"xAI batch {batch_id}")
+        progress = ProgressLog(lambda: log, f"xAI batch {batch_id}")
         outcome = poll(
             poller,
             lambda: self.get_batch(batch_id),

@@ -93,18 +93,20 @@ class Poller:
 
 
 class ProgressLog:
-    """Logs a wait's progress when it changes, and each tolerated poll failure."""
+    """Logs a wait's progress when it changes, and each tolerated poll failure. The logger is
+    fetched when there is something to log (see ``XAITransport``: hundreds of waits start in
+    one loop iteration)."""
 
-    def __init__(self, log: logging.Logger | Any, what: str) -> None:
-        self.log, self.what, self.last = log, what, ""
+    def __init__(self, get_log: Callable[[], logging.Logger | Any], what: str) -> None:
+        self.get_log, self.what, self.last = get_log, what, ""
 
     def update(self, progress: str) -> None:
         if progress != self.last:
             self.last = progress
-            self.log.info("%s: %s", self.what, progress)
+            self.get_log().info("%s: %s", self.what, progress)
 
     def failure(self, exc: BaseException, failures: int) -> None:
-        self.log.warning("Polling %s failed (%d in a row): %s; will poll again", self.what, failures, exc)
+        self.get_log().warning("Polling %s failed (%d in a row): %s; will poll again", self.what, failures, exc)
 
 
 @dataclass

@@ -85,7 +85,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
             xai_conn_id,
             get_connection=self.get_connection,
             aget_connection=self.aget_connection,
-            log=self.log,
+            get_log=lambda: self.log,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             client_kwargs=client_kwargs,

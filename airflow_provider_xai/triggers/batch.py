@@ -63,7 +63,7 @@ class XAIBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base: dict[str, Any] = {"batch_id": self.batch_id}
-        progress = ProgressLog(self.log, f"xAI batch {self.batch_id}")
+        progress = ProgressLog(lambda: self.log, f"xAI batch {self.batch_id}")
         try:
             outcome = await apoll(
                 Poller(self.poll_interval, self.end_time, self.max_poll_failures),

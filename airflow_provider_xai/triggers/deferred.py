@@ -68,7 +68,7 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
         hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base = {"request_id": self.request_id}
         poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures)
-        progress = ProgressLog(self.log, f"xAI deferred completion {self.request_id}")
+        progress = ProgressLog(lambda: self.log, f"xAI deferred completion {self.request_id}")
         try:
             outcome = await apoll(
                 poller,

@@ -73,7 +73,7 @@ class XAIUsageTrigger(BaseTrigger):
             pending,
             lambda still: not still,
             on_value=waiting,
-            on_failure=ProgressLog(self.log, "xAI task states").failure,
+            on_failure=ProgressLog(lambda: self.log, "xAI task states").failure,
         )
         if outcome.action is Action.FINISH:
             yield TriggerEvent({"status": "done", "task_ids": self.task_ids})
