@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
 from airflow_provider_xai.hooks.calls import fixed_body, read, segment
 from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
-from airflow_provider_xai.hooks.transport import Call, Reply, XAITransport
+from airflow_provider_xai.hooks.replies import Reply
+from airflow_provider_xai.hooks.transport import Call, XAITransport
 from airflow_provider_xai.schemas.batch import (
     Batch,
     BatchList,

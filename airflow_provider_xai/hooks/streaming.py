@@ -19,7 +19,7 @@ from airflow_provider_xai.exceptions import (
     XAITimeoutError,
     XAITruncatedStreamError,
 )
-from airflow_provider_xai.hooks.transport import BodyLimit
+from airflow_provider_xai.hooks.replies import BodyLimit
 
 
 class BoundedText:

@@ -25,14 +25,21 @@ from typing import Any, Generic, TypeVar
 import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIResponseError
+from airflow_provider_xai.exceptions import XAIAPIError, XAIError
 from airflow_provider_xai.hooks.body import body_arguments
 from airflow_provider_xai.hooks.errors import (
     HTTPX_FAILURES,
     error_from_httpx,
-    error_from_response,
     is_retryable,
-    scrub,
+)
+from airflow_provider_xai.hooks.replies import (
+    BodyLimit,
+    Reply,
+    aread_body,
+    check_reply,
+    is_event_stream,
+    not_an_event_stream,
+    read_body,
 )
 from airflow_provider_xai.hooks.retry import RetryPolicy
 from airflow_provider_xai.hooks.settings import ClientSettings, settings_from_connection
@@ -44,15 +51,6 @@ POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
 #: milliseconds per request on it; :meth:`XAITransport.fanout_clients` spreads wider fan-outs
 #: over several clients of at most this many connections.
 FANOUT_POOL_SIZE = 16
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A complete HTTP answer, read within the size bound."""
-
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
 
 
 @dataclass(frozen=True)
@@ -81,88 +79,6 @@ def shared_ssl_context() -> ssl.SSLContext:
     ``SSL_CERT_DIR`` as httpx does, as set when it is first built.
     """
     return httpx.create_ssl_context(verify=True, trust_env=True)
-
-
-class BodyLimit:
-    """Counts what is read of one answer; raises once it passes the size or line bound."""
-
-    def __init__(self, max_bytes: int, max_line: int | None = None) -> None:
-        self.max_bytes, self.max_line = max_bytes, max_line
-        self.total = 0
-        self.line = 0
-
-    def check_declared(self, headers: Mapping[str, str]) -> None:
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_large(f"announces {declared} bytes")
-
-    def add(self, chunk: bytes | str) -> None:
-        self.total += len(chunk)
-        if self.total > self.max_bytes:
-            raise self._too_large(f"passed {self.total} bytes")
-        if self.max_line is not None:
-            lines = chunk.split("\n") if isinstance(chunk, str) else [chunk]
-            longest = self.line + len(lines[0])  # the first piece continues the current line
-            if len(lines) > 1:
-                longest = max(longest, *(len(line) for line in lines[1:]))
-                self.line = len(lines[-1])
-            else:
-                self.line = longest
-            if longest > self.max_line:
-                raise XAIResponseError(
-                    f"xAI event stream line passed {self.max_line} characters (max_sse_line_length)"
-                )
-
-    def _too_large(self, what: str) -> XAIResponseError:
-        return XAIResponseError(
-            f"xAI answer {what}, more than the {self.max_bytes}-byte limit (max_response_bytes)"
-        )
-
-
-def check_reply(reply: Reply, secret: str) -> Reply:
-    """The reply itself, or the typed error an error status stands for."""
-    if reply.status_code >= 400:
-        raise error_from_response(reply.status_code, reply.headers, reply.content, secret)
-    return reply
-
-
-def not_an_event_stream(reply: Reply, secret: str) -> XAIResponseError:
-    content_type = reply.headers.get("content-type", "no content type")
-    text = scrub(reply.content[:200].decode("utf-8", "replace"), secret)
-    return XAIResponseError(
-        f"xAI did not answer with an event stream ({content_type}): {text!r}",
-        request_id=reply.headers.get("x-request-id"),
-    )
-
-
-def _read(response: httpx.Response, limit: BodyLimit) -> bytes:
-    """The whole body of a streamed response within ``limit``; the response is closed."""
-    try:
-        limit.check_declared(response.headers)
-        chunks = []
-        for chunk in response.iter_bytes():
-            limit.add(chunk)
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        response.close()
-
-
-async def _aread(response: httpx.Response, limit: BodyLimit) -> bytes:
-    """Async :func:`_read`."""
-    try:
-        limit.check_declared(response.headers)
-        chunks = []
-        async for chunk in response.aiter_bytes():
-            limit.add(chunk)
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        await response.aclose()
-
-
-def _is_event_stream(response: httpx.Response) -> bool:
-    return "text/event-stream" in response.headers.get("content-type", "")
 
 
 class XAITransport:
@@ -371,7 +287,7 @@ class XAITransport:
         try:
             client = self.client
             response = client.send(client.build_request(method, path, **body_arguments(body)), stream=True)
-            content = _read(response, BodyLimit(s.max_response_bytes))
+            content = read_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
             raise error_from_httpx(exc, s.url(path), s.api_key) from None
         return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
@@ -382,7 +298,7 @@ class XAITransport:
         try:
             request = client.build_request(method, path, **body_arguments(body, asynchronous=True))
             response = await client.send(request, stream=True)
-            content = await _aread(response, BodyLimit(s.max_response_bytes))
+            content = await aread_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
             raise error_from_httpx(exc, s.url(path), s.api_key) from None
         return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
@@ -394,9 +310,9 @@ class XAITransport:
         try:
             client = self.client
             response = client.send(client.build_request("POST", path, **body_arguments(body)), stream=True)
-            if response.status_code < 400 and _is_event_stream(response):
+            if response.status_code < 400 and is_event_stream(response):
                 return response
-            content = _read(response, BodyLimit(s.max_response_bytes))
+            content = read_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
             raise error_from_httpx(exc, s.url(path), s.api_key) from None
         reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
@@ -409,9 +325,9 @@ class XAITransport:
         try:
             request = client.build_request("POST", path, **body_arguments(body, asynchronous=True))
             response = await client.send(request, stream=True)
-            if response.status_code < 400 and _is_event_stream(response):
+            if response.status_code < 400 and is_event_stream(response):
                 return response
-            content = await _aread(response, BodyLimit(s.max_response_bytes))
+            content = await aread_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
             raise error_from_httpx(exc, s.url(path), s.api_key) from None
         reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
@@ -433,4 +349,4 @@ def _mask(secret: str) -> None:
         pass
 
 
-__all__ = ["Call", "Reply", "XAITransport", "check_reply", "shared_ssl_context"]
+__all__ = ["Call", "XAITransport", "shared_ssl_context"]

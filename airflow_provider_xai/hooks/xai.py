@@ -19,11 +19,12 @@ from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, 
 from airflow_provider_xai.hooks import calls
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.calls import RequestLike
+from airflow_provider_xai.hooks.replies import Reply
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
 from airflow_provider_xai.hooks.settings import ClientSettings
 from airflow_provider_xai.hooks.stream_assembler import StreamAssembler
 from airflow_provider_xai.hooks.streaming import aiter_sse_data, iter_sse_data, stream_retryable
-from airflow_provider_xai.hooks.transport import Call, Reply, XAITransport
+from airflow_provider_xai.hooks.transport import Call, XAITransport
 from airflow_provider_xai.schemas import (
     ApiKeyInfo,
     ChatCompletion,
