@@ -13,7 +13,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class XAIError(AirflowException):
-    """Base class of every error raised by airflow-provider-xai."""
+    """Base class of every error raised by airflow-provider-xai.
+
+    ``billed`` holds the answer that came with the failure when xAI billed it (for example a
+    streamed response that failed after it started), so its usage can still be recorded.
+    """
+
+    billed: Any = None
 
     def __init__(
         self,

@@ -28,6 +28,11 @@ CHAT_BODY: dict[str, Any] = {
         {"role": "user", "content": "Say hello to the benchmark."},
     ],
 }
+#: The same conversation as a Responses API request (``POST /v1/responses``).
+RESPONSES_BODY: dict[str, Any] = {
+    "model": CHAT_BODY["model"],
+    "input": [dict(m) for m in CHAT_BODY["messages"]],
+}
 
 
 @dataclass

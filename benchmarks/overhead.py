@@ -1,11 +1,16 @@
-"""1. Per-call client overhead: XAIHook.chat vs bare pooled httpx vs the openai SDK.
+"""1. Per-call client overhead: XAIHook.chat vs bare pooled httpx vs the openai SDK, and
+XAIHook.create_response (Responses API) vs bare pooled httpx.
 
-All three send the same body to the same server, sequentially, each with a warm pooled
-connection. A round runs every contender for the same number of calls in interleaved blocks
+The contenders of a comparison send the same body to the same server, sequentially, each with
+a warm pooled connection. A round runs every contender for the same number of calls in interleaved blocks
 of 20 (so a burst of load from a neighbour hits all three alike); the figure is the median of
 the per-round ratios. Against the minimal responder the server answers from prepared bytes,
 so the time measured is almost all client work; the same comparison against the bundled
 FastAPI server is shown too, where that server's ~1-2 ms per request dilutes the differences.
+
+1d measures the Responses API the same way, in its own interleaved rounds against the same
+responder, which answers ``POST /v1/responses`` with a prepared finished response (a reasoning
+item, a message with one ``output_text`` part, full usage, the echoed request configuration).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from benchmarks.common import (
     API_KEY,
     CHAT_BODY,
     CONN_ENV,
+    RESPONSES_BODY,
     Figure,
     apply_env,
     connection,
@@ -33,15 +39,27 @@ from benchmarks.common import (
 BLOCK = 20
 
 
-def _clients(base_url: str) -> dict[str, Callable[[], Any]]:
+def _warm(contenders: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], Any]]:
+    for call in contenders.values():  # connect, import lazily-loaded modules, fill caches
+        for _ in range(20):
+            call()
+    return contenders
+
+
+def _bare(base_url: str) -> Any:
     import httpx
+
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=600)
+
+
+def _clients(base_url: str) -> dict[str, Callable[[], Any]]:
     import openai
 
     from airflow_provider_xai.hooks.xai import XAIHook
 
     os.environ[CONN_ENV] = json.dumps(connection(base_url))
     hook = XAIHook()
-    bare = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=600)
+    bare = _bare(base_url)
     sdk = openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=2)
 
     def via_hook() -> Any:
@@ -55,16 +73,34 @@ def _clients(base_url: str) -> dict[str, Callable[[], Any]]:
     def via_openai() -> Any:
         return sdk.chat.completions.create(**CHAT_BODY)
 
-    contenders = {"hook": via_hook, "bare_httpx": via_bare, "openai": via_openai}
-    for call in contenders.values():  # connect, import lazily-loaded modules, fill caches
-        for _ in range(20):
-            call()
-    return contenders
+    return _warm({"hook": via_hook, "bare_httpx": via_bare, "openai": via_openai})
 
 
-def measure(base_url: str, calls: int, rounds: int) -> dict[str, Any]:
+def _responses_clients(base_url: str) -> dict[str, Callable[[], Any]]:
+    """``hook.create_response`` vs a bare pooled ``httpx.Client``, both answered alike."""
+    from airflow_provider_xai.hooks.xai import XAIHook
+
+    os.environ[CONN_ENV] = json.dumps(connection(base_url))
+    hook = XAIHook()
+    bare = _bare(base_url)
+
+    def via_hook() -> Any:
+        return hook.create_response(RESPONSES_BODY)
+
+    def via_bare() -> Any:
+        response = bare.post("responses", json=RESPONSES_BODY)
+        response.raise_for_status()
+        return json.loads(response.content)
+
+    got, raw = via_hook(), via_bare()  # both read the same answer, not an error
+    expected = raw["output"][1]["content"][0]["text"]
+    if got.text != expected or got.usage is None or got.usage.total_tokens != raw["usage"]["total_tokens"]:
+        raise RuntimeError(f"create_response read {got.text!r}, usage {got.usage!r}; expected {expected!r}")
+    return _warm({"hook": via_hook, "bare_httpx": via_bare})
+
+
+def measure(contenders: dict[str, Callable[[], Any]], calls: int, rounds: int) -> dict[str, Any]:
     """Wall and CPU seconds per call for each contender, per round."""
-    contenders = _clients(base_url)
     names = list(contenders)
     per_round = max(BLOCK, calls // rounds)
     wall: dict[str, list[float]] = {n: [] for n in names}
@@ -90,25 +126,27 @@ def measure(base_url: str, calls: int, rounds: int) -> dict[str, Any]:
 
 def _summary(data: dict[str, Any]) -> dict[str, Any]:
     wall, cpu = data["wall"], data["cpu"]
-    return {
+    out = {
         "calls_per_contender": data["calls_per_contender"],
         "rounds": len(wall["hook"]),
         "us_per_call_wall": {k: round(median(v) * 1e6, 1) for k, v in wall.items()},
         "us_per_call_cpu": {k: round(median(v) * 1e6, 1) for k, v in cpu.items()},
-        "hook_over_bare_rounds": [round(x, 3) for x in ratios(wall["hook"], wall["bare_httpx"])],
-        "hook_over_bare_cpu": round(median(ratios(cpu["hook"], cpu["bare_httpx"])), 3),
-        "hook_over_openai_rounds": [round(x, 3) for x in ratios(wall["hook"], wall["openai"])],
-        "hook_over_openai_cpu": round(median(ratios(cpu["hook"], cpu["openai"])), 3),
     }
+    for other in [n for n in wall if n != "hook"]:
+        short = other.removesuffix("_httpx")
+        out[f"hook_over_{short}_rounds"] = [round(x, 3) for x in ratios(wall["hook"], wall[other])]
+        out[f"hook_over_{short}_cpu"] = round(median(ratios(cpu["hook"], cpu[other])), 3)
+    return out
 
 
 def run(quick: bool = False) -> list[Figure]:
     calls, rounds = (400, 4) if quick else (2000, 5)
     with responder() as base_url:
-        lean = measure(base_url, calls, rounds)
+        lean = measure(_clients(base_url), calls, rounds)
+        responses = measure(_responses_clients(base_url), calls, rounds)
     with local_server() as base_url:
-        fastapi = measure(base_url, calls // 5, 3)
-    lean_s, fast_s = _summary(lean), _summary(fastapi)
+        fastapi = measure(_clients(base_url), calls // 5, 3)
+    lean_s, fast_s, resp_s = _summary(lean), _summary(fastapi), _summary(responses)
     server = "minimal asyncio responder (own process)"
     return [
         Figure(
@@ -135,6 +173,14 @@ def run(quick: bool = False) -> list[Figure]:
             None,
             server="bundled FastAPI server (own process)",
             detail=fast_s,
+        ),
+        Figure(
+            "1d_responses_hook_vs_bare_httpx",
+            "per-call time, XAIHook.create_response / bare pooled httpx.post+json.loads",
+            median(resp_s["hook_over_bare_rounds"]),
+            1.15,
+            server=server,
+            detail=resp_s,
         ),
     ]
 

@@ -10,6 +10,10 @@ what the benchmarks send:
 * ``POST /v1/chat/completions``: a fixed ``chat.completion`` after ``--latency`` seconds; a
   small body with ``"deferred": true`` gets ``{"request_id"}`` instead, ready after a seeded
   uniform draw in ``[--ready-min, --ready-max]`` seconds (time-based, like xAI).
+* ``POST /v1/responses``: a fixed, finished ``response`` (the shape of xAI's non-streaming
+  Responses body: a ``reasoning`` item with a summary, a ``message`` with one ``output_text``
+  part, full ``usage`` and the echoed request configuration) after ``--latency`` seconds.
+  ``"stream": true`` gets a 400 (the streaming benchmark uses the bundled server).
 * ``GET /v1/chat/deferred-completion/{id}``: 202 while pending, the completion once, then 404.
 * ``GET /_bench/deferred``: ``{id: {"ready_at", "served_at"}}`` in ``time.monotonic()``
   seconds (CLOCK_MONOTONIC is system-wide on Linux, so the client can compare).
@@ -64,6 +68,84 @@ COMPLETION: dict[str, Any] = {
     },
     "system_fingerprint": "fp_bench",
 }
+# A finished Responses answer in the shape xAI sends (and the bundled server answers the same
+# request with): the echoed request configuration, a reasoning item with its summary, the
+# message, and usage with every detail xAI reports.
+RESPONSE_ID = "0b6d2c1e-5a7f-4c1b-9e0a-2f3d4c5b6a70"
+RESPONSE: dict[str, Any] = {
+    "id": RESPONSE_ID,
+    "object": "response",
+    "created_at": 1_790_000_000,
+    "completed_at": 1_790_000_002,
+    "model": "grok-4.3",
+    "status": "completed",
+    "output": [
+        {
+            "type": "reasoning",
+            "id": f"rs_{RESPONSE_ID}",
+            "status": "completed",
+            "summary": [
+                {"type": "summary_text", "text": "The user wants a short greeting; answer in one line."}
+            ],
+        },
+        {
+            "type": "message",
+            "id": f"msg_{RESPONSE_ID}",
+            "role": "assistant",
+            "status": "completed",
+            "content": [
+                {
+                    "type": "output_text",
+                    "text": "Hello from the benchmark responder.",
+                    "logprobs": [],
+                    "annotations": [],
+                }
+            ],
+        },
+    ],
+    "usage": {
+        "input_tokens": 24,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 27,
+        "output_tokens_details": {"reasoning_tokens": 20},
+        "total_tokens": 51,
+        "num_sources_used": 0,
+        "num_server_side_tools_used": 0,
+        "server_side_tool_usage_details": {
+            "web_search_calls": 0,
+            "x_search_calls": 0,
+            "code_interpreter_calls": 0,
+            "file_search_calls": 0,
+            "mcp_calls": 0,
+            "document_search_calls": 0,
+        },
+        "cost_in_usd_ticks": 975000,
+    },
+    "incomplete_details": None,
+    "error": None,
+    "instructions": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "prompt_cache_key": None,
+    "reasoning": {"effort": None, "summary": None},
+    "safety_identifier": None,
+    "service_tier": "default",
+    "store": True,
+    "temperature": None,
+    "top_p": None,
+    "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
+    "top_logprobs": None,
+    "truncation": "disabled",
+    "background": False,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "metadata": {},
+    "user": None,
+}
 _MAX_PARSED_BODY = 1 << 16
 
 
@@ -76,9 +158,16 @@ def _response(status: int, body: bytes, reason: str = "OK") -> bytes:
 
 
 OK_COMPLETION = _response(200, json.dumps(COMPLETION).encode())
+OK_RESPONSE = _response(200, json.dumps(RESPONSE).encode())
 ACCEPTED = _response(202, b"", "Accepted")
 NOT_FOUND = _response(
     404, b'{"code":"Client specified an invalid argument","error":"not found"}', "Not Found"
+)
+
+NO_STREAMING = _response(
+    400,
+    b'{"code":"Client specified an invalid argument","error":"the benchmark responder does not stream"}',
+    "Bad Request",
 )
 
 
@@ -154,6 +243,13 @@ class Responder(asyncio.Protocol):
                 self.loop.call_later(self.latency, self.send, OK_COMPLETION)
             else:
                 self.send(OK_COMPLETION)
+        elif method == "POST" and path.endswith("/responses"):
+            if body and b'"stream":true' in body.replace(b" ", b""):
+                self.send(NO_STREAMING)
+            elif self.latency:
+                self.loop.call_later(self.latency, self.send, OK_RESPONSE)
+            else:
+                self.send(OK_RESPONSE)
         elif method == "GET" and "/chat/deferred-completion/" in path:
             self.send(self.deferred.poll(path.rsplit("/", 1)[1]))
         elif path == "/_bench/deferred":
@@ -187,7 +283,7 @@ async def serve(port: int, latency: float, ready_min: float, ready_max: float) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.responder", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each completion")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each completion or response")
     parser.add_argument("--ready-min", type=float, default=1.0)
     parser.add_argument("--ready-max", type=float, default=3.0)
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.exceptions import XAIError, XAIValidationError
 from airflow_provider_xai.hooks.calls import read, segment
 from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
 from airflow_provider_xai.hooks.settings import ClientSettings
@@ -138,7 +138,7 @@ class XAIResponsesMixin:
         data = iter_sse_data(opened, t.stream_limit())
         try:
             for payload in data:
-                if (event := assembler.feed(payload)) is not None:
+                if (event := _feed(assembler, payload)) is not None:
                     yield event
                 if assembler.finished:  # the terminal event ends it, [DONE] or not
                     return
@@ -155,7 +155,7 @@ class XAIResponsesMixin:
         data = aiter_sse_data(opened, t.stream_limit())
         try:
             async for payload in data:
-                if (event := assembler.feed(payload)) is not None:
+                if (event := _feed(assembler, payload)) is not None:
                     yield event
                 if assembler.finished:
                     return
@@ -210,6 +210,16 @@ class XAIResponsesMixin:
     async def adelete_response(self, response_id: str) -> DeletedResponse:
         """Async :meth:`delete_response`."""
         return await self.transport.asend(Call("DELETE", _path(response_id), read(DeletedResponse, "deletion")))
+
+
+def _feed(assembler: ResponseStreamAssembler, payload: str) -> ResponseStreamEvent | None:
+    """Feed one event; a failure carries what the stream said so far (``response.failed`` and
+    ``.incomplete`` carry the billed usage) as ``error.billed``."""
+    try:
+        return assembler.feed(payload)
+    except XAIError as exc:
+        exc.billed = assembler.snapshot()
+        raise
 
 
 def _path(response_id: str) -> str:

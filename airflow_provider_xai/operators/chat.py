@@ -20,6 +20,11 @@ from airflow_provider_xai.exceptions import (
     XAIDeferredTimeoutError,
     XAIValidationError,
 )
+from airflow_provider_xai.operators.responses_path import (
+    RESPONSES_ONLY,
+    check_responses_arguments,
+    choose_api,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -105,10 +110,33 @@ class XAIChatOperator(BaseOperator):
     :param poll_interval: seconds between deferred-completion polls.
     :param deferred_timeout: seconds to wait for a deferred completion before failing.
     :param xai_conn_id: the xAI connection.
+    :param api: ``"chat"`` (Chat Completions), ``"responses"`` (xAI's Responses API) or
+        ``"auto"`` (default): Responses exactly when one of the arguments below is given.
+    :param tools: Responses tools (templated), from :mod:`airflow_provider_xai.tools`.
+    :param previous_response_id: continue a stored response (templated), e.g. from XCom
+        ``xai_response_id`` of an upstream task.
+    :param store: keep the response at xAI (default True there); False stores nothing.
+    :param include: extra output to include (templated), e.g. ``["no_inline_citations"]``.
+    :param max_turns: most server-side agent turns.
+    :param prompt_cache_key: routes requests to the same cache (templated).
     """
 
-    template_fields: Sequence[str] = ("prompt", "messages", "system_prompt", "model", "request_kwargs")
-    template_fields_renderers: ClassVar[dict[str, str]] = {"messages": "json", "request_kwargs": "json"}
+    template_fields: Sequence[str] = (
+        "prompt",
+        "messages",
+        "system_prompt",
+        "model",
+        "request_kwargs",
+        "tools",
+        "previous_response_id",
+        "include",
+        "prompt_cache_key",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "messages": "json",
+        "request_kwargs": "json",
+        "tools": "json",
+    }
     ui_color = "#c7d2fe"
 
     def __init__(
@@ -130,9 +158,22 @@ class XAIChatOperator(BaseOperator):
         poll_interval: float = 5.0,
         deferred_timeout: float = 24 * 3600,
         xai_conn_id: str = "xai_default",
+        api: str = "auto",
+        tools: list[Any] | None = None,
+        previous_response_id: str | None = None,
+        store: bool | None = None,
+        include: list[str] | None = None,
+        max_turns: int | None = None,
+        prompt_cache_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.tools = tools
+        self.previous_response_id = previous_response_id
+        self.store = store
+        self.include = include
+        self.max_turns = max_turns
+        self.prompt_cache_key = prompt_cache_key
         self.prompt = prompt
         self.messages = messages
         self.system_prompt = system_prompt
@@ -149,6 +190,7 @@ class XAIChatOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.deferred_timeout = deferred_timeout
         self.xai_conn_id = xai_conn_id
+        self.api = choose_api(api, {name: getattr(self, name) for name in RESPONSES_ONLY})
         if stream and deferrable:
             raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
         self._check_static_arguments()
@@ -156,6 +198,8 @@ class XAIChatOperator(BaseOperator):
     # --- validation ----------------------------------------------------------------------------
     def _check_static_arguments(self) -> None:
         """Checks that need no template rendering: they fail at DAG parse, naming the argument."""
+        if self.api == "responses":
+            check_responses_arguments(self)
         check_number("temperature", self.temperature, 0, 2)
         check_number("max_tokens", self.max_tokens, 1, integer=True)
         check_number("poll_interval", self.poll_interval, 0, positive=True)
@@ -181,15 +225,16 @@ class XAIChatOperator(BaseOperator):
             raise XAIValidationError("prompt", "is empty")
         return self.prompt
 
-    def build_messages(self) -> list[dict[str, Any]]:
-        """The rendered message list, checked before anything is sent."""
+    def build_messages(self, *, system: bool = True) -> list[dict[str, Any]]:
+        """The rendered message list, checked before anything is sent (with the system prompt
+        first unless ``system=False``: the Responses API takes it as ``instructions``)."""
         self._check_input_choice()
         messages = (
             [{"role": "user", "content": self.user_content()}]
             if self.messages is None
             else coerce_messages(self.messages)
         )
-        if self.system_prompt is not None:
+        if self.system_prompt is not None and system:
             if not isinstance(self.system_prompt, str):
                 raise XAIValidationError(
                     "system_prompt", f"expected text, got {type(self.system_prompt).__name__}"
@@ -239,6 +284,10 @@ class XAIChatOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         ledger = self._ledger(context)
+        if self.api == "responses":
+            from airflow_provider_xai.operators.responses_run import run_responses
+
+            return run_responses(self, context, ledger)
         request = self.chat_request()
         if self.deferrable:
             return self._defer(context, ledger, request)

@@ -107,8 +107,9 @@ def _item_events(index: int, item: dict[str, Any]) -> Iterator[Event]:
 
 def failed_response(response: dict[str, Any], message: str | None = None) -> dict[str, Any]:
     """``response`` as a mid-stream failure leaves it: ``status: failed``, an ``error``, no
-    output and no usage."""
-    return {**snapshot(response), "status": "failed",
+    output, and the usage of the work done (xAI may bill a failed response: the case a client
+    must not lose)."""
+    return {**snapshot(response), "usage": response.get("usage"), "status": "failed",
             "error": {"code": "server_error",
                       "message": message or "The model failed to finish the response."}}
 

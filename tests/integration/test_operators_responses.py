@@ -1,0 +1,152 @@
+"""The chat and vision operators on the Responses API, against the local xAI server: how the
+endpoint is chosen, what is refused at parse time, what reaches XCom, conversations across
+tasks, streaming into the log, structured output and images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from airflow_provider_xai import tools
+from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.operators.chat import XAIChatOperator
+from airflow_provider_xai.operators.vision import XAIVisionOperator
+from tests.helpers.context import FakeTI, make_context
+from tests.integration.test_chat_operator import logged
+
+MODEL = "grok-4-1-fast-reasoning"
+PNG = (Path(__file__).resolve().parents[2] / "example_dags" / "sample_images" / "bar_chart.png").read_bytes()
+
+
+def op(**kwargs: Any) -> XAIChatOperator:
+    kwargs.setdefault("task_id", "research")
+    kwargs.setdefault("model", MODEL)
+    return XAIChatOperator(**kwargs)
+
+
+def response_posts(server: Any) -> list[Any]:
+    return server.requests("/responses", method="POST")
+
+
+def test_api_auto_picks_responses_only_for_responses_arguments() -> None:
+    assert op(prompt="x").api == "chat"
+    assert op(prompt="x", tools=[tools.web_search()]).api == "responses"
+    assert op(prompt="x", store=False).api == "responses"
+    assert op(prompt="x", api="responses").api == "responses"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"api": "chat", "tools": [tools.web_search()]}, "tools"),
+        ({"api": "graphql"}, "api"),
+        ({"tools": [tools.web_search()], "deferrable": True}, "deferrable"),
+        ({"previous_response_id": "r1", "system_prompt": "Be brief"}, "system_prompt"),
+        ({"api": "responses", "stop": ["\n"]}, "stop"),
+        ({"tools": [{"type": "web_search", "allowed_domains": ["a.com"], "excluded_domains": ["b.com"]}]}, "tools[0]"),
+        ({"tools": [tools.x_search()], "max_turns": 0}, "max_turns"),
+    ],
+)
+def test_refused_at_parse_time(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(XAIValidationError) as info:
+        op(prompt="x", **kwargs)
+    assert info.value.field.startswith(field)
+
+
+def test_search_task_returns_text_and_pushes_id_citations_and_usage(xai_server: Any) -> None:
+    ti = FakeTI()
+    answer = op(prompt="Tides in Brest", tools=[tools.web_search(), tools.x_search()]).execute(make_context(ti))
+    assert isinstance(answer, str) and answer.startswith("Grok (local) heard")
+    assert ti.pushed["xai_response_id"]
+    citations = ti.pushed["xai_citations"]
+    assert citations and all(set(c) == {"url", "title"} for c in citations)
+    usage = ti.pushed["xai_usage"]
+    assert usage["num_server_side_tools_used"] >= 2 and usage["cost_source"] == "xai"
+    assert usage["completion_id"] == ti.pushed["xai_response_id"]
+
+
+def test_conversation_across_two_tasks_sends_only_the_new_input(xai_server: Any) -> None:
+    first = FakeTI(task_id="research")
+    op(prompt="Research solar sails", tools=[tools.web_search()]).execute(make_context(first))
+    follow = op(
+        task_id="summary",
+        prompt="Summarise that in one line",
+        previous_response_id=first.pushed["xai_response_id"],
+    )
+    assert follow.api == "responses"
+    follow.execute(make_context(FakeTI(task_id="summary")))
+    body = response_posts(xai_server)[-1].body
+    assert body["previous_response_id"] == first.pushed["xai_response_id"]
+    assert body["input"] == [{"role": "user", "content": "Summarise that in one line"}]
+    assert "instructions" not in body
+
+
+def test_store_false_leaves_nothing_to_continue(xai_server: Any) -> None:
+    ti = FakeTI()
+    op(prompt="ephemeral", store=False).execute(make_context(ti))
+    assert ti.pushed["xai_response_id"] is None
+    downstream = op(task_id="next", prompt="and then?", previous_response_id="None")
+    with pytest.raises(XAIValidationError, match="store=False"):
+        downstream.execute(make_context())
+    assert len(response_posts(xai_server)) == 1
+
+
+def test_streaming_logs_lines_tool_steps_and_citations(xai_server: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    task = op(prompt="Tides in Brest", tools=[tools.web_search()], stream=True)
+    capfd.readouterr()
+    answer = task.execute(make_context())
+    lines = ["xAI | " + line.split("xAI | ", 1)[1].split(" [airflow")[0].rstrip() for line in logged(capfd)
+             if "xAI | " in line]
+    assert any("web_search" in line for line in lines), lines
+    assert any(line.startswith("xAI | [1] http") for line in lines), lines
+    assert answer.split("\n")[0] in "\n".join(lines)
+
+
+class Summary(BaseModel):
+    headline: str
+    points: list[str]
+
+
+def test_structured_output_on_responses(xai_server: Any) -> None:
+    result = op(prompt="Summarise", response_format=Summary, store=True).execute(make_context())
+    assert set(result) == {"headline", "points"}
+    assert response_posts(xai_server)[0].body["text"]["format"]["type"] == "json_schema"
+
+
+def test_function_calls_land_in_xcom_for_a_downstream_task(xai_server: Any) -> None:
+    save = tools.function("save_note", {"type": "object", "properties": {"text": {"type": "string"}}})
+    ti = FakeTI()
+    op(prompt="Save a note", tools=[save], request_kwargs={"tool_choice": "required"}).execute(make_context(ti))
+    (call,) = ti.pushed["xai_function_calls"]
+    assert call["name"] == "save_note" and isinstance(call["arguments"], dict) and call["call_id"]
+
+
+def test_vision_operator_sends_images_as_input_image(xai_server: Any) -> None:
+    ti = FakeTI()
+    task = XAIVisionOperator(
+        task_id="look", prompt="What is in the image?", images=PNG, model=MODEL, api="responses", detail="low"
+    )
+    assert isinstance(task.execute(make_context(ti)), str)
+    content = response_posts(xai_server)[0].body["input"][-1]["content"]
+    parts = {part["type"]: part for part in content}
+    assert set(parts) == {"input_text", "input_image"} and len(content) == 2
+    assert parts["input_text"]["text"] == "What is in the image?"
+    assert parts["input_image"]["image_url"].startswith("data:image/png;base64,")
+    assert parts["input_image"]["detail"] == "low"
+    assert ti.pushed["xai_usage"]["prompt_tokens"] > 256  # the image is billed as input (no separate count)
+
+
+def test_a_stream_that_fails_after_billing_still_records_its_usage(xai_server: Any) -> None:
+    from airflow_provider_xai.exceptions import XAIError
+    from airflow_provider_xai.testing import Fault
+
+    xai_server.enqueue(Fault(fail_stream=True, path="/v1/responses"))
+    ti = FakeTI()
+    with pytest.raises(XAIError) as info:
+        op(prompt="Tides in Brest", tools=[tools.web_search()], stream=True).execute(make_context(ti))
+    assert info.value.billed is not None
+    usage = ti.pushed["xai_usage"]
+    assert usage["completion_id"] == info.value.billed.id and usage["total_tokens"] > 0
