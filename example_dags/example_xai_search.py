@@ -11,10 +11,11 @@ answer, its sources and the digest to object storage; only a small summary trave
 XCom.
 
 The window is the run's data interval, ``data_interval_start | ds`` to ``data_interval_end | ds``
-(both inclusive for ``x_search``). The schedule is ``@daily`` as a trigger timetable with a
-one-day interval: Airflow 3 reads a plain ``schedule="@daily"`` as a trigger timetable whose
-data interval is a single point (start == end == the run's time), which would search only the
-day that has just begun.
+(both inclusive for ``x_search``); a run without a logical date (triggered manually without
+one) has no data interval and searches the day before it started instead. The schedule is
+``@daily`` as a trigger timetable with a one-day interval: Airflow 3 reads a plain
+``schedule="@daily"`` as a trigger timetable whose data interval is a single point (start ==
+end == the run's time), which would search only the day that has just begun.
 
 Output goes to the ``output_uri`` param (an object-storage URI: ``s3://bucket/prefix``...),
 else ``XAI_EXAMPLE_DATA``, else the local temp directory. Runs against xAI when the
@@ -38,6 +39,10 @@ from pydantic import BaseModel
 from airflow_provider_xai import tools
 from airflow_provider_xai.operators.chat import XAIChatOperator
 
+#: The run's date window as templates: its data interval, else the day before the run started.
+FROM_DATE = "{{ (data_interval_start | default(dag_run.run_after - macros.timedelta(days=1), true)) | ds }}"
+TO_DATE = "{{ (data_interval_end | default(dag_run.run_after, true)) | ds }}"
+
 
 class TopicDigest(BaseModel):
     """What the second turn extracts from the first answer."""
@@ -59,7 +64,7 @@ class TopicDigest(BaseModel):
         "output_uri": Param(
             None,
             type=["null", "string"],
-            description="Where to write the digest (file://, s3://...); default: XAI_EXAMPLE_DATA or a temp dir.",
+            description="Where to write (file://, s3://...); default: XAI_EXAMPLE_DATA, else a temp dir.",
         ),
     },
 )
@@ -67,13 +72,12 @@ def example_xai_search() -> None:
     research = XAIChatOperator(
         task_id="research",
         prompt=(
-            "What happened with {{ params.topic }} between {{ data_interval_start | ds }} and "
-            "{{ data_interval_end | ds }}? Search X and the web, list the most important "
-            "developments, and cite a source for each."
+            "What happened with {{ params.topic }} between " + FROM_DATE + " and " + TO_DATE + "? "
+            "Search X and the web, list the most important developments, and cite a source for each."
         ),
         tools=[
             # Templates are rendered with the task's other fields, then checked (YYYY-MM-DD, order).
-            tools.x_search(from_date="{{ data_interval_start | ds }}", to_date="{{ data_interval_end | ds }}"),
+            tools.x_search(from_date=FROM_DATE, to_date=TO_DATE),
             tools.web_search(),
         ],
         include=["no_inline_citations"],  # plain text in the answer; the sources are in xai_citations
@@ -94,8 +98,8 @@ def example_xai_search() -> None:
         answer: str,
         citations: list[dict[str, str]],
         digest: dict[str, Any],
+        day: str,
         params: dict[str, Any] | None = None,
-        ds: str | None = None,
     ) -> dict[str, Any]:
         """Write the answer, its sources and the digest to object storage; return where."""
         params = params or {}
@@ -105,9 +109,11 @@ def example_xai_search() -> None:
             or f"file://{tempfile.gettempdir()}/airflow-xai-examples"
         )
         slug = re.sub(r"[^a-z0-9]+", "-", str(params.get("topic", "topic")).lower()).strip("-") or "topic"
-        folder = ObjectStoragePath(base) / "search" / slug / (ds or "manual")
+        folder = ObjectStoragePath(base) / "search" / slug / day
         folder.mkdir(parents=True, exist_ok=True)
-        sources = "\n".join(f"{n}. [{c.get('title') or c['url']}]({c['url']})" for n, c in enumerate(citations, 1))
+        sources = "\n".join(
+            f"{n}. [{c.get('title') or c['url']}]({c['url']})" for n, c in enumerate(citations, 1)
+        )
         (folder / "answer.md").write_text(f"{answer}\n\n## Sources\n\n{sources or '(none)'}\n")
         (folder / "citations.json").write_text(json.dumps(citations, indent=2))
         (folder / "digest.json").write_text(json.dumps(digest, indent=2))
@@ -115,7 +121,8 @@ def example_xai_search() -> None:
         print(json.dumps(report, indent=2))
         return report
 
-    save(research.output, XComArg(research, key="xai_citations"), summarise.output)
+    # A @task's arguments are templated too: ``day`` is the last day of the window.
+    save(research.output, XComArg(research, key="xai_citations"), summarise.output, day=TO_DATE)
 
 
 example_xai_search()

@@ -7,6 +7,7 @@ The local server's searches are deterministic: for a run on 2026-09-04, ``x_sear
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def test_example_search_dag_runs_green(
     urls = [c["url"] for c in citations]
     assert urls[0] == X_POST and WIKIPEDIA in urls and len(set(urls)) == len(urls), urls
     assert all(set(c) == {"url", "title"} and c["title"] for c in citations), citations
-    assert xcom_values(dr, "research", "xai_function_calls").get(-1) in (None, [])
+    assert xcom_values(dr, "research", "xai_function_calls")[-1] == []
 
     # summarise: the stored conversation continued, with only the new question sent
     response_id = xcom_values(dr, "research", "xai_response_id")[-1]
@@ -102,7 +103,36 @@ def test_example_search_dag_runs_green(
     follow_usage = xcom_values(dr, "summarise", "xai_usage")[-1]
     assert follow_usage["num_server_side_tools_used"] == 0 and follow_usage["cached_tokens"] > 0
 
-    lines = [line for line in capsys.readouterr().out.splitlines() if "xAI usage:" in line]
+    out = capsys.readouterr().out
+    # stream=True: one log line per tool step, the sources numbered at the end
+    assert "xAI | x_search: " in out and "xAI | web_search: " in out
+    assert f"xAI | [1] {X_POST}" in out
+    lines = [line for line in out.splitlines() if "xAI usage:" in line]
     by_tool = "server_side_tool_usage=web_search_calls:1,x_search_calls:1"
     tool_lines = [line for line in lines if by_tool in line]
     assert len(tool_lines) == 1 and "num_server_side_tools_used=2" in tool_lines[0], lines
+
+
+def test_example_search_without_logical_date_searches_the_day_before_the_run(
+    dagbag: Any, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run triggered without a logical date (as the REST API and the e2e test do) has no data
+    interval: the window is then the day before the run started, and the default output place
+    (XAI_EXAMPLE_DATA) is used."""
+    monkeypatch.setenv("XAI_EXAMPLE_DATA", f"file://{tmp_path}")
+    # output_uri given as None explicitly: under dag.test() a run's conf is written into the
+    # tasks' params in place, so another test's output_uri would otherwise leak into this run.
+    dr = run_dag(dagbag, "example_xai_search", logical_date=None, run_conf={"output_uri": None})
+    assert dr.logical_date is None and dr.data_interval_start is None
+    states = task_states(dr)
+    assert states == {(task, -1): "success" for task in ("research", "summarise", "save")}, states
+
+    end = pendulum.instance(dr.run_after).date()
+    start, end = (end - datetime.timedelta(days=1)).isoformat(), end.isoformat()
+    first = xai_server.requests("/responses", "POST")[0]
+    assert first.body["tools"][0] == {"type": "x_search", "from_date": start, "to_date": end}
+    (question,) = input_texts(first.body["input"])
+    assert f"between {start} and {end}?" in question
+    report = xcom_values(dr, "save")[-1]
+    assert report["folder"] == f"file://{tmp_path}/search/solar-sails/{end}"
+    assert (tmp_path / "search" / "solar-sails" / end / "answer.md").exists()
