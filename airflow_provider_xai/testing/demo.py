@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-USAGE_RE = re.compile(r"xAI usage: .*?cost_source=\w+")
+USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+")
+CITATION_RE = re.compile(r"xAI \| \[\d+\] \S+")
 RETURN_RE = re.compile(r"Done\. Returned value was: (.*?) \[airflow\.task")
 
 
@@ -81,9 +82,11 @@ def main() -> int:
                 print(f"  result: {value[:600]}")
             for line in USAGE_RE.findall(output):
                 print(f"  {line}")
+            for line in dict.fromkeys(CITATION_RE.findall(output)):
+                print(f"  {line}")
         if server is not None:
-            calls = len(server.requests("/chat/completions"))
-            print(f"\nLocal server answered {calls} chat completion requests.")
+            chats, responses = len(server.requests("/chat/completions")), len(server.requests("/responses"))
+            print(f"\nLocal server answered {chats} chat completion and {responses} Responses API requests.")
         print(json.dumps({"dags_failed": failures}))
         return 1 if failures else 0
     finally:
