@@ -122,9 +122,11 @@ def parse_rendered_list(text: str, field: str) -> Any:
     return None
 
 
-def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]:
+def coerce_messages(value: Any, field: str = "messages", *, typed_items: bool = False) -> list[dict[str, Any]]:
     """Accept a list of message dicts, or a JSON (or Python-literal) string of one: what a
-    template renders without ``render_template_as_native_obj``."""
+    template renders without ``render_template_as_native_obj``. With ``typed_items`` (the
+    Responses API), items that carry a ``type`` and no role (``function_call_output``,
+    replayed output items) are accepted as they are."""
     if isinstance(value, str):
         parsed = parse_rendered_list(value, field)
         if parsed is None:
@@ -137,6 +139,8 @@ def coerce_messages(value: Any, field: str = "messages") -> list[dict[str, Any]]
     for i, message in enumerate(value):
         if not isinstance(message, dict):
             raise XAIValidationError(f"{field}[{i}]", f"expected a dict, got {type(message).__name__}")
+        if typed_items and "role" not in message and isinstance(message.get("type"), str):
+            continue
         if message.get("role") not in VALID_ROLES:
             raise XAIValidationError(
                 f"{field}[{i}].role", f"unknown role {message.get('role')!r}; expected one of {VALID_ROLES}"

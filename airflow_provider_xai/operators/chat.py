@@ -232,7 +232,7 @@ class XAIChatOperator(BaseOperator):
         messages = (
             [{"role": "user", "content": self.user_content()}]
             if self.messages is None
-            else coerce_messages(self.messages)
+            else coerce_messages(self.messages, typed_items=self.api == "responses")
         )
         if self.system_prompt is not None and system:
             if not isinstance(self.system_prompt, str):

@@ -90,9 +90,13 @@ def _input_part(part: Mapping[str, Any], path: str) -> dict[str, Any]:
 
 
 def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat-shaped messages (as the operators build them) as Responses input items."""
+    """Chat-shaped messages (as the operators build them) as Responses input items; typed items
+    (``function_call_output``, replayed output items) pass through."""
     items: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
+        if "role" not in message and isinstance(message.get("type"), str):
+            items.append(dict(message))  # already a Responses input item (function_call_output...)
+            continue
         content = message.get("content")
         if isinstance(content, list):
             content = [_input_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(content)]

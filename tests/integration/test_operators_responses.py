@@ -122,6 +122,16 @@ def test_function_calls_land_in_xcom_for_a_downstream_task(xai_server: Any) -> N
     op(prompt="Save a note", tools=[save], request_kwargs={"tool_choice": "required"}).execute(make_context(ti))
     (call,) = ti.pushed["xai_function_calls"]
     assert call["name"] == "save_note" and isinstance(call["arguments"], dict) and call["call_id"]
+    # A downstream task answers it: a function_call_output item continuing the conversation.
+    answer = op(
+        task_id="answer",
+        messages=[{"type": "function_call_output", "call_id": call["call_id"], "output": "saved"}],
+        previous_response_id=ti.pushed["xai_response_id"],
+        tools=[save],
+    ).execute(make_context())
+    assert isinstance(answer, str) and answer
+    sent = response_posts(xai_server)[-1].body
+    assert sent["input"] == [{"type": "function_call_output", "call_id": call["call_id"], "output": "saved"}]
 
 
 def test_vision_operator_sends_images_as_input_image(xai_server: Any) -> None:
@@ -150,3 +160,23 @@ def test_a_stream_that_fails_after_billing_still_records_its_usage(xai_server: A
     assert info.value.billed is not None
     usage = ti.pushed["xai_usage"]
     assert usage["completion_id"] == info.value.billed.id and usage["total_tokens"] > 0
+
+
+def test_task_xai_decorator_runs_on_the_responses_api(xai_server: Any) -> None:
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_provider_xai.decorators.xai import xai_task
+
+    @xai_task(tools=[tools.web_search()], model=MODEL)
+    def ask(topic: str) -> str:
+        return f"Latest news about {topic}"
+
+    with DAG("decorated", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+        ask("solar sails")
+    task = dag.get_task("ask")
+    assert task.api == "responses" and "tools" in task.template_fields
+    ti = FakeTI(task_id="ask")
+    answer = task.execute(make_context(ti))
+    assert answer.startswith("Grok (local) heard: Latest news about solar sails")
+    assert ti.pushed["xai_citations"] and ti.pushed["xai_usage"]["num_server_side_tools_used"] == 1
