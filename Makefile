@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit docs bench clean
+.PHONY: demo test lint typecheck unit docs bench clean test-compat
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck docs
+test: lint typecheck docs test-compat
 	$(BIN)/python -m pytest
 
 docs: $(STAMP)
@@ -34,4 +34,35 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache site
+	rm -rf $(VENV) .mypy_cache .ruff_cache site $(COMPAT_ENVS:%=.venv-%)
+
+# Declared support is tested support (docs/development.md, "Supported versions"): the unit and
+# integration suites also run on the oldest supported Airflow with the oldest Python, and on the
+# other declared Pythons, each in a venv of its own built from its own constraints file.
+# The interpreters come from pyenv (part of the machine image) or PATH; override with
+# PYTHON310=/path/to/python3.10 and so on. A missing one fails: nothing is skipped.
+PYENV_ROOT ?= $(HOME)/.pyenv
+find_python = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
+PYTHON310 ?= $(call find_python,3.10)
+PYTHON312 ?= $(call find_python,3.12)
+PYTHON313 ?= $(call find_python,3.13)
+COMPAT_ENVS := py310-airflow32 py312 py313
+
+# $(1) env name, $(2) interpreter, $(3) Python version, $(4) constraints file
+define compat_env
+.venv-$(1)/.installed: pyproject.toml $(4)
+	@test -n "$(2)" || { echo "No Python $(3) for the $(1) run: pyenv install $(3), or make PYTHON$(subst .,,$(3))=/path/to/python$(3)"; exit 1; }
+	test -x .venv-$(1)/bin/python || $(2) -m venv .venv-$(1)
+	.venv-$(1)/bin/python -m pip install --quiet --upgrade pip
+	.venv-$(1)/bin/python -m pip install --quiet -c $(4) -e '.[test]'
+	touch $$@
+
+.PHONY: test-compat-$(1)
+test-compat-$(1): .venv-$(1)/.installed
+	.venv-$(1)/bin/python -m pytest tests/unit tests/integration
+endef
+$(eval $(call compat_env,py310-airflow32,$(PYTHON310),3.10,constraints-airflow-3.2.txt))
+$(eval $(call compat_env,py312,$(PYTHON312),3.12,constraints.txt))
+$(eval $(call compat_env,py313,$(PYTHON313),3.13,constraints.txt))
+
+test-compat: $(COMPAT_ENVS:%=test-compat-%)

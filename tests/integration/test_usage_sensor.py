@@ -27,6 +27,7 @@ from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.triggers.usage import XAIUsageTrigger
 from airflow_provider_xai.usage import TICKS_PER_USD, build_record
 from tests.dags.conftest import run_inline_dag, task_states, xcom_values
+from tests.helpers.airflow_features import HAS_TASK_STATE_STORE
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -310,7 +311,10 @@ class Answer(BaseModel):
     city: str
 
 
+@pytest.mark.task_state_store
 def test_failed_and_retried_tasks_count_and_the_gate_stops_the_run(airflow_db: None, xai_server: Any) -> None:
+    """With a task state store (Airflow 3.3+) the retried task's ledger holds both tries; without
+    one (3.2) it holds the current try only, as docs/usage.md says, and the gates still hold."""
     with DAG("t_xai_usage_gate", schedule=None, start_date=START) as dag:
         flaky = XAIChatOperator(
             task_id="flaky",
@@ -339,11 +343,13 @@ def test_failed_and_retried_tasks_count_and_the_gate_stops_the_run(airflow_db: N
     assert len(xai_server.requests("/chat/completions")) == 3
 
     ledger = xcom_values(dr, "flaky", "xai_usage_ledger")[-1]
-    assert [r["try_number"] for r in ledger] == [1, 2]
+    flaky_tries = [1, 2] if HAS_TASK_STATE_STORE else [2]
+    assert [r["try_number"] for r in ledger] == flaky_tries
     billed = ledger + xcom_values(dr, "broken", "xai_usage_ledger")[-1]
     report = xcom_values(dr, "hard_gate", XCOM_SUMMARY_KEY)[-1]
-    assert report["records"] == 3
-    assert report["by_task"]["flaky"]["tries"] == 2 and report["by_task"]["broken"]["requests"] == 1
+    assert report["records"] == len(flaky_tries) + 1
+    assert report["by_task"]["flaky"]["tries"] == len(flaky_tries)
+    assert report["by_task"]["broken"]["requests"] == 1
     total = sum(r["prompt_tokens"] + r["completion_tokens"] + r["reasoning_tokens"] for r in billed)
     assert report["totals"]["total_tokens"] == total
     ticks = sum(round(r["cost_usd"] * TICKS_PER_USD) for r in billed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -287,12 +288,23 @@ class CaptureStats:
 
 
 @pytest.fixture
-def stats(monkeypatch: pytest.MonkeyPatch) -> CaptureStats:
+def stats(monkeypatch: pytest.MonkeyPatch) -> Iterator[CaptureStats]:
+    """Airflow's own Stats with its backend replaced (the provider's call goes through Stats)."""
     from airflow.sdk._shared.observability.metrics import stats as stats_module
 
     backend = CaptureStats()
-    monkeypatch.setattr(stats_module, "_backend", backend)
-    return backend
+    if hasattr(stats_module, "_backend"):  # Airflow 3.3: module functions over one backend
+        monkeypatch.setattr(stats_module, "_backend", backend)
+        yield backend
+        return
+    # Airflow 3.2: Stats builds its logger from a factory on first use (metaclass _Stats)
+    stats_cls = stats_module.Stats
+    factory = type.__getattribute__(stats_cls, "factory")
+    stats_cls.initialize(factory=lambda: backend)
+    try:
+        yield backend
+    finally:
+        stats_cls.initialize(factory=factory)
 
 
 class TestMetrics:
