@@ -21,8 +21,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The browser test's Chromium: found on the machine, else installed (scripts/ensure_browser.py).
 test: lint typecheck docs
-	$(BIN)/python -m pytest
+	browser="$$($(BIN)/python scripts/ensure_browser.py)" && XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
