@@ -104,6 +104,7 @@ def test_example_search_dag_runs_green(
     assert follow_usage["num_server_side_tools_used"] == 0 and follow_usage["cached_tokens"] > 0
 
     out = capsys.readouterr().out
+    print(out, end="")  # handed back for the error-line check in tests/dags/conftest.py
     # stream=True: one log line per tool step, the sources numbered at the end
     assert "xAI | x_search: " in out and "xAI | web_search: " in out
     assert f"xAI | [1] {X_POST}" in out
