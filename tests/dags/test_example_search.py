@@ -84,6 +84,10 @@ def test_example_search_dag_runs_green(
     digest = xcom_values(dr, "summarise")[-1]
     assert set(digest) == {"topic", "headline", "developments", "tone"}
     assert digest["tone"] in {"positive", "neutral", "negative", "mixed"}
+    # The local server keeps the conversation's topic, and its free text says where it is from.
+    assert digest["topic"] == "solar sails"
+    assert digest["headline"] == "(local server) Solar sails at a glance"
+    assert digest["developments"] and all(d.startswith("(local server) ") for d in digest["developments"])
 
     # save: the answer, its sources and the digest in object storage, a small summary in XCom
     folder = tmp_path / "search" / "solar-sails" / "2026-09-04"
