@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_xai.testing.demo
+	$(BIN)/python -m airflow_provider_xai.testing.demo --dags-folder example_dags
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
