@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_xai.testing.demo
+	$(BIN)/python -m airflow_provider_xai.testing.demo --dags-folder example_dags
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -21,8 +21,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The browser test's Chromium: found on the machine, else installed (scripts/ensure_browser.py).
 test: lint typecheck docs test-compat
-	$(BIN)/python -m pytest
+	browser="$$($(BIN)/python scripts/ensure_browser.py)" && XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -85,7 +85,11 @@ def example_xai_chat() -> None:
             "tip": tip,
             "facts": facts,
             "haiku": haiku,
-            "french": list(french),
+            # A mapped task's results arrive as a lazy sequence: slice it to fetch them all in
+            # one request. list(french) would iterate it, asking for one item after another
+            # until a lookup fails, and Airflow logs that last lookup as an "XCom not found"
+            # error.
+            "french": french[:],
             "dag_name": dag_name,
         }
         print(summary)

@@ -81,8 +81,10 @@ def example_xai_vision() -> None:
     ) -> dict:
         pulled = context["ti"].xcom_pull(task_ids=["describe_image", "pick_cover"], key="xai_usage")
         usage = [u for u in pulled or [] if u]
-        # Index the mapped results: iterating a lazy XCom sequence probes one item past its end.
-        entries = [{"image": p.name, "path": str(p), **facts[i]} for i, p in enumerate(images)]
+        # Slice the mapped results to fetch them all in one request: iterating the lazy XCom
+        # sequence (a for loop, list(), zip()) asks for one item past its end, which Airflow
+        # logs as an "XCom not found" error.
+        entries = [{"image": p.name, "path": str(p), **f} for p, f in zip(images, facts[:], strict=True)]
         summary = {
             "images": len(entries),
             "with_text": [e["image"] for e in entries if e["has_text"]],

@@ -253,18 +253,10 @@ class CompletionTokensDetails(_Response):
     rejected_prediction_tokens: int = 0
 
 
-class Usage(_Response):
-    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens.
+class ToolUsage(_Response):
+    """Server-side tool counts and cost: the part both usage shapes (Chat Completions and
+    Responses) share."""
 
-    Agentic answers add server-side tool counts: ``num_server_side_tools_used`` and, by tool,
-    ``server_side_tool_usage_details`` (``{"web_search_calls": 1, ...}``); the two need not agree.
-    """
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
     num_sources_used: int = 0
     num_server_side_tools_used: int = 0
     server_side_tool_usage_details: dict[str, Any] | None = None
@@ -282,6 +274,20 @@ class Usage(_Response):
         if "num_server_side_tools_used" in self.model_fields_set:
             return self.num_server_side_tools_used
         return sum(self.server_side_tool_usage.values())
+
+
+class Usage(ToolUsage):
+    """Token usage of one billed response. ``total_tokens`` includes reasoning tokens.
+
+    Agentic answers add server-side tool counts: ``num_server_side_tools_used`` and, by tool,
+    ``server_side_tool_usage_details`` (``{"web_search_calls": 1, ...}``); the two need not agree.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
     @property
     def reasoning_tokens(self) -> int:

@@ -15,6 +15,8 @@ from typing import Annotated, Any, NamedTuple, TypeVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from airflow_provider_xai.schemas.chat import ToolUsage
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -357,7 +359,7 @@ class OutputTokensDetails(_Tolerant):
     reasoning_tokens: Count = 0
 
 
-class ResponseUsage(_Tolerant):
+class ResponseUsage(ToolUsage):
     """Usage of one Responses answer. ``reasoning_tokens`` are **inside** ``output_tokens`` and
     ``cached_tokens`` inside ``input_tokens``; ``total_tokens`` is kept as sent (never recomputed).
     ``cost_in_usd_ticks`` (1 USD = 1e10 ticks) includes server-side tool fees."""
@@ -367,10 +369,8 @@ class ResponseUsage(_Tolerant):
     total_tokens: Count = 0
     input_tokens_details: InputTokensDetails | None = None
     output_tokens_details: OutputTokensDetails | None = None
-    num_sources_used: Count = 0
+    num_sources_used: Count = 0  # xAI may send null counts in Responses usage
     num_server_side_tools_used: Count = 0
-    server_side_tool_usage_details: dict[str, Any] | None = None
-    cost_in_usd_ticks: int | None = None
     cost_in_nano_usd: int | None = None
 
     @property
@@ -386,16 +386,3 @@ class ResponseUsage(_Tolerant):
         extra = (self.input_tokens_details.model_extra or {}) if self.input_tokens_details else {}
         value = extra.get("image_tokens")
         return value if type(value) is int else 0
-
-    @property
-    def server_side_tool_usage(self) -> dict[str, int]:
-        """Server-side tool calls by kind, as xAI counts them; zero counts left out."""
-        details = self.server_side_tool_usage_details or {}
-        return {name: count for name, count in details.items() if type(count) is int and count > 0}
-
-    @property
-    def server_side_tools_used(self) -> int:
-        """xAI's ``num_server_side_tools_used``; the sum by kind when only those were sent."""
-        if "num_server_side_tools_used" in self.model_fields_set:
-            return self.num_server_side_tools_used
-        return sum(self.server_side_tool_usage.values())

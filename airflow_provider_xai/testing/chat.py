@@ -266,6 +266,18 @@ def _source_text(req: ServerChatRequest) -> str:
     return ""
 
 
+def _generated(schema: dict[str, Any], req: ServerChatRequest, source: str) -> Any:
+    """A value for ``schema`` about the request: ``source``, the conversation's user texts and
+    the images of the last user message (so two images asked the same question differ)."""
+    users = [t for m, t in zip(req.messages, req.message_texts, strict=True) if m.get("role") == "user"]
+    last_user: dict[str, Any] = next((m for m in reversed(req.messages) if m.get("role") == "user"), {})
+    parts = last_user.get("content")
+    images = [str(p["image_url"].get("url", "")) for p in parts if isinstance(p, dict)
+              and isinstance(p.get("image_url"), dict)] if isinstance(parts, list) else []
+    seed = hashlib.sha256("\x00".join(images).encode()).hexdigest() if images else ""
+    return generate(schema, source, context=users, seed=seed)
+
+
 def _pick_tool(req: ServerChatRequest, source: str) -> dict[str, Any] | None:
     """Call a tool if ``tool_choice`` names one, is ``required``, or (``auto``) the user
     message mentions a tool's name; never right after a tool result."""
@@ -300,7 +312,7 @@ def build_completion(
         finish = "stop"
         if tool is not None:
             fn = tool["function"]
-            args = json.dumps(generate(fn.get("parameters") or {"type": "object"}, source))
+            args = json.dumps(_generated(fn.get("parameters") or {"type": "object"}, req, source))
             digest = hashlib.sha1(f"{index}:{fn['name']}:{args}".encode()).hexdigest()
             call_id = "call_" + digest[:20]
             message["tool_calls"] = [{"id": call_id, "type": "function",
@@ -311,7 +323,7 @@ def build_completion(
             if forced_content is not None:
                 content = forced_content
             elif rf and rf["type"] == "json_schema":
-                content = json.dumps(generate(rf["json_schema"]["schema"], source))
+                content = json.dumps(_generated(rf["json_schema"]["schema"], req, source))
             elif rf and rf["type"] == "json_object":
                 content = json.dumps({"reply": REPLY_PREFIX + source[:200]})
             else:

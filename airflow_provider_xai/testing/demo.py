@@ -2,10 +2,17 @@
 
 Uses xAI itself when ``XAI_API_KEY`` is set, otherwise the bundled local xAI server on a
 loopback port. Prints each DAG's outcome, the chat answer and every usage line.
+
+The example DAGs ship inside the package (``airflow_provider_xai/example_dags``, copied from
+the repository's ``example_dags/`` when the wheel is built), so an installed provider runs them
+with ``python -m airflow_provider_xai.testing.demo``. ``--dags-folder`` (or
+``XAI_DEMO_DAGS_FOLDER``) points at another folder: ``make demo`` passes the checkout's
+``example_dags``, which an editable install does not copy into the package.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -15,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+PACKAGED_DAGS = Path(__file__).resolve().parent.parent / "example_dags"
 USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+")
 CITATION_RE = re.compile(r"xAI \| \[\d+\] \S+")
 RETURN_RE = re.compile(r"Done\. Returned value was: (.*?) \[airflow\.task")
@@ -47,9 +54,42 @@ def _run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> tuple[bool, str
     return ok, output, time.monotonic() - started
 
 
-def main() -> int:
-    """Run every ``example_dags/example_xai_*.py`` DAG and print what it produced."""
-    dags = REPO / "example_dags"
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_xai.testing.demo",
+        description="Run the example DAGs (every example_xai_*.py) with `airflow dags test`.",
+    )
+    parser.add_argument(
+        "--dags-folder",
+        type=Path,
+        default=Path(os.environ.get("XAI_DEMO_DAGS_FOLDER") or PACKAGED_DAGS),
+        help="folder holding the example_xai_*.py DAG files (default: $XAI_DEMO_DAGS_FOLDER, "
+        "else the copy shipped in the package)",
+    )
+    parser.add_argument(
+        "dag_ids", nargs="*", metavar="DAG_ID", help="run only these DAGs (default: every example)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every ``example_xai_*.py`` DAG of the dags folder and print what it produced."""
+    args = _parse_args(argv)
+    dags = args.dags_folder.resolve()
+    paths = sorted(dags.glob("example_xai_*.py"))
+    if args.dag_ids:
+        unknown = set(args.dag_ids) - {path.stem for path in paths}
+        if unknown:
+            print(f"No such example DAG in {dags}: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        paths = [path for path in paths if path.stem in args.dag_ids]
+    if not paths:
+        print(
+            f"No example_xai_*.py DAGs in {dags}. An editable install does not copy them into the"
+            " package: pass --dags-folder example_dags from the repository checkout.",
+            file=sys.stderr,
+        )
+        return 2
     work = Path(os.environ.get("XAI_DEMO_DIR") or tempfile.mkdtemp(prefix="xai-demo-"))
     home = work / "airflow-home"
     home.mkdir(parents=True, exist_ok=True)
@@ -71,7 +111,7 @@ def main() -> int:
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, check=True
         )
         failures = 0
-        for path in sorted(dags.glob("example_xai_*.py")):
+        for path in paths:
             dag_id = path.stem
             ok, output, seconds = _run_dag(dag_id, env, work)
             failures += not ok

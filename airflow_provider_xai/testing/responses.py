@@ -77,6 +77,18 @@ def _source(req: ServerResponsesRequest) -> str:
     return ""
 
 
+def _generated(schema: dict[str, Any], req: ServerResponsesRequest, source: str) -> Any:
+    """A value for ``schema`` about the request: ``source``, the conversation's user texts (a
+    continued conversation keeps its topic) and the images of the last user message."""
+    users = [item for item in req.conversation
+             if item.get("type") == "message" and item.get("role") == "user"]
+    parts = users[-1].get("content") if users else None
+    images = [str(p.get("image_url") or p.get("file_id") or "") for p in parts or []
+              if isinstance(p, dict) and p.get("type") == "input_image"]
+    seed = hashlib.sha256("\x00".join(images).encode()).hexdigest() if images else ""
+    return generate(schema, source, context=[item_text(item) for item in users], seed=seed)
+
+
 def _pick_functions(req: ServerResponsesRequest, source: str) -> list[dict[str, Any]]:
     functions = [t for t in req.tools if t.get("type") == "function"]
     choice = req.tool_choice
@@ -101,7 +113,7 @@ def _message(req: ServerResponsesRequest, source: str, runs: list[ToolRun],
         return forced, []
     cites = list({c.url: c for run in runs for c in run.cites}.values())
     if fmt != "text":
-        value = (generate(req.text_format["schema"], source) if fmt == "json_schema"
+        value = (_generated(req.text_format["schema"], req, source) if fmt == "json_schema"
                  else {"reply": REPLY_PREFIX + source[:200]})
         return json.dumps(value), [{"type": "url_citation", "url": c.url, "title": c.title}
                                    for c in cites]
@@ -155,7 +167,7 @@ def build_response(req: ServerResponsesRequest, state: ServerState,
     for n, run in enumerate(runs):
         output.append({"id": f"{ID_PREFIXES[run.kind]}_{rid}_{n}", **run.item})
     for n, fn in enumerate(functions):
-        args = json.dumps(generate(fn.get("parameters") or {"type": "object"}, source))
+        args = json.dumps(_generated(fn.get("parameters") or {"type": "object"}, req, source))
         call_id = "call_" + hashlib.sha1(f"{rid}:{n}:{fn['name']}".encode()).hexdigest()[:20]
         output.append({"type": "function_call", "id": f"fc_{rid}_{n}", "call_id": call_id,
                        "name": fn["name"], "arguments": args, "status": "completed"})

@@ -1,12 +1,62 @@
-"""Real DAG runs: a fresh metadata DB, the example DAG folder, and the local xAI server."""
+"""Real DAG runs: a fresh metadata DB, the example DAG folder, and the local xAI server.
+
+Every test here that passes is also checked for error-level log lines: an example DAG that
+runs green must not log an error, a critical message or a traceback on the way (a newcomer
+reading ``make demo``'s logs cannot tell a harmless error line from a real one). The check
+reads the output pytest captured during the test (stdout, stderr and log records), so a test
+that reads its output with ``capsys``/``capfd`` must print it again for the check to see it.
+With capture disabled (``-s``) there is nothing to check.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Generator
 from typing import Any
+
+import pytest
 
 from tests.conftest import REPO
 
 DAGS_FOLDER = REPO / "example_dags"
+
+#: Error-level lines as Airflow 3 and pytest print them: structlog's console renderer
+#: (``2026-01-01T00:00:00Z [error    ] ...``), JSON log lines, stdlib formats (pytest's
+#: ``ERROR    logger:file.py:1 ...``, ``... ERROR - ...``) and tracebacks.
+ERROR_LINE = re.compile(
+    r"^(?:\S+\s+)?\[(?:error|critical|fatal|exception)\s*\]"
+    r"|\"level\":\s*\"(?:error|critical|fatal)\""
+    r"|^(?:ERROR|CRITICAL)\s"
+    r"|\s(?:ERROR|CRITICAL) - "
+    r"|Traceback \(most recent call last\)",
+    re.MULTILINE,
+)
+
+
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_lines(text: str) -> list[str]:
+    """The lines of ``text`` logged at error level or above, and traceback headers."""
+    return [line for line in ANSI_COLOUR.sub("", text).splitlines() if ERROR_LINE.search(line)]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Fail a passing test whose run logged an error-level line (see the module docstring)."""
+    report = yield
+    if report.when != "call" or not report.passed:
+        return report
+    captured = "\n".join(text for name, text in report.sections if name.endswith(" call"))
+    found = error_lines(captured)
+    if found:
+        report.outcome = "failed"
+        report.longrepr = "error-level lines logged during a green run:\n" + "\n".join(
+            line[:500] for line in found
+        )
+    return report
 
 
 def run_inline_dag(dag: Any) -> Any:

@@ -14,6 +14,12 @@ def test_example_chat_dag_runs_green(dagbag: Any, xai_server: Any) -> None:
     report = xcom_values(dr, "report")[-1]
     assert "Lisbon" in report["tip"]
     assert set(report["facts"]) == {"city", "country", "population_millions", "known_for"}
+    # The local server's structured answer reads like one: the city the prompt names, its
+    # country, a plausible population, and no field echoing the prompt.
+    facts = report["facts"]
+    assert (facts["city"], facts["country"]) == ("Lisbon", "Portugal"), facts
+    assert 0 < facts["population_millions"] < 20 and facts["known_for"]
+    assert not any("Summarise" in str(value) for value in facts.values()), facts
     assert len(report["french"]) == 3
     usage = xcom_values(dr, "translate", "xai_usage")
     assert sorted(usage) == [0, 1, 2]

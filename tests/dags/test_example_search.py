@@ -84,6 +84,10 @@ def test_example_search_dag_runs_green(
     digest = xcom_values(dr, "summarise")[-1]
     assert set(digest) == {"topic", "headline", "developments", "tone"}
     assert digest["tone"] in {"positive", "neutral", "negative", "mixed"}
+    # The local server keeps the conversation's topic, and its free text says where it is from.
+    assert digest["topic"] == "solar sails"
+    assert digest["headline"] == "(local server) Solar sails at a glance"
+    assert digest["developments"] and all(d.startswith("(local server) ") for d in digest["developments"])
 
     # save: the answer, its sources and the digest in object storage, a small summary in XCom
     folder = tmp_path / "search" / "solar-sails" / "2026-09-04"
@@ -104,6 +108,7 @@ def test_example_search_dag_runs_green(
     assert follow_usage["num_server_side_tools_used"] == 0 and follow_usage["cached_tokens"] > 0
 
     out = capsys.readouterr().out
+    print(out, end="")  # handed back for the error-line check in tests/dags/conftest.py
     # stream=True: one log line per tool step, the sources numbered at the end
     assert "xAI | x_search: " in out and "xAI | web_search: " in out
     assert f"xAI | [1] {X_POST}" in out

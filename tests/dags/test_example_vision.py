@@ -53,6 +53,7 @@ def test_example_vision_dag_runs_green_and_writes_report(dagbag: Any, xai_server
     for value in facts.values():
         assert set(value) == {"caption", "objects", "has_text"}
         assert isinstance(value["objects"], list) and isinstance(value["has_text"], bool)
+        assert value["caption"].startswith("(local server) ") and "Describe" not in value["caption"]
     usage = xcom_values(dr, "describe_image", "xai_usage")
     assert [usage[i]["image_tokens"] for i in range(3)] == [256, 256, 256]  # detail=low
 

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
+from scripts import ensure_browser
 from tests.conftest import REPO
 from tests.e2e.waiting import file_sizes, wait_while_moving
 
@@ -181,6 +182,28 @@ class AirflowStack:
             if path.is_file() and data in path.read_bytes():
                 hits.append(path)
         return hits
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium or Chrome the browser test drives: ``XAI_E2E_CHROMIUM`` (``make test`` sets
+    it from ``scripts/ensure_browser.py``, which installs one when the machine has none), else one
+    already on this machine. Without one the test errors at setup with one line; never a skip."""
+    path = ensure_browser.find_browser()
+    if path is not None:
+        return path
+    override = os.environ.get(ensure_browser.ENV_VAR)
+    if override:
+        pytest.fail(
+            f"{ensure_browser.ENV_VAR}={override} is not a Chromium or Chrome that runs; "
+            "unset it or point it at one",
+            pytrace=False,
+        )
+    pytest.fail(
+        "no Chromium or Chrome for the browser test: run `make test` (it installs one) "
+        f"or `.venv/bin/python scripts/ensure_browser.py`, or set {ensure_browser.ENV_VAR}",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")

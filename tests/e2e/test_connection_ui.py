@@ -1,4 +1,4 @@
-"""The xAI connection form in the real Airflow 3.3 UI, driven in headless Debian Chromium.
+"""The xAI connection form in the real Airflow 3.3 UI, driven in headless Chromium.
 
 Log in (simple auth manager), Admin > Connections > Add, type "xAI": the API key is a masked
 input and the provider's fields are there. Fill and save it, press Test (the hook runs inside
@@ -27,7 +27,6 @@ from tests.e2e.waiting import TEST_TIMEOUT
 # The timeout covers the shared Airflow stack's start when this test is the first to need it.
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(TEST_TIMEOUT)]
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -44,13 +43,12 @@ WRONG_KEY = "xai-not-the-right-key-42"
 
 
 @pytest.fixture
-def page(airflow_stack: AirflowStack) -> Iterator[Any]:
-    """A fresh headless Chromium page (the system browser; Playwright downloads nothing)."""
-    assert CHROMIUM.exists(), "needs Debian's chromium: apt-get install -y chromium (.ci/run does it)"
+def page(chromium: str, airflow_stack: AirflowStack) -> Iterator[Any]:
+    """A fresh headless page in the browser ``chromium`` names (checked before Airflow starts)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.set_default_timeout(30_000)

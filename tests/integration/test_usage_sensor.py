@@ -412,3 +412,29 @@ def _reschedules(dag_run: Any, task_id: str) -> int:
             .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
             .where(TaskInstance.task_id == task_id)
         )
+
+
+def test_tool_calls_of_a_responses_task_are_rolled_up_and_counted_by_the_budget(
+    airflow_db: None, xai_server: Any
+) -> None:
+    from airflow_provider_xai import tools
+
+    with DAG("t_xai_usage_tools", schedule=None, start_date=START) as dag:
+        research = XAIChatOperator(
+            task_id="research", prompt="Tides in Brest", tools=[tools.web_search(), tools.x_search()]
+        )
+        # Each search call costs $0.005 (xAI's $5 per 1,000); tokens alone cost far less.
+        research >> XAIUsageSensor(task_id="usage", task_ids=["research"], max_cost_usd=0.005)
+    dr = run_inline_dag(dag)
+
+    record = xcom_values(dr, "research", "xai_usage")[-1]
+    assert record["num_server_side_tools_used"] == 2
+    assert record["server_side_tool_usage"] == {"web_search_calls": 1, "x_search_calls": 1}
+    assert record["cost_usd"] > 0.01  # the two tool fees are in xAI's cost
+    states = task_states(dr)
+    assert states[("research", -1)] == "success"
+    assert states[("usage", -1)] == "failed"  # the tool fees put the run over its budget
+    report = xcom_values(dr, "usage", XCOM_SUMMARY_KEY)[-1]
+    assert report["budget"]["status"] == "exceeded"
+    assert report["totals"]["server_side_tool_usage"] == {"web_search_calls": 1, "x_search_calls": 1}
+    assert report["totals"]["cost_usd"] == record["cost_usd"]

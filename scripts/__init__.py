@@ -1,0 +1,1 @@
+"""Developer scripts (run as `python scripts/<name>.py`; importable for their tests)."""

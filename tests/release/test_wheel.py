@@ -1,0 +1,308 @@
+"""The released artefacts work on their own: sdist -> wheel -> a clean virtual environment.
+
+Builds the sdist with the project's build backend (hatchling, from ``[build-system] requires``),
+builds the wheel *from that sdist* (so the sdist holds what a build needs), installs the wheel
+with ``-c constraints.txt`` into a fresh venv in a temporary directory, and there, with the
+working directory in that temporary directory and no ``PYTHONPATH`` (the checkout is not
+importable), runs what a newcomer would: ``airflow providers list``, the connection form
+metadata (``HookMetaService``), ``python -m airflow_provider_xai.testing``, an example DAG
+copied out of the installed package under ``airflow dags test`` against that local server, and
+the packaged demo (``python -m airflow_provider_xai.testing.demo``) for the vision example,
+whose sample images must come from the installed package too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+#: Generous per-command limits: a loaded 2-core machine slows these down a lot.
+INSTALL_TIMEOUT = 1200
+COMMAND_TIMEOUT = 600
+EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("example_*.py"))
+SAMPLE_IMAGES = sorted(
+    p.name for p in (REPO / "example_dags" / "sample_images").iterdir() if p.suffix in {".png", ".jpg"}
+)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without anything pointing at the checkout or its test settings."""
+    dropped = ("AIRFLOW", "_AIRFLOW", "XAI_", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env["PYTHONNOUSERSITE"] = "1"
+    env.update(extra)
+    return env
+
+
+def _run(
+    cmd: Sequence[str | Path], log: Path, *, cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT
+) -> str:
+    """Run ``cmd`` to completion with its output in ``log``; fail with the output's tail."""
+    with log.open("wb") as out:
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    output = log.read_text(errors="replace")
+    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{output[-4000:]}"
+    return output
+
+
+def _pip(python: Path, *args: str | Path) -> list[str | Path]:
+    """This interpreter's pip, installing into the environment of ``python`` (pip ``--python``)."""
+    return [sys.executable, "-m", "pip", "--python", python, *args]
+
+
+def _build_requires() -> list[str]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        return ["hatchling"]
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return list(tomllib.load(f)["build-system"]["requires"])
+
+
+@dataclass
+class Dist:
+    sdist: Path
+    wheel: Path
+
+
+@dataclass
+class Installed:
+    """A clean venv holding only the wheel and its dependencies, and a place to run in."""
+
+    tmp: Path
+    bin: Path
+    env: dict[str, str]
+    package_dir: Path
+
+    def run(self, name: str, *args: str | Path, env: dict[str, str] | None = None) -> str:
+        return _run(args, self.tmp / f"{name}.log", cwd=self.tmp, env=env or self.env)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    """The sdist (built from the checkout) and the wheel (built from the sdist)."""
+    tmp = tmp_path_factory.mktemp("xai-release-build")
+    out = tmp / "dist"
+    env = _clean_env()
+    builder = tmp / "build-env"
+    _run([sys.executable, "-m", "venv", "--without-pip", builder], tmp / "venv.log", cwd=tmp, env=env)
+    python = builder / "bin" / "python"
+    _run(_pip(python, "install", "--quiet", *_build_requires()), tmp / "build-env.log", cwd=tmp, env=env)
+    _run(
+        [python, "-c", "import sys; from hatchling.build import build_sdist; build_sdist(sys.argv[1])", out],
+        tmp / "sdist.log",
+        cwd=REPO,
+        env=env,
+    )
+    (sdist,) = out.glob("*.tar.gz")
+    _run(
+        _pip(python, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", out, sdist),
+        tmp / "wheel.log",
+        cwd=tmp,
+        env=env,
+    )
+    (wheel,) = out.glob("*.whl")
+    return Dist(sdist=sdist, wheel=wheel)
+
+
+@pytest.fixture(scope="module")
+def installed(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """The wheel installed into a fresh venv outside the repository, and a migrated Airflow DB.
+
+    The venv (some 270 MB) is removed afterwards; the command logs stay with pytest's tmp dirs."""
+    tmp = tmp_path_factory.mktemp("xai-release-venv")
+    assert REPO not in tmp.parents
+    venv = tmp / "venv"
+    env = _clean_env()
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp / "venv.log", cwd=tmp, env=env)
+    python = venv / "bin" / "python"
+    _run(
+        _pip(python, "install", "--quiet", "--no-compile", "-c", REPO / "constraints.txt", dist.wheel),
+        tmp / "install.log",
+        cwd=tmp,
+        env=env,
+        timeout=INSTALL_TIMEOUT,
+    )
+    (tmp / "dags").mkdir()
+    run_env = _clean_env(
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        AIRFLOW_HOME=str(tmp / "airflow-home"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(tmp / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+    )
+    located = _run(
+        [python, "-c", "import airflow_provider_xai as p; print(p.__file__)"],
+        tmp / "where.log",
+        cwd=tmp,
+        env=run_env,
+    )
+    package_dir = Path(located.strip().splitlines()[-1]).parent
+    assert venv in package_dir.parents, f"imported from {package_dir}, not from the venv"
+    box = Installed(tmp=tmp, bin=venv / "bin", env=run_env, package_dir=package_dir)
+    try:
+        box.run("db-migrate", box.bin / "airflow", "db", "migrate")
+        yield box
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def test_sdist_holds_what_a_build_needs(dist: Dist) -> None:
+    with tarfile.open(dist.sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    needed = {
+        "pyproject.toml",
+        "README.md",
+        "airflow_provider_xai/__init__.py",
+        "airflow_provider_xai/get_provider_info.py",
+        "airflow_provider_xai/py.typed",
+        "airflow_provider_xai/testing/demo.py",
+        *(f"example_dags/{name}" for name in EXAMPLE_DAGS),
+        *(f"example_dags/sample_images/{name}" for name in SAMPLE_IMAGES),
+    }
+    if (REPO / "LICENSE").exists():  # the licence file is added separately; check it once it is there
+        needed.add("LICENSE")
+    assert needed <= names, sorted(needed - names)
+    assert not {n for n in names if n.startswith((".venv/", "site/", "tests/")) or "__pycache__" in n}
+
+
+def test_wheel_ships_the_package_and_the_example_dags(dist: Dist) -> None:
+    with zipfile.ZipFile(dist.wheel) as whl:
+        names = set(whl.namelist())
+        (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "apache_airflow_provider" in whl.read(entry_points).decode()
+        for name in EXAMPLE_DAGS:  # the packaged copy is the checkout's example_dags/, unchanged
+            packaged = whl.read(f"airflow_provider_xai/example_dags/{name}")
+            assert packaged == (REPO / "example_dags" / name).read_bytes(), name
+        for name in SAMPLE_IMAGES:
+            assert f"airflow_provider_xai/example_dags/sample_images/{name}" in names
+    top_level = {n.split("/", 1)[0] for n in names}
+    assert {t for t in top_level if not t.endswith(".dist-info")} == {"airflow_provider_xai"}
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_airflow_lists_the_provider_and_its_connection_form(installed: Installed) -> None:
+    listed = installed.run("providers-list", installed.bin / "airflow", "providers", "list", "-o", "json")
+    providers = json.loads(next(line for line in listed.splitlines() if line.startswith("[")))
+    assert "airflow-provider-xai" in {p["package_name"] for p in providers}
+
+    script = (
+        "import json\n"
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "meta = {m.connection_type: m for m in HookMetaService.hook_meta_data()}\n"
+        "print('HOOK_META ' + json.dumps(meta['xai'].model_dump(mode='json')))\n"
+    )
+    output = installed.run("hook-meta", installed.bin / "python", "-c", script)
+    meta = json.loads(next(line for line in output.splitlines() if line.startswith("HOOK_META "))[10:])
+    assert meta["hook_name"] == "xAI"
+    assert meta["hook_class_name"] == "airflow_provider_xai.hooks.xai.XAIHook"
+    standard = meta["standard_fields"]
+    assert standard["password"]["title"] == "API Key"
+    assert standard["host"] == {"hidden": False, "title": "Base URL", "placeholder": "https://api.x.ai/v1"}
+    assert standard["login"]["hidden"] and standard["port"]["hidden"]
+    assert {"default_model", "timeout", "max_retries"} <= set(meta["extra_fields"])
+
+
+@pytest.fixture
+def local_server(installed: Installed) -> Iterator[tuple[str, str]]:
+    """``python -m airflow_provider_xai.testing --port 0`` from the venv: its root URL and connection."""
+    log = installed.tmp / "local-server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(installed.bin / "python"), "-m", "airflow_provider_xai.testing", "--port", "0"],
+            cwd=installed.tmp,
+            env=installed.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while not (match := re.search(r"^export AIRFLOW_CONN_XAI_DEFAULT='(.*)'$", log.read_text(), re.M)):
+            assert proc.poll() is None, f"the local server exited {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the local server did not start:\n{log.read_text()}"
+            time.sleep(0.2)
+        yield match.group(1), log.read_text()
+        os.killpg(proc.pid, signal.SIGTERM)  # its own process group: start_new_session=True
+        # uvicorn shuts down gracefully, then re-raises the signal it caught
+        assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_local_server_answers_and_an_example_dag_runs_against_it(
+    installed: Installed, local_server: tuple[str, str]
+) -> None:
+    connection, banner = local_server
+    conn = json.loads(connection)
+    base_url, key = conn["host"], conn["password"]
+    assert f"Local xAI server: {base_url}" in banner
+    auth = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{base_url}/api-key", headers=auth, timeout=30).status_code == 200
+    models = httpx.get(f"{base_url}/models", headers=auth, timeout=30)
+    assert models.status_code == 200 and models.json()["data"]
+
+    # The DAG file comes out of the installed package, not the checkout.
+    shutil.copy(installed.package_dir / "example_dags" / "example_xai_chat.py", installed.tmp / "dags")
+    output = installed.run(
+        "dags-test-chat",
+        installed.bin / "airflow",
+        "dags",
+        "test",
+        "example_xai_chat",
+        env={**installed.env, "AIRFLOW_CONN_XAI_DEFAULT": connection},
+    )
+    assert "state=success" in output and "state=failed" not in output, output[-4000:]
+    journal = httpx.get(f"{base_url.removesuffix('/v1')}/_control/journal", timeout=30).json()
+    chats = [e for e in journal if e["path"] == "/v1/chat/completions"]
+    assert chats and all(e["status"] == 200 for e in chats)
+    assert all(e["headers"]["user-agent"].startswith("airflow-provider-xai/") for e in chats)
+
+
+def test_packaged_demo_runs_the_vision_example_with_its_sample_images(installed: Installed) -> None:
+    """No ``--dags-folder``: the demo finds the example DAGs and their images inside the package."""
+    demo = installed.tmp / "demo"
+    output = installed.run(
+        "demo-vision",
+        installed.bin / "python",
+        "-m",
+        "airflow_provider_xai.testing.demo",
+        "example_xai_vision",
+        env={**installed.env, "XAI_DEMO_DIR": str(demo)},
+    )
+    assert "=== example_xai_vision: success" in output, output[-4000:]
+    assert '{"dags_failed": 0}' in output
+    log = (demo / "example_xai_vision.log").read_text()
+    # Every sample image was described, read from the installed package's copy.
+    for name in SAMPLE_IMAGES:
+        assert f"{installed.package_dir}/example_dags/sample_images/{name}" in log, name
