@@ -11,14 +11,20 @@ from typing import Any
 from airflow_provider_xai import __version__
 from airflow_provider_xai.defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 
+#: Every release, newest first (provider.yaml's ``versions``); CHANGELOG.md has one section each.
+VERSIONS = [__version__, "0.1.0"]
+
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider description Airflow uses for discovery."""
     return {
         "package-name": "airflow-provider-xai",
         "name": "xAI",
-        "description": "`xAI <https://x.ai/>`__ Grok API: chat, vision, structured output, usage accounting.",
-        "versions": [__version__],
+        "description": (
+            "`xAI <https://x.ai/>`__ Grok API: chat, vision, the Responses API with search tools, "
+            "batches, structured output, deferrable calls, usage accounting."
+        ),
+        "versions": list(VERSIONS),
         "integrations": [
             {
                 "integration-name": "xAI",

@@ -5,19 +5,63 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
+from airflow_provider_xai import __version__
 from airflow_provider_xai.get_provider_info import get_provider_info
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _project() -> dict[str, Any]:
+    """``[project]`` of pyproject.toml (tomllib from Python 3.11, tomli before)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    return dict(tomllib.loads((REPO / "pyproject.toml").read_text())["project"])
 
 
 def test_provider_info_validates_against_airflow_schema() -> None:
     from airflow.providers_manager import _create_provider_info_schema_validator
 
     _create_provider_info_schema_validator().validate(get_provider_info())
+
+
+def test_provider_info_keys_and_values_are_ones_provider_yaml_allows() -> None:
+    """Airflow's provider.yaml schema (additionalProperties: false) knows every key we send, and
+    each value validates; its build-time keys (state, source-date-epoch) are not provider info."""
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider.yaml.schema.json").read_text())
+    schema["required"] = [k for k in schema["required"] if k not in ("state", "source-date-epoch")]
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_package_name_and_version_follow_pyproject() -> None:
+    project, info = _project(), get_provider_info()
+    assert info["package-name"] == project["name"]
+    assert info["versions"][0] == project["version"] == __version__
+
+
+def test_versions_are_the_changelog_releases_newest_first() -> None:
+    released = re.findall(r"^## (\d+\.\d+\.\d+) ", (REPO / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert get_provider_info()["versions"] == released
+    assert released == sorted(released, key=Version, reverse=True)
+
+
+def test_the_integration_links_xais_documentation() -> None:
+    (integration,) = get_provider_info()["integrations"]
+    assert integration["external-doc-url"] == "https://docs.x.ai/"
 
 
 def test_every_listed_module_and_class_imports() -> None:
