@@ -521,6 +521,11 @@ class _Gen:
                 ia = math.floor(xlo) + 1
             if xhi is not None and ib >= xhi:
                 ib = math.ceil(xhi) - 1
+            if ia > ib:  # an exclusive bound squeezed the name's usual range: follow the open side
+                if low is None:
+                    ia = ib
+                elif high is None:
+                    ib = ia
             picks = [ia + min(int(u * (ib - ia + 1)), ib - ia), ia, ib] if ia <= ib else []
             return next((int(c) for c in picks if ok(c)), int(ia))
         decimals = 2 if b - a <= 10 else 1

@@ -262,3 +262,18 @@ def test_pydantic_constraints_are_met() -> None:
     schema = Booking.model_json_schema()
     booking = Booking.model_validate(generate(schema, "Book two nights in Porto"))
     assert booking.notes.startswith(LOCAL[:20]) and len(set(booking.tags)) == 3
+
+
+@pytest.mark.parametrize(
+    "prop",
+    [
+        {"type": "integer", "exclusiveMaximum": 0},
+        {"type": "integer", "exclusiveMinimum": 100},
+        {"type": "integer", "maximum": -5},
+    ],
+)
+def test_a_bound_outside_the_names_usual_range_is_still_honoured(prop: dict[str, Any]) -> None:
+    """Found by the property test above on Python 3.12: a ``score`` (usually 0-1) with
+    ``exclusiveMaximum: 0`` was answered 0."""
+    schema = {"type": "object", "properties": {"score": prop}, "required": ["score"]}
+    jsonschema.validate(generate(schema, "Rate it"), schema)
