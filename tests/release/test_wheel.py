@@ -180,6 +180,8 @@ def test_sdist_holds_what_a_build_needs(dist: Dist) -> None:
     needed = {
         "pyproject.toml",
         "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
         "airflow_provider_xai/__init__.py",
         "airflow_provider_xai/get_provider_info.py",
         "airflow_provider_xai/py.typed",
@@ -187,8 +189,6 @@ def test_sdist_holds_what_a_build_needs(dist: Dist) -> None:
         *(f"example_dags/{name}" for name in EXAMPLE_DAGS),
         *(f"example_dags/sample_images/{name}" for name in SAMPLE_IMAGES),
     }
-    if (REPO / "LICENSE").exists():  # the licence file is added separately; check it once it is there
-        needed.add("LICENSE")
     assert needed <= names, sorted(needed - names)
     assert not {n for n in names if n.startswith((".venv/", "site/", "tests/")) or "__pycache__" in n}
 
