@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
 from airflow_provider_xai.testing.responses_request import parse_responses_request
 from airflow_provider_xai.testing.responses_stream import failed_response, stream_frames
 from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, ServerState
+from airflow_provider_xai.testing.streaming import paced_event_stream
 
 
 async def _json_body(request: Request) -> Any:
@@ -65,15 +65,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
         frames = stream_frames(response, truncate=bool(fault and fault.truncate_stream),
                                malformed=bool(fault and fault.malformed_chunk),
                                done_marker=state.responses_done_marker, failed=failed)
-
-        async def body() -> AsyncIterator[str]:
-            for i, frame in enumerate(frames):
-                if i and state.stream_interval:
-                    await asyncio.sleep(state.stream_interval)
-                yield frame
-
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache"})
+        return paced_event_stream(frames, state.stream_interval)
 
     @r.get("/responses/{response_id}")
     async def get(response_id: str) -> Response:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,7 +51,7 @@ from airflow_provider_xai.testing.errors import (
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.responses_routes import create_responses_router
 from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, JournalEntry, ServerState
-from airflow_provider_xai.testing.streaming import stream_events
+from airflow_provider_xai.testing.streaming import paced_event_stream, stream_events
 
 _FAULT_KEY = FAULT_SCOPE_KEY
 _DROP_DECLARED_LENGTH = 4096
@@ -268,15 +268,7 @@ def _v1_router(state: ServerState) -> APIRouter:
         events = stream_events(completion, req.include_usage,
                                truncate=bool(fault and fault.truncate_stream),
                                malformed=bool(fault and fault.malformed_chunk))
-
-        async def body() -> Any:
-            for i, event in enumerate(events):
-                if i and state.stream_interval:
-                    await asyncio.sleep(state.stream_interval)
-                yield event
-
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache"})
+        return paced_event_stream(events, state.stream_interval)
 
     @r.get("/chat/deferred-completion/{request_id}")
     async def deferred(request_id: str) -> Response:

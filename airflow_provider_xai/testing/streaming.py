@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
+
+from fastapi.responses import StreamingResponse
 
 
 def split_pieces(text: str) -> list[str]:
@@ -51,3 +54,15 @@ def stream_events(completion: dict[str, Any], include_usage: bool, truncate: boo
         usage = {**base, "choices": [], "usage": completion["usage"], **fp}
         yield "data: " + json.dumps(usage) + "\n\n"
     yield "data: [DONE]\n\n"
+
+
+def paced_event_stream(frames: Iterable[str], interval: float) -> StreamingResponse:
+    """An event-stream answer sending ``frames`` ``interval`` seconds apart (chat and Responses)."""
+
+    async def body() -> AsyncIterator[str]:
+        for i, frame in enumerate(frames):
+            if i and interval:
+                await asyncio.sleep(interval)
+            yield frame
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
