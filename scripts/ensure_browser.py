@@ -32,7 +32,13 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+if not __package__:  # run as `python scripts/ensure_browser.py`: import `scripts` from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import apt_install
+from scripts.apt_install import APT, SUDO_APT, AptMachine, LiveApt, apt_method, last_error
 
 ENV_VAR = "XAI_E2E_CHROMIUM"
 PATH_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -40,19 +46,18 @@ APP_PATHS = (
     "/Applications/Chromium.app/Contents/MacOS/Chromium",
     "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
 )
-APT = "apt-get"
-SUDO_APT = "sudo apt-get"
 PLAYWRIGHT = "playwright"
 APT_PACKAGE = "chromium"
 PLAYWRIGHT_INSTALL = ("-m", "playwright", "install", "--no-shell", "chromium")
 PREFIX = "ensure_browser: "
+NOT_FOUND = "no Chromium or Chrome found"
 HINT = f"install Chromium or Google Chrome, or set {ENV_VAR} to one"
 
 
 # --- the policy ----------------------------------------------------------------------------
 
 
-class Machine(Protocol):
+class Machine(AptMachine, Protocol):
     """What ``decide`` needs to know; each fact is read only when the decision gets to it."""
 
     @property
@@ -69,15 +74,6 @@ class Machine(Protocol):
     @property
     def playwright_browser(self) -> str | None:
         """Playwright's downloaded Chromium, when it is installed and runs."""
-
-    @property
-    def apt_get(self) -> bool: ...
-
-    @property
-    def root(self) -> bool: ...
-
-    @property
-    def passwordless_sudo(self) -> bool: ...
 
     @property
     def playwright_installer(self) -> bool:
@@ -126,14 +122,9 @@ def decide(machine: Machine) -> Use | Install | Fail:
 
     methods: list[str] = []
     why_not: list[str] = []
-    if not machine.apt_get:
-        why_not.append("no apt-get here")
-    elif machine.root:
-        methods.append(APT)
-    elif machine.passwordless_sudo:
-        methods.append(SUDO_APT)
-    else:
-        why_not.append("apt-get needs root or passwordless sudo")
+    method, why = apt_method(machine)
+    methods += [method] if method else []
+    why_not += [why] if why else []
     if not machine.playwright_installer:
         why_not.append("the playwright package is not installed (make test installs it)")
     elif machine.playwright_download_reachable:
@@ -166,28 +157,15 @@ def download_urls(dry_run_output: str) -> list[str]:
     return re.findall(r"Download (?:url|fallback \d+):\s*(\S+)", dry_run_output)
 
 
-def last_error(output: str) -> str:
-    """The line of a tool's output that says what went wrong (apt's ``E:`` lines first)."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("E:")]
-    return (errors or lines or ["no output"])[-1]
-
-
 # --- the facts of this machine -------------------------------------------------------------
 
 
 def runs(path: str) -> bool:
     """``path --version`` exits 0 (the browser can start at all)."""
-    try:
-        result = subprocess.run(
-            [path, "--version"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return result.returncode == 0
+    return apt_install.runs(path, "--version")
 
 
-class LiveMachine:
+class LiveMachine(LiveApt):
     """The facts of the machine this runs on, each computed on first use."""
 
     @functools.cached_property
@@ -218,24 +196,6 @@ class LiveMachine:
             return None
         path = result.stdout.strip()
         return path if result.returncode == 0 and path and os.path.isfile(path) and runs(path) else None
-
-    @functools.cached_property
-    def apt_get(self) -> bool:
-        return shutil.which("apt-get") is not None
-
-    @functools.cached_property
-    def root(self) -> bool:
-        return hasattr(os, "geteuid") and os.geteuid() == 0
-
-    @functools.cached_property
-    def passwordless_sudo(self) -> bool:
-        if shutil.which("sudo") is None:
-            return False
-        try:
-            probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return probe.returncode == 0
 
     @functools.cached_property
     def playwright_installer(self) -> bool:
@@ -288,56 +248,20 @@ class LiveMachine:
 
 # --- doing it ------------------------------------------------------------------------------
 
-
-def say(line: str) -> None:
-    print(PREFIX + line, file=sys.stderr, flush=True)
-
-
-def run_quietly(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[bool, str]:
-    """Run a command with its output captured: (succeeded, output)."""
-    try:
-        result = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
-        )
-    except OSError as error:
-        return False, str(error)
-    return result.returncode == 0, result.stdout + result.stderr
-
-
-def install_with_apt(sudo: bool) -> str | None:
-    """``apt-get install chromium``, with ``apt-get update`` first only if the install fails;
-    ``None`` on success, else the reason."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"] if sudo else []
-    install = [*prefix, "apt-get", "install", "-y", "-qq", APT_PACKAGE]
-    who = "with sudo" if sudo else "as root"
-    say(f"no Chromium or Chrome found; installing Debian's {APT_PACKAGE} ({who}): {' '.join(install)}")
-    ok, output = run_quietly(install, env)
-    if ok:
-        return None
-    say(f"apt-get install failed ({last_error(output)}); running apt-get update and trying again")
-    ok, output = run_quietly([*prefix, "apt-get", "update", "-qq"], env)
-    if ok:
-        ok, output = run_quietly(install, env)
-    return None if ok else f"apt-get install {APT_PACKAGE}: {last_error(output)}"
+say = apt_install.sayer(PREFIX)
 
 
 def install_with_playwright() -> str | None:
     """Playwright's own Chromium download; ``None`` on success, else the reason."""
     command = " ".join(["python", *PLAYWRIGHT_INSTALL])
     say(f"no Chromium or Chrome found; downloading Playwright's Chromium: {command}")
-    ok, output = run_quietly([sys.executable, *PLAYWRIGHT_INSTALL])
+    ok, output = apt_install.run_quietly([sys.executable, *PLAYWRIGHT_INSTALL])
     return None if ok else f"{command}: {last_error(output)}"
 
 
 INSTALLERS: dict[str, Callable[[], str | None]] = {
-    APT: lambda: install_with_apt(sudo=False),
-    SUDO_APT: lambda: install_with_apt(sudo=True),
+    APT: lambda: apt_install.install_with_apt([APT_PACKAGE], False, NOT_FOUND, say),
+    SUDO_APT: lambda: apt_install.install_with_apt([APT_PACKAGE], True, NOT_FOUND, say),
     PLAYWRIGHT: install_with_playwright,
 }
 
