@@ -15,11 +15,10 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,17 @@ from airflow_provider_xai.testing.runner import XAIServer
 from scripts import ensure_browser
 from tests.conftest import REPO
 from tests.e2e.waiting import file_sizes, wait_while_moving
+from tests.helpers.services import free_port
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
 DAGS_FOLDER = REPO / "example_dags"
 
 
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class AirflowStack:
     """Airflow CLI processes sharing one AIRFLOW_HOME; ``stop_all`` ends every one of them."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, settings: Mapping[str, str] | None = None) -> None:
+        """``settings``: more environment for every process (``AIRFLOW__SECTION__KEY`` values)."""
         self.home = home
         self.api_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -66,6 +60,7 @@ class AirflowStack:
             PYTHONUNBUFFERED="1",
             XAI_EXAMPLE_DATA=f"file://{home}/example-data",  # example_xai_batch writes here
         )
+        env.update(settings or {})
         self.env = env
 
     @property
@@ -92,13 +87,14 @@ class AirflowStack:
         assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{self.log(name)}"
         return self.log(name)
 
-    def start(self, name: str, *args: str) -> None:
-        """Start ``airflow <args>`` in the background, output to ``$AIRFLOW_HOME/<name>.out``."""
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """Start ``airflow <args>`` in the background, output to ``$AIRFLOW_HOME/<name>.out``;
+        ``env`` adds to this process's environment only."""
         assert name not in self.procs, f"{name} already started"
         with self.log_path(name).open("ab") as out:
             self.procs[name] = subprocess.Popen(
                 [str(AIRFLOW), *args],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=self.home,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -174,13 +170,15 @@ class AirflowStack:
             base_url=f"{self.api_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
 
-    def files_containing(self, needle: str) -> list[Path]:
-        """Files under AIRFLOW_HOME (process output, task and trigger logs, the DB) holding ``needle``."""
+    def files_containing(self, needle: str, *more: Path) -> list[Path]:
+        """Files under AIRFLOW_HOME (process output, task and trigger logs, the DB) and the
+        directories ``more`` holding ``needle``."""
         data = needle.encode()
         hits = []
-        for path in self.home.rglob("*"):
-            if path.is_file() and data in path.read_bytes():
-                hits.append(path)
+        for root in (self.home, *more):
+            for path in root.rglob("*"):
+                if path.is_file() and data in path.read_bytes():
+                    hits.append(path)
         return hits
 
 
@@ -235,8 +233,11 @@ def airflow_api(airflow_stack: AirflowStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def put_xai_connection(api: httpx.Client, server: XAIServer, conn_id: str = "xai_default") -> None:
-    """(Re)create ``conn_id`` in the metadata DB, pointing at ``server``, through the REST API."""
+def put_xai_connection(
+    api: httpx.Client, server: XAIServer, conn_id: str = "xai_default", **extra: Any
+) -> None:
+    """(Re)create ``conn_id`` in the metadata DB, pointing at ``server``, through the REST API;
+    ``extra`` adds to (or overrides) its extras."""
     response = api.delete(f"/connections/{conn_id}")
     assert response.status_code in (204, 404), response.text
     response = api.post(
@@ -246,7 +247,7 @@ def put_xai_connection(api: httpx.Client, server: XAIServer, conn_id: str = "xai
             "conn_type": "xai",
             "host": server.base_url,
             "password": server.api_key,
-            "extra": json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2}),
+            "extra": json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2, **extra}),
         },
     )
     assert response.status_code == 201, response.text

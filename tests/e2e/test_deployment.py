@@ -1,187 +1,22 @@
 """The example DAGs under a real scheduler, dag-processor and triggerer (LocalExecutor, SQLite).
 
-Every ``example_dags/example_*.py`` is parsed by the dag-processor without import errors,
-triggered through the REST API and must succeed; the chat answer, the vision report and the
-usage summary are read back as XComs over REST. The deferrable chat task is seen ``deferred``
-with an ``XAIDeferredCompletionTrigger`` assigned to the triggerer job, and the triggerer (not
-an in-line ``dag.test()`` loop) runs it: its trigger log is written by the triggerer process.
+What is run and checked is ``tests/e2e/dag_runs.py``'s ``run_example_dags``, shared with the
+CeleryExecutor deployment (``test_celery.py``).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
-from tests.e2e.conftest import DAGS_FOLDER, AirflowStack, put_xai_connection
-from tests.e2e.waiting import TEST_TIMEOUT, file_sizes, wait_while_moving
+from tests.e2e.conftest import AirflowStack, put_xai_connection
+from tests.e2e.dag_runs import DEFERRED_POLLS, run_example_dags
+from tests.e2e.waiting import TEST_TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT)]
-
-TRIGGER_CLASS = "airflow_provider_xai.triggers.deferred.XAIDeferredCompletionTrigger"
-DEFERRED_TASK = "deferred_haiku"
-# The local server answers 202 this many times before handing out a deferred result; at the
-# DAG's poll_interval of 0.5 s that keeps the task deferred for several seconds.
-DEFERRED_POLLS = 4
-TERMINAL = {"success", "failed"}
-
-
-def xcom(
-    api: httpx.Client, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
-) -> Any:
-    response = api.get(
-        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-        params={"map_index": map_index},
-    )
-    assert response.status_code == 200, f"{dag_id}/{task_id}/{key}: {response.text}"
-    return response.json()["value"]
-
-
-def check_chat(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
-    dag_id = "example_xai_chat"
-    report = xcom(api, dag_id, run_id, "report")
-    assert "Lisbon" in report["tip"]
-    assert report["plain"].strip() and report["haiku"].strip()
-    assert set(report["facts"]) == {"city", "country", "population_millions", "known_for"}
-    assert len(report["french"]) == 3
-    assert report["haiku"] == xcom(api, dag_id, run_id, DEFERRED_TASK)
-    usage = xcom(api, dag_id, run_id, DEFERRED_TASK, "xai_usage")
-    assert usage["task_id"] == DEFERRED_TASK and usage["total_tokens"] > 0
-    for index in range(3):
-        assert xcom(api, dag_id, run_id, "translate", "xai_usage", index)["map_index"] == index
-    # The request id pushed before deferring was polled until ready, then collected once.
-    request_id = xcom(api, dag_id, run_id, DEFERRED_TASK, "xai_request_id")
-    polls = [e.status for e in server.journal if e.path.endswith(f"/deferred-completion/{request_id}")]
-    assert polls == [202] * DEFERRED_POLLS + [200], polls
-
-
-def check_vision(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
-    result = xcom(api, "example_xai_vision", run_id, "write_report")
-    summary = result["summary"]
-    images = sorted(p for p in (DAGS_FOLDER / "sample_images").iterdir() if p.suffix in {".png", ".jpg"})
-    assert summary["images"] == len(images) > 0
-    assert summary["image_tokens"] > 0 and summary["cost_usd"] > 0
-    report = Path(urlsplit(result["path"]).path)
-    assert report.is_relative_to(stack.home / "xai_reports") and report.is_file()
-    for index in range(len(images)):
-        facts = xcom(api, "example_xai_vision", run_id, "describe_image", map_index=index)
-        assert set(facts) == {"caption", "objects", "has_text"}
-
-
-def check_usage(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
-    report = xcom(api, "example_xai_usage", run_id, "xai_usage")
-    totals = report["totals"]
-    assert report["records"] == 6 and totals["total_tokens"] > 0
-    assert report["budget"]["status"] == "ok"
-    line = xcom(api, "example_xai_usage", run_id, "spend_report")
-    assert line.startswith(f"6 xAI requests, {totals['total_tokens']} tokens")
-
-
-def check_batch(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
-    report = xcom(api, "example_xai_batch", run_id, "summarise")
-    assert report["labelled"] == report["tickets"] > 0 and report["failed"] == 0, report
-    assert sum(report["by_category"].values()) == report["labelled"]
-    assert server.requests("/batches", "POST"), "no batch was created on the server"
-
-
-#: What each known example must leave in XCom; any other example DAG must at least succeed.
-CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] = {
-    "example_xai_chat": check_chat,
-    "example_xai_vision": check_vision,
-    "example_xai_usage": check_usage,
-    "example_xai_batch": check_batch,
-}
-
-
-def failure_details(api: httpx.Client, stack: AirflowStack, runs: dict[str, str]) -> str:
-    lines = []
-    for dag_id, run_id in runs.items():
-        tis = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        lines += [f"{dag_id}.{t['task_id']}[{t['map_index']}]: {t['state']}" for t in tis]
-    for name in ("scheduler", "triggerer", "dag-processor"):
-        lines.append(f"--- {name} (tail) ---\n{stack.log(name)[-2000:]}")
-    return "\n".join(lines)
-
-
-def parsed_examples(api: httpx.Client, stack: AirflowStack) -> list[str]:
-    """Wait until the dag-processor has parsed every example file; zero import errors."""
-    expected = {p.stem for p in DAGS_FOLDER.glob("example_*.py")}
-    assert "example_xai_chat" in expected
-    dag_ids: list[str] = []
-
-    def parsed() -> list[str] | None:
-        errors = api.get("/importErrors").json()
-        assert errors["total_entries"] == 0, errors["import_errors"]
-        dag_ids[:] = sorted(d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json()["dags"])
-        return dag_ids if expected <= set(dag_ids) else None
-
-    def moved() -> tuple[Any, ...]:
-        return tuple(dag_ids), file_sizes(stack.log_path("dag-processor"))
-
-    return list(wait_while_moving(parsed, moved, f"the dag-processor to parse {sorted(expected)}", interval=1))
-
-
-def trigger(api: httpx.Client, dag_id: str) -> str:
-    """Unpause ``dag_id`` and start a manual run through the REST API; its run id."""
-    response = api.patch(f"/dags/{dag_id}", json={"is_paused": False})
-    assert response.status_code == 200, response.text
-    run_id = f"e2e_{uuid.uuid4().hex[:8]}"
-    response = api.post(f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
-    assert response.status_code == 200, response.text
-    return run_id
-
-
-def run_snapshot(api: httpx.Client, runs: dict[str, str]) -> tuple[dict[str, str], dict[Any, Any]]:
-    """The state of each of ``runs`` (by DAG id), and their task instances by (dag, task, map
-    index): two requests, to keep the polling light on a loaded machine."""
-    wanted = set(runs.items())
-    dag_runs = api.get("/dags/~/dagRuns", params={"limit": 100}).json()["dag_runs"]
-    states = {r["dag_id"]: r["state"] for r in dag_runs if (r["dag_id"], r["dag_run_id"]) in wanted}
-    listing = api.get("/dags/~/dagRuns/~/taskInstances", params={"limit": 100}).json()
-    assert listing["total_entries"] <= 100, "more task instances than one page: page through them"
-    tis = {
-        (t["dag_id"], t["task_id"], t["map_index"]): t
-        for t in listing["task_instances"]
-        if (t["dag_id"], t["dag_run_id"]) in wanted
-    }
-    return states, tis
-
-
-def watch(
-    api: httpx.Client, stack: AirflowStack, runs: dict[str, str], dag_id: str, task_id: str
-) -> tuple[dict[str, str], list[str | None], dict[str, Any]]:
-    """Wait until every run ends, as long as run or task states keep changing; meanwhile record
-    each state the task ``dag_id.task_id`` passes through, and that task instance as seen while
-    deferred with a trigger and triggerer job."""
-    seen: list[str | None] = []
-    while_deferred: dict[str, Any] = {}
-    states: dict[str, str] = {}
-    moves: list[Any] = []
-
-    def ended() -> bool:
-        stack.check_alive()
-        run_states, tis = run_snapshot(api, runs)
-        ti = tis.get((dag_id, task_id, -1), {"state": None})
-        if not seen or seen[-1] != ti["state"]:
-            seen.append(ti["state"])
-        if ti["state"] == "deferred" and ti.get("trigger") and ti.get("triggerer_job"):
-            while_deferred.update(ti)
-        states.update(run_states)
-        moves[:] = [sorted(states.items()), sorted((k, t["state"], t["try_number"]) for k, t in tis.items())]
-        return states.keys() == runs.keys() and set(states.values()) <= TERMINAL
-
-    try:
-        wait_while_moving(ended, lambda: list(moves), f"the runs {runs} to end", interval=0.3)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{failure_details(api, stack, runs)}") from None
-    return states, seen, while_deferred
 
 
 def test_example_dags_run_under_a_real_scheduler_and_triggerer(
@@ -200,45 +35,8 @@ def test_example_dags_run_under_a_real_scheduler_and_triggerer(
     stack.start("triggerer", "triggerer", "--skip-serve-logs")
     try:
         stack.wait_healthy("scheduler", "triggerer", "dag_processor")
-        dag_ids = parsed_examples(api, stack)
-        print(f"{time.monotonic() - t0:.1f}s: healthy, parsed {dag_ids}")
-
-        runs = {dag_id: trigger(api, dag_id) for dag_id in dag_ids}
-        chat_run = runs["example_xai_chat"]
-        states, seen, while_deferred = watch(api, stack, runs, "example_xai_chat", DEFERRED_TASK)
-        print(f"{time.monotonic() - t0:.1f}s: runs ended {states}; {DEFERRED_TASK} went {seen}")
-        assert states and all(s == "success" for s in states.values()), (
-            f"{states}\n{failure_details(api, stack, runs)}"
-        )
-
-        # --- the deferrable task was deferred, and the triggerer ran its trigger -------------
-        assert "deferred" in seen and seen[-1] == "success", seen
-        assert seen.index("deferred") < seen.index("success")
-        assert while_deferred, f"never saw {DEFERRED_TASK} deferred with a trigger and triggerer job"
-        assert while_deferred["trigger"]["classpath"] == TRIGGER_CLASS
-        assert while_deferred["triggerer_job"]["job_type"] == "TriggererJob"
-        logs = (
-            stack.home
-            / "logs"
-            / "dag_id=example_xai_chat"
-            / f"run_id={chat_run}"
-            / f"task_id={DEFERRED_TASK}"
-        )
-        trigger_logs = list(logs.glob("attempt=1.log.trigger.*.log"))
-        assert len(trigger_logs) == 1, sorted(p.name for p in logs.iterdir())
-        # named after the triggerer job that ran it
-        assert trigger_logs[0].name.endswith(f".trigger.{while_deferred['triggerer_job']['id']}.log")
-        trigger_log = trigger_logs[0].read_text()
-        assert "starting" in trigger_log and "Trigger fired event" in trigger_log, trigger_log[-2000:]
-        assert "running trigger in line" not in (logs / "attempt=1.log").read_text()
-
-        # --- what each DAG left in XCom ------------------------------------------------------
-        for dag_id, run_id in runs.items():
-            if dag_id in CHECKS:
-                CHECKS[dag_id](api, run_id, stack, e2e_xai)
-
-        # --- the API key never reached a log, a task log or the metadata DB in plain text ----
-        assert stack.files_containing(e2e_xai.api_key) == []
+        print(f"{time.monotonic() - t0:.1f}s: healthy")
+        run_example_dags(api, stack, e2e_xai)
     finally:
         for name in ("triggerer", "dag-processor", "scheduler"):
             stack.stop(name)

@@ -1,0 +1,131 @@
+"""The figures of a scale run (``tests/e2e/scale_dags/xai_scale.py``), from the local server's
+journal and what the run left in XCom: pure functions, no Airflow or HTTP.
+
+Each prompt carries a tag unique in the run and the server's answer echoes it, so answers can
+be matched to the requests the server billed (answered 200): an answer missing from XCom is
+lost, a tag answered or stored twice is duplicated, an answer stored under another prompt's tag
+is crossed. Throughput is billed requests per second over the fan-out window: from the first
+request a ``chat_many`` fan-out sent to the last one the server answered, the stretch in which
+more requests wait than the limit lets through (the mapped tasks around it are paced by task
+start-up, not by the limit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow_provider_xai.testing.state import JournalEntry
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+def tag_pattern(run_id: str) -> re.Pattern[str]:
+    """Tags of ``run_id``'s prompts: ``<run>/m0003`` (mapped) or ``<run>/f02-0117`` (fan-out)."""
+    return re.compile(re.escape(run_id) + r"/(?:m\d{4}|f\d{2}-\d{4})")
+
+
+def first_tag(pattern: re.Pattern[str], text: str) -> str | None:
+    match = pattern.search(text)
+    return match.group(0) if match else None
+
+
+def request_tag(entry: JournalEntry, pattern: re.Pattern[str]) -> str | None:
+    """The tag of a journalled chat request (from its last message)."""
+    body = entry.body if isinstance(entry.body, dict) else {}
+    messages = body.get("messages") or [{}]
+    content = messages[-1].get("content")
+    return first_tag(pattern, content) if isinstance(content, str) else None
+
+
+@dataclass
+class ScaleFigures:
+    """What one scale run did, as the test prints and saves it."""
+
+    limiter: str
+    server_rps: int
+    requests: int  # prompts in the run
+    attempts: int  # chat requests the server saw (retries included)
+    billed: int  # answered 200
+    refused_429: int
+    refused_429_share: float  # of the run's requests
+    failed_tasks: int
+    lost_answers: int
+    duplicated_answers: int
+    crossed_answers: int
+    rollup_requests: int  # requests in the usage sensor's roll-up
+    rollup_total_tokens: int
+    answer_tokens: int  # total tokens of the billed answers as the tasks saw them
+    fanout_window_s: float
+    billed_in_fanout_window: int
+    throughput_rps: float
+    throughput_share_of_limit: float
+    traffic_window_s: float  # first chat request to last answer, the whole run
+    dag_run_s: float
+    ran_on: dict[str, int]  # task instances by worker
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def figures(
+    *,
+    limiter: str,
+    server_rps: int,
+    run_id: str,
+    expected_tags: Sequence[str],
+    journal: Iterable[JournalEntry],
+    answers: Sequence[tuple[str, str]],
+    failed_tasks: int,
+    rollup: dict[str, Any],
+    answer_tokens: int,
+    dag_run_s: float,
+    ran_on: dict[str, int],
+) -> ScaleFigures:
+    """``answers``: (prompt, answer text) pairs found in XCom; ``rollup``: the usage sensor's
+    return value."""
+    pattern = tag_pattern(run_id)
+    chat = [e for e in journal if e.method == "POST" and e.path.endswith(CHAT_PATH)]
+    chat = [e for e in chat if request_tag(e, pattern)]
+    billed = [e for e in chat if e.status == 200]
+    refused = [e for e in chat if e.status == 429]
+    billed_tags = Counter(request_tag(e, pattern) for e in billed)
+    stored = Counter(first_tag(pattern, prompt) for prompt, _ in answers)
+    crossed = sum(1 for prompt, answer in answers if first_tag(pattern, answer) != first_tag(pattern, prompt))
+    lost = len(set(expected_tags) - set(stored)) + len(set(billed_tags) - set(stored))
+    duplicated = sum(n - 1 for n in stored.values() if n > 1) + sum(n - 1 for n in billed_tags.values() if n > 1)
+
+    fanout = [e for e in chat if "/f" in (request_tag(e, pattern) or "")]
+    start = min((e.time for e in fanout), default=0.0)
+    end = max((e.time for e in fanout if e.status == 200), default=start)
+    in_window = sum(1 for e in billed if start <= e.time <= end)
+    window = end - start
+    rps = in_window / window if window > 0 else 0.0
+    traffic = max((e.time for e in billed), default=0.0) - min((e.time for e in chat), default=0.0)
+    totals = rollup.get("totals", {})
+    return ScaleFigures(
+        limiter=limiter,
+        server_rps=server_rps,
+        requests=len(expected_tags),
+        attempts=len(chat),
+        billed=len(billed),
+        refused_429=len(refused),
+        refused_429_share=round(len(refused) / max(1, len(expected_tags)), 4),
+        failed_tasks=failed_tasks,
+        lost_answers=lost,
+        duplicated_answers=duplicated,
+        crossed_answers=crossed,
+        rollup_requests=int(totals.get("requests", 0)),
+        rollup_total_tokens=int(totals.get("total_tokens", 0)),
+        answer_tokens=answer_tokens,
+        fanout_window_s=round(window, 2),
+        billed_in_fanout_window=in_window,
+        throughput_rps=round(rps, 2),
+        throughput_share_of_limit=round(rps / server_rps, 3),
+        traffic_window_s=round(traffic, 2),
+        dag_run_s=round(dag_run_s, 1),
+        ran_on=ran_on,
+    )

@@ -1,0 +1,153 @@
+"""A real distributed deployment: CeleryExecutor with two workers, a Redis broker and a
+PostgreSQL metadata database (``tests/e2e/celery_stack.py``), all started by the test on
+loopback and stopped cleanly at the end.
+
+Every example DAG runs to success with the checks of the LocalExecutor test
+(``tests/e2e/dag_runs.py``: XComs, the deferrable task finished by the triggerer, the API key in
+no file), and both workers run some of their tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_xai.testing.runner import XAIServer
+from tests.e2e.celery_stack import WORKERS, celery_deployment
+from tests.e2e.conftest import AirflowStack, put_xai_connection
+from tests.e2e.dag_runs import (
+    DEFERRED_POLLS,
+    run_example_dags,
+    task_instances,
+    trigger,
+    wait_parsed,
+    watch,
+    xcom,
+)
+from tests.e2e.scale_figures import ScaleFigures, figures
+from tests.e2e.waiting import TEST_TIMEOUT
+from tests.helpers.services import PostgresServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.celery, pytest.mark.timeout(TEST_TIMEOUT)]
+
+#: Where the scale run's figures are written (``make test-scale`` sets it); else the test's tmp dir.
+RESULTS_ENV = "XAI_SCALE_RESULTS"
+
+
+@pytest.fixture(scope="module")
+def celery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, PostgresServer]]:
+    with celery_deployment(tmp_path_factory.mktemp("celery")) as (stack, postgres, _redis):
+        yield stack, postgres
+
+
+@pytest.fixture(scope="module")
+def celery_api(celery: tuple[AirflowStack, PostgresServer]) -> Iterator[httpx.Client]:
+    with celery[0].client() as client:
+        yield client
+
+
+def test_example_dags_run_on_two_celery_workers(
+    celery: tuple[AirflowStack, PostgresServer], celery_api: httpx.Client, e2e_xai: XAIServer
+) -> None:
+    stack, postgres = celery
+    e2e_xai.reset()
+    e2e_xai.configure(deferred_pending_polls=DEFERRED_POLLS, batch_pending_polls=0)
+    put_xai_connection(celery_api, e2e_xai)
+
+    runs = run_example_dags(celery_api, stack, e2e_xai, postgres.root)
+
+    ran_on = {
+        t["hostname"]
+        for dag_id, run_id in runs.items()
+        for t in task_instances(celery_api, dag_id, run_id)
+        if t["state"] == "success"
+    }
+    assert ran_on == set(WORKERS), f"task instances ran on {ran_on}"
+
+
+# --- the scale run -----------------------------------------------------------------------------
+
+#: The local server's limit, requests per second per key and model (xAI's is per team).
+SERVER_RPS = 20
+#: 20 mapped chat tasks + 6 fan-outs of 164 = 1,004 requests from 29 task instances.
+SCALE_CONF = {"mapped": 20, "fanouts": 6, "per_fanout": 164, "max_concurrency": 8}
+SCALE_DAG = "xai_scale"
+
+
+def expected_tags(run_id: str) -> list[str]:
+    mapped = [f"{run_id}/m{i:04d}" for i in range(SCALE_CONF["mapped"])]
+    fanned = [
+        f"{run_id}/f{f:02d}-{i:04d}" for f in range(SCALE_CONF["fanouts"]) for i in range(SCALE_CONF["per_fanout"])
+    ]
+    return mapped + fanned
+
+
+def run_scale(
+    api: httpx.Client, stack: AirflowStack, server: XAIServer, limiter: str, **connection_extra: Any
+) -> ScaleFigures:
+    """Run the scale DAG once against ``server`` limited to SERVER_RPS; its figures."""
+    server.reset()
+    server.configure(rate_limit_rps=SERVER_RPS, journal_limit=1_000_000)
+    put_xai_connection(api, server, max_retries=6, **connection_extra)
+    wait_parsed(api, stack, {SCALE_DAG})
+    t0 = time.monotonic()
+    run_id = trigger(api, SCALE_DAG, SCALE_CONF)
+    states, _, _ = watch(api, stack, {SCALE_DAG: run_id}, SCALE_DAG, "usage")
+    dag_run_s = time.monotonic() - t0
+    tis = task_instances(api, SCALE_DAG, run_id)
+
+    answers: list[tuple[str, str]] = []
+    answer_tokens = 0
+    prompts = xcom(api, SCALE_DAG, run_id, "mapped_prompts")
+    for t in tis:
+        if t["state"] != "success":
+            continue
+        if t["task_id"] == "chat":
+            index = t["map_index"]
+            answers.append((prompts[index], xcom(api, SCALE_DAG, run_id, "chat", map_index=index)))
+            answer_tokens += xcom(api, SCALE_DAG, run_id, "chat", "xai_usage", index)["total_tokens"]
+        elif t["task_id"] == "fan_out":
+            stored = xcom(api, SCALE_DAG, run_id, "fan_out", map_index=t["map_index"])
+            answers += [(a["prompt"], a["answer"]) for a in stored]
+            ledger = xcom(api, SCALE_DAG, run_id, "fan_out", "xai_usage_ledger", t["map_index"])
+            answer_tokens += sum(r["total_tokens"] for r in ledger)
+    rollup = xcom(api, SCALE_DAG, run_id, "usage") if states[SCALE_DAG] == "success" else {}
+    result = figures(
+        limiter=limiter,
+        server_rps=SERVER_RPS,
+        run_id=run_id,
+        expected_tags=expected_tags(run_id),
+        journal=server.journal,
+        answers=answers,
+        failed_tasks=sum(1 for t in tis if t["state"] != "success"),
+        rollup=rollup,
+        answer_tokens=answer_tokens,
+        dag_run_s=dag_run_s,
+        ran_on=dict(Counter(t["hostname"] for t in tis if t["hostname"])),
+    )
+    print(json.dumps(result.to_dict()))
+    return result
+
+
+def test_scale_run_with_and_without_the_shared_limiter(
+    celery: tuple[AirflowStack, PostgresServer], celery_api: httpx.Client, e2e_xai: XAIServer,
+    tmp_path: Path,
+) -> None:
+    stack, _ = celery
+    off = run_scale(celery_api, stack, e2e_xai, "off")
+    results = {"server_rps": SERVER_RPS, "conf": SCALE_CONF, "limiter_off": off.to_dict()}
+    path = Path(os.environ.get(RESULTS_ENV) or tmp_path / "scale.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"scale figures written to {path}")
+
+    # Without a client-side limit every worker finds the server's limit on its own.
+    assert off.refused_429 > 0.01 * off.requests, off
