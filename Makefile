@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit docs bench clean test-compat
+.PHONY: demo test lint typecheck unit docs bench clean test-compat test-scale
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The browser test's Chromium: found on the machine, else installed (scripts/ensure_browser.py).
+# The Celery deployment (marked celery) is left to test-scale.
 test: lint typecheck docs test-compat
-	browser="$$($(BIN)/python scripts/ensure_browser.py)" && XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest
+	browser="$$($(BIN)/python scripts/ensure_browser.py)" && XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest -m "not celery"
+
+# The CeleryExecutor deployment and the scale run (tests/e2e/test_celery.py), with the Redis and
+# PostgreSQL servers it starts found or installed first (scripts/ensure_services.py); the scale
+# figures go to benchmarks/results/scale.json. .ci/run runs it after `make test`.
+test-scale: $(STAMP)
+	services="$$($(BIN)/python scripts/ensure_services.py)" && set -a && eval "$$services" && set +a && \
+	XAI_SCALE_RESULTS=benchmarks/results/scale.json $(BIN)/python -m pytest -m celery tests/e2e/test_celery.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -71,8 +72,15 @@ def wait_workers_ready(stack: AirflowStack) -> None:
     wait_while_moving(ready, lambda: file_sizes(*map(stack.log_path, WORKERS)), "the Celery workers")
 
 
+@dataclass(frozen=True)
+class CeleryDeployment:
+    stack: AirflowStack
+    postgres: PostgresServer
+    redis: RedisServer
+
+
 @contextmanager
-def celery_deployment(home: Path) -> Iterator[tuple[AirflowStack, PostgresServer, RedisServer]]:
+def celery_deployment(home: Path) -> Iterator[CeleryDeployment]:
     """The whole deployment, running and healthy; stopped (Airflow, then the servers) on exit."""
     (home / "airflow").mkdir(parents=True, exist_ok=True)
     redis = RedisServer(home / "redis")
@@ -92,7 +100,7 @@ def celery_deployment(home: Path) -> Iterator[tuple[AirflowStack, PostgresServer
             start_worker(stack, name)
         stack.wait_healthy("scheduler", "triggerer", "dag_processor")
         wait_workers_ready(stack)
-        yield stack, postgres, redis
+        yield CeleryDeployment(stack, postgres, redis)
     finally:
         if stack is not None:
             stack.stop_all()

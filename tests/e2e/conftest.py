@@ -233,21 +233,24 @@ def airflow_api(airflow_stack: AirflowStack) -> Iterator[httpx.Client]:
         yield client
 
 
+def put_connection(api: httpx.Client, conn_id: str, **fields: Any) -> None:
+    """(Re)create the Airflow connection ``conn_id`` with ``fields`` through the REST API."""
+    response = api.delete(f"/connections/{conn_id}")
+    assert response.status_code in (204, 404), response.text
+    response = api.post("/connections", json={"connection_id": conn_id, **fields})
+    assert response.status_code == 201, response.text
+
+
 def put_xai_connection(
     api: httpx.Client, server: XAIServer, conn_id: str = "xai_default", **extra: Any
 ) -> None:
     """(Re)create ``conn_id`` in the metadata DB, pointing at ``server``, through the REST API;
     ``extra`` adds to (or overrides) its extras."""
-    response = api.delete(f"/connections/{conn_id}")
-    assert response.status_code in (204, 404), response.text
-    response = api.post(
-        "/connections",
-        json={
-            "connection_id": conn_id,
-            "conn_type": "xai",
-            "host": server.base_url,
-            "password": server.api_key,
-            "extra": json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2, **extra}),
-        },
+    put_connection(
+        api,
+        conn_id,
+        conn_type="xai",
+        host=server.base_url,
+        password=server.api_key,
+        extra=json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2, **extra}),
     )
-    assert response.status_code == 201, response.text

@@ -95,7 +95,7 @@ def figures(
     billed_tags = Counter(request_tag(e, pattern) for e in billed)
     stored = Counter(first_tag(pattern, prompt) for prompt, _ in answers)
     crossed = sum(1 for prompt, answer in answers if first_tag(pattern, answer) != first_tag(pattern, prompt))
-    lost = len(set(expected_tags) - set(stored)) + len(set(billed_tags) - set(stored))
+    lost = len((set(expected_tags) | set(billed_tags)) - set(stored))
     duplicated = sum(n - 1 for n in stored.values() if n > 1) + sum(n - 1 for n in billed_tags.values() if n > 1)
 
     fanout = [e for e in chat if "/f" in (request_tag(e, pattern) or "")]

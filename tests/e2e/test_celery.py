@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
-from tests.e2e.celery_stack import WORKERS, celery_deployment
-from tests.e2e.conftest import AirflowStack, put_xai_connection
+from tests.e2e.celery_stack import WORKERS, CeleryDeployment, celery_deployment
+from tests.e2e.conftest import AirflowStack, put_connection, put_xai_connection
 from tests.e2e.dag_runs import (
     DEFERRED_POLLS,
     run_example_dags,
@@ -34,7 +34,7 @@ from tests.e2e.dag_runs import (
 )
 from tests.e2e.scale_figures import ScaleFigures, figures
 from tests.e2e.waiting import TEST_TIMEOUT
-from tests.helpers.services import PostgresServer
+from tests.helpers.services import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery, pytest.mark.timeout(TEST_TIMEOUT)]
 
@@ -43,26 +43,26 @@ RESULTS_ENV = "XAI_SCALE_RESULTS"
 
 
 @pytest.fixture(scope="module")
-def celery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, PostgresServer]]:
-    with celery_deployment(tmp_path_factory.mktemp("celery")) as (stack, postgres, _redis):
-        yield stack, postgres
+def celery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryDeployment]:
+    with celery_deployment(tmp_path_factory.mktemp("celery")) as deployment:
+        yield deployment
 
 
 @pytest.fixture(scope="module")
-def celery_api(celery: tuple[AirflowStack, PostgresServer]) -> Iterator[httpx.Client]:
-    with celery[0].client() as client:
+def celery_api(celery: CeleryDeployment) -> Iterator[httpx.Client]:
+    with celery.stack.client() as client:
         yield client
 
 
 def test_example_dags_run_on_two_celery_workers(
-    celery: tuple[AirflowStack, PostgresServer], celery_api: httpx.Client, e2e_xai: XAIServer
+    celery: CeleryDeployment, celery_api: httpx.Client, e2e_xai: XAIServer
 ) -> None:
-    stack, postgres = celery
+    stack = celery.stack
     e2e_xai.reset()
     e2e_xai.configure(deferred_pending_polls=DEFERRED_POLLS, batch_pending_polls=0)
     put_xai_connection(celery_api, e2e_xai)
 
-    runs = run_example_dags(celery_api, stack, e2e_xai, postgres.root)
+    runs = run_example_dags(celery_api, stack, e2e_xai, celery.postgres.root)
 
     ran_on = {
         t["hostname"]
@@ -80,6 +80,8 @@ SERVER_RPS = 20
 #: 20 mapped chat tasks + 6 fan-outs of 164 = 1,004 requests from 29 task instances.
 SCALE_CONF = {"mapped": 20, "fanouts": 6, "per_fanout": 164, "max_concurrency": 8}
 SCALE_DAG = "xai_scale"
+#: The Airflow connection of the shared limiter's Redis store.
+LIMITER_REDIS_CONN = "xai_rate_limits_redis"
 
 
 def expected_tags(run_id: str) -> list[str]:
@@ -137,17 +139,38 @@ def run_scale(
     return result
 
 
+def put_redis_connection(api: httpx.Client, redis: RedisServer) -> None:
+    """The limiter's Redis store: database 1 of the broker's Redis (Celery uses database 0)."""
+    put_connection(
+        api, LIMITER_REDIS_CONN, conn_type="redis", host="127.0.0.1", port=redis.port,
+        extra=json.dumps({"db": 1}),
+    )
+
+
 def test_scale_run_with_and_without_the_shared_limiter(
-    celery: tuple[AirflowStack, PostgresServer], celery_api: httpx.Client, e2e_xai: XAIServer,
-    tmp_path: Path,
+    celery: CeleryDeployment, celery_api: httpx.Client, e2e_xai: XAIServer, tmp_path: Path
 ) -> None:
-    stack, _ = celery
-    off = run_scale(celery_api, stack, e2e_xai, "off")
-    results = {"server_rps": SERVER_RPS, "conf": SCALE_CONF, "limiter_off": off.to_dict()}
+    api, stack = celery_api, celery.stack
+    put_redis_connection(api, celery.redis)
+    on = run_scale(
+        api, stack, e2e_xai, "on (redis store)",
+        rate_limit_requests_per_second=SERVER_RPS, rate_limit_redis_conn_id=LIMITER_REDIS_CONN,
+    )
+    off = run_scale(api, stack, e2e_xai, "off")
+    results = {"server_rps": SERVER_RPS, "conf": SCALE_CONF, "limiter_on": on.to_dict(), "limiter_off": off.to_dict()}
     path = Path(os.environ.get(RESULTS_ENV) or tmp_path / "scale.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"scale figures written to {path}")
 
-    # Without a client-side limit every worker finds the server's limit on its own.
-    assert off.refused_429 > 0.01 * off.requests, off
+    # With the shared limiter: every request answered once, few 429s, near the limit's pace.
+    assert on.failed_tasks == 0, on
+    assert on.billed == on.requests == len(expected_tags("x")), on
+    assert on.lost_answers == on.duplicated_answers == on.crossed_answers == 0, on
+    assert on.refused_429 <= 0.01 * on.requests, on
+    assert on.throughput_share_of_limit >= 0.85, on
+    # every billed request's usage reached the usage sensor's roll-up
+    assert on.rollup_requests == on.billed and on.rollup_total_tokens == on.answer_tokens, on
+    assert set(on.ran_on) == set(WORKERS), on
+    # Without it every worker finds the server's limit on its own.
+    assert off.refused_429 > max(on.refused_429, 0.01 * off.requests), off
