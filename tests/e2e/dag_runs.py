@@ -32,12 +32,21 @@ TERMINAL = {"success", "failed"}
 
 
 def xcom(
-    api: httpx.Client, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    api: httpx.Client,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    key: str = "return_value",
+    map_index: int = -1,
+    missing_ok: bool = False,
 ) -> Any:
+    """An XCom value read over REST (``None`` for a missing one when ``missing_ok``)."""
     response = api.get(
         f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
         params={"map_index": map_index},
     )
+    if missing_ok and response.status_code == 404:
+        return None
     assert response.status_code == 200, f"{dag_id}/{task_id}/{key}: {response.text}"
     return response.json()["value"]
 

@@ -58,7 +58,7 @@ class ScaleFigures:
     crossed_answers: int
     rollup_requests: int  # requests in the usage sensor's roll-up
     rollup_total_tokens: int
-    answer_tokens: int  # total tokens of the billed answers as the tasks saw them
+    recorded_tokens: int  # total tokens of the usage records the tasks wrote
     fanout_window_s: float
     billed_in_fanout_window: int
     throughput_rps: float
@@ -81,7 +81,7 @@ def figures(
     answers: Sequence[tuple[str, str]],
     failed_tasks: int,
     rollup: dict[str, Any],
-    answer_tokens: int,
+    recorded_tokens: int,
     dag_run_s: float,
     ran_on: dict[str, int],
 ) -> ScaleFigures:
@@ -120,7 +120,7 @@ def figures(
         crossed_answers=crossed,
         rollup_requests=int(totals.get("requests", 0)),
         rollup_total_tokens=int(totals.get("total_tokens", 0)),
-        answer_tokens=answer_tokens,
+        recorded_tokens=recorded_tokens,
         fanout_window_s=round(window, 2),
         billed_in_fanout_window=in_window,
         throughput_rps=round(rps, 2),

@@ -102,26 +102,30 @@ def run_scale(
     wait_parsed(api, stack, {SCALE_DAG})
     t0 = time.monotonic()
     run_id = trigger(api, SCALE_DAG, SCALE_CONF)
-    states, _, _ = watch(api, stack, {SCALE_DAG: run_id}, SCALE_DAG, "usage")
+    watch(api, stack, {SCALE_DAG: run_id}, SCALE_DAG, "usage")
     dag_run_s = time.monotonic() - t0
     tis = task_instances(api, SCALE_DAG, run_id)
 
+    # Answers from the tasks that succeeded; usage from every task that recorded any (a fan-out
+    # records what was billed before it fails for the items that got no answer).
     answers: list[tuple[str, str]] = []
-    answer_tokens = 0
+    recorded_tokens = 0
     prompts = xcom(api, SCALE_DAG, run_id, "mapped_prompts")
     for t in tis:
+        task_id, index = t["task_id"], t["map_index"]
+        if task_id not in ("chat", "fan_out"):
+            continue
+        ledger = xcom(api, SCALE_DAG, run_id, task_id, "xai_usage_ledger", index, missing_ok=True) or []
+        recorded_tokens += sum(r["total_tokens"] for r in ledger)
         if t["state"] != "success":
             continue
-        if t["task_id"] == "chat":
-            index = t["map_index"]
-            answers.append((prompts[index], xcom(api, SCALE_DAG, run_id, "chat", map_index=index)))
-            answer_tokens += xcom(api, SCALE_DAG, run_id, "chat", "xai_usage", index)["total_tokens"]
-        elif t["task_id"] == "fan_out":
-            stored = xcom(api, SCALE_DAG, run_id, "fan_out", map_index=t["map_index"])
+        stored = xcom(api, SCALE_DAG, run_id, task_id, map_index=index)
+        if task_id == "chat":
+            answers.append((prompts[index], stored))
+        else:
             answers += [(a["prompt"], a["answer"]) for a in stored]
-            ledger = xcom(api, SCALE_DAG, run_id, "fan_out", "xai_usage_ledger", t["map_index"])
-            answer_tokens += sum(r["total_tokens"] for r in ledger)
-    rollup = xcom(api, SCALE_DAG, run_id, "usage") if states[SCALE_DAG] == "success" else {}
+    usage_ok = any(t["task_id"] == "usage" and t["state"] == "success" for t in tis)
+    rollup = xcom(api, SCALE_DAG, run_id, "usage") if usage_ok else {}
     result = figures(
         limiter=limiter,
         server_rps=SERVER_RPS,
@@ -131,7 +135,7 @@ def run_scale(
         answers=answers,
         failed_tasks=sum(1 for t in tis if t["state"] != "success"),
         rollup=rollup,
-        answer_tokens=answer_tokens,
+        recorded_tokens=recorded_tokens,
         dag_run_s=dag_run_s,
         ran_on=dict(Counter(t["hostname"] for t in tis if t["hostname"])),
     )
@@ -170,7 +174,7 @@ def test_scale_run_with_and_without_the_shared_limiter(
     assert on.refused_429 <= 0.01 * on.requests, on
     assert on.throughput_share_of_limit >= 0.85, on
     # every billed request's usage reached the usage sensor's roll-up
-    assert on.rollup_requests == on.billed and on.rollup_total_tokens == on.answer_tokens, on
+    assert on.rollup_requests == on.billed and on.rollup_total_tokens == on.recorded_tokens, on
     assert set(on.ran_on) == set(WORKERS), on
     # Without it every worker finds the server's limit on its own.
     assert off.refused_429 > max(on.refused_429, 0.01 * off.requests), off

@@ -28,7 +28,7 @@ def run(journal: list[JournalEntry], answers: list[tuple[str, str]], **overrides
         "answers": answers,
         "failed_tasks": 0,
         "rollup": {"totals": {"requests": 4, "total_tokens": 40}},
-        "answer_tokens": 40,
+        "recorded_tokens": 40,
         "dag_run_s": 9.0,
         "ran_on": {"worker-1": 2, "worker-2": 1},
     }
