@@ -20,7 +20,7 @@ from tests.helpers.airflow_features import HAS_RETRY_POLICY
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 #: Long enough that a retry the policy did not shorten would stall the run visibly.
-TASK_RETRY_DELAY = datetime.timedelta(seconds=30)
+TASK_RETRY_DELAY = datetime.timedelta(seconds=10)
 
 
 @pytest.fixture
@@ -53,17 +53,17 @@ def tries_history(dag_run: Any, task_id: str) -> list[Any]:
             TaskInstanceHistory.task_id == task_id).order_by(TaskInstanceHistory.try_number)))
 
 
-def chat_dag(dag_id: str, retry_delay: datetime.timedelta = TASK_RETRY_DELAY,
+def chat_dag(dag_id: str, retries: int = 2, retry_delay: datetime.timedelta = TASK_RETRY_DELAY,
              **operator_kwargs: Any) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START) as dag:
-        XAIChatOperator(task_id="ask", prompt="hello", retries=3, retry_delay=retry_delay,
+        XAIChatOperator(task_id="ask", prompt="hello", retries=retries, retry_delay=retry_delay,
                         **operator_kwargs)
     return dag
 
 
 def test_a_refused_key_fails_on_the_first_try(airflow_db: None, no_hook_retries: XAIServer) -> None:
     no_hook_retries.enqueue(Fault(401, message="Missing or invalid Authorization header."), times=4)
-    dr = run_inline_dag(chat_dag("t_policy_401", retry_delay=datetime.timedelta(0)))
+    dr = run_inline_dag(chat_dag("t_policy_401", retries=3, retry_delay=datetime.timedelta(0)))
     assert task_states(dr)[("ask", -1)] == "failed"
     asked = len(no_hook_retries.requests("/chat/completions"))
     ti = task_instance(dr, "ask")
@@ -119,10 +119,10 @@ def test_a_server_error_takes_the_tasks_normal_retries(airflow_db: None, no_hook
 def test_a_deferred_wait_refused_by_the_key_fails_without_retries(
     airflow_db: None, no_hook_retries: XAIServer
 ) -> None:
-    no_hook_retries.enqueue(Fault(401, message="key revoked", path="/v1/chat/deferred-completion"), times=4)
-    dr = run_inline_dag(chat_dag("t_policy_deferred_401", deferrable=True, poll_interval=0.01,
+    no_hook_retries.enqueue(Fault(401, message="key revoked", path="/v1/chat/deferred-completion"), times=2)
+    dr = run_inline_dag(chat_dag("t_policy_deferred_401", retries=1, deferrable=True, poll_interval=0.01,
                                  retry_delay=datetime.timedelta(0)))
     assert task_states(dr)[("ask", -1)] == "failed"
     polls = [e.status for e in no_hook_retries.journal if "deferred-completion" in e.path]
-    assert polls.count(401) == (1 if HAS_RETRY_POLICY else 4)
-    assert task_instance(dr, "ask").try_number == (1 if HAS_RETRY_POLICY else 4)
+    assert polls.count(401) == (1 if HAS_RETRY_POLICY else 2)
+    assert task_instance(dr, "ask").try_number == (1 if HAS_RETRY_POLICY else 2)
