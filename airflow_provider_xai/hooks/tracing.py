@@ -1,0 +1,403 @@
+"""OpenTelemetry GenAI spans for xAI requests: one CLIENT span per chat or Responses request,
+named ``"chat {model}"``, with the GenAI semantic-convention attributes, the cost and the Airflow
+identity, retries as span events, typed errors as ``ERROR`` status.
+
+Spans go to whatever tracer provider the process has. Airflow installs one when
+``[traces] otel_on`` is true; the task runner makes the task's span current while ``execute``
+runs, and the triggerer makes a ``trigger.*`` span current while a trigger runs, so a span
+started here is their child without any wiring. With no provider (the default) :func:`start`
+returns :data:`NO_SPAN`, a shared do-nothing object, after one ``isinstance`` check.
+
+Nothing of the prompt or the answer is recorded unless the environment variable
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` opts in (see
+:mod:`airflow_provider_xai.hooks.trace_content`). The API key never reaches a span: request
+attributes are read from the body (which never holds it; MCP secrets in ``tools`` are not read),
+and error messages are the typed errors' own, already scrubbed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
+
+from airflow_provider_xai import __version__
+from airflow_provider_xai.exceptions import XAIError
+from airflow_provider_xai.hooks.settings import ClientSettings
+from airflow_provider_xai.hooks.trace_content import capture_mode, input_attributes, output_attributes
+
+#: ``gen_ai.provider.name``: the semantic conventions' well-known value for xAI.
+PROVIDER_NAME = "x_ai"
+#: ``gen_ai.system`` (deprecated for ``gen_ai.provider.name``; still read by older backends).
+SYSTEM = "xai"
+OPERATION = "chat"
+CHAT_PATH = "chat/completions"
+RESPONSES_PATH = "responses"
+POLL_PREFIX = "chat/deferred-completion/"
+TRACER_NAME = "airflow_provider_xai"
+log = logging.getLogger(__name__)
+#: Request fields recorded as ``gen_ai.request.*`` (body field -> attribute).
+REQUEST_FIELDS = {
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "seed": "gen_ai.request.seed",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+}
+#: The request an answer or retry belongs to (our own variable: never the caller's span).
+_ACTIVE: ContextVar[RequestSpan | None] = ContextVar("xai_request_span", default=None)
+
+
+def tracing_on() -> bool:
+    """Whether a tracer provider is installed (Airflow's ``otel_on`` or the user's own)."""
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+_tracers: dict[int, trace.Tracer] = {}
+
+
+def _tracer() -> trace.Tracer:
+    provider = trace.get_tracer_provider()
+    tracer = _tracers.get(id(provider))
+    if tracer is None:
+        tracer = _tracers[id(provider)] = provider.get_tracer(TRACER_NAME, __version__)
+    return tracer
+
+
+@functools.lru_cache(maxsize=16)
+def server_attributes(base_url: str) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of the API's base URL."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return {"server.address": parts.hostname or "", "server.port": port}
+
+
+def airflow_identity() -> dict[str, Any]:
+    """The running task instance (dag, run, task, map index, try), under the names Airflow's own
+    task span uses; empty outside a task (the triggerer's ``trigger.*`` parent span has them)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+    except Exception:  # not in a task, or an Airflow without it: the span simply lacks them
+        return {}
+    return {
+        "airflow.dag_id": ti.dag_id,
+        "airflow.task_id": ti.task_id,
+        "airflow.dag_run.run_id": ti.run_id,
+        "airflow.task_instance.map_index": ti.map_index if ti.map_index is not None else -1,
+        "airflow.task_instance.try_number": ti.try_number,
+    }
+
+
+def request_attributes(api: str, body: Mapping[str, Any], settings: ClientSettings) -> dict[str, Any]:
+    """The span's attributes known before sending: operation, provider, model, parameters."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": OPERATION,
+        "gen_ai.provider.name": PROVIDER_NAME,
+        "gen_ai.system": SYSTEM,
+        "xai.api": api,
+        **server_attributes(settings.base_url),
+    }
+    if isinstance(model := body.get("model"), str):
+        attributes["gen_ai.request.model"] = model
+    for name, key in REQUEST_FIELDS.items():
+        if isinstance(value := body.get(name), int | float) and not isinstance(value, bool):
+            attributes[key] = value
+    if isinstance(stop := body.get("stop"), str | list):
+        attributes["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+    if isinstance(n := body.get("n"), int) and n != 1:
+        attributes["gen_ai.request.choice.count"] = n
+    if body.get("stream"):
+        attributes["gen_ai.request.stream"] = True
+    if body.get("deferred"):
+        attributes["xai.deferred"] = True
+    effort = body.get("reasoning_effort") or (body.get("reasoning") or {}).get("effort")
+    if isinstance(effort, str):
+        attributes["xai.request.reasoning_effort"] = effort
+    output_format = (body.get("response_format") or (body.get("text") or {}).get("format") or {}).get("type")
+    if output_format in ("json_object", "json_schema"):
+        attributes["gen_ai.output.type"] = "json"
+    if isinstance(tools := body.get("tools"), list) and tools:
+        attributes["xai.request.tools"] = [_tool_name(t) for t in tools]
+    if isinstance(previous := body.get("previous_response_id"), str):
+        attributes["xai.request.previous_response_id"] = previous
+    return attributes
+
+
+def _tool_name(tool: Any) -> str:
+    """A tool's kind (``web_search``, ``mcp``...), or a function tool's name: never its secrets."""
+    if not isinstance(tool, Mapping):
+        return "unknown"
+    kind = str(tool.get("type", "unknown"))
+    name = tool.get("name") or (tool.get("function") or {}).get("name")
+    return f"function:{name}" if kind == "function" and name else kind
+
+
+class RequestSpan:
+    """The span of one xAI request: answer, retries and failure recorded on it.
+
+    A deferred-completion poll is ``lazy``: its span is created only when the poll brings the
+    answer or fails (a 202 "still pending" leaves no span), backdated to the poll's start, so
+    waiting in the triggerer adds one span, not one per poll.
+    """
+
+    def __init__(self, api: str, body: Mapping[str, Any], settings: ClientSettings, *, lazy: bool = False) -> None:
+        self.settings = settings
+        self.attributes = request_attributes(api, body, settings) if body else self._poll_attributes(api)
+        self.attributes.update(airflow_identity())
+        self.capture = capture_mode()
+        if self.capture:
+            self.attributes.update(input_attributes(api, body))
+        self.started = time.time_ns()
+        self.parent = otel_context.get_current()
+        self.events: list[tuple[str, dict[str, Any], int]] = []
+        self.span: trace.Span | None = None if lazy else self._open()
+
+    def _poll_attributes(self, api: str) -> dict[str, Any]:
+        return {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": PROVIDER_NAME,
+            "gen_ai.system": SYSTEM,
+            "xai.api": api,
+            "xai.deferred": True,
+            **server_attributes(self.settings.base_url),
+        }
+
+    def _open(self) -> trace.Span:
+        model = self.attributes.get("gen_ai.request.model")
+        name = f"{OPERATION} {model}" if model else OPERATION
+        span = _tracer().start_span(
+            name, self.parent, SpanKind.CLIENT, self.attributes, start_time=self.started
+        )
+        for event, attributes, timestamp in self.events:
+            span.add_event(event, attributes, timestamp)
+        return span
+
+    def __bool__(self) -> bool:
+        return True
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None:
+        if self.span is None:
+            self.events.append((name, attributes, time.time_ns()))
+        else:
+            self.span.add_event(name, attributes)
+
+    def retried(self, exc: BaseException, attempt: int, wait: float) -> None:
+        """A retry: which attempt failed, why (its type), how long until the next."""
+        self.event(
+            "xai.retry",
+            {"xai.retry.attempt": attempt, "xai.retry.wait_s": round(wait, 3), "error.type": type(exc).__name__},
+        )
+
+    def answered(self, result: Any) -> None:
+        """Record an answer: a completion, a Response, a deferred request id, or None (pending)."""
+        _guarded(self._answered, result)
+
+    def _answered(self, result: Any) -> None:
+        if result is None:
+            return  # a pending poll: nothing to say (and, lazily, no span)
+        if self.span is None:
+            self.span = self._open()
+        if isinstance(result, str):
+            self.span.set_attribute("xai.deferred.request_id", result)
+            return
+        self.span.set_attributes(response_attributes(result, self.settings))
+        if self.capture:
+            self._content(output_attributes(result))
+
+    def failed(self, exc: BaseException) -> None:
+        """ERROR status with ``error.type`` (the typed exception class); a billed answer that
+        came with the failure still has its usage recorded."""
+        _guarded(self._failed, exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.span is None:
+            self.span = self._open()
+        kind = type(exc).__name__
+        self.span.set_attribute("error.type", kind)
+        message = str(exc) if isinstance(exc, XAIError) else kind  # typed errors are scrubbed
+        self.span.set_status(Status(StatusCode.ERROR, message))
+        self.span.add_event("exception", {"exception.type": kind, "exception.message": message})
+        if isinstance(exc, XAIError):
+            if (status := getattr(exc, "status", None)) is not None:
+                self.span.set_attribute("http.response.status_code", status)
+            if exc.request_id:
+                self.span.set_attribute("xai.request_id", exc.request_id)
+            if exc.billed is not None and getattr(exc.billed, "usage", None) is not None:
+                self.span.set_attributes(response_attributes(exc.billed, self.settings))
+
+    def _content(self, attributes: dict[str, Any]) -> None:
+        if self.capture.span and self.span is not None:
+            self.span.set_attributes(attributes)
+        if self.capture.event and self.span is not None:
+            inputs = {k: v for k, v in self.attributes.items() if k in CONTENT_KEYS}
+            self.span.add_event("gen_ai.client.inference.operation.details", {**inputs, **attributes})
+
+    def end(self) -> None:
+        if self.span is not None:
+            self.span.end()
+
+    @contextmanager
+    def active(self) -> Iterator[RequestSpan]:
+        """Make this span the current one (OpenTelemetry's, so spans of libraries such as httpx
+        nest under it, and ours, so retries land on it) while the request is sent."""
+        token = _ACTIVE.set(self)
+        otel_token = otel_context.attach(trace.set_span_in_context(self.span)) if self.span else None
+        try:
+            yield self
+        finally:
+            if otel_token is not None:
+                otel_context.detach(otel_token)
+            _ACTIVE.reset(token)
+
+    @contextmanager
+    def recording(self) -> Iterator[RequestSpan]:
+        """Record a failure and end the span on exit, without making it current: for a stream
+        that yields to its caller (only its opening runs under :meth:`active`)."""
+        try:
+            yield self
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):  # the caller stopped reading: no error
+                self.failed(exc)
+            raise
+        finally:
+            self.end()
+
+    def __enter__(self) -> RequestSpan:
+        self._active = self.active()
+        return self._active.__enter__()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self._active.__exit__(kind, exc, tb)
+        finally:
+            if exc is not None:
+                self.failed(exc)
+            self.end()
+
+
+def _guarded(record: Any, value: Any) -> None:
+    """Run ``record(value)``: tracing must never fail a request, so a fault is only logged."""
+    try:
+        record(value)
+    except Exception:
+        log.debug("xAI span attributes could not be recorded", exc_info=True)
+
+
+CONTENT_KEYS = frozenset({"gen_ai.input.messages", "gen_ai.system_instructions"})
+
+
+class _NoSpan:
+    """What :func:`start` returns when nothing is traced: every method does nothing."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def answered(self, result: Any) -> None:
+        pass
+
+    def failed(self, exc: BaseException) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    @contextmanager
+    def active(self) -> Iterator[_NoSpan]:
+        yield self
+
+    @contextmanager
+    def recording(self) -> Iterator[_NoSpan]:
+        yield self
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pass
+
+
+NO_SPAN = _NoSpan()
+
+
+def start(method: str, path: str, body: Any, settings: ClientSettings) -> RequestSpan | _NoSpan:
+    """The span of one request: a :class:`RequestSpan` for a chat or Responses request while
+    tracing is on, else :data:`NO_SPAN`. Use it as a context manager around the request (it is
+    current inside, records the error and ends on exit) and hand it the answer with
+    ``answered``; a stream that yields to its caller uses ``active()`` only around opening."""
+    if not tracing_on():
+        return NO_SPAN
+    if method == "POST" and isinstance(body, Mapping):
+        if path == CHAT_PATH:
+            return RequestSpan("chat.completions", body, settings)
+        if path == RESPONSES_PATH:
+            return RequestSpan("responses", body, settings)
+    elif method == "GET" and path.startswith(POLL_PREFIX):
+        return RequestSpan("chat.completions", {}, settings, lazy=True)
+    return NO_SPAN
+
+
+def retried(exc: BaseException, attempt: int, wait: float) -> None:
+    """Record a retry on the request span being sent, if one is (called by the retry loops)."""
+    if (span := _ACTIVE.get()) is not None:
+        span.retried(exc, attempt, wait)
+
+
+def response_attributes(result: Any, settings: ClientSettings) -> dict[str, Any]:
+    """Response id and model, finish reasons, tokens, cost and tool calls of a completion or a
+    Response (usage and cost read through :func:`build_record`, as the usage records are)."""
+    from airflow_provider_xai.usage import DEFAULT_PRICES, build_record
+
+    attributes: dict[str, Any] = {}
+    if getattr(result, "id", None):
+        attributes["gen_ai.response.id"] = result.id
+    if getattr(result, "model", None):
+        attributes["gen_ai.response.model"] = result.model
+    if (choices := getattr(result, "choices", None)) is not None:
+        reasons = [c.finish_reason for c in choices if c.finish_reason]
+    else:
+        reasons = [reason] if (reason := getattr(result, "finish_reason", None)) else []
+        if (status := getattr(result, "status", None)) is not None:
+            attributes["xai.response.status"] = status
+        if steps := getattr(result, "tool_calls", None):
+            attributes["xai.response.tool_calls"] = [step.tool for step in steps]
+    if reasons:
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    usage = getattr(result, "usage", None)
+    if usage is None:
+        return attributes
+    record = build_record(usage, result.model, prices={**DEFAULT_PRICES, **settings.prices})
+    attributes.update(
+        {
+            "gen_ai.usage.input_tokens": record.prompt_tokens,
+            "gen_ai.usage.output_tokens": record.completion_tokens + record.reasoning_tokens,
+            "gen_ai.usage.reasoning.output_tokens": record.reasoning_tokens,
+            "gen_ai.usage.cache_read.input_tokens": record.cached_tokens,
+            "xai.usage.image_tokens": record.image_tokens,
+            "xai.usage.total_tokens": record.total_tokens,
+            "xai.usage.sources_used": record.num_sources_used,
+            "xai.usage.server_side_tools_used": record.num_server_side_tools_used,
+            "xai.cost_source": record.cost_source,
+        }
+    )
+    if record.cost_usd is not None:
+        attributes["xai.cost_usd"] = record.cost_usd
+    for tool, calls in record.server_side_tool_usage.items():
+        attributes[f"xai.usage.server_side_tool_usage.{tool}"] = calls
+    return attributes
+
+
+__all__ = ["NO_SPAN", "RequestSpan", "retried", "start", "tracing_on"]
