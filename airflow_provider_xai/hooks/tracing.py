@@ -65,15 +65,16 @@ def tracing_on() -> bool:
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
-_tracers: dict[int, trace.Tracer] = {}
+_cached: tuple[trace.TracerProvider, trace.Tracer] | None = None
 
 
 def _tracer() -> trace.Tracer:
+    """The provider's tracer for this package, made once per provider."""
+    global _cached
     provider = trace.get_tracer_provider()
-    tracer = _tracers.get(id(provider))
-    if tracer is None:
-        tracer = _tracers[id(provider)] = provider.get_tracer(TRACER_NAME, __version__)
-    return tracer
+    if _cached is None or _cached[0] is not provider:
+        _cached = (provider, provider.get_tracer(TRACER_NAME, __version__))
+    return _cached[1]
 
 
 @functools.lru_cache(maxsize=16)
@@ -159,8 +160,9 @@ class RequestSpan:
         self.attributes = request_attributes(api, body, settings) if body else self._poll_attributes(api)
         self.attributes.update(airflow_identity())
         self.capture = capture_mode()
-        if self.capture:
-            self.attributes.update(input_attributes(api, body))
+        self.inputs = input_attributes(api, body) if self.capture else {}
+        if self.capture.span:
+            self.attributes.update(self.inputs)
         self.started = time.time_ns()
         self.parent = otel_context.get_current()
         self.events: list[tuple[str, dict[str, Any], int]] = []
@@ -238,13 +240,17 @@ class RequestSpan:
                 self.span.set_attribute("xai.request_id", exc.request_id)
             if exc.billed is not None and getattr(exc.billed, "usage", None) is not None:
                 self.span.set_attributes(response_attributes(exc.billed, self.settings))
+        if self.capture.event:
+            self._content({})  # what was asked, for the failed request
 
-    def _content(self, attributes: dict[str, Any]) -> None:
-        if self.capture.span and self.span is not None:
-            self.span.set_attributes(attributes)
-        if self.capture.event and self.span is not None:
-            inputs = {k: v for k, v in self.attributes.items() if k in CONTENT_KEYS}
-            self.span.add_event("gen_ai.client.inference.operation.details", {**inputs, **attributes})
+    def _content(self, outputs: dict[str, Any]) -> None:
+        """The opted-in content: outputs on the span, and/or inputs and outputs on an event."""
+        if self.span is None:
+            return
+        if self.capture.span:
+            self.span.set_attributes(outputs)
+        if self.capture.event:
+            self.span.add_event("gen_ai.client.inference.operation.details", {**self.inputs, **outputs})
 
     def end(self) -> None:
         if self.span is not None:
@@ -295,9 +301,6 @@ def _guarded(record: Any, value: Any) -> None:
         record(value)
     except Exception:
         log.debug("xAI span attributes could not be recorded", exc_info=True)
-
-
-CONTENT_KEYS = frozenset({"gen_ai.input.messages", "gen_ai.system_instructions"})
 
 
 class _NoSpan:
