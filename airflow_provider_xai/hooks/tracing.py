@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -60,8 +61,16 @@ REQUEST_FIELDS = {
 _ACTIVE: ContextVar[RequestSpan | None] = ContextVar("xai_request_span", default=None)
 
 
+#: ``trace.get_tracer_provider()`` costs ~0.5-2 us with no provider (it looks up an unset
+#: environment variable, which raises and catches a KeyError inside ``os.environ``) on every
+#: request; the global it reads is checked directly instead, unless that variable was set.
+_FAST_CHECK = hasattr(trace, "_TRACER_PROVIDER") and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+
+
 def tracing_on() -> bool:
     """Whether a tracer provider is installed (Airflow's ``otel_on`` or the user's own)."""
+    if _FAST_CHECK and trace._TRACER_PROVIDER is None:
+        return False
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
