@@ -113,7 +113,8 @@ def airflow_identity() -> dict[str, Any]:
 
 
 def request_attributes(api: str, body: Mapping[str, Any], settings: ClientSettings) -> dict[str, Any]:
-    """The span's attributes known before sending: operation, provider, model, parameters."""
+    """The span's attributes known before sending: operation, provider, model, parameters (a
+    deferred-completion poll has no body: only the first four)."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": OPERATION,
         "gen_ai.provider.name": PROVIDER_NAME,
@@ -134,10 +135,10 @@ def request_attributes(api: str, body: Mapping[str, Any], settings: ClientSettin
         attributes["gen_ai.request.stream"] = True
     if body.get("deferred"):
         attributes["xai.deferred"] = True
-    effort = body.get("reasoning_effort") or (body.get("reasoning") or {}).get("effort")
+    effort = body.get("reasoning_effort") or _field(body.get("reasoning"), "effort")
     if isinstance(effort, str):
         attributes["xai.request.reasoning_effort"] = effort
-    output_format = (body.get("response_format") or (body.get("text") or {}).get("format") or {}).get("type")
+    output_format = _field(body.get("response_format") or _field(body.get("text"), "format"), "type")
     if output_format in ("json_object", "json_schema"):
         attributes["gen_ai.output.type"] = "json"
     if isinstance(tools := body.get("tools"), list) and tools:
@@ -147,12 +148,17 @@ def request_attributes(api: str, body: Mapping[str, Any], settings: ClientSettin
     return attributes
 
 
+def _field(value: Any, name: str) -> Any:
+    """``value[name]`` when ``value`` is a mapping, else None."""
+    return value.get(name) if isinstance(value, Mapping) else None
+
+
 def _tool_name(tool: Any) -> str:
     """A tool's kind (``web_search``, ``mcp``...), or a function tool's name: never its secrets."""
     if not isinstance(tool, Mapping):
         return "unknown"
     kind = str(tool.get("type", "unknown"))
-    name = tool.get("name") or (tool.get("function") or {}).get("name")
+    name = tool.get("name") or _field(tool.get("function"), "name")
     return f"function:{name}" if kind == "function" and name else kind
 
 
@@ -166,7 +172,9 @@ class RequestSpan:
 
     def __init__(self, api: str, body: Mapping[str, Any], settings: ClientSettings, *, lazy: bool = False) -> None:
         self.settings = settings
-        self.attributes = request_attributes(api, body, settings) if body else self._poll_attributes(api)
+        self.attributes = request_attributes(api, body, settings)
+        if lazy:
+            self.attributes["xai.deferred"] = True
         self.attributes.update(airflow_identity())
         self.capture = capture_mode()
         self.inputs = input_attributes(api, body) if self.capture else {}
@@ -176,16 +184,6 @@ class RequestSpan:
         self.parent = otel_context.get_current()
         self.events: list[tuple[str, dict[str, Any], int]] = []
         self.span: trace.Span | None = None if lazy else self._open()
-
-    def _poll_attributes(self, api: str) -> dict[str, Any]:
-        return {
-            "gen_ai.operation.name": OPERATION,
-            "gen_ai.provider.name": PROVIDER_NAME,
-            "gen_ai.system": SYSTEM,
-            "xai.api": api,
-            "xai.deferred": True,
-            **server_attributes(self.settings.base_url),
-        }
 
     def _open(self) -> trace.Span:
         model = self.attributes.get("gen_ai.request.model")
@@ -352,13 +350,16 @@ def start(method: str, path: str, body: Any, settings: ClientSettings) -> Reques
     ``answered``; a stream that yields to its caller uses ``active()`` only around opening."""
     if not tracing_on():
         return NO_SPAN
-    if method == "POST" and isinstance(body, Mapping):
-        if path == CHAT_PATH:
-            return RequestSpan("chat.completions", body, settings)
-        if path == RESPONSES_PATH:
-            return RequestSpan("responses", body, settings)
-    elif method == "GET" and path.startswith(POLL_PREFIX):
-        return RequestSpan("chat.completions", {}, settings, lazy=True)
+    try:
+        if method == "POST" and isinstance(body, Mapping):
+            if path == CHAT_PATH:
+                return RequestSpan("chat.completions", body, settings)
+            if path == RESPONSES_PATH:
+                return RequestSpan("responses", body, settings)
+        elif method == "GET" and path.startswith(POLL_PREFIX):
+            return RequestSpan("chat.completions", {}, settings, lazy=True)
+    except Exception:  # tracing must never stop a request
+        log.debug("xAI span could not be started", exc_info=True)
     return NO_SPAN
 
 

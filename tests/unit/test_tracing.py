@@ -306,3 +306,28 @@ class TestOff:
     def test_requests_work_the_same_without_one(self) -> None:
         hook = make_hook(Recorder(error(503, "busy", {"retry-after": "0"}), httpx.Response(200, json=completion())))
         assert hook.chat(messages=[{"role": "user", "content": "hi"}]).text == "hello"
+
+
+class TestTracingNeverBreaksARequest:
+    def test_a_fault_while_starting_the_span_sends_the_request_without_one(
+        self, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(*args: Any) -> dict[str, Any]:
+            raise TypeError("unexpected body shape")
+
+        monkeypatch.setattr(tracing, "request_attributes", broken)
+        hook = make_hook(Recorder(httpx.Response(200, json=completion())))
+        assert hook.chat(messages=[{"role": "user", "content": "hi"}]).text == "hello"
+        assert exporter.get_finished_spans() == ()
+
+    def test_a_fault_while_reading_the_answer_still_ends_the_span(
+        self, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(*args: Any) -> dict[str, Any]:
+            raise ValueError("unexpected answer shape")
+
+        monkeypatch.setattr(tracing, "response_attributes", broken)
+        hook = make_hook(Recorder(httpx.Response(200, json=completion())))
+        assert hook.chat(messages=[{"role": "user", "content": "hi"}]).text == "hello"
+        span = only_span(exporter)
+        assert span.name == "chat grok-4.3" and span.status.status_code is StatusCode.UNSET
