@@ -14,12 +14,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.dags.conftest import run_dag, task_states, xcom_values
+from tests.helpers.spans import memory_spans
 
 IDENTITY = (
     "airflow.dag_id",
@@ -37,11 +36,6 @@ def airflow_spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExpor
     from airflow.sdk.definitions import dag as dag_module
     from airflow.sdk.execution_time import task_runner
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-
     run, run_inline_trigger = task_runner.run, dag_module._run_inline_trigger
 
     def run_in_task_span(ti: Any, context: Any, log: Any) -> Any:
@@ -56,8 +50,8 @@ def airflow_spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExpor
 
     monkeypatch.setattr(task_runner, "run", run_in_task_span)
     monkeypatch.setattr(dag_module, "_run_inline_trigger", trigger_in_trigger_span)
-    yield exporter
-    provider.shutdown()
+    with memory_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 def test_each_xai_request_is_a_child_of_its_task_span(

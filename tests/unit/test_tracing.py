@@ -11,14 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIBadRequestError
 from airflow_provider_xai.hooks import tracing
 from airflow_provider_xai.hooks.trace_content import CAPTURE_ENV
+from tests.helpers.spans import memory_spans
 from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
 from tests.unit.test_hook_mock import KEY, Recorder, completion, error, make_hook
 
@@ -44,13 +44,8 @@ def conn_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """A tracer provider exporting to memory, installed as the global one for this test only."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-    yield exporter
-    provider.shutdown()
+    with memory_spans(monkeypatch) as exporter:
+        yield exporter
 
 
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
