@@ -172,4 +172,24 @@ def test_spans_of_a_real_deployment_nest_under_airflow_task_spans(
     everything = "\n".join(str(s) for s in spans)
     assert e2e_xai.api_key not in everything
     assert "Lisbon" not in everything  # no prompt or answer without the opt-in
-    print(f"{len(spans)} spans received, {len(chats)} of them xAI requests")
+    print(f"{len(spans)} spans received, {len(chats)} of them xAI requests:\n{tree(spans)}")
+
+
+def tree(spans: list[Any]) -> str:
+    """The spans as an indented tree (printed with ``-s``; the docs show one)."""
+    children: dict[bytes, list[Any]] = {}
+    ids = {s.span_id for s in spans}
+    for span in sorted(spans, key=lambda s: s.start_time_unix_nano):
+        children.setdefault(span.parent_span_id if span.parent_span_id in ids else b"", []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: bytes, depth: int) -> None:
+        for span in children.get(parent, []):
+            a = attributes(span)
+            usage = f"  in={a['gen_ai.usage.input_tokens']} out={a['gen_ai.usage.output_tokens']}" if (
+                "gen_ai.usage.input_tokens" in a) else ""
+            lines.append(f"{'  ' * depth}{span.name}{usage}")
+            walk(span.span_id, depth + 1)
+
+    walk(b"", 0)
+    return "\n".join(lines)
