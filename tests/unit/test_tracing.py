@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIBadRequestError
+from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIBadRequestError, XAIError
 from airflow_provider_xai.hooks import tracing
 from airflow_provider_xai.hooks.trace_content import CAPTURE_ENV
 from tests.helpers.spans import memory_spans
@@ -326,3 +326,18 @@ class TestTracingNeverBreaksARequest:
         assert hook.chat(messages=[{"role": "user", "content": "hi"}]).text == "hello"
         span = only_span(exporter)
         assert span.name == "chat grok-4.3" and span.status.status_code is StatusCode.UNSET
+
+
+def test_a_failed_stream_still_records_the_billed_usage(exporter: InMemorySpanExporter) -> None:
+    failed = json.loads(ILLUSTRATIVE_STREAM[-1])
+    failed["type"] = "response.failed"
+    failed["response"].update(status="failed", error={"code": "server_error", "message": "model crashed"})
+    hook = make_hook(Recorder(sse(*ILLUSTRATIVE_STREAM[:-1], json.dumps(failed))))
+    with pytest.raises(XAIError) as raised:
+        hook.stream_response(input="tide?")
+    span = only_span(exporter)
+    a = dict(span.attributes or {})
+    assert span.status.status_code is StatusCode.ERROR
+    assert a["error.type"] == type(raised.value).__name__
+    assert a["gen_ai.usage.input_tokens"] == 5120  # billed although it failed
+    assert a["xai.cost_usd"] == 0.01234
