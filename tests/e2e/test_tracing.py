@@ -104,9 +104,7 @@ def traced_stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector)
         OTEL_BSP_SCHEDULE_DELAY="200",  # export every 0.2 s, not 5 s
     )
     try:
-        stack.run("db-migrate", "db", "migrate")
-        stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port))
-        stack.wait_healthy()
+        stack.serve()
         yield stack
     finally:
         stack.stop_all()
