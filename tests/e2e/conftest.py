@@ -108,6 +108,16 @@ class AirflowStack:
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port))
         self.wait_healthy()
 
+    def start_scheduling(self) -> None:
+        """Start the scheduler, dag-processor and triggerer (stop them with ``stop_scheduling``)."""
+        self.start("scheduler", "scheduler", "--skip-serve-logs")
+        self.start("dag-processor", "dag-processor")
+        self.start("triggerer", "triggerer", "--skip-serve-logs")
+
+    def stop_scheduling(self) -> None:
+        for name in ("triggerer", "dag-processor", "scheduler"):
+            self.stop(name)
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:

@@ -30,13 +30,10 @@ def test_example_dags_run_under_a_real_scheduler_and_triggerer(
     put_xai_connection(api, e2e_xai)
 
     t0 = time.monotonic()
-    stack.start("scheduler", "scheduler", "--skip-serve-logs")
-    stack.start("dag-processor", "dag-processor")
-    stack.start("triggerer", "triggerer", "--skip-serve-logs")
+    stack.start_scheduling()
     try:
         stack.wait_healthy("scheduler", "triggerer", "dag_processor")
         print(f"{time.monotonic() - t0:.1f}s: healthy")
         run_example_dags(api, stack, e2e_xai)
     finally:
-        for name in ("triggerer", "dag-processor", "scheduler"):
-            stack.stop(name)
+        stack.stop_scheduling()

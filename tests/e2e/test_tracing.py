@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
 from tests.e2e.conftest import AirflowStack, put_xai_connection
-from tests.e2e.test_deployment import DEFERRED_POLLS, DEFERRED_TASK, parsed_examples, trigger, watch, xcom
+from tests.e2e.dag_runs import DEFERRED_POLLS, DEFERRED_TASK, parsed_examples, trigger, watch, xcom
 from tests.e2e.waiting import TEST_TIMEOUT, wait_while_moving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(TEST_TIMEOUT)]
@@ -118,9 +118,7 @@ def test_spans_of_a_real_deployment_nest_under_airflow_task_spans(
     e2e_xai.configure(deferred_pending_polls=DEFERRED_POLLS)
     with stack.client() as api:
         put_xai_connection(api, e2e_xai)
-        stack.start("scheduler", "scheduler", "--skip-serve-logs")
-        stack.start("dag-processor", "dag-processor")
-        stack.start("triggerer", "triggerer", "--skip-serve-logs")
+        stack.start_scheduling()
         stack.wait_healthy("scheduler", "triggerer", "dag_processor")
         assert DAG_ID in parsed_examples(api, stack)
         run_id = trigger(api, DAG_ID)
