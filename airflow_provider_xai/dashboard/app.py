@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -41,9 +41,9 @@ def window_of(start: date | None, end: date | None) -> Window:
     last = end or datetime.now(timezone.utc).date()
     first = start or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "start: must not be after end")
+        raise HTTPException(422, "start: must not be after end")
     if (last - first).days >= MAX_DAYS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"start: at most {MAX_DAYS} days per view")
+        raise HTTPException(422, f"start: at most {MAX_DAYS} days per view")
     return Window(first, last)
 
 

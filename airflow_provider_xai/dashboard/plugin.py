@@ -48,6 +48,7 @@ def _views() -> list[dict[str, Any]]:
             "url_route": "xai-usage",
             "destination": "nav",
             "icon": f"{URL_PREFIX}/static/icon.svg",
+            "icon_dark_mode": f"{URL_PREFIX}/static/icon-dark.svg",
         }
     ]
 

@@ -19,12 +19,25 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, and_, case, cast, exists, false, func, select, true, type_coerce
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.orm import Session, aliased
 
+from airflow_provider_xai.sensors.usage import XCOM_SUMMARY_KEY
 from airflow_provider_xai.usage import COUNT_FIELDS, TICKS_PER_USD, XCOM_LEDGER_KEY, XCOM_USAGE_KEY
 
-XCOM_SUMMARY_KEY = "xai_usage_summary"  # the usage sensor's key (sensors/usage.py), read here only
 #: What the page shows of an over-budget run's ``budget`` (``usage_summary.evaluate_budget``).
 BUDGET_FIELDS = ("max_total_tokens", "max_cost_usd", "over_tokens", "over_cost_usd", "message")
 #: The runs table's length.
@@ -198,7 +211,7 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
         source = row.cost_source or "unknown"
         cost_by_source[source] = cost_by_source.get(source, 0) + sums["cost_ticks"]
 
-    exceeded = _exceeded_runs(session, dag_ids, window)
+    runs = _top_runs(session, records, rec, in_window, _exceeded_runs(session, dag_ids, window))
     return {
         "window": {"first": window.first.isoformat(), "last": window.last.isoformat(), "days": window.days()},
         "totals": _usd([totals or _totals_zero()])[0],
@@ -206,8 +219,11 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
         "daily": sorted(_usd(series.values()), key=lambda g: (g["day"], g["dag_id"])),
         **{f"by_{name}": _usd(groups.values()) for name, groups in breakdowns.items()},
         "tools": _tool_calls(session, records, rec, in_window, dialect),
-        "runs": _top_runs(session, records, rec, in_window, exceeded),
-        "exceeded_runs": [{"dag_id": d, "run_id": r, **budget} for (d, r), budget in sorted(exceeded.items())],
+        "runs": runs,
+        "exceeded_runs": sorted(
+            ({"dag_id": r["dag_id"], "run_id": r["run_id"], **r["budget"]} for r in runs if r["budget"]),
+            key=lambda r: (r["dag_id"], r["run_id"]),
+        ),
     }
 
 
@@ -234,33 +250,31 @@ def _tool_calls(session: Session, records: Any, rec: Any, in_window: Any, dialec
 def _top_runs(
     session: Session, records: Any, rec: Any, in_window: Any, exceeded: dict[tuple[str, str], dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The most expensive runs (by cost, then tokens), each marked when it went over budget."""
+    """The most expensive runs (by cost, then tokens) and every run over budget, each over-budget
+    run carrying its ``budget``."""
     ticks = func.coalesce(func.sum(_ticks(rec)), 0)
     tokens = func.coalesce(func.sum(rec["total_tokens"].as_integer()), 0)
     stamp = rec["timestamp"].as_float()
-    stmt = (
-        select(
-            records.c.dag_id,
-            records.c.run_id,
-            *_sums(rec),
-            func.min(stamp).label("first"),
-            func.max(stamp).label("last"),
-        )
+    per_run = (
+        select(records.c.dag_id, records.c.run_id, *_sums(rec), func.min(stamp).label("first"))
         .where(in_window)
         .group_by(records.c.dag_id, records.c.run_id)
-        .order_by(ticks.desc(), tokens.desc(), records.c.run_id)
-        .limit(TOP_RUNS)
     )
-    runs = []
-    for row in session.execute(stmt):
-        run = {"dag_id": row.dag_id, "run_id": row.run_id, **_totals(row), "first": row.first, "last": row.last}
-        run["budget"] = exceeded.get((row.dag_id, row.run_id))
-        runs.append(run)
+    rows = list(session.execute(per_run.order_by(ticks.desc(), tokens.desc(), records.c.run_id).limit(TOP_RUNS)))
+    missing = sorted(set(exceeded) - {(row.dag_id, row.run_id) for row in rows})
+    if missing:
+        rows += session.execute(per_run.where(tuple_(records.c.dag_id, records.c.run_id).in_(missing)))
+    runs = [
+        {"dag_id": row.dag_id, "run_id": row.run_id, **_totals(row), "first": row.first,
+         "budget": exceeded.get((row.dag_id, row.run_id))}
+        for row in rows
+    ]
     return _usd(runs)
 
 
 def _exceeded_runs(session: Session, dag_ids: Collection[str], window: Window) -> dict[tuple[str, str], dict[str, Any]]:
-    """Runs whose usage sensor found them over budget (it writes ``xai_usage_summary`` then)."""
+    """Runs whose usage sensor found them over budget (it writes ``xai_usage_summary`` then).
+    Those with usage records in the window are the window's over-budget runs."""
     from airflow.models.xcom import XComModel as X
 
     if not dag_ids:
@@ -270,7 +284,6 @@ def _exceeded_runs(session: Session, dag_ids: Collection[str], window: Window) -
         X.key == XCOM_SUMMARY_KEY,
         X.dag_id.in_(sorted(dag_ids)),
         X.timestamp >= window.start,
-        X.timestamp < window.end,
         status == "exceeded",
     )
     out = {}

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_xai.dashboard.query import XCOM_SUMMARY_KEY
+from airflow_provider_xai.sensors.usage import XCOM_SUMMARY_KEY
 from airflow_provider_xai.usage import XCOM_LEDGER_KEY, XCOM_USAGE_KEY, UsageRecord
 
 
 @dataclass
 class TaskUsage:
-    """The usage XComs of one task instance; ``latest`` defaults to the ledger's last record."""
+    """The usage XComs of one task instance. ``xai_usage`` is ``latest``, by default the ledger's
+    last record (as ``UsageLedger.record`` leaves them); ``with_latest=False`` writes none (as
+    ``UsageLedger.record_many`` does for a batch)."""
 
     dag_id: str
     run_id: str
@@ -27,9 +29,11 @@ class TaskUsage:
     ledger: list[dict[str, Any]] | None
     map_index: int = -1
     latest: dict[str, Any] | None = None
+    with_latest: bool = True
 
     def xcoms(self) -> list[tuple[str, Any]]:
         latest = self.latest if self.latest is not None else (self.ledger or [None])[-1]
+        latest = latest if self.with_latest else None
         out: list[tuple[str, Any]] = []
         if self.ledger is not None:
             out.append((XCOM_LEDGER_KEY, self.ledger))
@@ -117,6 +121,20 @@ def insert_runs(session: Any, runs: Sequence[RunUsage], *, when: datetime | None
                           "value": r.summary, "timestamp": when})
     for chunk in _chunks(xcoms, 5000):
         session.execute(insert(XComModel.__table__), list(chunk))
+    session.flush()
+
+
+def add_dags(session: Any, dag_ids: Iterable[str], bundle: str = "dags-folder") -> None:
+    """DAG rows (the auth manager authorizes only DAGs the metadata DB knows), and their bundle."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+
+    if session.get(DagBundleModel, bundle) is None:
+        session.add(DagBundleModel(name=bundle))
+        session.flush()  # before the DAGs that refer to it
+    for dag_id in dag_ids:
+        if session.get(DagModel, dag_id) is None:
+            session.add(DagModel(dag_id=dag_id, bundle_name=bundle, timetable_type="", partition_mapper_info={}))
     session.flush()
 
 
