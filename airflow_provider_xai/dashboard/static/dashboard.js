@@ -110,7 +110,22 @@ function runLink(run) {
   a.href = new URL(`../dags/${encodeURIComponent(run.dag_id)}/runs/${encodeURIComponent(run.run_id)}`, location.href).href;
   a.target = "_top";
   a.textContent = run.run_id;
+  a.addEventListener("click", openInAirflow);
   return a;
+}
+
+/* The Airflow UI frames this page in a sandbox without allow-top-navigation, so a plain
+   target=_top link does nothing: ask the UI's router (same origin) to go there instead. */
+function openInAirflow(event) {
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  try {
+    const top = window.parent;
+    if (top === window) return; // opened on its own: the link works as it is
+    const url = new URL(event.currentTarget.href);
+    top.history.pushState({}, "", url.pathname + url.search);
+    top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
+    event.preventDefault();
+  } catch (err) { /* another origin: leave it to the browser */ }
 }
 
 function fillTable(table, headers, rows, makeCells) {
