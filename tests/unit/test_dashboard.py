@@ -293,3 +293,29 @@ def test_bad_ranges_are_refused_naming_the_field(api: tuple[Any, dict[str, str],
     too_long = client.get("/api/usage", params={"start": "2024-01-01", "end": "2026-03-01"}, headers=headers)
     assert too_long.status_code == 422 and "366 days" in too_long.text
     assert client.get("/api/usage", params={"start": "yesterday"}, headers=headers).status_code == 422
+
+
+# --- the plugin ---------------------------------------------------------------------------------------
+PLUGIN_PROBE = (
+    "import sys\n"
+    "from airflow_provider_xai.dashboard.plugin import XAIUsagePlugin as P\n"
+    "print('PROBE', len(P.fastapi_apps), len(P.external_views), 'airflow_provider_xai.dashboard.app' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "PROBE 1 1 False"), ("False", "PROBE 0 0 False")])
+def test_the_plugin_is_on_by_default_off_by_config_and_imports_no_web_code(
+    setting: str | None, expected: str, tmp_path: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__XAI__")}
+    env.update(AIRFLOW_HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    if setting is not None:
+        env["AIRFLOW__XAI__USAGE_PAGE"] = setting
+    out = subprocess.run([sys.executable, "-c", PLUGIN_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert expected in out.stdout.splitlines(), out.stdout + out.stderr
