@@ -4,9 +4,10 @@ A fresh SQLite metadata DB (its own temporary AIRFLOW_HOME, ``airflow db`` schem
 with what the provider writes: 5 DAGs x 2,000 runs x 5 tasks, each task instance with a
 2-record ``xai_usage_ledger`` and its ``xai_usage`` (the ledger's last record, not counted
 again): 100,000 counted records in 100,000 XCom rows over 30 days, 1 run in 100 over budget.
-The figure is the median wall time (CPU time in the details) of the page's whole report (:func:`usage_report`: totals,
-per day x DAG, by DAG, task, model and API, tool calls, top runs) for all DAGs and 30 days,
-plus one DAG's report beside it. The totals are checked against the numbers written.
+The figure is the median wall time (CPU time in the details) of what one page load asks of
+the DB: :func:`usage_report` (totals, per day x DAG, by DAG, task, model and API, tool calls,
+top runs) and :func:`usage_dag_ids` (the DAG filter), for all DAGs and 30 days, plus one DAG's
+beside it. The totals are checked against the numbers written.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def run(quick: bool) -> list[Figure]:
     from airflow.utils import db
     from airflow.utils.session import create_session
 
-    from airflow_provider_xai.dashboard.query import Window, usage_report
+    from airflow_provider_xai.dashboard.query import Window, usage_dag_ids, usage_report
 
     db.resetdb()
     end = datetime.now(timezone.utc)
@@ -89,6 +90,7 @@ def run(quick: bool) -> list[Figure]:
             with create_session() as session:
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 report = usage_report(session, dag_ids, window)
+                usage_dag_ids(session, dag_ids)  # the page's DAG filter: part of each answer
                 timings[name].append((time.perf_counter() - t0) * 1000)
                 if name == "all":
                     timings["all_cpu"].append((time.process_time() - cpu0) * 1000)
