@@ -11,7 +11,8 @@ SQL picks the XCom rows (that rule as ``NOT EXISTS``, the readable DAGs, the dat
 bound on the XCom time) on the ``idx_xcom_key`` index; each record's JSON is then read once, in
 Python. Adding up inside SQL with JSON element access was measured slower on SQLite (before
 3.45 every ``json_extract`` re-parses the record, 16 times per record here; figures in
-docs/dashboard.md), and this way one portable query serves SQLite, PostgreSQL and MySQL. Costs are summed as integer ticks (1 USD = 1e10 ticks) as in
+docs/dashboard.md), and this way one portable query serves SQLite, PostgreSQL and MySQL.
+Costs are summed as integer ticks (1 USD = 1e10 ticks) as in
 :mod:`airflow_provider_xai.usage_summary`, so totals are exact sums.
 """
 
