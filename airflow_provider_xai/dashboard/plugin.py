@@ -1,4 +1,4 @@
-"""The Airflow plugin behind the "xAI usage" page (declared in provider info ``plugins``).
+"""The Airflow plugin behind the "xAI usage" page (entry point ``airflow.plugins``; also provider info ``plugins``).
 
 ``fastapi_apps`` mounts the page and its data at ``/xai-usage`` in the api-server;
 ``external_views`` puts "xAI usage" in the UI's navigation, shown inside the UI at
