@@ -54,7 +54,6 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "plugins": [{"name": "xai_usage", "plugin-class": "airflow_provider_xai.dashboard.plugin.XAIUsagePlugin"}],
         "config": {
             "xai": {
                 "description": "The xAI provider's settings.",

@@ -63,9 +63,6 @@ def page_server(airflow_stack: AirflowStack, usage_runs: tuple[str, ...]) -> Ite
         AIRFLOW__CORE__AUTH_MANAGER="tests.helpers.auth.DenyOneDagAuthManager",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"admin:admin,{RESTRICTED_USER}:viewer",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
-        # Airflow 3.3 loads a provider's `plugins` only when providers are discovered eagerly; an
-        # installed wheel also loads the page through its `airflow.plugins` entry point.
-        AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS="False",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )
     stack.api_port = free_port()

@@ -319,3 +319,24 @@ def test_the_plugin_is_on_by_default_off_by_config_and_imports_no_web_code(
         env["AIRFLOW__XAI__USAGE_PAGE"] = setting
     out = subprocess.run([sys.executable, "-c", PLUGIN_PROBE], env=env, capture_output=True, text=True, check=True)
     assert expected in out.stdout.splitlines(), out.stdout + out.stderr
+
+
+LOADER_PROBE = (
+    "from airflow import plugins_manager\n"
+    "plugins, errors = plugins_manager._get_plugins()\n"
+    "print('LOADED', sorted(p.name for p in plugins), 'ERRORS', errors)\n"
+)
+
+
+@pytest.mark.parametrize("lazy", ["True", "False"])
+def test_airflow_loads_the_page_once_without_a_plugin_import_error(lazy: str, tmp_path: Any) -> None:
+    """Loaded by the entry point under either discovery mode; eager provider discovery must not
+    find it a second time (which Airflow reports as a plugin import error in the UI)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__XAI__")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS=lazy)
+    out = subprocess.run([sys.executable, "-c", LOADER_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert "LOADED ['xai_usage'] ERRORS {}" in out.stdout.splitlines(), out.stdout + out.stderr
