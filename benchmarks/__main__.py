@@ -27,6 +27,7 @@ BENCHMARKS = {
     "5": ("benchmarks.streaming", "streaming first line"),
     "6": ("benchmarks.deferred", "deferred polling"),
     "7": ("benchmarks.tracing", "OpenTelemetry span cost"),
+    "8": ("benchmarks.dashboard", "usage page query at 100,000 records"),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
