@@ -167,6 +167,9 @@ def test_scale_run_with_and_without_the_shared_limiter(
         "targets": TARGETS,
         "limiter_on": {**on.to_dict(), "targets_missed": on.targets_missed()},
         "limiter_off": off.to_dict(),
+        # how busy the machine was (the figures above move with it)
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
     }
     path = Path(os.environ.get(RESULTS_ENV) or tmp_path / "scale.json")
     path.parent.mkdir(parents=True, exist_ok=True)
