@@ -290,17 +290,21 @@ class SharedRateLimiter:
         is dated at its end); the error carries what remains of the shared cool-down."""
         wait = exc.retry_after if exc.retry_after is not None else backoff
         until = self.now_ms() + int(min(max(wait, 0.0), MAX_COOLDOWN) * 1000)
-        # A whole burst arriving at ``until``: nothing more is admitted before then.
-        yield Check(plan.requests_key, self.requests_rate, until, self.requests_rate[0].burst)
+        # A whole burst arriving one emission before ``until``: the next request is admitted at
+        # ``until`` (to the millisecond), unless the key is already busy for longer.
+        rate = self.requests_rate[0]
+        arrival = until - math.ceil(_emission_us(rate) / 1000)
+        yield Check(plan.requests_key, self.requests_rate, arrival, rate.burst)
         state = yield Read(plan.requests_key, self.requests_rate)
         yield from self._settle(plan, None)
         exc.retry_after = self._free_in(state)
 
     def _free_in(self, state: Any) -> float:
-        """Seconds until the requests key admits again, from its state (GCRA's TAT in us)."""
+        """Seconds until the requests key admits a request, from its state: GCRA admits one
+        when ``now >= TAT - (burst - 1) * emission`` (TAT in microseconds)."""
         rate = self.requests_rate[0]
-        emission_us = math.ceil(rate.interval * 1000 / rate.limit)
-        return max(0.0, (int(state[0]) - rate.burst * emission_us) / 1e6 - self.now_ms() / 1000)
+        free_at_us = int(state[0]) - (rate.burst - 1) * _emission_us(rate)
+        return max(0.0, free_at_us / 1e6 - self.now_ms() / 1000)
 
     def remaining_cooldown(self, model: str) -> Steps[float]:
         """Seconds until ``model``'s requests key admits again (0 when free)."""
@@ -397,6 +401,11 @@ class SharedRateLimiter:
     def batch_pacer(self) -> SharedPacer:
         """The Batch API's add-requests pace (100 calls per 30 s per team), shared."""
         return SharedPacer(self)
+
+
+def _emission_us(rate: Rate) -> int:
+    """Microseconds per unit of ``rate``, as pyrate-limiter's GCRA computes it."""
+    return max(1, math.ceil(rate.interval * 1000 / rate.limit))
 
 
 def build_limiter(settings: ClientSettings, redis_conn: Any = None) -> SharedRateLimiter:

@@ -1,0 +1,224 @@
+"""The shared rate limit across OS processes and through a real Redis.
+
+Several processes (multiprocessing, spawned: fresh interpreters like Celery workers) call the
+bundled local server through hooks whose connection sets a requests-per-second limit on one
+shared store; the server's journal holds each request's arrival time. However slow the machine,
+the store must keep every window of arrivals at or under the limit (only an upper bound is
+asserted: slowness can only lower the rate). The Redis store runs against a real
+``redis-server`` started here on a free loopback port (``XAI_TEST_REDIS_SERVER`` or PATH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_xai.exceptions import XAIConnectionError, XAIRateLimitError
+from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
+from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM
+from airflow_provider_xai.hooks.xai import XAIHook
+
+REDIS_PASSWORD = "limits-redis-secret-0451"
+RATE = 20
+PROCESSES = 4
+CALLS_EACH = 15
+
+
+def redis_server_binary() -> str:
+    """``XAI_TEST_REDIS_SERVER``, else ``redis-server`` on PATH; a clear failure when neither."""
+    binary = os.environ.get("XAI_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail(
+            "redis-server not found: install it (Debian: apt-get install redis-server) "
+            "or set XAI_TEST_REDIS_SERVER to its path",
+            pytrace=False,
+        )
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A private redis-server on loopback, with a password, kept for this module's tests."""
+    import redis
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), "--requirepass", REDIS_PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, password=REDIS_PASSWORD)
+    try:
+        while True:  # wait for the server to answer (or to die)
+            if process.poll() is not None:
+                pytest.fail(f"redis-server exited: {process.stderr.read().decode()[:500] if process.stderr else ''}")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        process.terminate()
+        process.wait()
+
+
+def redis_connection(port: int, password: str = REDIS_PASSWORD) -> str:
+    return json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": port, "password": password})
+
+
+def limits(store: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    if store == "redis":
+        return {"rate_limit_redis_conn_id": "limits_redis", **extra}
+    return {"rate_limit_path": str(tmp_path / "limits.sqlite"), **extra}
+
+
+def _worker(env: dict[str, str], calls: int, start: Any) -> None:
+    """One 'Celery worker': its own interpreter, hook, pools and limiter."""
+    os.environ.update(env)
+    hook = XAIHook()
+    hook.chat(model="grok-4.3", messages=[{"role": "user", "content": "warm up the imports"}], max_tokens=5)
+    start.wait()
+    for i in range(calls):
+        hook.chat(model="grok-4.3", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+def test_processes_sharing_a_store_keep_the_aggregate_rate(
+    store: str, xai_server: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = {"AIRFLOW_CONN_XAI_DEFAULT": xai_server.connection_json(
+        rate_limit_requests_per_second=RATE, max_retries=0, **limits(store, tmp_path)
+    )}
+    if store == "redis":
+        env["AIRFLOW_CONN_LIMITS_REDIS"] = redis_connection(request.getfixturevalue("redis_port"))
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_worker, args=(env, CALLS_EACH, start)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    while len(xai_server.requests("chat/completions")) < PROCESSES:  # every worker warmed up
+        assert all(w.is_alive() or w.exitcode == 0 for w in workers), "a worker died while starting"
+        time.sleep(0.05)
+    first_paced = len(xai_server.journal)
+    start.set()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0] * PROCESSES
+    arrivals = sorted(e.time for e in xai_server.journal[first_paced:] if e.path.endswith("chat/completions"))
+    assert len(arrivals) == PROCESSES * CALLS_EACH
+    assert all(e.status == 200 for e in xai_server.journal)
+    # No window holds more than RATE requests: RATE + 1 consecutive arrivals span about a
+    # second (the limiter spaces admissions 1/RATE apart; 5% for arrival jitter).
+    spans = [arrivals[i + RATE] - arrivals[i] for i in range(len(arrivals) - RATE)]
+    assert min(spans) >= 0.95, f"{RATE + 1} requests arrived within {min(spans):.3f}s"
+    overall = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    print(f"\n{store} store, {PROCESSES} processes: {overall:.1f} requests/s for a limit of {RATE}")
+    assert overall <= RATE * 1.05
+
+
+class TestRedisStore:
+    """The same limiter on Redis: pyrate-limiter's Lua GCRA, cool-downs, refunds, async."""
+
+    @pytest.fixture
+    def hooks(self, redis_port: int, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=redis_port, password=REDIS_PASSWORD).flushall()
+        monkeypatch.setenv("AIRFLOW_CONN_LIMITS_REDIS", redis_connection(redis_port))
+        clock = _Clock()
+
+        def make(server: Any, **extra: Any) -> XAIHook:
+            monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", server.connection_json(
+                rate_limit_redis_conn_id="limits_redis", **extra
+            ))
+            hook = XAIHook(backoff_base=0.05)
+            limiter = hook.transport.rate_limiter()
+            assert limiter is not None
+            limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep
+            hook.clock = clock  # type: ignore[attr-defined]
+            return hook
+
+        return make
+
+    def test_requests_are_paced_and_a_429_cools_down_every_hook(self, hooks: Any, xai_server: Any) -> None:
+        from airflow_provider_xai.testing.state import Fault
+
+        one = hooks(xai_server, rate_limit_requests_per_second=5, max_retries=0)
+        two = hooks(xai_server, rate_limit_requests_per_second=5, max_retries=0)
+        clock = one.clock
+        for hook in (one, two, one):
+            hook.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert sum(clock.slept) == pytest.approx(0.4, abs=0.01)  # two waits of 1/5 s
+        xai_server.enqueue(Fault(429, retry_after=7))
+        with pytest.raises(XAIRateLimitError) as raised:
+            one.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert raised.value.retry_after == pytest.approx(7.0, abs=0.01)
+        before = sum(clock.slept)
+        two.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])  # never saw the 429
+        assert sum(clock.slept) - before == pytest.approx(7.0, abs=0.05)
+
+    def test_tokens_are_corrected_by_the_usage_on_the_async_path(self, hooks: Any, xai_server: Any) -> None:
+        hook = hooks(xai_server, rate_limit_tokens_per_minute=10_000)
+        limiter: SharedRateLimiter = hook.transport._limiter
+        completion = asyncio.run(
+            hook.achat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
+        )
+        assert completion.usage is not None and completion.usage.total_tokens < 1000
+        plan = limiter.plan({"model": "grok-4.3", "messages": []})
+        assert plan is not None
+        state = limiter.states.read(plan.tokens_key, limiter.tokens_rate)
+        owed = ALGORITHM.consumed(limiter.tokens_rate, state, limiter.now_ms())
+        assert owed == pytest.approx(completion.usage.total_tokens, abs=1)  # not the ~5000 estimate
+        assert hook.clock.async_sleeps == 0
+
+    def test_a_wrong_password_fails_clearly_without_the_password(
+        self, redis_port: int, xai_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        wrong = "not-the-redis-password-977"
+        monkeypatch.setenv("AIRFLOW_CONN_LIMITS_REDIS", redis_connection(redis_port, wrong))
+        monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
+            rate_limit_redis_conn_id="limits_redis", rate_limit_requests_per_second=5, max_retries=0
+        ))
+        with pytest.raises(XAIConnectionError, match="limits_redis") as raised:
+            XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert wrong not in str(raised.value) and wrong not in caplog.text
+        assert xai_server.requests("chat/completions") == []  # nothing sent past a broken store
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.slept: list[float] = []
+        self.async_sleeps = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.async_sleeps += 1
+        self.sleep(seconds)
