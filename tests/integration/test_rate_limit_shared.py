@@ -14,9 +14,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +25,7 @@ from airflow_provider_xai.exceptions import XAIConnectionError, XAIRateLimitErro
 from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
 from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.testing.redis_server import RedisServerMissing, redis_server
 
 REDIS_PASSWORD = "limits-redis-secret-0451"
 RATE = 20
@@ -35,51 +33,14 @@ PROCESSES = 4
 CALLS_EACH = 15
 
 
-def redis_server_binary() -> str:
-    """``XAI_TEST_REDIS_SERVER``, else ``redis-server`` on PATH; a clear failure when neither."""
-    binary = os.environ.get("XAI_TEST_REDIS_SERVER") or shutil.which("redis-server")
-    if not binary or not os.access(binary, os.X_OK):
-        pytest.fail(
-            "redis-server not found: install it (Debian: apt-get install redis-server) "
-            "or set XAI_TEST_REDIS_SERVER to its path",
-            pytrace=False,
-        )
-    return binary
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def redis_port() -> Iterator[int]:
     """A private redis-server on loopback, with a password, kept for this module's tests."""
-    import redis
-
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), "--requirepass", REDIS_PASSWORD],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port, password=REDIS_PASSWORD)
     try:
-        while True:  # wait for the server to answer (or to die)
-            if process.poll() is not None:
-                pytest.fail(f"redis-server exited: {process.stderr.read().decode()[:500] if process.stderr else ''}")
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        client.close()
-        process.terminate()
-        process.wait()
+        with redis_server(REDIS_PASSWORD) as server:
+            yield server.port
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def redis_connection(port: int, password: str = REDIS_PASSWORD) -> str:
