@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
+import logging
 import math
-import os
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIRateLimitError
+import httpx
+
+from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
+from airflow_provider_xai.hooks.rate_limit_config import RateLimitConfig
+from airflow_provider_xai.hooks.rate_limit_usage import TappedStream, billed_tokens, estimate_tokens
 from airflow_provider_xai.hooks.replies import Reply
 
 if TYPE_CHECKING:
@@ -43,134 +47,16 @@ if TYPE_CHECKING:
     from airflow_provider_xai.hooks.settings import ClientSettings
 
 T = TypeVar("T")
-STORES = ("embedded", "redis")
-#: The connection extras of the shared limit, each ``rate_limit_<name>``.
-RATE_LIMIT_FIELDS = ("requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id")
-DEFAULT_PATH_NAME = "xai_rate_limits.sqlite"
-#: Tokens assumed for an answer whose request sets no ``max_tokens``-like bound (corrected after).
-DEFAULT_OUTPUT_TOKENS = 1024
-#: Tokens assumed for each image of a request (xAI tiles an image into up to ~1,800 tokens).
-IMAGE_TOKENS = 1800
-#: Characters per token of the prompt estimate (the usual English average of BPE tokenizers).
-CHARS_PER_TOKEN = 4
+log = logging.getLogger(__name__)
 #: Longest shared cool-down (the retry policy does not honour a longer ``retry-after`` either).
 MAX_COOLDOWN = 60.0
 #: xAI's Batch API accepts 100 add-requests calls per 30 s per team; paced 1 % slower, smoothly.
 BATCH_CALLS, BATCH_PERIOD_MS = 100, 30_300
 
 
-@dataclass(frozen=True)
-class RateLimitConfig:
-    """The connection's shared-limit settings (already checked)."""
-
-    requests_per_second: float | None = None
-    tokens_per_minute: int | None = None
-    store: str = "embedded"
-    path: str = ""
-    redis_conn_id: str | None = None
-
-
-def default_path() -> str:
-    """``$AIRFLOW_HOME/xai_rate_limits.sqlite`` (``~/airflow`` when AIRFLOW_HOME is unset)."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return os.path.join(home, DEFAULT_PATH_NAME)
-
-
-def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfig | None:
-    """The shared-limit settings from the connection's extras (None: no client-side limit).
-
-    ``values`` maps the field names (without the ``rate_limit_`` prefix) to the extras' values,
-    None when unset. Bad values raise :class:`XAIConfigurationError` naming the field.
-    """
-    rps, tpm = values.get("requests_per_second"), values.get("tokens_per_minute")
-    store, path, redis_conn_id = values.get("store"), values.get("path"), values.get("redis_conn_id")
-    if rps is None and tpm is None and store is None and redis_conn_id is None:
-        return None
-    store = str(store).strip().lower() if store is not None else ("redis" if redis_conn_id else "embedded")
-    if store not in STORES:
-        raise _bad(conn_id, "rate_limit_store", f"must be one of {', '.join(STORES)}, got {values.get('store')!r}")
-    if store == "redis" and not redis_conn_id:
-        raise _bad(
-            conn_id,
-            "rate_limit_redis_conn_id",
-            "(the Airflow connection of the Redis store) is required with rate_limit_store 'redis'",
-        )
-    if store == "embedded" and redis_conn_id:
-        raise _bad(conn_id, "rate_limit_redis_conn_id", "is set but rate_limit_store is 'embedded'")
-    return RateLimitConfig(
-        requests_per_second=_positive(conn_id, "rate_limit_requests_per_second", rps, float, minimum=0.001),
-        tokens_per_minute=_positive(conn_id, "rate_limit_tokens_per_minute", tpm, int, minimum=1),
-        store=store,
-        path=os.path.expanduser(str(path)) if path else default_path(),
-        redis_conn_id=str(redis_conn_id) if redis_conn_id else None,
-    )
-
-
-def _bad(conn_id: str, name: str, problem: str) -> XAIConfigurationError:
-    return XAIConfigurationError(f"Connection {conn_id!r}: {name} {problem}")
-
-
-def _positive(conn_id: str, name: str, value: Any, kind: type[float] | type[int], minimum: float) -> Any:
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-        if kind is int and number != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise _bad(conn_id, name, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
-    if not (math.isfinite(number) and number >= minimum):
-        raise _bad(conn_id, name, f"must be at least {minimum:g}, got {value!r}")
-    return number
-
-
 def fingerprint(api_key: str) -> str:
     """What identifies a key in the store: 16 hex digits of its SHA-256, never the key."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
-
-
-# --- the token estimate --------------------------------------------------------------------------
-def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """Tokens a chat or Responses request may spend, before sending it.
-
-    Prompt: the characters of every string in ``messages``/``input``/``instructions``/``tools``
-    divided by :data:`CHARS_PER_TOKEN`, plus :data:`IMAGE_TOKENS` per image (an ``image_url``
-    or a ``data:`` URI). Answer: ``max_tokens``, ``max_completion_tokens`` or
-    ``max_output_tokens`` when set, else :data:`DEFAULT_OUTPUT_TOKENS`. The real usage
-    corrects the charge after the answer, so the estimate only needs to be the right size.
-    """
-    chars, images = 0, 0
-    pending: list[Any] = [body.get(k) for k in ("messages", "input", "instructions", "tools")]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if item.startswith("data:"):
-                images += 1
-            else:
-                chars += len(item)
-        elif isinstance(item, Mapping):
-            for key, value in item.items():
-                if key in ("image_url", "file_id") or (key == "type" and value in ("image_url", "input_image")):
-                    images += key != "type"
-                else:
-                    pending.append(value)
-        elif isinstance(item, list):
-            pending.extend(item)
-    answer = next(
-        (v for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if isinstance(v := body.get(k), int)),
-        DEFAULT_OUTPUT_TOKENS,
-    )
-    return -(-chars // CHARS_PER_TOKEN) + images * IMAGE_TOKENS + max(answer, 0)
-
-
-def billed_tokens(reply: Reply) -> int | None:
-    """``usage.total_tokens`` of an answer (None when it has no usage)."""
-    try:
-        usage = json.loads(reply.content).get("usage")
-        total = usage.get("total_tokens") if isinstance(usage, Mapping) else None
-    except (ValueError, AttributeError):
-        return None
-    return total if isinstance(total, int) and total >= 0 else None
 
 
 # --- store operations and the decisions over them -----------------------------------------------
@@ -373,7 +259,10 @@ class SharedRateLimiter:
             except XAIAPIError as exc:
                 self.run(self._attempt_outcome(plan, exc, backoff))
                 raise
-            self.run(self._attempt_outcome(plan, result, backoff))
+            if isinstance(result, httpx.Response):
+                self._tap(plan, result)
+            else:
+                self.run(self._attempt_outcome(plan, result, backoff))
             return result
 
         return limited
@@ -393,14 +282,44 @@ class SharedRateLimiter:
             except XAIAPIError as exc:
                 await self.arun(self._attempt_outcome(plan, exc, backoff))
                 raise
-            await self.arun(self._attempt_outcome(plan, result, backoff))
+            if isinstance(result, httpx.Response):
+                self._tap(plan, result)
+            else:
+                await self.arun(self._attempt_outcome(plan, result, backoff))
             return result
 
         return limited
 
+    def _tap(self, plan: Plan, response: httpx.Response) -> None:
+        """Correct an event stream's charge when it is closed, from the usage it carried (a
+        stream that brought none keeps the estimate: what it cost is unknown)."""
+        if not plan.tokens:
+            return
+
+        def settle(used: int | None) -> None:
+            if used is not None:
+                with _store_failures_logged():
+                    self.run(self._settle(plan, used))
+
+        async def asettle(used: int | None) -> None:
+            if used is not None:
+                with _store_failures_logged():
+                    await self.arun(self._settle(plan, used))
+
+        response.stream = TappedStream(response.stream, settle, asettle)
+
     def batch_pacer(self) -> SharedPacer:
         """The Batch API's add-requests pace (100 calls per 30 s per team), shared."""
         return SharedPacer(self)
+
+
+@contextmanager
+def _store_failures_logged() -> Iterator[None]:
+    """A correction made while a stream is closed must not fail the answer it follows."""
+    try:
+        yield
+    except XAIError as exc:
+        log.warning("Could not correct the shared token charge of an xAI stream: %s", exc)
 
 
 def _emission_us(rate: Rate) -> int:
@@ -435,14 +354,4 @@ class SharedPacer:
         return max(0.0, self.limiter.clock() - started)
 
 
-__all__ = [
-    "RATE_LIMIT_FIELDS",
-    "RateLimitConfig",
-    "SharedPacer",
-    "SharedRateLimiter",
-    "build_limiter",
-    "default_path",
-    "estimate_tokens",
-    "fingerprint",
-    "rate_limit_config",
-]
+__all__ = ["SharedPacer", "SharedRateLimiter", "build_limiter", "fingerprint"]

@@ -21,7 +21,7 @@ import httpx
 from airflow_provider_xai import __version__
 from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
-from airflow_provider_xai.hooks.rate_limit import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
+from airflow_provider_xai.hooks.rate_limit_config import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
 from airflow_provider_xai.usage import Price, parse_prices
 
 if TYPE_CHECKING:

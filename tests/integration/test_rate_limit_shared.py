@@ -26,6 +26,7 @@ from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
 from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.testing.redis_server import RedisServerMissing, redis_server
+from tests.helpers.clock import FakeClock
 
 REDIS_PASSWORD = "limits-redis-secret-0451"
 RATE = 20
@@ -107,7 +108,7 @@ class TestRedisStore:
 
         redis.Redis(host="127.0.0.1", port=redis_port, password=REDIS_PASSWORD).flushall()
         monkeypatch.setenv("AIRFLOW_CONN_LIMITS_REDIS", redis_connection(redis_port))
-        clock = _Clock()
+        clock = FakeClock()
 
         def make(server: Any, **extra: Any) -> XAIHook:
             monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", server.connection_json(
@@ -165,21 +166,3 @@ class TestRedisStore:
             XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
         assert wrong not in str(raised.value) and wrong not in caplog.text
         assert xai_server.requests("chat/completions") == []  # nothing sent past a broken store
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.slept: list[float] = []
-        self.async_sleeps = 0
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.async_sleeps += 1
-        self.sleep(seconds)

@@ -18,40 +18,16 @@ import pytest
 
 from airflow_provider_xai.exceptions import XAIConfigurationError, XAIConnectionError, XAIRateLimitError
 from airflow_provider_xai.hooks import rate_limit_store
-from airflow_provider_xai.hooks.rate_limit import (
-    DEFAULT_OUTPUT_TOKENS,
-    IMAGE_TOKENS,
-    SharedRateLimiter,
-    default_path,
-    estimate_tokens,
-    fingerprint,
-)
+from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter, fingerprint
+from airflow_provider_xai.hooks.rate_limit_config import default_path
 from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM, RedisStates, SQLiteStates
+from airflow_provider_xai.hooks.rate_limit_usage import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
 from airflow_provider_xai.hooks.settings import settings_from_connection
 from airflow_provider_xai.hooks.xai import XAIHook
+from tests.helpers.clock import FakeClock
 
 KEY = "xai-unit-limiter-key-123456"
 MODEL = "grok-4.3"
-
-
-class FakeClock:
-    """Wall-clock seconds that only move when the limiter sleeps (sync or async)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.slept: list[float] = []
-        self.async_sleeps = 0
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.async_sleeps += 1
-        self.sleep(seconds)
 
 
 class Server:
@@ -68,6 +44,20 @@ class Server:
         self.bodies.append(body)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answer(body)
+
+
+class Streamed(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that is streamed, not read up front (as a network answer is), in two pieces."""
+
+    def __init__(self, content: bytes) -> None:
+        self.pieces = [content[: len(content) // 2], content[len(content) // 2 :]]
+
+    def __iter__(self) -> Any:
+        yield from self.pieces
+
+    async def __aiter__(self) -> Any:
+        for piece in self.pieces:
+            yield piece
 
 
 def completion(total_tokens: int = 5) -> Callable[[dict[str, Any]], httpx.Response]:
@@ -119,7 +109,7 @@ def ask(max_tokens: int | None = None, text: str = "hi") -> dict[str, Any]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
@@ -199,7 +189,7 @@ def test_no_limit_configured_touches_no_store(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(rate_limit_store, "open_states", refuse)
     monkeypatch.setattr(SharedRateLimiter, "run", refuse)
     monkeypatch.setattr(SharedRateLimiter, "arun", refuse)
-    clock = FakeClock()
+    clock = FakeClock(1_800_000_000.0)
     server = Server(clock, completion())
     hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(server)})
     hook.chat(ask())
@@ -362,6 +352,30 @@ class TestTokens:
         asyncio.run(main())
         assert clock.async_sleeps >= 1 and clock.slept and server.times[1] - server.times[0] >= 0.5
         assert owed == [10]  # the estimate (~102) corrected to the usage
+
+    @pytest.mark.parametrize("asynchronous", [False, True])
+    def test_a_stream_is_corrected_by_the_usage_it_carried(
+        self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, asynchronous: bool
+    ) -> None:
+        set_connection(monkeypatch, rate_limit_tokens_per_minute=100_000)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
+        events = [
+            {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}}]},
+            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**chunk, "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}},
+        ]
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        stream = lambda request: httpx.Response(  # noqa: E731
+            200, headers={"content-type": "text/event-stream"}, stream=Streamed(body.encode())
+        )
+        server = Server(clock, stream)
+        hook = limited_hook(server, clock, states)
+        if asynchronous:
+            completion = asyncio.run(hook.astream_chat_completion(ask(max_tokens=4000)))
+        else:
+            completion = hook.stream_chat_completion(ask(max_tokens=4000))
+        assert completion.usage is not None and completion.usage.total_tokens == 42
+        assert self.tokens_owed(hook.transport._limiter) == 42  # type: ignore[arg-type]  # not ~4000
 
     def test_chat_many_shares_the_limit(
         self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
