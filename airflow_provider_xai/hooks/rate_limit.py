@@ -183,7 +183,8 @@ class SharedRateLimiter:
         yield Check(plan.requests_key, self.requests_rate, arrival, rate.burst)
         state = yield Read(plan.requests_key, self.requests_rate)
         yield from self._settle(plan, None)
-        exc.retry_after = self._free_in(state)
+        # What remains of the shared cool-down, or the server's own longer delay (past the cap).
+        exc.retry_after = max(self._free_in(state), exc.retry_after or 0.0)
 
     def _free_in(self, state: Any) -> float:
         """Seconds until the requests key admits a request, from its state: GCRA admits one

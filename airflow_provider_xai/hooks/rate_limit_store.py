@@ -173,10 +173,12 @@ class RedisStates:
         self._options = {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **options}
         self.conn_id = conn_id
         self._secret = self._options.get("password")
-        self._sync: Any = None
+        # (client, its StateStore per key): one for blocking calls in this process, one per loop.
+        self._sync: tuple[Any, dict[str, StateStore]] | None = None
         self._pid = 0
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._stores: dict[tuple[int, str], StateStore] = {}
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, dict[str, StateStore]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -186,31 +188,35 @@ class RedisStates:
         detail = scrub(f"{type(exc).__name__}: {exc}", self._secret)
         return XAIConnectionError(f"xAI rate-limit {self.describe()} failed: {detail}")
 
-    def _client(self) -> Any:
-        if self._sync is None or self._pid != os.getpid():
-            import redis
+    def _sync_store(self, key: str) -> StateStore:
+        """The blocking client's store for ``key`` (a new client after a fork)."""
+        with self._lock:
+            if self._sync is None or self._pid != os.getpid():
+                import redis
 
-            self._sync, self._pid = redis.Redis(**self._options), os.getpid()
-        return self._sync
+                self._sync, self._pid = (redis.Redis(**self._options), {}), os.getpid()
+            return self._store(self._sync, key)
 
-    def _aclient(self) -> Any:
+    def _async_store(self, key: str) -> StateStore:
+        """The running event loop's client's store for ``key`` (redis.asyncio binds to a loop)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._async.get(loop)
-            if client is None:
+            pair = self._async.get(loop)
+            if pair is None:
                 import redis.asyncio
 
-                client = self._async[loop] = redis.asyncio.Redis(**self._options)
-            return client
+                pair = self._async[loop] = (redis.asyncio.Redis(**self._options), {})
+            return self._store(pair, key)
 
-    def _store(self, client: Any, key: str) -> StateStore:
+    @staticmethod
+    def _store(pair: tuple[Any, dict[str, StateStore]], key: str) -> StateStore:
         from pyrate_limiter import RedisStateStore
 
-        with self._lock:
-            store = self._stores.get((id(client), key))
-            if store is None or getattr(store, "redis", None) is not client:
-                store = self._stores[(id(client), key)] = RedisStateStore(client, key, ttl_ms=STATE_TTL_MS)
-            return store
+        client, stores = pair
+        store = stores.get(key)
+        if store is None:
+            store = stores[key] = RedisStateStore(client, key, ttl_ms=STATE_TTL_MS)
+        return store
 
     def _guarded(self, operation: Callable[[], Any]) -> Any:
         import redis
@@ -221,18 +227,18 @@ class RedisStates:
             raise self._fail(exc) from None
 
     def check(self, key: str, rates: list[Rate], now: int, weight: int) -> Decision:
-        decision: Any = self._guarded(lambda: self._store(self._client(), key).check(ALGORITHM, rates, now, weight))
+        decision: Any = self._guarded(lambda: self._sync_store(key).check(ALGORITHM, rates, now, weight))
         return decision  # type: ignore[no-any-return]
 
     def read(self, key: str, rates: list[Rate]) -> State:
-        state: Any = self._guarded(lambda: self._store(self._client(), key).read(ALGORITHM, rates))
+        state: Any = self._guarded(lambda: self._sync_store(key).read(ALGORITHM, rates))
         return state  # type: ignore[no-any-return]
 
     async def acheck(self, key: str, rates: list[Rate], now: int, weight: int) -> Decision:
         import redis
 
         try:
-            decision: Decision = await self._store(self._aclient(), key).check(ALGORITHM, rates, now, weight)  # type: ignore[misc]
+            decision: Decision = await self._async_store(key).check(ALGORITHM, rates, now, weight)  # type: ignore[misc]
         except redis.RedisError as exc:
             raise self._fail(exc) from None
         return decision
@@ -241,7 +247,7 @@ class RedisStates:
         import redis
 
         try:
-            state: State = await self._store(self._aclient(), key).read(ALGORITHM, rates)  # type: ignore[misc]
+            state: State = await self._async_store(key).read(ALGORITHM, rates)  # type: ignore[misc]
         except redis.RedisError as exc:
             raise self._fail(exc) from None
         return state

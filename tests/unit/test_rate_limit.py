@@ -253,6 +253,21 @@ def test_the_final_rate_limit_error_carries_the_remaining_shared_cool_down(
     assert raised.value.retry_after == pytest.approx(20.0, abs=0.01)
 
 
+def test_the_shared_cool_down_is_capped_but_the_error_keeps_the_servers_longer_delay(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
+) -> None:
+    set_connection(monkeypatch, rate_limit_requests_per_second=100, max_retries=0)
+    worker_a = limited_hook(Server(clock, too_many(retry_after="600")), clock, states)
+    second = Server(clock, completion())
+    worker_b = limited_hook(second, clock, states)
+    started = clock.now
+    with pytest.raises(XAIRateLimitError) as raised:
+        worker_a.chat(ask())
+    assert raised.value.retry_after == 600.0  # what the server asked, for the task-level retry
+    worker_b.chat(ask())
+    assert second.times[0] - started == pytest.approx(60.0, abs=0.01)  # workers pause a minute at most
+
+
 def test_a_shared_cool_down_longer_than_the_backoff_is_what_the_error_carries(
     monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
 ) -> None:
