@@ -81,9 +81,9 @@ def run(quick: bool = False) -> list[Figure]:
     figures = []
     for key, label, store, data, target in (
         ("7a", "chat", "embedded", sync, 1.5),
-        ("7b", "chat", "redis", sync, 2.0),
+        ("7b", "chat", "redis", sync, 2.5),
         ("7c", "achat", "embedded", asynchronous, 1.5),
-        ("7d", "achat", "redis", asynchronous, 2.0),
+        ("7d", "achat", "redis", asynchronous, 2.5),
     ):
         figures.append(
             Figure(

@@ -145,7 +145,10 @@ class SharedRateLimiter:
             decision: Decision = yield Check(key, rates, self.now_ms(), weight)
             if decision.allowed:
                 return
-            yield Sleep(max(decision.retry_after_ms or 0, 1) / 1000)
+            wait = max(decision.retry_after_ms or 0, 1) / 1000
+            if wait >= 1:  # worth a line in the task log: the task is not stuck
+                log.info("Waiting %.1fs for the shared xAI rate limit (%s)", wait, key.rsplit(":", 2)[-2:])
+            yield Sleep(wait)
 
     def _force(self, key: str, rates: list[Rate], weight: int) -> Steps[None]:
         """Charge ``weight`` even past the limit (a debt the next requests wait out).

@@ -166,3 +166,25 @@ class TestRedisStore:
             XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
         assert wrong not in str(raised.value) and wrong not in caplog.text
         assert xai_server.requests("chat/completions") == []  # nothing sent past a broken store
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_api_calls_are_charged_their_real_usage(
+    xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
+        rate_limit_tokens_per_minute=1_000_000, rate_limit_path=str(tmp_path / "limits.sqlite")
+    ))
+    hook = XAIHook()
+    limiter = hook.transport.rate_limiter()
+    assert limiter is not None
+    clock = FakeClock()
+    limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep
+    call = hook.stream_response if stream else hook.create_response
+    response = call(model="grok-4.3", input="Say hello in five words.", max_output_tokens=20_000)
+    assert response.usage is not None and response.usage.total_tokens < 5_000
+    plan = limiter.plan({"model": "grok-4.3", "input": ""})
+    assert plan is not None
+    state = limiter.states.read(plan.tokens_key, limiter.tokens_rate)
+    owed = ALGORITHM.consumed(limiter.tokens_rate, state, limiter.now_ms())
+    assert owed == pytest.approx(response.usage.total_tokens, abs=1)  # not the ~20,000 estimate
