@@ -147,7 +147,7 @@ class SharedRateLimiter:
                 return
             wait = max(decision.retry_after_ms or 0, 1) / 1000
             if wait >= 1:  # worth a line in the task log: the task is not stuck
-                log.info("Waiting %.1fs for the shared xAI rate limit (%s)", wait, key.rsplit(":", 2)[-2:])
+                log.info("Waiting %.1fs for the shared xAI rate limit %s", wait, key.split(":", 2)[2])
             yield Sleep(wait)
 
     def _force(self, key: str, rates: list[Rate], weight: int) -> Steps[None]:
@@ -175,8 +175,8 @@ class SharedRateLimiter:
             yield from self._force(plan.tokens_key, self.tokens_rate, delta)
 
     def _cool_down(self, plan: Plan, exc: XAIRateLimitError, backoff: float) -> Steps[None]:
-        """Share a 429: the requests key admits nothing before the cool-down ends (the arrival
-        is dated at its end); the error carries what remains of the shared cool-down."""
+        """Share a 429: the requests key admits nothing before the cool-down ends; the error
+        carries what remains of the shared cool-down."""
         wait = exc.retry_after if exc.retry_after is not None else backoff
         until = self.now_ms() + int(min(max(wait, 0.0), MAX_COOLDOWN) * 1000)
         # A whole burst arriving one emission before ``until``: the next request is admitted at
@@ -261,12 +261,14 @@ class SharedRateLimiter:
             try:
                 result = attempt()
             except XAIAPIError as exc:
-                self.run(self._attempt_outcome(plan, exc, backoff))
+                with _store_failures_logged():
+                    self.run(self._attempt_outcome(plan, exc, backoff))
                 raise
             if isinstance(result, httpx.Response):
                 self._tap(plan, result)
             else:
-                self.run(self._attempt_outcome(plan, result, backoff))
+                with _store_failures_logged():
+                    self.run(self._attempt_outcome(plan, result, backoff))
             return result
 
         return limited
@@ -284,12 +286,14 @@ class SharedRateLimiter:
             try:
                 result = await attempt()
             except XAIAPIError as exc:
-                await self.arun(self._attempt_outcome(plan, exc, backoff))
+                with _store_failures_logged():
+                    await self.arun(self._attempt_outcome(plan, exc, backoff))
                 raise
             if isinstance(result, httpx.Response):
                 self._tap(plan, result)
             else:
-                await self.arun(self._attempt_outcome(plan, result, backoff))
+                with _store_failures_logged():
+                    await self.arun(self._attempt_outcome(plan, result, backoff))
             return result
 
         return limited
@@ -319,11 +323,12 @@ class SharedRateLimiter:
 
 @contextmanager
 def _store_failures_logged() -> Iterator[None]:
-    """A correction made while a stream is closed must not fail the answer it follows."""
+    """What follows an answer (a correction, a cool-down) must never fail it: a billed answer
+    would be lost and requested again. A store failure there is logged instead."""
     try:
         yield
     except XAIError as exc:
-        log.warning("Could not correct the shared token charge of an xAI stream: %s", exc)
+        log.warning("Could not update the shared xAI rate limit after an answer: %s", exc)
 
 
 def _emission_us(rate: Rate) -> int:

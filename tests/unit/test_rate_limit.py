@@ -288,6 +288,29 @@ def test_a_shared_cool_down_longer_than_the_backoff_is_what_the_error_carries(
     assert clock.slept and sum(clock.slept) >= 20.0
 
 
+def test_a_store_failure_after_the_answer_never_loses_it(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_connection(monkeypatch, rate_limit_tokens_per_minute=10_000, max_retries=2)
+    server = Server(clock, completion(total_tokens=42))
+    hook = limited_hook(server, clock, states)
+    checks = 0
+    real_check = states.check
+
+    def check_then_fail(*args: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        if checks > 2:  # the tokens and the request went through; the correction meets a dead store
+            raise XAIConnectionError("store went away")
+        return real_check(*args)
+
+    monkeypatch.setattr(states, "check", check_then_fail)
+    completion_ = hook.chat(ask(max_tokens=100))
+    assert completion_.usage is not None and completion_.usage.total_tokens == 42
+    assert len(server.times) == 1  # answered once, not requested again
+    assert "store went away" in caplog.text
+
+
 class TestTokens:
     def tokens_owed(self, limiter: SharedRateLimiter, model: str = MODEL) -> int:
         plan = limiter.plan(ask())
