@@ -48,14 +48,29 @@ class XAIError(AirflowException):
         return (_rebuild, (type(self), self.message, dict(self.__dict__)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe description, for XComs and trigger events."""
+        """JSON-safe description, for XComs and trigger events (see ``error_from_dict``)."""
         return {
             "type": type(self).__name__,
             "message": self.message,
             "status": self.status,
             "code": self.code,
             "request_id": self.request_id,
+            "retry_after": getattr(self, "retry_after", None),
         }
+
+
+def error_from_dict(data: Any) -> XAIError | None:
+    """The typed error a trigger event carried as ``to_dict()`` (None if unreadable), so a
+    deferred task fails with the same class, status and ``retry_after`` as a direct call
+    (and a retry policy judges both alike). Only this module's classes are rebuilt."""
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+        return None
+    cls = globals().get(str(data.get("type")))
+    if not (isinstance(cls, type) and issubclass(cls, XAIError)):
+        return None
+    fields = ("status", "code", "request_id", "retry_after")
+    return _rebuild(cls, data["message"], {"message": data["message"],
+                                           **{k: data.get(k) for k in fields}})
 
 
 def _rebuild(cls: type[XAIError], message: str, state: dict[str, Any]) -> XAIError:
@@ -135,11 +150,18 @@ class XAITruncatedStreamError(XAIResponseError):
 
 
 class XAIStructuredOutputError(XAIResponseError):
-    """The model's answer does not satisfy the requested schema (the call was billed)."""
+    """The model's answer does not satisfy the requested schema (the call was billed).
 
-    def __init__(self, message: str, *, completion: Any = None, **kwargs: Any) -> None:
+    ``permanent`` is True when the schema itself, not this answer, is at fault, so asking
+    again cannot help (the retry policy fails such a task at once)."""
+
+    permanent: bool = False
+
+    def __init__(self, message: str, *, completion: Any = None, permanent: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.completion = completion
+        self.permanent = permanent
 
 
 # --- long-running work ----------------------------------------------------------------------

@@ -89,7 +89,7 @@ class OutputSpec:
                 errors = sorted(validator.iter_errors(data), key=str)
             except Unresolvable as exc:  # only a dynamic reference can get here (refs are checked)
                 problem = f"the schema's reference cannot be resolved ({exc})"
-                raise self._error(problem, text, completion) from None
+                raise self._error(problem, text, completion, permanent=True) from None
             if errors:
                 problem = "; ".join(
                     f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5]
@@ -99,11 +99,13 @@ class OutputSpec:
             raise self._error(f"expected a JSON object, got {type(data).__name__}", text, completion)
         return data
 
-    def _error(self, problem: str, text: str, completion: Any) -> XAIStructuredOutputError:
+    def _error(self, problem: str, text: str, completion: Any,
+               permanent: bool = False) -> XAIStructuredOutputError:
         target = self.model.__name__ if self.model else "the JSON schema"
         return XAIStructuredOutputError(
             f"The model's answer does not match {target}: {problem}. Answer excerpt: {excerpt(text)!r}",
             completion=completion,
+            permanent=permanent,
         )
 
 

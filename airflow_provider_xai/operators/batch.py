@@ -26,6 +26,7 @@ from airflow_provider_xai.exceptions import (
     XAIError,
     XAINotFoundError,
     XAIValidationError,
+    error_from_dict,
 )
 from airflow_provider_xai.operators.batch_inputs import (
     PreparedRequest,
@@ -33,9 +34,11 @@ from airflow_provider_xai.operators.batch_inputs import (
     load_inputs,
     prepare_requests,
 )
+from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk.definitions.retry_policy import RetryPolicy
 
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.schemas import Batch, BatchResult
@@ -79,6 +82,8 @@ class XAIBatchOperator(BaseOperator):
     :param batch_timeout: seconds to wait before cancelling the batch and failing.
     :param fail_on_errors: fail the task (after writing the output) if any request failed.
     :param xai_conn_id: the xAI connection.
+    :param retry_policy: Airflow 3.3+ task retry policy; default ``XAIRetryPolicy`` (see
+        :mod:`airflow_provider_xai.retry_policy`); ``None`` turns it off.
     """
 
     template_fields: Sequence[str] = ("inputs", "output_path", "system_prompt", "model", "request_kwargs")
@@ -103,9 +108,10 @@ class XAIBatchOperator(BaseOperator):
         batch_timeout: float = 24 * 3600,
         fail_on_errors: bool = False,
         xai_conn_id: str = "xai_default",
+        retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**retry_policy_argument(retry_policy), **kwargs)
         self.inputs = inputs
         self.output_path = output_path
         self.system_prompt = system_prompt
@@ -245,7 +251,8 @@ class XAIBatchOperator(BaseOperator):
         self._batch_id = batch_id = str(event["batch_id"])
         if event.get("status") not in ("success", "timeout"):
             message = event.get("message") or f"waiting for xAI batch {batch_id} failed"
-            raise XAIDeferredError(str(message), status=event.get("http_status"))
+            raise error_from_dict(event.get("error")) or XAIDeferredError(
+                str(message), status=event.get("http_status"))
         timeout = str(event.get("message")) if event.get("status") == "timeout" else None
         return self._complete(context, self.hook.get_batch(batch_id), self.prepare_requests(), timeout)
 

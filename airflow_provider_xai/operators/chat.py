@@ -19,15 +19,18 @@ from airflow_provider_xai.exceptions import (
     XAIDeferredExpiredError,
     XAIDeferredTimeoutError,
     XAIValidationError,
+    error_from_dict,
 )
 from airflow_provider_xai.operators.responses_path import (
     RESPONSES_ONLY,
     check_responses_arguments,
     choose_api,
 )
+from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.definitions.retry_policy import RetryPolicy
 
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.schemas import ChatCompletion, ChatRequest
@@ -119,6 +122,9 @@ class XAIChatOperator(BaseOperator):
     :param include: extra output to include (templated), e.g. ``["no_inline_citations"]``.
     :param max_turns: most server-side agent turns.
     :param prompt_cache_key: routes requests to the same cache (templated).
+    :param retry_policy: Airflow 3.3+ task retry policy; default
+        :class:`~airflow_provider_xai.retry_policy.XAIRetryPolicy` (rate limits retry after
+        xAI's delay, permanent errors fail at once); ``None`` turns it off.
     """
 
     template_fields: Sequence[str] = (
@@ -165,9 +171,10 @@ class XAIChatOperator(BaseOperator):
         include: list[str] | None = None,
         max_turns: int | None = None,
         prompt_cache_key: str | None = None,
+        retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**retry_policy_argument(retry_policy), **kwargs)
         self.tools = tools
         self.previous_response_id = previous_response_id
         self.store = store
@@ -373,7 +380,8 @@ class XAIChatOperator(BaseOperator):
             raise XAIDeferredTimeoutError(message, request_id=request_id)
         if status == "expired":
             raise XAIDeferredExpiredError(message, request_id=request_id, status=404)
-        raise XAIDeferredError(message, request_id=request_id, status=event.get("http_status"))
+        raise error_from_dict(event.get("error")) or XAIDeferredError(
+            message, request_id=request_id, status=event.get("http_status"))
 
     def on_kill(self) -> None:
         self.hook.close()

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from airflow_provider_xai.exceptions import XAIValidationError
-from airflow_provider_xai.schemas.chat import _short, _unsendable
+from airflow_provider_xai.schemas.chat import _Request, _short, _unsendable
 from airflow_provider_xai.tools import check_tools
 
 RESPONSES_PATH = "responses"
@@ -43,10 +43,6 @@ _CHAT_PARTS = {
     "image_url": "use {'type': 'input_image', 'image_url': '<https or data URL>'} (a plain string)",
     "file": "use {'type': 'input_file', 'file_id' | 'file_url' | 'file_data': ...}",
 }
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- request side ---------------------------------------------------------------------------

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.definitions.retry_policy import RetryPolicy
 
     from airflow_provider_xai.usage_summary import Budget
 
@@ -52,6 +54,8 @@ class XAIUsageSensor(BaseSensorOperator):
         requests count as 0 and are flagged in the report.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param soft_fail: skip instead of failing when over budget or timed out.
+    :param retry_policy: Airflow 3.3+ task retry policy; default ``XAIRetryPolicy`` (see
+        :mod:`airflow_provider_xai.retry_policy`); ``None`` turns it off.
 
     Returns ``{"totals", "by_model", "by_task", "records", "budget", "watched", ...}``.
     Poke and reschedule modes work as for any sensor (``mode``, ``poke_interval``, ``timeout``).
@@ -69,9 +73,10 @@ class XAIUsageSensor(BaseSensorOperator):
         max_cost_usd: float | str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: timedelta | float = 10.0,
+        retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, **kwargs)
+        super().__init__(poke_interval=poke_interval, **retry_policy_argument(retry_policy), **kwargs)
         if task_ids is not None and task_group_id is not None:
             raise XAIValidationError("task_ids", "give task_ids or task_group_id, not both")
         if isinstance(task_ids, str) and "{{" not in task_ids:

@@ -25,12 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat completion")
     parser.add_argument("--stream-interval", type=float, default=0.0,
                         help="seconds between SSE chunks")
+    parser.add_argument("--rate-limit-rps", type=int, default=0,
+                        help="requests per second per API key and model (0: no limit)")
+    parser.add_argument("--rate-limit-tpm", type=int, default=0,
+                        help="billed tokens per minute per API key and model (0: no limit)")
+    parser.add_argument("--rate-limit-retry-after", action="store_true",
+                        help="send retry-after/retry-after-ms with rate-limit 429s")
     parser.add_argument("--allow-non-loopback", action="store_true",
                         help="allow binding a host that is not a loopback address")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    state = ServerState(api_key=args.api_key, latency=args.latency,
-                        stream_interval=args.stream_interval)
+    try:
+        state = ServerState(api_key=args.api_key, latency=args.latency,
+                            stream_interval=args.stream_interval,
+                            rate_limit_rps=args.rate_limit_rps, rate_limit_tpm=args.rate_limit_tpm,
+                            rate_limit_retry_after=args.rate_limit_retry_after)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:  # XAIServer refuses a non-loopback host unless allowed
         info = XAIServer(api_key=args.api_key, host=args.host, path_prefix=args.path_prefix,
                          state=state, allow_non_loopback=args.allow_non_loopback)

@@ -3,7 +3,9 @@
 ``POST /_control/reset``; ``POST /_control/faults`` ``{"faults": [{Fault fields}], "times": n}``
 (each fault queued ``n`` times, in order: ``[A, B]`` x2 -> A, A, B, B); ``POST /_control/chaos``
 (``Chaos`` fields; empty body or ``{}`` disables); ``POST /_control/config`` (see
-``state.CONFIG_FIELDS``; answers the config); ``GET /_control/state``; ``GET /_control/journal``.
+``state.CONFIG_FIELDS``; answers the config); ``GET /_control/state`` (config, pending
+faults, chaos counts, ``rate_limited``: requests refused by the rate limits, and
+``rate_limited_by`` limit name); ``GET /_control/journal``.
 Neither the config nor the state shows the API key (``state.SECRET_FIELDS``); the journal masks it.
 Bad input -> 400 ``{"code": ..., "error": "invalid control request: ..."}``.
 """
@@ -69,7 +71,9 @@ def create_control_router(state: ServerState) -> APIRouter:
     @r.get("/state")
     async def get_state() -> Response:
         return JSONResponse({"config": state.public_config(), "pending_faults": state.pending_faults,
-                           "chaos_counts": dict(state.chaos_counts)})
+                           "chaos_counts": dict(state.chaos_counts),
+                             "rate_limited": sum(state.rate_limited.values()),
+                             "rate_limited_by": state.rate_limited})
 
     @r.get("/journal")
     async def journal() -> Response:

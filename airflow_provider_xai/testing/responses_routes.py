@@ -25,7 +25,12 @@ from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
 from airflow_provider_xai.testing.responses_request import parse_responses_request
 from airflow_provider_xai.testing.responses_stream import failed_response, stream_frames
-from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, ServerState
+from airflow_provider_xai.testing.state import (
+    FAULT_SCOPE_KEY,
+    RATE_KEY_SCOPE_KEY,
+    Fault,
+    ServerState,
+)
 from airflow_provider_xai.testing.streaming import paced_event_stream
 
 
@@ -55,6 +60,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
         if state.latency:
             await asyncio.sleep(state.latency)
         response, stored = build_response(req, state, fault.content if fault else None)
+        state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), response.get("usage"))
         failed = None
         if fault and fault.fail_stream and req.stream:
             failed = stored.response = failed_response(response, fault.message)

@@ -71,7 +71,8 @@ class XAIServer:
     """A local xAI-compatible server on a loopback port, for tests.
 
     ``with XAIServer() as server: httpx.get(server.base_url + "/models", ...)``. A host that
-    is not loopback raises ``ValueError`` unless ``allow_non_loopback=True``.
+    is not loopback raises ``ValueError`` unless ``allow_non_loopback=True``. Other keyword
+    arguments are config fields (``state.CONFIG_FIELDS``), e.g. ``rate_limit_rps=5``.
     """
 
     def __init__(
@@ -83,9 +84,11 @@ class XAIServer:
         *,
         state: ServerState | None = None,
         allow_non_loopback: bool = False,
+        **config: Any,
     ) -> None:
         check_loopback(host, allow_non_loopback)
         self.state = state if state is not None else ServerState(api_key=api_key)
+        self.state.configure(**config)
         self.host = host
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         self._requested_port = port
@@ -193,6 +196,11 @@ class XAIServer:
     @property
     def journal(self) -> list[JournalEntry]:
         return self.state.journal
+
+    @property
+    def rate_limited(self) -> dict[str, int]:
+        """Requests refused with 429 by the rate limits, by limit name."""
+        return self.state.rate_limited
 
     def requests(
         self, path_suffix: str | None = None, method: str | None = None

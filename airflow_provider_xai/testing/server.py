@@ -13,7 +13,12 @@ Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order)
    and responses routes (no-ops for other routes; the stream flags also for non-streaming
    requests);
 4. blocked/disabled key or team -> 403 (except ``GET /v1/api-key``);
-5. the route: content type (415), JSON (400), body validation (422/400/404), then logic.
+5. rate limits (``rate_limit_rps``/``rate_limit_tpm``, see ``rate_limit.py``) for
+   ``POST /chat/completions`` (plain, streamed, deferred) and ``POST /responses``, per API key
+   and model: past a limit -> 429 (``retry-after``/``retry-after-ms`` when
+   ``rate_limit_retry_after``), journaled with the limit's name; an admitted request's route
+   charges the tokens its answer billed (the batch API and deferred polls are not limited);
+6. the route: content type (415), JSON (400), body validation (422/400/404), then logic.
 
 Control endpoints under ``{prefix}/_control`` need no auth and are not journaled.
 """
@@ -50,11 +55,19 @@ from airflow_provider_xai.testing.errors import (
 )
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.responses_routes import create_responses_router
-from airflow_provider_xai.testing.state import FAULT_SCOPE_KEY, Fault, JournalEntry, ServerState
+from airflow_provider_xai.testing.state import (
+    FAULT_SCOPE_KEY,
+    RATE_KEY_SCOPE_KEY,
+    Fault,
+    JournalEntry,
+    ServerState,
+)
 from airflow_provider_xai.testing.streaming import paced_event_stream, stream_events
 
 _FAULT_KEY = FAULT_SCOPE_KEY
 _DROP_DECLARED_LENGTH = 4096
+#: Endpoints xAI rate-limits (``POST``, relative to ``/v1``).
+RATE_LIMITED_PATHS = frozenset({"/chat/completions", "/responses"})
 
 
 class ConnectionDropped(Exception):
@@ -153,6 +166,11 @@ class _Gateway:
             if blocked is not None:
                 await _err(blocked)(scope, replay, send_wrapped)
                 return
+        if scope["method"] == "POST" and rel in RATE_LIMITED_PATHS:
+            refused = self._rate_limit(scope, entry)
+            if refused is not None:
+                await _err(refused)(scope, replay, send_wrapped)
+                return
         await self.app(scope, replay, send_wrapped)
 
     def _journal(self, scope: Scope, body: bytes, request_id: str) -> JournalEntry:
@@ -174,6 +192,21 @@ class _Gateway:
         )
         self.state.record(entry)
         return entry
+
+    def _rate_limit(self, scope: Scope, entry: JournalEntry) -> ServedError | None:
+        """Admit the request in its (key, model) window, or the 429 that refuses it."""
+        model = entry.body.get("model") if isinstance(entry.body, dict) else None
+        if not isinstance(model, str):
+            return None  # the route answers the missing or bad model
+        key = self.state.rate_limit_key(model)
+        entry.key_fingerprint, entry.model = key
+        refusal = self.state.admit(key)
+        if refusal is None:
+            scope[RATE_KEY_SCOPE_KEY] = key
+            return None
+        entry.rate_limited = refusal.limit
+        headers = refusal.headers() if self.state.rate_limit_retry_after else None
+        return ServedError(429, refusal.message, headers=headers)
 
     def _auth(self, scope: Scope) -> ServedError | None:
         header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
@@ -261,6 +294,7 @@ def _v1_router(state: ServerState) -> APIRouter:
             await asyncio.sleep(state.latency)
         completion = build_completion(req, state.cached_prefix,
                                       fault.content if fault else None, state.omit_cost)
+        state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), completion.get("usage"))
         if req.deferred:
             return _json(200, {"request_id": state.store_deferred(completion)})
         if not req.stream:

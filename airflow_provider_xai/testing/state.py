@@ -12,16 +12,24 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_xai.testing.errors import error_body
-from airflow_provider_xai.testing.models import MODELS, ModelSpec
+from airflow_provider_xai.testing.models import MODELS, ModelSpec, resolve_model
+from airflow_provider_xai.testing.rate_limit import (
+    LimitKey,
+    RateLimitRefusal,
+    ServerRateLimiter,
+    key_fingerprint,
+)
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
 #: ASGI scope key under which the gateway hands a route its consumed ``Fault``.
 FAULT_SCOPE_KEY = "xai.fault"
+#: ASGI scope key under which the gateway hands a rate-limited route its ``LimitKey``.
+RATE_KEY_SCOPE_KEY = "xai.rate_key"
 #: Journal entries kept by default; older ones are dropped first.
 DEFAULT_JOURNAL_LIMIT = 10_000
 
@@ -143,6 +151,11 @@ class JournalEntry:
     time: float = field(default_factory=time.monotonic)
     request_id: str = ""
     fault: str | None = None
+    #: Set on rate-limited endpoints: the model, the key's fingerprint (never the key) and,
+    #: when the request was refused with 429, which limit refused it.
+    model: str | None = None
+    key_fingerprint: str | None = None
+    rate_limited: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -166,6 +179,9 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "responses_done_marker": (bool,),
     "responses_collections": (dict,),
     "responses_mcp_tools": (dict,),
+    "rate_limit_rps": (int,),
+    "rate_limit_tpm": (int,),
+    "rate_limit_retry_after": (bool,),
 }
 #: Config fields the control endpoints never show.
 SECRET_FIELDS = frozenset({"api_key"})
@@ -174,7 +190,8 @@ SECRET_FIELDS = frozenset({"api_key"})
 class ServerState:
     """Everything the server reads or records; safe to use from any thread."""
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY, **config: Any) -> None:
+    def __init__(self, api_key: str = DEFAULT_API_KEY, *,
+                 clock: Callable[[], float] = time.monotonic, **config: Any) -> None:
         self._lock = threading.RLock()
         self.api_key = api_key
         self.latency: float = 0.0
@@ -196,6 +213,11 @@ class ServerState:
         self.responses_mcp_tools: dict[str, Any] = {}
         self._responses: dict[str, Any] = {}  # response id -> testing.responses.StoredResponse
         self.models: dict[str, ModelSpec] = dict(MODELS)
+        #: xAI's per-key, per-model limits (0 = off) and whether a 429 says when to come back
+        self.rate_limit_rps: int = 0
+        self.rate_limit_tpm: int = 0
+        self.rate_limit_retry_after = False
+        self.rate_limiter = ServerRateLimiter(clock)
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
@@ -248,7 +270,7 @@ class ServerState:
 
     def reset(self) -> None:
         """Clear faults, journal, chaos, deferred results, batches, stored responses, prompt
-        cache; restore config."""
+        cache, rate-limit windows and counts; restore config."""
         with self._lock:
             self._faults.clear()
             self._journal.clear()
@@ -257,6 +279,7 @@ class ServerState:
             self.batches.clear()
             self._responses.clear()
             self.models = dict(MODELS)
+            self.rate_limiter.reset()
             self.set_chaos(None)
             self.configure(**self._initial)
 
@@ -284,6 +307,26 @@ class ServerState:
                     self.chaos_counts[picked[0]] += 1
                     return f"chaos:{picked[0]}", picked[1]
         return None
+
+    # -- rate limits -------------------------------------------------------------------
+    def rate_limit_key(self, model: str) -> LimitKey:
+        """The window a request for ``model`` (an alias counts as its model) falls in."""
+        spec = resolve_model(self.models, model)
+        return key_fingerprint(self.api_key), spec.id if spec is not None else model
+
+    def admit(self, key: LimitKey) -> RateLimitRefusal | None:
+        """Count a request against the configured limits; a ``RateLimitRefusal`` means answer 429."""
+        return self.rate_limiter.admit(key, self.rate_limit_rps, self.rate_limit_tpm)
+
+    def charge_tokens(self, key: LimitKey | None, usage: Mapping[str, Any] | None) -> None:
+        """Charge an answer's billed ``total_tokens`` to its window (no-op without a key)."""
+        if key is not None and usage:
+            self.rate_limiter.charge(key, int(usage.get("total_tokens") or 0))
+
+    @property
+    def rate_limited(self) -> dict[str, int]:
+        """Requests refused with 429 by the rate limits, by limit name."""
+        return dict(self.rate_limiter.refused)
 
     # -- journal -------------------------------------------------------------------
     def record(self, entry: JournalEntry) -> None:

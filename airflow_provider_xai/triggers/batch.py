@@ -81,9 +81,11 @@ class XAIBatchTrigger(BaseTrigger):
             else:
                 error = outcome.error
                 status = error.status if isinstance(error, XAIError) else None
-                yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status})
+                yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status,
+                                    "error": error.to_dict() if isinstance(error, XAIError) else None})
         except XAIError as exc:  # cancelling or reading the batch at the deadline failed
-            yield TriggerEvent({**base, "status": "error", "message": str(exc), "http_status": exc.status})
+            yield TriggerEvent({**base, "status": "error", "message": str(exc), "http_status": exc.status,
+                                "error": exc.to_dict()})
         finally:
             await hook.aclose()
 

@@ -96,4 +96,5 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
         else:
             error = outcome.error
             status = error.status if isinstance(error, XAIError) else None
-            yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status})
+            yield TriggerEvent({**base, "status": "error", "message": str(error), "http_status": status,
+                                "error": error.to_dict() if isinstance(error, XAIError) else None})

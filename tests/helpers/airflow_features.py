@@ -20,3 +20,15 @@ def _has_task_state_store() -> bool:
 #: ``context["task_state_store"]`` is there when a task runs (Airflow 3.3+).
 HAS_TASK_STATE_STORE = _has_task_state_store()
 
+
+
+def _has_retry_policy() -> bool:
+    try:
+        from airflow.sdk.definitions import retry_policy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: Task retry policies (``retry_policy=`` on operators) are there (Airflow 3.3+).
+HAS_RETRY_POLICY = _has_retry_policy()

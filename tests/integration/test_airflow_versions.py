@@ -55,6 +55,7 @@ def test_a_deferred_retry_reattaches_with_the_store_and_submits_anew_without(
             poll_interval=0.01,
             retries=1,
             retry_delay=datetime.timedelta(0),
+            retry_policy=None,  # XAIRetryPolicy would fail a 401 at once; this tests the retry
         )
     # The first try's wait ends in error (a key revoked mid-wait, say); the retry follows.
     xai_server.enqueue(Fault(status=401, message="key revoked", path="/v1/chat/deferred-completion"))
