@@ -2,8 +2,8 @@
 
 xAI limits each team's key per model in requests per second and tokens per minute, and answers
 429 past them. A connection that sets ``rate_limit_requests_per_second`` and/or
-``rate_limit_tokens_per_minute`` (or picks a ``rate_limit_store``) gets a
-:class:`SharedRateLimiter`; the transport runs each request attempt through
+``rate_limit_tokens_per_minute`` (or only a store: cool-downs and the batch pacer are then still
+shared) gets a :class:`SharedRateLimiter`; the transport runs each request attempt through
 :meth:`SharedRateLimiter.guard` (or ``aguard``), which, for requests that name a model:
 
 1. charges the estimated tokens (:func:`estimate_tokens`) and one request, waiting while

@@ -45,7 +45,7 @@ def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfi
     """
     rps, tpm = values.get("requests_per_second"), values.get("tokens_per_minute")
     store, path, redis_conn_id = values.get("store"), values.get("path"), values.get("redis_conn_id")
-    if rps is None and tpm is None and store is None and redis_conn_id is None:
+    if rps is None and tpm is None and store is None and path is None and redis_conn_id is None:
         return None
     store = str(store).strip().lower() if store is not None else ("redis" if redis_conn_id else "embedded")
     if store not in STORES:
@@ -62,9 +62,18 @@ def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfi
         requests_per_second=_positive(conn_id, "rate_limit_requests_per_second", rps, float, minimum=0.001),
         tokens_per_minute=_positive(conn_id, "rate_limit_tokens_per_minute", tpm, int, minimum=1),
         store=store,
-        path=os.path.expanduser(str(path)) if path else default_path(),
+        path=_absolute(conn_id, path) if path else default_path(),
         redis_conn_id=str(redis_conn_id) if redis_conn_id else None,
     )
+
+
+def _absolute(conn_id: str, path: Any) -> str:
+    """The store file's path: absolute (``~`` expanded), so every worker, whatever its working
+    directory, opens the same file."""
+    expanded = os.path.expanduser(str(path))
+    if not os.path.isabs(expanded):
+        raise _bad(conn_id, "rate_limit_path", f"must be an absolute path, got {path!r}")
+    return expanded
 
 
 def _bad(conn_id: str, name: str, problem: str) -> XAIConfigurationError:

@@ -153,6 +153,7 @@ class TestSettings:
             ({"rate_limit_tokens_per_minute": 1.5}, "rate_limit_tokens_per_minute"),
             ({"rate_limit_tokens_per_minute": -10}, "rate_limit_tokens_per_minute"),
             ({"rate_limit_store": "memcached"}, "rate_limit_store"),
+            ({"rate_limit_path": "limits.sqlite"}, "rate_limit_path"),
             ({"rate_limit_store": "redis"}, "rate_limit_redis_conn_id"),
             ({"rate_limit_store": "embedded", "rate_limit_redis_conn_id": "r"}, "rate_limit_redis_conn_id"),
         ],
