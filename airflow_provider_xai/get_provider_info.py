@@ -54,6 +54,21 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "plugins": [{"name": "xai_usage", "plugin-class": "airflow_provider_xai.dashboard.plugin.XAIUsagePlugin"}],
+        "config": {
+            "xai": {
+                "description": "The xAI provider's settings.",
+                "options": {
+                    "usage_page": {
+                        "description": "Show the xAI usage page (tokens and cost) in the Airflow UI.",
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    }
+                },
+            }
+        },
         "task-decorators": [{"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"}],
         "connection-types": [
             {

@@ -1,4 +1,4 @@
-"""7. The shared rate limiter's own cost: XAIHook.chat with a limit on each store / without one.
+"""9. The shared rate limiter's own cost: XAIHook.chat with a limit on each store / without one.
 
 Three hooks call the same minimal responder sequentially, each on its own warm pooled
 connection: one whose connection sets no limit, one with the embedded store (an SQLite file)
@@ -6,7 +6,7 @@ and one with Redis (a private ``redis-server`` on loopback). The limits (request
 and tokens per minute) are far above what one process reaches, so nothing waits: what is
 measured is the limiter's work per call (estimate, token and request checks in the store, the
 usage correction). Interleaved blocks of 20 calls, as in benchmark 1; the figure is the median
-of the per-round ratios. 7c/7d measure ``achat`` the same way (the embedded store's checks
+of the per-round ratios. 9c/9d measure ``achat`` the same way (the embedded store's checks
 then run in a worker thread so the event loop never blocks).
 """
 
@@ -80,10 +80,10 @@ def run(quick: bool = False) -> list[Figure]:
     server = "minimal asyncio responder (own process); redis-server on loopback"
     figures = []
     for key, label, store, data, target in (
-        ("7a", "chat", "embedded", sync, 1.5),
-        ("7b", "chat", "redis", sync, 2.5),
-        ("7c", "achat", "embedded", asynchronous, 1.5),
-        ("7d", "achat", "redis", asynchronous, 2.5),
+        ("9a", "chat", "embedded", sync, 1.5),
+        ("9b", "chat", "redis", sync, 2.5),
+        ("9c", "achat", "embedded", asynchronous, 1.5),
+        ("9d", "achat", "redis", asynchronous, 2.5),
     ):
         figures.append(
             Figure(

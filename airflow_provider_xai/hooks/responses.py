@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_xai.exceptions import XAIError, XAIValidationError
+from airflow_provider_xai.hooks import tracing
 from airflow_provider_xai.hooks.calls import read, segment
 from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
 from airflow_provider_xai.hooks.settings import ClientSettings
@@ -134,32 +135,40 @@ class XAIResponsesMixin:
     def _events(self, fields: Mapping[str, Any], assembler: ResponseStreamAssembler) -> Iterator[ResponseStreamEvent]:
         t = self.transport
         body = response_body(fields, self._secrets(fields), stream=True)(t.settings)
-        opened = t.retrying(lambda: t.open_stream(RESPONSES_PATH, body), t.policy())
-        data = iter_sse_data(opened, t.stream_limit())
-        try:
-            # The terminal event ends the answer, [DONE] or not (the assembler ignores what
-            # follows); the rest of the body is still read so the connection returns to the pool.
-            for payload in data:
-                if (event := _feed(assembler, payload)) is not None:
-                    yield event
-        finally:
-            data.close()
-        assembler.check_complete()
+        with tracing.start("POST", RESPONSES_PATH, body, t.settings).recording() as span:
+            with span.active():
+                opened = t.retrying(lambda: t.open_stream(RESPONSES_PATH, body), t.policy())
+            data = iter_sse_data(opened, t.stream_limit())
+            try:
+                # The terminal event ends the answer, [DONE] or not (the assembler ignores what
+                # follows); the rest of the body is still read so the connection returns to the pool.
+                for payload in data:
+                    if (event := _feed(assembler, payload)) is not None:
+                        yield event
+            finally:
+                data.close()
+            assembler.check_complete()
+            if span:
+                span.answered(assembler.response())
 
     async def _aevents(
         self, fields: Mapping[str, Any], assembler: ResponseStreamAssembler
     ) -> AsyncIterator[ResponseStreamEvent]:
         t = self.transport
         body = response_body(fields, await self._asecrets(fields), stream=True)(await t.asettings())
-        opened = await t.aretrying(lambda: t.aopen_stream(RESPONSES_PATH, body), t.policy())
-        data = aiter_sse_data(opened, t.stream_limit())
-        try:
-            async for payload in data:
-                if (event := _feed(assembler, payload)) is not None:
-                    yield event
-        finally:
-            await data.aclose()
-        assembler.check_complete()
+        with tracing.start("POST", RESPONSES_PATH, body, t.settings).recording() as span:
+            with span.active():
+                opened = await t.aretrying(lambda: t.aopen_stream(RESPONSES_PATH, body), t.policy())
+            data = aiter_sse_data(opened, t.stream_limit())
+            try:
+                async for payload in data:
+                    if (event := _feed(assembler, payload)) is not None:
+                        yield event
+            finally:
+                await data.aclose()
+            assembler.check_complete()
+            if span:
+                span.answered(assembler.response())
 
     def iter_response_events(
         self, request: ResponseLike | None = None, /, **kwargs: Any

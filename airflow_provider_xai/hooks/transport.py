@@ -26,6 +26,7 @@ import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError
+from airflow_provider_xai.hooks import tracing
 from airflow_provider_xai.hooks.body import body_arguments
 from airflow_provider_xai.hooks.errors import (
     HTTPX_FAILURES,
@@ -272,6 +273,7 @@ class XAITransport:
         self._get_log().warning(
             "xAI request failed (%s); retry %d of %d in %.2fs", exc, attempt, policy.max_retries, wait
         )
+        tracing.retried(exc, attempt, wait)
 
     def retrying(self, attempt: Callable[[], T], policy: RetryPolicy) -> T:
         """Run ``attempt`` until it succeeds or ``policy`` gives up (then its error is raised)."""
@@ -304,24 +306,31 @@ class XAITransport:
         """Send ``call`` with the retry policy; return its parsed answer or raise a typed error."""
         s = self.settings
         body = call.body(s) if call.body is not None else None
-        try:
-            attempt = self.limited(s, body, lambda: self._send_once(s, call.method, call.path, body))
-            reply = self.retrying(attempt, self.policy())
-        except XAIAPIError as exc:
-            raise (call.on_error(exc) if call.on_error else exc) from None
-        return call.parse(reply)
+        with tracing.start(call.method, call.path, body, s) as span:
+            try:
+                attempt = self.limited(s, body, lambda: self._send_once(s, call.method, call.path, body))
+                reply = self.retrying(attempt, self.policy())
+            except XAIAPIError as exc:
+                raise (call.on_error(exc) if call.on_error else exc) from None
+            result = call.parse(reply)
+            span.answered(result)
+        return result
 
     async def asend(self, call: Call[T], client: httpx.AsyncClient | None = None) -> T:
         """Async :meth:`send`, on ``client`` (a fan-out's) or the event loop's own client."""
         s = await self.asettings()
         body = call.body(s) if call.body is not None else None
         client = client or await self.aclient()
-        try:
-            attempt = await self.alimited(s, body, lambda: self._asend_once(client, s, call.method, call.path, body))
-            reply = await self.aretrying(attempt, self.policy())
-        except XAIAPIError as exc:
-            raise (call.on_error(exc) if call.on_error else exc) from None
-        return call.parse(reply)
+        with tracing.start(call.method, call.path, body, s) as span:
+            try:
+                send_once = functools.partial(self._asend_once, client, s, call.method, call.path, body)
+                attempt = await self.alimited(s, body, send_once)
+                reply = await self.aretrying(attempt, self.policy())
+            except XAIAPIError as exc:
+                raise (call.on_error(exc) if call.on_error else exc) from None
+            result = call.parse(reply)
+            span.answered(result)
+        return result
 
     def _send_once(self, s: ClientSettings, method: str, path: str, body: Any) -> Reply:
         try:

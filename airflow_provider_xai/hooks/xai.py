@@ -16,7 +16,7 @@ import httpx
 from airflow.sdk import BaseHook
 
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, XAIValidationError
-from airflow_provider_xai.hooks import calls
+from airflow_provider_xai.hooks import calls, tracing
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.calls import RequestLike
 from airflow_provider_xai.hooks.replies import Reply
@@ -182,12 +182,16 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         """
         t = self.transport
         body = calls.stream_body(request, kwargs)(t.settings)
-        response = t.retrying(lambda: t.open_stream(calls.CHAT_PATH, body), t.policy())
-        assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
-        for data in iter_sse_data(response, t.stream_limit()):
-            if (chunk := assembler.feed(data)) is not None:
-                yield chunk
-        assembler.check_complete()
+        with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
+            with span.active():
+                response = t.retrying(lambda: t.open_stream(calls.CHAT_PATH, body), t.policy())
+            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            for data in iter_sse_data(response, t.stream_limit()):
+                if (chunk := assembler.feed(data)) is not None:
+                    yield chunk
+            assembler.check_complete()
+            if span:
+                span.answered(assembler.completion())
 
     async def astream_chat(
         self, request: RequestLike | None = None, /, **kwargs: Any
@@ -195,12 +199,16 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         """Async :meth:`stream_chat`."""
         t = self.transport
         body = calls.stream_body(request, kwargs)(await t.asettings())
-        response = await t.aretrying(lambda: t.aopen_stream(calls.CHAT_PATH, body), t.policy())
-        assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
-        async for data in aiter_sse_data(response, t.stream_limit()):
-            if (chunk := assembler.feed(data)) is not None:
-                yield chunk
-        assembler.check_complete()
+        with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
+            with span.active():
+                response = await t.aretrying(lambda: t.aopen_stream(calls.CHAT_PATH, body), t.policy())
+            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            async for data in aiter_sse_data(response, t.stream_limit()):
+                if (chunk := assembler.feed(data)) is not None:
+                    yield chunk
+            assembler.check_complete()
+            if span:
+                span.answered(assembler.completion())
 
     def stream_chat_completion(
         self,
@@ -224,7 +232,10 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
                 _feed(assembler, data, on_text)
             return assembler.completion()
 
-        return t.retrying(attempt, t.policy(stream_retryable))
+        with tracing.start("POST", calls.CHAT_PATH, body, t.settings) as span:
+            completion = t.retrying(attempt, t.policy(stream_retryable))
+            span.answered(completion)
+        return completion
 
     async def astream_chat_completion(
         self,
@@ -246,7 +257,10 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
                 _feed(assembler, data, on_text)
             return assembler.completion()
 
-        return await t.aretrying(attempt, t.policy(stream_retryable))
+        with tracing.start("POST", calls.CHAT_PATH, body, t.settings) as span:
+            completion = await t.aretrying(attempt, t.policy(stream_retryable))
+            span.answered(completion)
+        return completion
 
     # --- fan-out ---------------------------------------------------------------------------------
     async def achat_many(

@@ -106,6 +106,12 @@ class AirflowStack:
                 start_new_session=True,
             )
 
+    def serve(self) -> None:
+        """Migrate the metadata DB and start the api-server; return once it is healthy."""
+        self.run("db-migrate", "db", "migrate")
+        self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port))
+        self.wait_healthy()
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
@@ -221,9 +227,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
     """A migrated SQLite metadata DB and a running ``airflow api-server`` on loopback."""
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e-home"))
     try:
-        stack.run("db-migrate", "db", "migrate")
-        stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port))
-        stack.wait_healthy()
+        stack.serve()
         yield stack
     finally:
         stack.stop_all()

@@ -197,7 +197,17 @@ def test_wheel_ships_the_package_and_the_example_dags(dist: Dist) -> None:
     with zipfile.ZipFile(dist.wheel) as whl:
         names = set(whl.namelist())
         (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "apache_airflow_provider" in whl.read(entry_points).decode()
+        declared = whl.read(entry_points).decode()
+        assert "apache_airflow_provider" in declared
+        # The usage page's plugin loads through this entry point with Airflow's default config.
+        assert "[airflow.plugins]" in declared and "airflow_provider_xai.dashboard.plugin:XAIUsagePlugin" in declared
+        # The page's static assets, the chart library and its licence included (no CDN).
+        static = REPO / "airflow_provider_xai" / "dashboard" / "static"
+        assert {"chart.umd.min.js", "chart.js-LICENSE.md", "index.html", "dashboard.js", "dashboard.css"} <= {
+            p.name for p in static.iterdir()
+        }
+        for path in static.iterdir():
+            assert whl.read(f"airflow_provider_xai/dashboard/static/{path.name}") == path.read_bytes(), path.name
         for name in EXAMPLE_DAGS:  # the packaged copy is the checkout's example_dags/, unchanged
             packaged = whl.read(f"airflow_provider_xai/example_dags/{name}")
             assert packaged == (REPO / "example_dags" / name).read_bytes(), name
@@ -208,7 +218,7 @@ def test_wheel_ships_the_package_and_the_example_dags(dist: Dist) -> None:
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
-def test_airflow_lists_the_provider_and_its_connection_form(installed: Installed) -> None:
+def test_airflow_lists_the_provider_its_connection_form_and_usage_page(installed: Installed) -> None:
     listed = installed.run("providers-list", installed.bin / "airflow", "providers", "list", "-o", "json")
     providers = json.loads(next(line for line in listed.splitlines() if line.startswith("[")))
     assert "airflow-provider-xai" in {p["package_name"] for p in providers}
@@ -228,6 +238,13 @@ def test_airflow_lists_the_provider_and_its_connection_form(installed: Installed
     assert standard["host"] == {"hidden": False, "title": "Base URL", "placeholder": "https://api.x.ai/v1"}
     assert standard["login"]["hidden"] and standard["port"]["hidden"]
     assert {"default_model", "timeout", "max_retries"} <= set(meta["extra_fields"])
+
+    # The usage page's plugin, with Airflow's default (lazy) provider discovery.
+    listed = installed.run("plugins", installed.bin / "airflow", "plugins", "-o", "json")
+    plugins = json.loads(listed[listed.index("[") :])
+    (usage,) = (p for p in plugins if p["name"] == "xai_usage")
+    assert usage["fastapi_apps"][0]["url_prefix"] == "/xai-usage"
+    assert usage["external_views"][0]["url_route"] == "xai-usage"
 
 
 @pytest.fixture

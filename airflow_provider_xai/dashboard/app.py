@@ -1,0 +1,83 @@
+"""The xAI usage page's FastAPI app, mounted by the api-server at ``/xai-usage``.
+
+Every route but the static assets (the chart library, the page's script and style, no data)
+needs a logged-in Airflow user: the React UI's ``_token`` cookie or an ``Authorization: Bearer``
+JWT, checked by Airflow's own ``get_user``. The numbers cover only the DAGs the auth manager
+lets that user read (``get_authorized_dag_ids``); a DAG filter can narrow that, never widen it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from airflow_provider_xai.dashboard.query import Window, usage_dag_ids, usage_report
+
+STATIC = Path(__file__).with_name("static")
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def readable_dag_ids(user: GetUserDep, session: SessionDep) -> set[str]:
+    """The DAG ids the auth manager lets this user read (GET)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session))
+
+
+ReadableDagIds = Annotated[set[str], Depends(readable_dag_ids)]
+
+
+def window_of(start: date | None, end: date | None) -> Window:
+    """The requested days (default: the last 30 UTC days up to today), checked."""
+    last = end or datetime.now(timezone.utc).date()
+    first = start or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last:
+        raise HTTPException(422, "start: must not be after end")
+    if (last - first).days >= MAX_DAYS:
+        raise HTTPException(422, f"start: at most {MAX_DAYS} days per view")
+    return Window(first, last)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="xAI usage", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(HTTPException)
+    async def login_page(request: Request, exc: HTTPException) -> Response:
+        """API callers get JSON; a browser opening the page logged out gets a link to log in."""
+        if request.url.path.rstrip("/").endswith("/api/usage") or exc.status_code not in (401, 403):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=NO_STORE)
+        html = (STATIC / "login.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, status_code=exc.status_code, headers=NO_STORE)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(user: GetUserDep) -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=NO_STORE)
+
+    @app.get("/api/usage")
+    def usage(
+        session: SessionDep,
+        readable: ReadableDagIds,
+        start: date | None = None,
+        end: date | None = None,
+        dag_id: Annotated[list[str] | None, Query()] = None,
+    ) -> JSONResponse:
+        """Totals, per-day series, breakdowns and top runs (see :func:`usage_report`)."""
+        window = window_of(start, end)
+        dag_ids = readable & set(dag_id) if dag_id else readable
+        report: dict[str, Any] = usage_report(session, dag_ids, window)
+        report["dags"] = usage_dag_ids(session, readable)
+        report["selected_dags"] = sorted(set(dag_id) & readable) if dag_id else []
+        return JSONResponse(report, headers=NO_STORE)
+
+    return app
+

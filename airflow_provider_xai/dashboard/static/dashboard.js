@@ -1,0 +1,265 @@
+/* xAI usage page: reads api/usage (same origin, the Airflow login cookie) and draws it. */
+"use strict";
+
+const PALETTE = ["#3b82f6", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"];
+const OTHERS = "other DAGs";
+const charts = {};
+let lastReport = null;
+
+const $ = (id) => document.getElementById(id);
+const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
+const fmtUsd = (n) => "$" + Number(n || 0).toFixed(6);
+
+/* --- theme: ?theme=, else the Airflow UI around this frame, else the system setting ------ */
+function parentTheme() {
+  try {
+    const root = window.parent !== window && window.parent.document.documentElement;
+    if (!root) return null;
+    if (root.classList.contains("dark")) return "dark";
+    if (root.classList.contains("light")) return "light";
+    const scheme = root.style.colorScheme;
+    return scheme === "dark" || scheme === "light" ? scheme : null;
+  } catch (err) {
+    return null; // another origin: not ours to read
+  }
+}
+
+function currentTheme() {
+  const asked = new URLSearchParams(location.search).get("theme");
+  if (asked === "dark" || asked === "light") return asked;
+  return parentTheme() || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+}
+
+function applyTheme() {
+  const theme = currentTheme();
+  if (document.documentElement.dataset.theme === theme) return;
+  document.documentElement.dataset.theme = theme;
+  if (lastReport) drawCharts(lastReport);
+}
+
+function watchTheme() {
+  applyTheme();
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
+  try {
+    if (window.parent !== window) {
+      new MutationObserver(applyTheme).observe(window.parent.document.documentElement, {
+        attributes: true, attributeFilter: ["class", "style", "data-theme"],
+      });
+    }
+  } catch (err) { /* another origin */ }
+}
+
+/* --- filters ------------------------------------------------------------------------- */
+function params() {
+  const q = new URLSearchParams(location.search);
+  const out = new URLSearchParams();
+  for (const name of ["start", "end"]) if (q.get(name)) out.set(name, q.get(name));
+  for (const dag of q.getAll("dag_id")) if (dag) out.append("dag_id", dag);
+  return out;
+}
+
+function fillFilters(report) {
+  $("start").value = report.window.first;
+  $("end").value = report.window.last;
+  const select = $("dag");
+  const chosen = report.selected_dags[0] || "";
+  select.replaceChildren(new Option("All DAGs", ""), ...report.dags.map((d) => new Option(d, d, false, d === chosen)));
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  const q = new URLSearchParams();
+  for (const name of ["start", "end"]) if ($(name).value) q.set(name, $(name).value);
+  if ($("dag").value) q.set("dag_id", $("dag").value);
+  const theme = new URLSearchParams(location.search).get("theme");
+  if (theme) q.set("theme", theme);
+  history.replaceState(null, "", "?" + q.toString());
+  load();
+}
+
+/* --- rendering ------------------------------------------------------------------------ */
+function cell(text, cls) {
+  const td = document.createElement("td");
+  if (text instanceof Node) td.append(text); else td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function sourceBadge(group) {
+  const total = group.cost_ticks, estimated = group.estimate_ticks;
+  if (!total) return null;
+  const kind = estimated === 0 ? "xai" : estimated === total ? "estimate" : "mixed";
+  const span = document.createElement("span");
+  span.className = "src src-" + kind;
+  span.textContent = { xai: "xAI", estimate: "est.", mixed: "mixed" }[kind];
+  span.title = kind === "xai" ? "reported by xAI" : kind === "estimate" ? "estimated from the price table"
+    : `${fmtUsd(group.estimated_cost_usd)} of it estimated`;
+  return span;
+}
+
+function costCell(group) {
+  const td = cell(fmtUsd(group.cost_usd), "num cost");
+  const badge = sourceBadge(group);
+  if (badge) td.append(badge);
+  if (group.unpriced_requests) td.title = `${group.unpriced_requests} request(s) without a known price`;
+  return td;
+}
+
+function runLink(run) {
+  const a = document.createElement("a");
+  a.href = new URL(`../dags/${encodeURIComponent(run.dag_id)}/runs/${encodeURIComponent(run.run_id)}`, location.href).href;
+  a.target = "_top";
+  a.textContent = run.run_id;
+  a.addEventListener("click", openInAirflow);
+  return a;
+}
+
+/* The Airflow UI frames this page in a sandbox without allow-top-navigation, so a plain
+   target=_top link does nothing: ask the UI's router (same origin) to go there instead. */
+function openInAirflow(event) {
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  try {
+    const top = window.parent;
+    if (top === window) return; // opened on its own: the link works as it is
+    const url = new URL(event.currentTarget.href);
+    top.history.pushState({}, "", url.pathname + url.search);
+    top.dispatchEvent(new PopStateEvent("popstate", { state: {} }));
+    event.preventDefault();
+  } catch (err) { /* another origin: leave it to the browser */ }
+}
+
+function fillTable(table, headers, rows, makeCells) {
+  const head = document.createElement("thead");
+  const tr = document.createElement("tr");
+  headers.forEach(([label, cls]) => { const th = document.createElement("th"); th.textContent = label; if (cls) th.className = cls; tr.append(th); });
+  head.append(tr);
+  const body = document.createElement("tbody");
+  if (!rows.length) {
+    const empty = document.createElement("tr");
+    const td = cell("No usage in this range", "empty");
+    td.colSpan = headers.length;
+    empty.append(td);
+    body.append(empty);
+  }
+  rows.forEach((row) => { const r = document.createElement("tr"); r.append(...makeCells(row, r)); body.append(r); });
+  table.replaceChildren(head, body);
+}
+
+const USAGE_HEADERS = [["Requests", "num"], ["Tokens", "num"], ["Cost (USD)", "num"]];
+const usageCells = (g) => [cell(fmtInt(g.requests), "num"), cell(fmtInt(g.total_tokens), "num tokens"), costCell(g)];
+
+function renderTotals(report) {
+  const t = report.totals;
+  $("total-cost").textContent = fmtUsd(t.cost_usd);
+  const xai = (t.cost_ticks - t.estimate_ticks) / 1e10;
+  $("cost-split").textContent = `${fmtUsd(xai)} reported by xAI · ${fmtUsd(t.estimated_cost_usd)} estimated`
+    + (t.unpriced_requests ? ` · ${fmtInt(t.unpriced_requests)} request(s) unpriced` : "");
+  $("total-tokens").textContent = fmtInt(t.total_tokens);
+  $("token-split").textContent = `prompt ${fmtInt(t.prompt_tokens)} · completion ${fmtInt(t.completion_tokens)} · `
+    + `reasoning ${fmtInt(t.reasoning_tokens)} · cached ${fmtInt(t.cached_tokens)}`;
+  $("total-requests").textContent = fmtInt(t.requests);
+  $("request-split").textContent = `${fmtInt(report.by_dag.length)} DAG(s) · ${fmtInt(report.by_model.length)} model(s)`;
+  $("total-tools").textContent = fmtInt(t.num_server_side_tools_used);
+  $("tool-split").textContent = `${fmtInt(t.num_sources_used)} source(s) used`;
+  $("total-exceeded").textContent = fmtInt(report.exceeded_runs.length);
+  $("budget-card").classList.toggle("alert", report.exceeded_runs.length > 0);
+}
+
+function renderTables(report) {
+  const body = $("runs").querySelector("tbody");
+  body.replaceChildren();
+  if (!report.runs.length) {
+    const tr = document.createElement("tr");
+    const td = cell("No usage in this range", "empty"); td.colSpan = 6; tr.append(td); body.append(tr);
+  }
+  for (const run of report.runs) {
+    const tr = document.createElement("tr");
+    tr.dataset.dagId = run.dag_id;
+    tr.dataset.runId = run.run_id;
+    const badge = document.createElement("span");
+    if (run.budget) {
+      tr.className = "over";
+      badge.className = "badge over";
+      badge.textContent = "Over budget";
+      badge.title = run.budget.message || "";
+    } else {
+      badge.className = "badge ok";
+      badge.textContent = "–";
+    }
+    tr.append(cell(run.dag_id), cell(runLink(run)), ...usageCells(run), cell(badge));
+    body.append(tr);
+  }
+  fillTable($("by-dag"), [["DAG"], ...USAGE_HEADERS], report.by_dag, (g, tr) => { tr.dataset.dagId = g.dag_id; return [cell(g.dag_id), ...usageCells(g)]; });
+  fillTable($("by-model"), [["Model"], ...USAGE_HEADERS], report.by_model, (g) => [cell(g.model), ...usageCells(g)]);
+  fillTable($("by-task"), [["DAG"], ["Task"], ...USAGE_HEADERS], report.by_task, (g) => [cell(g.dag_id), cell(g.task_id), ...usageCells(g)]);
+  const apiName = { chat: "Chat Completions", responses: "Responses", batch: "Batch" };
+  fillTable($("by-kind"), [["API"], ...USAGE_HEADERS, ["Tool calls", "num"]], report.by_kind,
+    (g) => [cell(apiName[g.kind] || g.kind), ...usageCells(g), cell(fmtInt(g.num_server_side_tools_used), "num")]);
+  fillTable($("tools"), [["Tool"], ["Calls", "num"], ["Requests using it", "num"]], report.tools,
+    (g) => [cell(g.tool), cell(fmtInt(g.calls), "num"), cell(fmtInt(g.records), "num")]);
+}
+
+function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+function drawCharts(report) {
+  const days = report.window.days;
+  const ranked = report.by_dag.map((g) => g.dag_id);
+  const shown = ranked.slice(0, PALETTE.length - 1);
+  const seriesOf = (dag) => (shown.includes(dag) ? dag : OTHERS);
+  const names = ranked.length > shown.length ? [...shown, OTHERS] : shown;
+  const text = cssVar("--text"), muted = cssVar("--muted"), grid = cssVar("--border");
+  for (const [id, field, format] of [["cost-chart", "cost_usd", fmtUsd], ["token-chart", "total_tokens", fmtInt]]) {
+    const data = Object.fromEntries(names.map((n) => [n, days.map(() => 0)]));
+    for (const row of report.daily) {
+      const at = days.indexOf(row.day);
+      if (at >= 0) data[seriesOf(row.dag_id)][at] += row[field];
+    }
+    const config = {
+      type: "bar",
+      data: {
+        labels: days,
+        datasets: names.map((n, i) => ({ label: n, data: data[n], backgroundColor: PALETTE[n === OTHERS ? PALETTE.length - 1 : i], stack: "usage" })),
+      },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false,
+        plugins: {
+          legend: { position: "bottom", labels: { color: text, boxWidth: 12 } },
+          tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${format(c.parsed.y)}` } },
+        },
+        scales: {
+          x: { stacked: true, ticks: { color: muted, maxRotation: 0, autoSkip: true }, grid: { color: grid } },
+          y: { stacked: true, beginAtZero: true, ticks: { color: muted, callback: (v) => format(v) }, grid: { color: grid } },
+        },
+      },
+    };
+    if (charts[id]) charts[id].destroy();
+    charts[id] = new Chart($(id), config);
+  }
+}
+
+async function load() {
+  $("status").hidden = false;
+  delete document.body.dataset.loaded;
+  $("status").textContent = "Loading…";
+  const response = await fetch("api/usage?" + params().toString(), { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    const detail = await response.json().catch(() => ({}));
+    $("report").hidden = true;
+    $("status").textContent = response.status === 401 || response.status === 403
+      ? "Log in to Airflow to see xAI usage." : `Could not load usage: ${detail.detail || response.status}`;
+    return;
+  }
+  const report = await response.json();
+  lastReport = report;
+  fillFilters(report);
+  renderTotals(report);
+  renderTables(report);
+  $("report").hidden = false;
+  drawCharts(report);
+  $("status").hidden = true;
+  document.body.dataset.loaded = "true";
+}
+
+watchTheme();
+$("filters").addEventListener("submit", onSubmit);
+load();

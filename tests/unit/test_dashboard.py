@@ -1,0 +1,321 @@
+"""The xAI usage page's data: SQL aggregation over a real SQLite metadata DB, and its API's auth.
+
+The expected numbers come from :func:`usage_summary.summarize` over exactly the records the
+counting rule keeps, so every total, breakdown and run row must equal the sum of the records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_xai.usage import TICKS_PER_USD, UsageRecord, combine
+from airflow_provider_xai.usage_summary import Totals, summarize
+from tests.helpers.auth import DENIED_DAG, RESTRICTED_USER
+from tests.helpers.usage_xcoms import RunUsage, TaskUsage, add_dags, insert_runs, record
+
+DAY = 86400.0
+FIRST = date(2026, 3, 1)
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp()
+_ids = itertools.count()
+
+
+@pytest.fixture
+def session(airflow_db: None) -> Iterator[Any]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        yield session
+
+
+def unique(name: str) -> str:
+    """DAG ids of one test, apart from every other test's rows in the shared DB."""
+    return f"{name}_{next(_ids)}"
+
+
+def rnd_record(rng: random.Random, dag_id: str, run_id: str, task_id: str, **kw: Any) -> dict[str, Any]:
+    prompt, completion, reasoning = rng.randint(1, 5000), rng.randint(0, 900), rng.choice([0, 0, 120])
+    source = rng.choice(["xai", "estimate", "unknown"])
+    tools = rng.choice([{}, {}, {"web_search_calls": rng.randint(1, 3)}, {"x_search_calls": 1, "web_search_calls": 2}])
+    return record(
+        dag_id, run_id, task_id,
+        timestamp=kw.pop("timestamp", T0 + rng.randint(0, 6) * DAY + rng.random() * 3600),
+        model=rng.choice(["grok-4.3", "grok-3-mini", "grok-4-1-fast-reasoning"]),
+        prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=reasoning,
+        cached_tokens=rng.randint(0, prompt), total_tokens=prompt + completion + reasoning,
+        cost_usd=None if source == "unknown" else rng.randint(1, 10**8) / TICKS_PER_USD, cost_source=source,
+        kind="responses" if tools else "chat", server_side_tool_usage=tools,
+        num_server_side_tools_used=sum(tools.values()), num_sources_used=rng.randint(0, 2) if tools else 0,
+        **kw,
+    )
+
+
+def scenario(rng: random.Random, dags: list[str]) -> tuple[list[RunUsage], list[UsageRecord]]:
+    """Runs in every shape the provider writes, and the records that must be counted."""
+    runs, counted = [], []
+    for dag_id in dags:
+        for n in range(3):
+            run_id = f"manual__{n}"
+            run = RunUsage(dag_id, run_id)
+            # Retried task: the ledger holds both attempts; xai_usage (the latest) is in it too.
+            retried = [rnd_record(rng, dag_id, run_id, "summarise", try_number=t) for t in (1, 1, 2)]
+            run.tasks.append(TaskUsage(dag_id, run_id, "summarise", retried))
+            # Mapped task: one ledger per map index.
+            for index in range(2):
+                mapped = [rnd_record(rng, dag_id, run_id, "classify", map_index=index)]
+                run.tasks.append(TaskUsage(dag_id, run_id, "classify", mapped, map_index=index))
+                counted += [UsageRecord.from_dict(r) for r in mapped]
+            # No ledger (a writer without one): the single xai_usage record counts.
+            single = rnd_record(rng, dag_id, run_id, "legacy")
+            run.tasks.append(TaskUsage(dag_id, run_id, "legacy", None, latest=single))
+            # Batch: folded records in the ledger only, no xai_usage.
+            parts = [UsageRecord.from_dict(rnd_record(rng, dag_id, run_id, "batch")) for _ in range(4)]
+            folded = [r.to_dict() for r in combine(parts, "batch_1")]
+            for item in folded:
+                item.update(dag_id=dag_id, run_id=run_id, task_id="batch", timestamp=T0 + 2 * DAY)
+            run.tasks.append(TaskUsage(dag_id, run_id, "batch", folded, with_latest=False))
+            runs.append(run)
+            counted += [UsageRecord.from_dict(r) for r in (*retried, single, *folded)]
+    return runs, counted
+
+
+def expect(t: Totals) -> dict[str, Any]:
+    return {
+        "requests": t.requests,
+        **t.counts,
+        "cost_ticks": t.cost_ticks,
+        "unpriced_requests": t.unpriced_requests,
+    }
+
+
+def picked(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("requests", *Totals().counts, "cost_ticks", "unpriced_requests")}
+
+
+def report(session: Any, dag_ids: set[str], first: date = FIRST, last: date | None = None) -> dict[str, Any]:
+    from airflow_provider_xai.dashboard.query import Window, usage_report
+
+    return usage_report(session, dag_ids, Window(first, last or first + timedelta(days=9)))
+
+
+def test_totals_and_breakdowns_equal_the_sum_of_the_counted_records(session: Any) -> None:
+    rng = random.Random(7)
+    dags = [unique("sum_a"), unique("sum_b")]
+    runs, counted = scenario(rng, dags)
+    insert_runs(session, runs)
+    got = report(session, set(dags))
+
+    everything = summarize(counted)
+    assert picked(got["totals"]) == expect(everything.totals)
+    assert got["totals"]["records"] == len(counted)
+    assert got["totals"]["cost_usd"] == everything.totals.cost_usd
+    estimated = sum(round(r.cost_usd * TICKS_PER_USD) for r in counted if r.cost_source == "estimate")
+    assert got["totals"]["estimate_ticks"] == estimated
+
+    for model, totals in everything.by_model.items():
+        assert picked(next(g for g in got["by_model"] if g["model"] == model)) == expect(totals)
+    assert len(got["by_model"]) == len(everything.by_model)
+    for dag_id in dags:
+        mine = [r for r in counted if r.dag_id == dag_id]
+        assert picked(next(g for g in got["by_dag"] if g["dag_id"] == dag_id)) == expect(summarize(mine).totals)
+        for task_id, totals in summarize(mine).by_task.items():
+            row = next(g for g in got["by_task"] if (g["dag_id"], g["task_id"]) == (dag_id, task_id))
+            assert picked(row) == expect(totals)
+        for run in {r.run_id for r in mine}:
+            row = next(g for g in got["runs"] if (g["dag_id"], g["run_id"]) == (dag_id, run))
+            assert picked(row) == expect(summarize([r for r in mine if r.run_id == run]).totals)
+    # Most expensive first.
+    assert [r["cost_ticks"] for r in got["runs"]] == sorted((r["cost_ticks"] for r in got["runs"]), reverse=True)
+
+    for kind in ("chat", "responses"):
+        mine = [r for r in counted if r.kind == kind]
+        assert picked(next(g for g in got["by_kind"] if g["kind"] == kind)) == expect(summarize(mine).totals)
+    tools = summarize(counted).totals.server_side_tool_usage
+    assert {t["tool"]: t["calls"] for t in got["tools"]} == tools
+
+    # Per day (UTC, from each record's own timestamp), per DAG.
+    for row in got["daily"]:
+        day = [
+            r for r in counted
+            if r.dag_id == row["dag_id"]
+            and datetime.fromtimestamp(r.timestamp, timezone.utc).date().isoformat() == row["day"]
+        ]
+        assert picked(row) == expect(summarize(day).totals)
+    assert sum(row["records"] for row in got["daily"]) == len(counted)
+
+
+def test_the_window_keeps_records_by_their_own_day(session: Any) -> None:
+    dag_id = unique("window")
+    stamps = [T0 - 1, T0, T0 + DAY - 0.001, T0 + DAY, T0 + 3 * DAY]
+    ledger = [record(dag_id, "r", "t", timestamp=s, total_tokens=10 ** i) for i, s in enumerate(stamps)]
+    insert_runs(session, [RunUsage(dag_id, "r", [TaskUsage(dag_id, "r", "t", ledger)])])
+
+    one_day = report(session, {dag_id}, FIRST, FIRST)
+    assert one_day["totals"]["total_tokens"] == 10 + 100  # T0 and just before midnight
+    assert [(d["day"], d["total_tokens"]) for d in one_day["daily"]] == [("2026-03-01", 110)]
+    assert one_day["window"]["days"] == ["2026-03-01"]
+    two_days = report(session, {dag_id}, FIRST, FIRST + timedelta(days=1))
+    assert two_days["totals"]["total_tokens"] == 1110
+    day_before = FIRST - timedelta(days=1)
+    assert report(session, {dag_id}, day_before, day_before)["totals"]["total_tokens"] == 1
+
+
+def test_only_the_given_dags_are_read(session: Any) -> None:
+    rng = random.Random(3)
+    seen, hidden = unique("seen"), unique("hidden")
+    runs, counted = scenario(rng, [seen, hidden])
+    insert_runs(session, runs)
+
+    got = report(session, {seen})
+    assert {g["dag_id"] for g in got["by_dag"]} == {seen}
+    assert {r["dag_id"] for r in got["runs"]} == {seen}
+    assert picked(got["totals"]) == expect(summarize([r for r in counted if r.dag_id == seen]).totals)
+    nothing = report(session, set())
+    assert nothing["totals"]["records"] == 0 and nothing["runs"] == [] and nothing["daily"] == []
+
+
+def test_over_budget_runs_are_listed_and_marked_even_when_cheap(session: Any) -> None:
+    from airflow_provider_xai.dashboard import query
+
+    dag_id = unique("budget")
+    runs = []
+    for n in range(query.TOP_RUNS + 5):
+        cost = (n + 1) / 1000
+        ledger = [record(dag_id, f"r{n}", "t", timestamp=T0, total_tokens=100, cost_usd=cost, cost_source="xai")]
+        runs.append(RunUsage(dag_id, f"r{n}", [TaskUsage(dag_id, f"r{n}", "t", ledger)]))
+    # The cheapest run went over its (tiny) budget; the sensor's return value is never counted.
+    runs[0].summary = {"totals": {"total_tokens": 999}, "budget": {"status": "exceeded", "max_cost_usd": 0.0005,
+                                                                    "over_cost_usd": 0.0005, "message": "over"}}
+    runs[1].summary = {"budget": {"status": "ok"}}
+    insert_runs(session, runs)
+
+    got = report(session, {dag_id})
+    assert [r["run_id"] for r in got["exceeded_runs"]] == ["r0"]
+    listed = {r["run_id"]: r for r in got["runs"]}
+    assert len(listed) == query.TOP_RUNS + 1 and "r0" in listed
+    assert listed["r0"]["budget"]["max_cost_usd"] == 0.0005
+    assert all(r["budget"] is None for name, r in listed.items() if name != "r0")
+    assert got["totals"]["total_tokens"] == 100 * len(runs)
+
+
+# --- the API: login and authorization --------------------------------------------------------------
+@pytest.fixture
+def api(session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, dict[str, str], list[str]]]:
+    """The page's app with the deny-one-DAG auth manager; bearer headers for admin and analyst."""
+    from airflow.api_fastapi import app as airflow_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_xai.dashboard.app import create_app
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "tests.helpers.auth.DenyOneDagAuthManager")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"admin:admin,{RESTRICTED_USER}:viewer")
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", None)
+    manager = airflow_app.init_auth_manager()
+    dags = [DENIED_DAG, unique("allowed")]
+    add_dags(session, dags)
+    session.commit()
+    tokens = {
+        name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+        for name, role in (("admin", "admin"), (RESTRICTED_USER, "viewer"))
+    }
+    with TestClient(create_app()) as client:
+        yield client, tokens, dags
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", None)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_anonymous_requests_get_401_and_no_data(api: tuple[Any, dict[str, str], list[str]]) -> None:
+    client, _, dags = api
+    for path in ("/", "/api/usage", f"/api/usage?dag_id={dags[1]}"):
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert "totals" not in response.text and dags[1] not in response.text
+    page = client.get("/")
+    assert "Log in" in page.text and page.headers["content-type"].startswith("text/html")
+    assert client.get("/api/usage", headers=bearer("not-a-jwt")).status_code == 403
+    # The chart library is a static asset with no data: served to anyone, offline.
+    chart = client.get("/static/chart.umd.min.js")
+    assert chart.status_code == 200 and "Chart.js v4" in chart.text[:200]
+
+
+def test_a_user_sees_only_the_dags_the_auth_manager_lets_them_read(
+    api: tuple[Any, dict[str, str], list[str]], session: Any
+) -> None:
+    client, tokens, (denied, allowed) = api
+    rng = random.Random(11)
+    runs, counted = scenario(rng, [denied, allowed])
+    for run in runs:
+        run.run_id = run.run_id + f"_{next(_ids)}"  # DENIED_DAG's id is fixed: keep run ids fresh
+        for task in run.tasks:
+            task.run_id = run.run_id
+    insert_runs(session, runs)
+    session.commit()
+    params = {"start": FIRST.isoformat(), "end": (FIRST + timedelta(days=9)).isoformat()}
+    mine = {run.run_id for run in runs}
+
+    admin = client.get("/api/usage", params=params, headers=bearer(tokens["admin"])).json()
+    assert {denied, allowed} <= {g["dag_id"] for g in admin["by_dag"]}
+    assert {denied, allowed} <= set(admin["dags"])
+
+    analyst = client.get("/api/usage", params=params, headers=bearer(tokens[RESTRICTED_USER]))
+    assert analyst.status_code == 200
+    body = analyst.json()
+    assert denied not in analyst.text
+    assert allowed in body["dags"] and denied not in body["dags"]
+    assert {g["dag_id"] for g in body["by_dag"]} == {allowed}
+    ours = [g for g in body["runs"] if g["run_id"] in mine]
+    assert ours and all(g["dag_id"] == allowed for g in ours)
+    allowed_totals = summarize([r for r in counted if r.dag_id == allowed]).totals
+    assert picked(next(g for g in body["by_dag"] if g["dag_id"] == allowed)) == expect(allowed_totals)
+
+    # A DAG filter narrows what the user may read; it never widens it.
+    asked = client.get("/api/usage", params={**params, "dag_id": denied}, headers=bearer(tokens[RESTRICTED_USER]))
+    assert asked.status_code == 200 and asked.json()["totals"]["records"] == 0 and denied not in asked.text
+    narrowed = client.get("/api/usage", params={**params, "dag_id": allowed}, headers=bearer(tokens["admin"])).json()
+    assert {g["dag_id"] for g in narrowed["by_dag"]} == {allowed}
+    assert picked(narrowed["totals"]) == expect(allowed_totals)
+
+
+def test_bad_ranges_are_refused_naming_the_field(api: tuple[Any, dict[str, str], list[str]]) -> None:
+    client, tokens, _ = api
+    headers = bearer(tokens["admin"])
+    backwards = client.get("/api/usage", params={"start": "2026-03-05", "end": "2026-03-01"}, headers=headers)
+    assert backwards.status_code == 422 and "start" in backwards.text
+    too_long = client.get("/api/usage", params={"start": "2024-01-01", "end": "2026-03-01"}, headers=headers)
+    assert too_long.status_code == 422 and "366 days" in too_long.text
+    assert client.get("/api/usage", params={"start": "yesterday"}, headers=headers).status_code == 422
+
+
+# --- the plugin ---------------------------------------------------------------------------------------
+PLUGIN_PROBE = (
+    "import sys\n"
+    "from airflow_provider_xai.dashboard.plugin import XAIUsagePlugin as P\n"
+    "print('PROBE', len(P.fastapi_apps), len(P.external_views), 'airflow_provider_xai.dashboard.app' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "PROBE 1 1 False"), ("False", "PROBE 0 0 False")])
+def test_the_plugin_is_on_by_default_off_by_config_and_imports_no_web_code(
+    setting: str | None, expected: str, tmp_path: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__XAI__")}
+    env.update(AIRFLOW_HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    if setting is not None:
+        env["AIRFLOW__XAI__USAGE_PAGE"] = setting
+    out = subprocess.run([sys.executable, "-c", PLUGIN_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert expected in out.stdout.splitlines(), out.stdout + out.stderr
