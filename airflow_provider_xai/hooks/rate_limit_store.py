@@ -87,6 +87,7 @@ class SQLiteStates:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._stores: dict[str, SQLiteStateStore] = {}
+        os.register_at_fork(after_in_child=self._after_fork)
         with self.transaction():  # fail now, naming the field, if the file cannot be used
             pass
 
@@ -116,21 +117,23 @@ class SQLiteStates:
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction (``BEGIN IMMEDIATE``: other processes wait for its end)."""
         with self._lock:
-            conn = self._connect()
-            cursor = conn.cursor()
+            cursor = self._connect().cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise XAIConnectionError(f"xAI rate-limit {self.describe()} is unusable: {exc}") from None
-            try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            else:
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
                 cursor.execute("COMMIT")
+            except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed...
+                raise XAIConnectionError(f"xAI rate-limit {self.describe()} is unusable: {exc}") from None
             finally:
                 cursor.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock and no connection (neither may cross a fork)."""
+        self._lock, self._conn = threading.Lock(), None
 
     def _store(self, key: str) -> SQLiteStateStore:
         store = self._stores.get(key)
@@ -180,6 +183,11 @@ class RedisStates:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock and new clients (neither may cross a fork)."""
+        self._lock, self._sync, self._async = threading.Lock(), None, weakref.WeakKeyDictionary()
 
     def describe(self) -> str:
         return f"Redis store at {self._options.get('host')}:{self._options.get('port')} (connection {self.conn_id!r})"

@@ -467,3 +467,21 @@ def test_a_redis_failure_names_the_store_and_never_the_password() -> None:
     with pytest.raises(XAIConnectionError) as araised:
         asyncio.run(states.acheck("k", _rate(), 1, 1))
     assert password not in str(araised.value)
+
+
+def _check_in_child(states: SQLiteStates, result: Any) -> None:
+    result.put(states.check("forked", _rate(), 1, 1).allowed)
+
+
+def test_a_forked_worker_opens_its_own_connection(states: SQLiteStates) -> None:
+    import multiprocessing
+
+    assert states.check("forked", _rate(), 0, 1).allowed  # the parent's connection is open
+    context = multiprocessing.get_context("fork")  # as Celery's prefork pool starts workers
+    result = context.Queue()
+    child = context.Process(target=_check_in_child, args=(states, result))
+    child.start()
+    allowed = result.get(timeout=60)
+    child.join()
+    assert child.exitcode == 0 and allowed is False  # the child saw the parent's arrival at 0 ms
+    assert states.check("forked", _rate(), 1000, 1).allowed  # and the parent's connection still works
