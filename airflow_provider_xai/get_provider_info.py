@@ -117,6 +117,37 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["boolean", "null"]},
                     },
+                    "rate_limit_requests_per_second": {
+                        "label": "Rate limit: requests per second",
+                        "description": (
+                            "Shared by every worker using this key, per model (empty: no client-side "
+                            "limit). Set it a little under the team's limit."
+                        ),
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "rate_limit_tokens_per_minute": {
+                        "label": "Rate limit: tokens per minute",
+                        "description": "Shared by every worker using this key, per model (empty: no limit).",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "rate_limit_store": {
+                        "label": "Rate limit store",
+                        "description": (
+                            "embedded (default): an SQLite file shared by the processes of one machine; "
+                            "redis: shared by many machines, through the Redis connection below."
+                        ),
+                        "schema": {"type": ["string", "null"], "enum": ["embedded", "redis", None]},
+                    },
+                    "rate_limit_path": {
+                        "label": "Rate limit file (embedded store)",
+                        "description": "On a local disk; default $AIRFLOW_HOME/xai_rate_limits.sqlite.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "rate_limit_redis_conn_id": {
+                        "label": "Rate limit Redis connection id",
+                        "description": "An Airflow Redis connection (host, port, password, db) for the redis store.",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
             }
         ],

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
@@ -85,6 +85,11 @@ def chunk_batch_requests(
     return chunks
 
 
+class Pacer(Protocol):
+    def acquire(self) -> float:
+        """Wait for room, then count one call; return the seconds waited."""
+
+
 class CallPacer:
     """At most ``calls`` calls in any ``period`` seconds (sliding window); waits when full.
 
@@ -137,15 +142,17 @@ class XAIBatchMixin:
     """Batch API methods of :class:`XAIHook`; they need only its ``transport``."""
 
     transport: XAITransport
-    _batch_pacer: CallPacer | None = None
+    _batch_pacer: Pacer | None = None
     #: ``limit`` of list calls (batches, request metadata, results).
     batch_page_size: int = PAGE_SIZE
 
     @property
-    def batch_pacer(self) -> CallPacer:
-        """The add-requests pacer shared by this hook's calls."""
+    def batch_pacer(self) -> Pacer:
+        """The add-requests pacer of this hook's calls: the connection's shared rate limiter's
+        (every worker of the team) when it sets one, else this hook's own."""
         if self._batch_pacer is None:
-            self._batch_pacer = CallPacer()
+            limiter = self.transport.rate_limiter()
+            self._batch_pacer = limiter.batch_pacer() if limiter is not None else CallPacer()
         return self._batch_pacer
 
     # --- batches -------------------------------------------------------------------------------
@@ -203,7 +210,7 @@ class XAIBatchMixin:
         requests: Sequence[Mapping[str, Any]],
         *,
         max_bytes: int = MAX_ADD_REQUESTS_BYTES,
-        pacer: CallPacer | None = None,
+        pacer: Pacer | None = None,
     ) -> int:
         """``POST /v1/batches/{id}/requests`` in as many calls as the size limit needs, paced to
         the call-rate limit. Items are :func:`batch_request` dicts. Returns the number of calls.

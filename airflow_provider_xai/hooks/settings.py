@@ -21,6 +21,7 @@ import httpx
 from airflow_provider_xai import __version__
 from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
+from airflow_provider_xai.hooks.rate_limit_config import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
 from airflow_provider_xai.usage import Price, parse_prices
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class ClientSettings:
     prices: Mapping[str, Price] = field(default_factory=dict)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_sse_line_length: int = DEFAULT_MAX_SSE_LINE_LENGTH
+    #: The shared client-side rate limit (``rate_limit_*`` extras); None: no client-side limit.
+    rate_limit: RateLimitConfig | None = None
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
@@ -160,6 +163,9 @@ def settings_from_connection(
         api_key=api_key,
         default_model=str(_extra(extra, "default_model") or DEFAULT_MODEL),
         prices=prices,
+        rate_limit=rate_limit_config(
+            {name: _extra(extra, f"rate_limit_{name}") for name in RATE_LIMIT_FIELDS}, conn_id
+        ),
         **values,
     )
 

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -42,8 +42,11 @@ from airflow_provider_xai.hooks.replies import (
     not_an_event_stream,
     read_body,
 )
-from airflow_provider_xai.hooks.retry import RetryPolicy
+from airflow_provider_xai.hooks.retry import RetryPolicy, backoff
 from airflow_provider_xai.hooks.settings import ClientSettings, settings_from_connection
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
 
 T = TypeVar("T")
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
@@ -116,6 +119,7 @@ class XAITransport:
         self.overrides = overrides
         self._settings: ClientSettings | None = None
         self._policies: dict[Callable[[BaseException], bool], RetryPolicy] = {}
+        self._limiter: SharedRateLimiter | None = None
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -165,6 +169,42 @@ class XAITransport:
             policy = RetryPolicy(self.settings.max_retries, self.backoff_base, self.backoff_cap, retryable)
             self._policies[retryable] = policy
         return policy
+
+    # --- the shared rate limit (hooks/rate_limit.py) -------------------------------------------
+    def rate_limiter(self) -> SharedRateLimiter | None:
+        """The connection's shared rate limiter (None without a client-side limit; blocking)."""
+        config = self.settings.rate_limit
+        if config is not None and self._limiter is None:
+            from airflow_provider_xai.hooks.rate_limit import build_limiter
+
+            redis = self._get_connection(config.redis_conn_id) if config.redis_conn_id else None
+            self._limiter = build_limiter(self.settings, redis)
+        return self._limiter
+
+    async def arate_limiter(self) -> SharedRateLimiter | None:
+        """Async :meth:`rate_limiter` (the store is opened in a worker thread)."""
+        config = (await self.asettings()).rate_limit
+        if config is not None and self._limiter is None:
+            from airflow_provider_xai.hooks.rate_limit import build_limiter
+
+            redis = await self._aget_connection(config.redis_conn_id) if config.redis_conn_id else None
+            self._limiter = await asyncio.to_thread(build_limiter, self.settings, redis)
+        return self._limiter
+
+    def limited(self, s: ClientSettings, body: Any, attempt: Callable[[], T]) -> Callable[[], T]:
+        """One request attempt behind the shared rate limit (``attempt`` itself without one)."""
+        limiter = self.rate_limiter() if s.rate_limit is not None else None
+        return attempt if limiter is None else limiter.guard(body, attempt, self._backoff)
+
+    async def alimited(
+        self, s: ClientSettings, body: Any, attempt: Callable[[], Awaitable[T]]
+    ) -> Callable[[], Awaitable[T]]:
+        """Async :meth:`limited`."""
+        limiter = await self.arate_limiter() if s.rate_limit is not None else None
+        return attempt if limiter is None else limiter.aguard(body, attempt, self._backoff)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.backoff_base, self.backoff_cap)
 
     # --- clients -------------------------------------------------------------------------------
     def client_options(self, s: ClientSettings, limits: httpx.Limits = POOL_LIMITS) -> dict[str, Any]:
@@ -268,7 +308,8 @@ class XAITransport:
         body = call.body(s) if call.body is not None else None
         with tracing.start(call.method, call.path, body, s) as span:
             try:
-                reply = self.retrying(lambda: self._send_once(s, call.method, call.path, body), self.policy())
+                attempt = self.limited(s, body, lambda: self._send_once(s, call.method, call.path, body))
+                reply = self.retrying(attempt, self.policy())
             except XAIAPIError as exc:
                 raise (call.on_error(exc) if call.on_error else exc) from None
             result = call.parse(reply)
@@ -282,9 +323,9 @@ class XAITransport:
         client = client or await self.aclient()
         with tracing.start(call.method, call.path, body, s) as span:
             try:
-                reply = await self.aretrying(
-                    lambda: self._asend_once(client, s, call.method, call.path, body), self.policy()
-                )
+                send_once = functools.partial(self._asend_once, client, s, call.method, call.path, body)
+                attempt = await self.alimited(s, body, send_once)
+                reply = await self.aretrying(attempt, self.policy())
             except XAIAPIError as exc:
                 raise (call.on_error(exc) if call.on_error else exc) from None
             result = call.parse(reply)
@@ -315,6 +356,9 @@ class XAITransport:
     def open_stream(self, path: str, body: Any) -> httpx.Response:
         """One attempt to open an event stream (an error answer is read and raised typed)."""
         s = self.settings
+        return self.limited(s, body, lambda: self._open_stream(s, path, body))()
+
+    def _open_stream(self, s: ClientSettings, path: str, body: Any) -> httpx.Response:
         try:
             client = self.client
             response = client.send(client.build_request("POST", path, **body_arguments(body)), stream=True)
@@ -330,6 +374,9 @@ class XAITransport:
         """Async :meth:`open_stream`."""
         s = await self.asettings()
         client = client or await self.aclient()
+        return await (await self.alimited(s, body, lambda: self._aopen_stream(s, client, path, body)))()
+
+    async def _aopen_stream(self, s: ClientSettings, client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
         try:
             request = client.build_request("POST", path, **body_arguments(body, asynchronous=True))
             response = await client.send(request, stream=True)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib
+import itertools
 import math
 import re
 import uuid
@@ -526,10 +527,18 @@ class _Gen:
                     ia = ib
                 elif high is None:
                     ib = ia
+                else:  # or, bounded on both sides, take the schema's own range
+                    ia = math.floor(xlo) + 1 if xlo is not None and xlo >= low else math.ceil(low)
+                    ib = math.ceil(xhi) - 1 if xhi is not None and xhi <= high else math.floor(high)
             picks = [ia + min(int(u * (ib - ia + 1)), ib - ia), ia, ib] if ia <= ib else []
             return next((int(c) for c in picks if ok(c)), int(ia))
         decimals = 2 if b - a <= 10 else 1
         candidates = [round(a + u * (b - a), decimals), round((a + b) / 2, decimals), (a + b) / 2]
+        # the name's usual range may shrink to an exclusive bound itself: step inside the schema's
+        if low is not None and high is not None:
+            candidates.append((low + high) / 2)
+        elif low is not None or high is not None:
+            candidates.append(low + 1 if low is not None else high - 1)  # type: ignore[operator]
         return float(next((c for c in candidates if ok(c)), (a + b) / 2))
 
 
@@ -713,7 +722,10 @@ def _multiple(mult: float, a: float, b: float, u: float, ok: Any, integer: bool)
     if ks:
         start = int(u * len(ks))
         ks = ks[start:] + ks[:start]
-    for k in [*ks, first - 1, last + 1]:
+    # then outwards from [a, b]: an exclusive bound or an integer type can rule out every
+    # multiple inside it (e.g. integer, exclusiveMinimum 500, multipleOf 0.5, range [500, 500])
+    outwards = (k for step in range(1, 1_000) for k in (last + step, first - step))
+    for k in itertools.chain(ks, outwards):
         v: int | float = k * mult
         if isinstance(mult, float):
             v = float(repr(round(v, 12)))

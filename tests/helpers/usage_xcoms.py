@@ -132,9 +132,11 @@ def add_dags(session: Any, dag_ids: Iterable[str], bundle: str = "dags-folder") 
     if session.get(DagBundleModel, bundle) is None:
         session.add(DagBundleModel(name=bundle))
         session.flush()  # before the DAGs that refer to it
+    # Airflow 3.3 requires the partition mappers column; 3.2 has no such column
+    newer = {"partition_mapper_info": {}} if hasattr(DagModel, "partition_mapper_info") else {}
     for dag_id in dag_ids:
         if session.get(DagModel, dag_id) is None:
-            session.add(DagModel(dag_id=dag_id, bundle_name=bundle, timetable_type="", partition_mapper_info={}))
+            session.add(DagModel(dag_id=dag_id, bundle_name=bundle, timetable_type="", **newer))
     session.flush()
 
 

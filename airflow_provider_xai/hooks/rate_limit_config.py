@@ -1,0 +1,97 @@
+"""The shared rate limit's connection settings (``rate_limit_*`` extras), checked on reading.
+
+Kept apart from the limiter so reading a connection imports nothing of it (no limit set: no
+limiter, no store, no pyrate-limiter import).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_xai.exceptions import XAIConfigurationError
+
+STORES = ("embedded", "redis")
+#: The connection extras of the shared limit, each ``rate_limit_<name>``.
+RATE_LIMIT_FIELDS = ("requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id")
+DEFAULT_PATH_NAME = "xai_rate_limits.sqlite"
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """The connection's shared-limit settings (already checked)."""
+
+    requests_per_second: float | None = None
+    tokens_per_minute: int | None = None
+    store: str = "embedded"
+    path: str = ""
+    redis_conn_id: str | None = None
+
+
+def default_path() -> str:
+    """``$AIRFLOW_HOME/xai_rate_limits.sqlite`` (``~/airflow`` when AIRFLOW_HOME is unset)."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return os.path.join(home, DEFAULT_PATH_NAME)
+
+
+def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfig | None:
+    """The shared-limit settings from the connection's extras (None: no client-side limit).
+
+    ``values`` maps the field names (without the ``rate_limit_`` prefix) to the extras' values,
+    None when unset. Bad values raise :class:`XAIConfigurationError` naming the field.
+    """
+    rps, tpm = values.get("requests_per_second"), values.get("tokens_per_minute")
+    store, path, redis_conn_id = values.get("store"), values.get("path"), values.get("redis_conn_id")
+    if rps is None and tpm is None and store is None and path is None and redis_conn_id is None:
+        return None
+    store = str(store).strip().lower() if store is not None else ("redis" if redis_conn_id else "embedded")
+    if store not in STORES:
+        raise _bad(conn_id, "rate_limit_store", f"must be one of {', '.join(STORES)}, got {values.get('store')!r}")
+    if store == "redis" and not redis_conn_id:
+        raise _bad(
+            conn_id,
+            "rate_limit_redis_conn_id",
+            "(the Airflow connection of the Redis store) is required with rate_limit_store 'redis'",
+        )
+    if store == "embedded" and redis_conn_id:
+        raise _bad(conn_id, "rate_limit_redis_conn_id", "is set but rate_limit_store is 'embedded'")
+    return RateLimitConfig(
+        requests_per_second=_positive(conn_id, "rate_limit_requests_per_second", rps, float, minimum=0.001),
+        tokens_per_minute=_positive(conn_id, "rate_limit_tokens_per_minute", tpm, int, minimum=1),
+        store=store,
+        path=_absolute(conn_id, path) if path else default_path(),
+        redis_conn_id=str(redis_conn_id) if redis_conn_id else None,
+    )
+
+
+def _absolute(conn_id: str, path: Any) -> str:
+    """The store file's path: absolute (``~`` expanded), so every worker, whatever its working
+    directory, opens the same file."""
+    expanded = os.path.expanduser(str(path))
+    if not os.path.isabs(expanded):
+        raise _bad(conn_id, "rate_limit_path", f"must be an absolute path, got {path!r}")
+    return expanded
+
+
+def _bad(conn_id: str, name: str, problem: str) -> XAIConfigurationError:
+    return XAIConfigurationError(f"Connection {conn_id!r}: {name} {problem}")
+
+
+def _positive(conn_id: str, name: str, value: Any, kind: type[float] | type[int], minimum: float) -> Any:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+        if kind is int and number != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(conn_id, name, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if not (math.isfinite(number) and number >= minimum):
+        raise _bad(conn_id, name, f"must be at least {minimum:g}, got {value!r}")
+    return number
+
+
+__all__ = ["RATE_LIMIT_FIELDS", "STORES", "RateLimitConfig", "default_path", "rate_limit_config"]

@@ -1,0 +1,190 @@
+"""The shared rate limit across OS processes and through a real Redis.
+
+Several processes (multiprocessing, spawned: fresh interpreters like Celery workers) call the
+bundled local server through hooks whose connection sets a requests-per-second limit on one
+shared store; the server's journal holds each request's arrival time. However slow the machine,
+the store must keep every window of arrivals at or under the limit (only an upper bound is
+asserted: slowness can only lower the rate). The Redis store runs against a real
+``redis-server`` started here on a free loopback port (``XAI_TEST_REDIS_SERVER`` or PATH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_xai.exceptions import XAIConnectionError, XAIRateLimitError
+from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
+from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM
+from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.testing.redis_server import RedisServerMissing, redis_server
+from tests.helpers.clock import FakeClock
+
+REDIS_PASSWORD = "limits-redis-secret-0451"
+RATE = 20
+PROCESSES = 4
+CALLS_EACH = 15
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A private redis-server on loopback, with a password, kept for this module's tests."""
+    try:
+        with redis_server(REDIS_PASSWORD) as server:
+            yield server.port
+    except RedisServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def redis_connection(port: int, password: str = REDIS_PASSWORD) -> str:
+    return json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": port, "password": password})
+
+
+def limits(store: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    if store == "redis":
+        return {"rate_limit_redis_conn_id": "limits_redis", **extra}
+    return {"rate_limit_path": str(tmp_path / "limits.sqlite"), **extra}
+
+
+def _worker(env: dict[str, str], calls: int, start: Any) -> None:
+    """One 'Celery worker': its own interpreter, hook, pools and limiter."""
+    os.environ.update(env)
+    hook = XAIHook()
+    hook.chat(model="grok-4.3", messages=[{"role": "user", "content": "warm up the imports"}], max_tokens=5)
+    start.wait()
+    for i in range(calls):
+        hook.chat(model="grok-4.3", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+def test_processes_sharing_a_store_keep_the_aggregate_rate(
+    store: str, xai_server: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = {"AIRFLOW_CONN_XAI_DEFAULT": xai_server.connection_json(
+        rate_limit_requests_per_second=RATE, max_retries=0, **limits(store, tmp_path)
+    )}
+    if store == "redis":
+        env["AIRFLOW_CONN_LIMITS_REDIS"] = redis_connection(request.getfixturevalue("redis_port"))
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_worker, args=(env, CALLS_EACH, start)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    while len(xai_server.requests("chat/completions")) < PROCESSES:  # every worker warmed up
+        assert all(w.is_alive() or w.exitcode == 0 for w in workers), "a worker died while starting"
+        time.sleep(0.05)
+    first_paced = len(xai_server.journal)
+    start.set()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0] * PROCESSES
+    arrivals = sorted(e.time for e in xai_server.journal[first_paced:] if e.path.endswith("chat/completions"))
+    assert len(arrivals) == PROCESSES * CALLS_EACH
+    assert all(e.status == 200 for e in xai_server.journal)
+    # No window holds more than RATE requests: RATE + 1 consecutive arrivals span about a
+    # second (the limiter spaces admissions 1/RATE apart; 5% for arrival jitter).
+    spans = [arrivals[i + RATE] - arrivals[i] for i in range(len(arrivals) - RATE)]
+    assert min(spans) >= 0.95, f"{RATE + 1} requests arrived within {min(spans):.3f}s"
+    overall = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    print(f"\n{store} store, {PROCESSES} processes: {overall:.1f} requests/s for a limit of {RATE}")
+    assert overall <= RATE * 1.05
+
+
+class TestRedisStore:
+    """The same limiter on Redis: pyrate-limiter's Lua GCRA, cool-downs, refunds, async."""
+
+    @pytest.fixture
+    def hooks(self, redis_port: int, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=redis_port, password=REDIS_PASSWORD).flushall()
+        monkeypatch.setenv("AIRFLOW_CONN_LIMITS_REDIS", redis_connection(redis_port))
+        clock = FakeClock()
+
+        def make(server: Any, **extra: Any) -> XAIHook:
+            monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", server.connection_json(
+                rate_limit_redis_conn_id="limits_redis", **extra
+            ))
+            hook = XAIHook(backoff_base=0.05)
+            limiter = hook.transport.rate_limiter()
+            assert limiter is not None
+            limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep
+            hook.clock = clock  # type: ignore[attr-defined]
+            return hook
+
+        return make
+
+    def test_requests_are_paced_and_a_429_cools_down_every_hook(self, hooks: Any, xai_server: Any) -> None:
+        from airflow_provider_xai.testing.state import Fault
+
+        one = hooks(xai_server, rate_limit_requests_per_second=5, max_retries=0)
+        two = hooks(xai_server, rate_limit_requests_per_second=5, max_retries=0)
+        clock = one.clock
+        for hook in (one, two, one):
+            hook.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert sum(clock.slept) == pytest.approx(0.4, abs=0.01)  # two waits of 1/5 s
+        xai_server.enqueue(Fault(429, retry_after=7))
+        with pytest.raises(XAIRateLimitError) as raised:
+            one.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert raised.value.retry_after == pytest.approx(7.0, abs=0.01)
+        before = sum(clock.slept)
+        two.chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])  # never saw the 429
+        assert sum(clock.slept) - before == pytest.approx(7.0, abs=0.05)
+
+    def test_tokens_are_corrected_by_the_usage_on_the_async_path(self, hooks: Any, xai_server: Any) -> None:
+        hook = hooks(xai_server, rate_limit_tokens_per_minute=10_000)
+        limiter: SharedRateLimiter = hook.transport._limiter
+        completion = asyncio.run(
+            hook.achat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
+        )
+        assert completion.usage is not None and completion.usage.total_tokens < 1000
+        plan = limiter.plan({"model": "grok-4.3", "messages": []})
+        assert plan is not None
+        state = limiter.states.read(plan.tokens_key, limiter.tokens_rate)
+        owed = ALGORITHM.consumed(limiter.tokens_rate, state, limiter.now_ms())
+        assert owed == pytest.approx(completion.usage.total_tokens, abs=1)  # not the ~5000 estimate
+        assert hook.clock.async_sleeps == 0
+
+    def test_a_wrong_password_fails_clearly_without_the_password(
+        self, redis_port: int, xai_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        wrong = "not-the-redis-password-977"
+        monkeypatch.setenv("AIRFLOW_CONN_LIMITS_REDIS", redis_connection(redis_port, wrong))
+        monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
+            rate_limit_redis_conn_id="limits_redis", rate_limit_requests_per_second=5, max_retries=0
+        ))
+        with pytest.raises(XAIConnectionError, match="limits_redis") as raised:
+            XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+        assert wrong not in str(raised.value) and wrong not in caplog.text
+        assert xai_server.requests("chat/completions") == []  # nothing sent past a broken store
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_api_calls_are_charged_their_real_usage(
+    xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
+        rate_limit_tokens_per_minute=1_000_000, rate_limit_path=str(tmp_path / "limits.sqlite")
+    ))
+    hook = XAIHook()
+    limiter = hook.transport.rate_limiter()
+    assert limiter is not None
+    clock = FakeClock()
+    limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep
+    call = hook.stream_response if stream else hook.create_response
+    response = call(model="grok-4.3", input="Say hello in five words.", max_output_tokens=20_000)
+    assert response.usage is not None and response.usage.total_tokens < 5_000
+    plan = limiter.plan({"model": "grok-4.3", "input": ""})
+    assert plan is not None
+    state = limiter.states.read(plan.tokens_key, limiter.tokens_rate)
+    owed = ALGORITHM.consumed(limiter.tokens_rate, state, limiter.now_ms())
+    assert owed == pytest.approx(response.usage.total_tokens, abs=1)  # not the ~20,000 estimate
