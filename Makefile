@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit docs bench clean test-compat test-scale
+.PHONY: demo test lint typecheck unit docs bench clean test-compat test-scale services
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,17 +21,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The redis-server and PostgreSQL binaries that tests start (the shared limiter's tests, the
+# Celery deployment): found on the machine, else installed (scripts/ensure_services.py, standard
+# library only), written as XAI_TEST_REDIS_SERVER / XAI_TEST_PG_BIN for the runs below to source.
+SERVICES_ENV := .services.env
+with_services = set -a && . "$(abspath $(SERVICES_ENV))" && set +a &&
+services:
+	$(PYTHON) scripts/ensure_services.py > $(SERVICES_ENV).tmp && mv $(SERVICES_ENV).tmp $(SERVICES_ENV)
+
 # The browser test's Chromium: found on the machine, else installed (scripts/ensure_browser.py).
 # The Celery deployment (marked celery) is left to test-scale.
-test: lint typecheck docs test-compat
-	browser="$$($(BIN)/python scripts/ensure_browser.py)" && XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest -m "not celery"
+test: lint typecheck docs test-compat services
+	browser="$$($(BIN)/python scripts/ensure_browser.py)" && $(with_services) \
+	XAI_E2E_CHROMIUM="$$browser" $(BIN)/python -m pytest -m "not celery"
 
-# The CeleryExecutor deployment and the scale run (tests/e2e/test_celery.py), with the Redis and
-# PostgreSQL servers it starts found or installed first (scripts/ensure_services.py); the scale
-# figures go to benchmarks/results/scale.json. .ci/run runs it after `make test`.
-test-scale: $(STAMP)
-	services="$$($(BIN)/python scripts/ensure_services.py)" && set -a && eval "$$services" && set +a && \
-	XAI_SCALE_RESULTS=benchmarks/results/scale.json $(BIN)/python -m pytest -m celery tests/e2e/test_celery.py
+# The CeleryExecutor deployment and the scale run (tests/e2e/test_celery.py); the scale figures
+# go to benchmarks/results/scale.json. .ci/run runs it after `make test`.
+test-scale: $(STAMP) services
+	$(with_services) XAI_SCALE_RESULTS=benchmarks/results/scale.json $(BIN)/python -m pytest -m celery tests/e2e/test_celery.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
@@ -43,7 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache site $(COMPAT_ENVS:%=.venv-%)
+	rm -rf $(VENV) .mypy_cache .ruff_cache site $(COMPAT_ENVS:%=.venv-%) $(SERVICES_ENV)
 
 # Declared support is tested support (docs/development.md, "Supported versions"): the unit and
 # integration suites also run on the oldest supported Airflow with the oldest Python, and on the
@@ -67,8 +74,8 @@ define compat_env
 	touch $$@
 
 .PHONY: test-compat-$(1)
-test-compat-$(1): .venv-$(1)/.installed
-	.venv-$(1)/bin/python -m pytest tests/unit tests/integration
+test-compat-$(1): .venv-$(1)/.installed services
+	$(with_services) .venv-$(1)/bin/python -m pytest tests/unit tests/integration
 endef
 $(eval $(call compat_env,py310-airflow32,$(PYTHON310),3.10,constraints-airflow-3.2.txt))
 $(eval $(call compat_env,py312,$(PYTHON312),3.12,constraints.txt))
