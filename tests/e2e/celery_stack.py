@@ -1,6 +1,7 @@
 """A CeleryExecutor deployment for end-to-end tests: Redis broker, PostgreSQL metadata DB.
 
-``celery_deployment`` starts, in order: Redis and PostgreSQL (``tests/helpers/services.py``),
+``celery_deployment`` starts, in order: a password-protected Redis (the local server kit's
+``redis_server``) and PostgreSQL (``tests/helpers/services.py``),
 ``airflow db migrate``, the api-server, scheduler, dag-processor, triggerer and two Celery
 workers (``worker-1``, ``worker-2``, each with ``WORKER_CONCURRENCY`` slots). Every task
 instance records the worker that ran it in ``hostname`` (``worker_name.py``), so a test
@@ -16,11 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_provider_xai.testing.redis_server import RedisServer, redis_server
 from tests.conftest import REPO
 from tests.e2e import worker_name
 from tests.e2e.conftest import DAGS_FOLDER, AirflowStack
 from tests.e2e.waiting import file_sizes, wait_while_moving
-from tests.helpers.services import PostgresServer, RedisServer
+from tests.helpers.services import PostgresServer
 
 WORKERS = ("worker-1", "worker-2")
 WORKER_CONCURRENCY = 4
@@ -42,7 +44,7 @@ def celery_settings(postgres: PostgresServer, redis: RedisServer) -> dict[str, s
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(len(WORKERS) * WORKER_CONCURRENCY),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
-        "AIRFLOW__CELERY__BROKER_URL": redis.url,
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://:{redis.password}@{redis.host}:{redis.port}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres.url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles(
@@ -83,22 +85,20 @@ class CeleryDeployment:
 def celery_deployment(home: Path) -> Iterator[CeleryDeployment]:
     """The whole deployment, running and healthy; stopped (Airflow, then the servers) on exit."""
     (home / "airflow").mkdir(parents=True, exist_ok=True)
-    redis = RedisServer(home / "redis")
-    postgres = PostgresServer()
-    stack: AirflowStack | None = None
-    try:
-        redis.start()
-        postgres.start()
-        stack = AirflowStack(home / "airflow", celery_settings(postgres, redis))
-        stack.serve()
-        stack.start_scheduling()
-        for name in WORKERS:
-            start_worker(stack, name)
-        stack.wait_healthy("scheduler", "triggerer", "dag_processor")
-        wait_workers_ready(stack)
-        yield CeleryDeployment(stack, postgres, redis)
-    finally:
-        if stack is not None:
-            stack.stop_all()
-        postgres.stop()
-        redis.stop()
+    with redis_server() as redis:
+        postgres = PostgresServer()
+        stack: AirflowStack | None = None
+        try:
+            postgres.start()
+            stack = AirflowStack(home / "airflow", celery_settings(postgres, redis))
+            stack.serve()
+            stack.start_scheduling()
+            for name in WORKERS:
+                start_worker(stack, name)
+            stack.wait_healthy("scheduler", "triggerer", "dag_processor")
+            wait_workers_ready(stack)
+            yield CeleryDeployment(stack, postgres, redis)
+        finally:
+            if stack is not None:
+                stack.stop_all()
+            postgres.stop()

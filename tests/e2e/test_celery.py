@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_xai.testing.redis_server import RedisServer
 from airflow_provider_xai.testing.runner import XAIServer
 from tests.e2e.celery_stack import WORKERS, CeleryDeployment, celery_deployment
 from tests.e2e.conftest import AirflowStack, put_connection, put_xai_connection
@@ -34,7 +35,6 @@ from tests.e2e.dag_runs import (
 )
 from tests.e2e.scale_figures import TARGETS, ScaleFigures, figures
 from tests.e2e.waiting import TEST_TIMEOUT
-from tests.helpers.services import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery, pytest.mark.timeout(TEST_TIMEOUT)]
 
@@ -148,10 +148,7 @@ def run_scale(
 
 def put_redis_connection(api: httpx.Client, redis: RedisServer) -> None:
     """The limiter's Redis store: database 1 of the broker's Redis (Celery uses database 0)."""
-    put_connection(
-        api, LIMITER_REDIS_CONN, conn_type="redis", host="127.0.0.1", port=redis.port,
-        extra=json.dumps({"db": 1}),
-    )
+    put_connection(api, LIMITER_REDIS_CONN, **redis.connection(), extra=json.dumps({"db": 1}))
 
 
 def test_scale_run_with_and_without_the_shared_limiter(

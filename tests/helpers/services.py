@@ -1,10 +1,11 @@
-"""A Redis and a PostgreSQL server of the test's own: loopback, free ports, temporary directories.
+"""A PostgreSQL server of the test's own: loopback, a free port, a temporary directory.
 
-The programs come from ``XAI_TEST_REDIS_SERVER`` / ``XAI_TEST_PG_BIN`` (``make`` sets them from
-``scripts/ensure_services.py``, which installs them when missing), else from the machine; a
-test without them fails at setup with one line, never skips. Each server runs in a process group
-of its own, is waited on by its progress (``tests/e2e/waiting.py``) and is shut down cleanly:
-Redis without saving, PostgreSQL with a fast shutdown (``SIGINT``), before its directory goes.
+The binaries come from ``XAI_TEST_PG_BIN`` (``make`` sets it, with ``XAI_TEST_REDIS_SERVER``,
+from ``scripts/ensure_services.py``, which installs them when missing), else from the machine; a
+test without them fails at setup with one line, never skips. The server runs in a process group
+of its own, is waited on by its progress (``tests/e2e/waiting.py``) and is shut down cleanly
+with a fast shutdown (``SIGINT``) before its directory goes. (A Redis of the test's own comes
+from ``airflow_provider_xai.testing.redis_server``.)
 
 PostgreSQL refuses to run as root (``initdb: error: cannot be run as root``), so as root the
 cluster is made and run as an unprivileged account (``postgres`` when the machine has one, else
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 from scripts import ensure_services
-from scripts.ensure_services import POSTGRES, REDIS, Service
+from scripts.ensure_services import POSTGRES, Service
 from tests.e2e.waiting import file_sizes, wait_while_moving
 
 #: PostgreSQL settings for a throwaway cluster: loopback TCP only, no durability.
@@ -98,39 +99,6 @@ class _Server:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-
-
-class RedisServer(_Server):
-    """``redis-server`` on 127.0.0.1, no persistence, data in ``directory``."""
-
-    def __init__(self, directory: Path, executable: str | None = None) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        super().__init__(directory / "redis.log")
-        self.directory = directory
-        self.executable = executable or program(REDIS)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def start(self) -> RedisServer:
-        self._spawn([
-            self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.directory), "--protected-mode", "yes",
-        ])
-        self._wait_ready(self.ping, "redis-server")
-        return self
-
-    def stop(self) -> None:
-        self._stop(signal.SIGTERM, "redis-server")  # with --save "" it exits without writing
 
 
 class PostgresServer(_Server):
