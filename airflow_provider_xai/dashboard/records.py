@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from airflow_provider_xai.usage import XCOM_LEDGER_KEY, XCOM_USAGE_KEY
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, gc=False):
     """What the page reads of a usage record (``UsageRecord.to_dict``); absent fields default
     as in :class:`~airflow_provider_xai.usage.UsageRecord`, other fields are skipped."""
 
@@ -90,8 +90,10 @@ def counted_rows(session: Session, dag_ids: Collection[str], since: Any) -> Iter
     stmt = select(X.dag_id, X.run_id, X.task_id, cast(X.value, Text)).where(
         X.dag_id.in_(sorted(dag_ids)),
         X.timestamp >= since,
-        (X.key == XCOM_LEDGER_KEY) | ((X.key == XCOM_USAGE_KEY) & ~has_ledger),
+        X.key.in_((XCOM_LEDGER_KEY, XCOM_USAGE_KEY)),  # one search of idx_xcom_key (or of the DAG ids')
+        (X.key == XCOM_LEDGER_KEY) | ~has_ledger,
     )
-    for row in session.execute(stmt.execution_options(yield_per=5000)):
+    # Core rows, not ORM ones: nothing here is an entity.
+    for row in session.connection().execute(stmt.execution_options(yield_per=5000)):
         if row[3] is not None:
             yield row[0], row[1], row[2], row[3]
