@@ -1,33 +1,29 @@
-"""The xAI usage page's numbers: one SQL query over Airflow's XCom table, one pass in Python.
+"""The xAI usage page's numbers: the counted records (:mod:`.records`) added up in one pass.
 
-What counts (so nothing is counted twice): per task instance (DAG run, task, map index), the
-records of its ``xai_usage_ledger`` XCom, which holds every billed response of every attempt
-(batch results are only there); the ``xai_usage`` XCom (the latest single record, also in the
-ledger) counts only for a task instance that has no ledger. The usage sensor's roll-ups
-(its return value, ``xai_usage_summary``) are never counted; ``xai_usage_summary`` only marks a
-run as over budget. A record's day is its own ``timestamp`` (UTC), not the XCom's.
-
-SQL picks the XCom rows (that rule as ``NOT EXISTS``, the readable DAGs, the date range's lower
-bound on the XCom time) on the ``idx_xcom_key`` index; each record's JSON is then read once, in
-Python. Adding up inside SQL with JSON element access was measured slower on SQLite (before
-3.45 every ``json_extract`` re-parses the record, 16 times per record here; figures in
-docs/dashboard.md), and this way one portable query serves SQLite, PostgreSQL and MySQL.
-Costs are summed as integer ticks (1 USD = 1e10 ticks) as in
-:mod:`airflow_provider_xai.usage_summary`, so totals are exact sums.
+Each record becomes one tuple of :data:`SUMS` and is appended (not yet added) to its fine
+group (day, DAG, task, model, API, cost source) and to its run; each group's column sums are
+then taken at once (``zip`` and ``sum``), and the page's roll-ups (totals, per day x DAG, by DAG,
+task, model, API) are made from the few thousand fine groups, not from the records. Costs are
+summed as integer ticks (1 USD = 1e10 ticks) as in :mod:`airflow_provider_xai.usage_summary`, so
+totals are exact sums. Adding up inside SQL with JSON element access was measured slower on
+SQLite (figures in docs/dashboard.md); this way one portable query serves SQLite, PostgreSQL
+and MySQL.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-import operator
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from airflow_provider_xai.dashboard.records import counted_rows, decode
 from airflow_provider_xai.sensors.usage import XCOM_SUMMARY_KEY
 from airflow_provider_xai.usage import COUNT_FIELDS, TICKS_PER_USD, XCOM_LEDGER_KEY, XCOM_USAGE_KEY
 
@@ -38,6 +34,8 @@ TOP_RUNS = 25
 #: The sums kept per group, in order: a group is a list of ints in this order.
 SUMS = ("records", "requests", *COUNT_FIELDS, "cost_ticks", "estimate_ticks", "unpriced_requests")
 _DAY = 86400
+_TICKS, _TOKENS = SUMS.index("cost_ticks"), SUMS.index("total_tokens")
+_counts = attrgetter(*COUNT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -60,46 +58,36 @@ class Window:
         return [(self.first + timedelta(days=n)).isoformat() for n in range(count)]
 
 
-# --- the records ----------------------------------------------------------------------------------
-def counted_records(session: Session, dag_ids: Collection[str], window: Window) -> Iterator[tuple[Any, ...]]:
-    """``(dag_id, run_id, task_id, record dict)`` of every counted record in ``window``."""
-    from airflow.models.xcom import XComModel as X
+# --- one pass over the records ----------------------------------------------------------------------
+def _column_sums(rows: Iterable[tuple[int, ...]]) -> list[int]:
+    return [sum(column) for column in zip(*rows, strict=True)]
 
-    if not dag_ids:
-        return
-    ledger = aliased(X)
-    has_ledger = exists().where(
-        ledger.dag_run_id == X.dag_run_id,
-        ledger.task_id == X.task_id,
-        ledger.map_index == X.map_index,
-        ledger.key == XCOM_LEDGER_KEY,
-    )
-    is_ledger = X.key == XCOM_LEDGER_KEY
-    stmt = select(X.dag_id, X.run_id, X.task_id, X.value).where(
-        X.dag_id.in_(sorted(dag_ids)),
-        # A ledger published at time T holds records stamped <= T: the XCom time bounds from below.
-        X.timestamp >= window.start,
-        is_ledger | ((X.key == XCOM_USAGE_KEY) & ~has_ledger),
-    )
+
+def _collect(session: Session, dag_ids: Collection[str], window: Window) -> tuple[dict, dict, dict]:
+    """Fine groups, runs and tool calls of the counted records in ``window``, summed."""
+    fine: dict[tuple[Any, ...], list[tuple[int, ...]]] = {}  # (day, dag, task, model, kind, cost source)
+    by_run: dict[tuple[str, str], list[tuple[int, ...]]] = {}
+    tools: dict[str, list[tuple[int, int]]] = {}
     start, end = window.start.timestamp(), window.end.timestamp()
-    for dag_id, run_id, task_id, value in session.execute(stmt.execution_options(yield_per=5000)):
-        if isinstance(value, str):  # a value stored as a JSON string (written through serialize_value)
-            value = json.loads(value)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Mapping) and start <= float(item.get("timestamp") or 0) < end:
-                yield dag_id, run_id, task_id, item
-
-
-def _sums(item: Mapping[str, Any]) -> list[int]:
-    """One record as a group of :data:`SUMS`."""
-    get = item.get
-    requests = get("requests") or 1
-    cost = get("cost_usd")
-    ticks = 0 if cost is None else round(cost * TICKS_PER_USD)
-    sums = [1, requests]
-    sums += [get(name) or 0 for name in COUNT_FIELDS]
-    sums += [ticks, ticks if get("cost_source") == "estimate" else 0, requests if cost is None else 0]
-    return sums
+    for dag_id, run_id, task_id, text in counted_rows(session, dag_ids, window.start):
+        for rec in decode(text):
+            stamp = rec.timestamp
+            if not start <= stamp < end:
+                continue
+            cost, requests = rec.cost_usd, rec.requests or 1
+            ticks = 0 if cost is None else round(cost * TICKS_PER_USD)
+            estimate = ticks if rec.cost_source == "estimate" else 0
+            sums = (1, requests, *_counts(rec), ticks, estimate, requests if cost is None else 0)
+            key = (int(stamp // _DAY), dag_id, task_id, rec.model, rec.kind or "chat", rec.cost_source)
+            fine.setdefault(key, []).append(sums)
+            by_run.setdefault((dag_id, run_id), []).append(sums)
+            for tool, calls in (rec.server_side_tool_usage or {}).items():
+                tools.setdefault(tool, []).append((calls or 0, 1))
+    return (
+        {key: _column_sums(rows) for key, rows in fine.items()},
+        {key: _column_sums(rows) for key, rows in by_run.items()},
+        {tool: _column_sums(rows) for tool, rows in tools.items()},
+    )
 
 
 def _add(into: dict[Any, list[int]], key: Any, sums: list[int]) -> None:
@@ -107,7 +95,7 @@ def _add(into: dict[Any, list[int]], key: Any, sums: list[int]) -> None:
     if group is None:
         into[key] = sums.copy()
     else:
-        group[:] = map(operator.add, group, sums)
+        group[:] = [a + b for a, b in zip(group, sums, strict=True)]
 
 
 def _rows(groups: Mapping[Any, list[int]], names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -128,18 +116,7 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
 
     ``dag_ids`` must already be only what the user may read: nothing else is looked at.
     """
-    fine: dict[tuple[Any, ...], list[int]] = {}  # (day, dag, task, model, kind, cost source)
-    by_run: dict[tuple[str, str], list[int]] = {}
-    tools: dict[str, list[int]] = {}
-    for dag_id, run_id, task_id, item in counted_records(session, dag_ids, window):
-        sums = _sums(item)
-        day = int(float(item["timestamp"]) // _DAY)
-        key = (day, dag_id, task_id, item.get("model"), item.get("kind") or "chat", item.get("cost_source"))
-        _add(fine, key, sums)
-        _add(by_run, (dag_id, run_id), sums)
-        for tool, calls in (item.get("server_side_tool_usage") or {}).items():
-            _add(tools, tool, [int(calls or 0), 1])
-
+    fine, by_run, tools = _collect(session, dag_ids, window)
     rollups: dict[str, dict[Any, list[int]]] = {name: {} for name in ("total", "daily", "dag", "task", "model", "kind")}
     days: dict[int, str] = {}
     for (day, dag_id, task_id, model, kind, _), sums in fine.items():
@@ -181,8 +158,8 @@ def _top_runs(
     """The most expensive runs (by cost, then tokens) and every run over budget (that has usage
     in the window), each over-budget run carrying its ``budget``."""
     exceeded = {key: budget for key, budget in _exceeded_runs(session, dag_ids, window).items() if key in by_run}
-    ranked = _rows(by_run, ("dag_id", "run_id"))
-    runs = ranked[:TOP_RUNS] + [r for r in ranked[TOP_RUNS:] if (r["dag_id"], r["run_id"]) in exceeded]
+    top = heapq.nsmallest(TOP_RUNS, by_run, key=lambda run: (-by_run[run][_TICKS], -by_run[run][_TOKENS], run))
+    runs = _rows({run: by_run[run] for run in [*top, *exceeded]}, ("dag_id", "run_id"))  # the order of _rows
     for run in runs:
         run["budget"] = exceeded.get((run["dag_id"], run["run_id"]))
     return runs
