@@ -83,6 +83,7 @@ def get_provider_info() -> dict[str, Any]:
                         "default_model": DEFAULT_MODEL,
                         "timeout": "600",
                         "max_retries": "2",
+                        "rate_limit_store": "embedded",
                     },
                 },
                 "conn-fields": {
@@ -136,7 +137,8 @@ def get_provider_info() -> dict[str, Any]:
                             "embedded (default): an SQLite file shared by the processes of one machine; "
                             "redis: shared by many machines, through the Redis connection below."
                         ),
-                        "schema": {"type": ["string", "null"], "enum": ["embedded", "redis", None]},
+                        # free text, not an enum: the UI's select would show an unset value as "null"
+                        "schema": {"type": ["string", "null"]},
                     },
                     "rate_limit_path": {
                         "label": "Rate limit file (embedded store)",
