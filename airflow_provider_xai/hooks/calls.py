@@ -25,12 +25,12 @@ from airflow_provider_xai.schemas import (
     build_chat_request,
     parse_response,
 )
+from airflow_provider_xai.schemas.chat import CHAT_PATH, DEFERRED_COMPLETION_PATH
 
 M = TypeVar("M", bound=BaseModel)
 #: What the chat methods accept: a :class:`ChatRequest`, a mapping of API fields, or None
 #: (with the fields as keyword arguments).
 RequestLike = ChatRequest | Mapping[str, Any]
-CHAT_PATH = "chat/completions"
 
 
 def segment(value: str) -> str:
@@ -121,7 +121,7 @@ def get_deferred(request_id: str) -> Call[ChatCompletion | None]:
             request_id=exc.request_id,
         )
 
-    return Call("GET", f"chat/deferred-completion/{segment(request_id)}", parse, on_error=expired)
+    return Call("GET", f"{DEFERRED_COMPLETION_PATH}{segment(request_id)}", parse, on_error=expired)
 
 
 def stream_body(request: RequestLike | None, kwargs: Mapping[str, Any]) -> Any:

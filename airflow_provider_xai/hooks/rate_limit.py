@@ -39,6 +39,7 @@ from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitE
 from airflow_provider_xai.hooks.rate_limit_config import RateLimitConfig
 from airflow_provider_xai.hooks.rate_limit_usage import TappedStream, billed_tokens, estimate_tokens
 from airflow_provider_xai.hooks.replies import Reply
+from airflow_provider_xai.hooks.retry import MAX_RETRY_AFTER
 
 if TYPE_CHECKING:
     from pyrate_limiter import Decision, Rate
@@ -48,8 +49,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-#: Longest shared cool-down (the retry policy does not honour a longer ``retry-after`` either).
-MAX_COOLDOWN = 60.0
+#: Longest shared cool-down: the longest ``retry-after`` the hook's retries honour.
+MAX_COOLDOWN = MAX_RETRY_AFTER
 #: xAI's Batch API accepts 100 add-requests calls per 30 s per team; paced 1 % slower, smoothly.
 BATCH_CALLS, BATCH_PERIOD_MS = 100, 30_300
 
@@ -123,14 +124,17 @@ class SharedRateLimiter:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def key(self, scope: str) -> str:
+        """A store key of this API key (its fingerprint): ``scope`` is e.g. ``model:requests``."""
+        return f"xai-rate-limit:{self.key_fingerprint}:{scope}"
+
     def plan(self, body: Any) -> Plan | None:
         """The keys and estimate of a request (None for requests that name no model)."""
         model = body.get("model") if isinstance(body, Mapping) else None
         if not isinstance(model, str):
             return None
-        prefix = f"xai-rate-limit:{self.key_fingerprint}:{model}"
         tokens = estimate_tokens(body) if self.tokens_rate and ("messages" in body or "input" in body) else 0
-        return Plan(f"{prefix}:requests", f"{prefix}:tokens", tokens)
+        return Plan(self.key(f"{model}:requests"), self.key(f"{model}:tokens"), tokens)
 
     # --- decisions (generators of store operations) ---------------------------------------------
     def _acquire(self, plan: Plan) -> Steps[None]:
@@ -198,7 +202,7 @@ class SharedRateLimiter:
 
     def remaining_cooldown(self, model: str) -> Steps[float]:
         """Seconds until ``model``'s requests key admits again (0 when free)."""
-        state = yield Read(f"xai-rate-limit:{self.key_fingerprint}:{model}:requests", self.requests_rate)
+        state = yield Read(self.key(f"{model}:requests"), self.requests_rate)
         return self._free_in(state)
 
     def _attempt_outcome(self, plan: Plan, outcome: Any, backoff: Callable[[int], float]) -> Steps[None]:
@@ -354,7 +358,7 @@ class SharedPacer:
         from pyrate_limiter import Rate
 
         self.limiter = limiter
-        self.key = f"xai-rate-limit:{limiter.key_fingerprint}:batch-add-requests"
+        self.key = limiter.key("batch-add-requests")
         self.rates = [Rate(BATCH_CALLS, BATCH_PERIOD_MS, burst=1)]
 
     def acquire(self) -> float:

@@ -40,10 +40,9 @@ from airflow_provider_xai.hooks.trace_attributes import (
     response_attributes,
 )
 from airflow_provider_xai.hooks.trace_content import capture_mode, input_attributes, output_attributes
+from airflow_provider_xai.schemas.chat import CHAT_PATH, DEFERRED_COMPLETION_PATH
 from airflow_provider_xai.schemas.response_request import RESPONSES_PATH
 
-CHAT_PATH = "chat/completions"  # hooks.calls.CHAT_PATH (which imports the transport, and so this)
-POLL_PREFIX = "chat/deferred-completion/"
 TRACER_NAME = "airflow_provider_xai"
 log = logging.getLogger(__name__)
 #: The request an answer or retry belongs to (our own variable: never the caller's span).
@@ -269,7 +268,7 @@ def start(method: str, path: str, body: Any, settings: ClientSettings) -> Reques
                 return RequestSpan("chat.completions", body, settings)
             if path == RESPONSES_PATH:
                 return RequestSpan("responses", body, settings)
-        elif method == "GET" and path.startswith(POLL_PREFIX):
+        elif method == "GET" and path.startswith(DEFERRED_COMPLETION_PATH):
             return RequestSpan("chat.completions", {}, settings, lazy=True)
     except Exception:  # tracing must never stop a request
         log.debug("xAI span could not be started", exc_info=True)

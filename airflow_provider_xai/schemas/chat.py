@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
 
+CHAT_PATH = "chat/completions"
+#: A deferred completion is fetched at this prefix + its request id.
+DEFERRED_COMPLETION_PATH = "chat/deferred-completion/"
+
 Role = Literal["system", "user", "assistant", "tool", "function", "developer"]
 Detail = Literal["auto", "low", "high"]
 
