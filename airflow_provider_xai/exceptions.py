@@ -1,8 +1,8 @@
 """One exception tree for everything the provider raises.
 
 Every error carries the HTTP status, xAI's ``code`` and message, and the request id when
-there is one. None of them ever holds the API key: messages come from xAI's body (which
-masks keys itself) or from this package.
+there is one. None of them ever holds a secret: every text an error is given passes through the
+one scrubber (:mod:`airflow_provider_xai.secrets`), which knows every secret the provider read.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_xai.secrets import scrub
 
 
 class XAIError(AirflowException):
@@ -30,11 +32,12 @@ class XAIError(AirflowException):
         xai_message: str | None = None,
         request_id: str | None = None,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.status = status
-        self.code = code
-        self.xai_message = xai_message
+        self.code = scrub(code) if code else code
+        self.xai_message = scrub(xai_message) if xai_message else xai_message
         self.request_id = request_id
 
     def __str__(self) -> str:
@@ -42,7 +45,7 @@ class XAIError(AirflowException):
         details.append(f"code={self.code!r}" if self.code else "")
         details.append(f"request_id={self.request_id}" if self.request_id else "")
         tail = ", ".join(d for d in details if d)
-        return f"{self.message} ({tail})" if tail else self.message
+        return scrub(f"{self.message} ({tail})" if tail else self.message)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, dict(self.__dict__)))
@@ -75,6 +78,7 @@ def error_from_dict(data: Any) -> XAIError | None:
 
 def _rebuild(cls: type[XAIError], message: str, state: dict[str, Any]) -> XAIError:
     err = cls.__new__(cls)
+    message = state["message"] = scrub(message)
     Exception.__init__(err, message)
     err.__dict__.update(state)
     return err

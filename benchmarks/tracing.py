@@ -36,8 +36,8 @@ LOOP = 200_000
 
 def off_cost_us() -> list[float]:
     """Microseconds per request that tracing adds with no provider, five rounds."""
-    from airflow_provider_xai.hooks import tracing
-    from airflow_provider_xai.hooks.settings import settings_from_connection
+    from airflow_provider_xai.connection.settings import settings_from_connection
+    from airflow_provider_xai.tracing import spans as tracing
 
     os.environ["XAI_API_KEY"] = API_KEY  # settings without a connection: the key is all they need
     settings = settings_from_connection(None, "xai_default")

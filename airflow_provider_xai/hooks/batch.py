@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
 from airflow_provider_xai.hooks.calls import fixed_body, read, segment
-from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
-from airflow_provider_xai.hooks.replies import Reply
-from airflow_provider_xai.hooks.transport import Call, XAITransport
+from airflow_provider_xai.pipeline.replies import Reply
+from airflow_provider_xai.pipeline.transport import Call, XAITransport
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
 from airflow_provider_xai.schemas.batch import (
     Batch,
     BatchList,
@@ -251,7 +251,7 @@ class XAIBatchMixin:
     ) -> Batch:
         """Poll (blocking) until the batch is done; on timeout cancel it (by default) and raise
         :class:`XAIDeferredTimeoutError`. Transient poll failures are tolerated as in the
-        triggers (see ``hooks/polling.py``)."""
+        triggers (see ``polling.py``)."""
         poller = Poller(poll_interval, clock() + timeout, max_poll_failures, clock=clock)
         progress = ProgressLog(lambda: log, f"xAI batch {batch_id}")
         outcome = poll(

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.exceptions import XAIAPIError, XAIDeferredExpiredError, XAIError, XAINotFoundError
-from airflow_provider_xai.hooks.replies import Reply
-from airflow_provider_xai.hooks.settings import ClientSettings
-from airflow_provider_xai.hooks.transport import Call
+from airflow_provider_xai.pipeline.replies import Reply
+from airflow_provider_xai.pipeline.transport import Call
 from airflow_provider_xai.schemas import (
     ChatCompletion,
     ChatRequest,

@@ -12,21 +12,22 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_xai import secrets
+from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.exceptions import XAIError, XAIValidationError
-from airflow_provider_xai.hooks import tracing
 from airflow_provider_xai.hooks.calls import read, segment
-from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
-from airflow_provider_xai.hooks.settings import ClientSettings
-from airflow_provider_xai.hooks.streaming import aiter_sse_data, iter_sse_data
-from airflow_provider_xai.hooks.transport import Call, XAITransport
+from airflow_provider_xai.pipeline.sse import aiter_sse_data, iter_sse_data
+from airflow_provider_xai.pipeline.transport import Call, XAITransport
 from airflow_provider_xai.schemas.response_request import (
     RESPONSES_PATH,
     ResponseRequest,
     build_response_request,
 )
 from airflow_provider_xai.schemas.responses import DeletedResponse, Response, ResponseStreamEvent
+from airflow_provider_xai.streams.responses import ResponseStreamAssembler
 from airflow_provider_xai.structured import OutputSpec
 from airflow_provider_xai.tools import resolve_tools
+from airflow_provider_xai.tracing import spans as tracing
 
 ResponseLike = ResponseRequest | Mapping[str, Any]
 #: Called with each stream event and the assembler (for logging text and tool steps).
@@ -176,7 +177,7 @@ class XAIResponsesMixin:
         """Stream a response as typed events, ending with the terminal one (``[DONE]`` or not).
         Opening the stream is retried; a stream that breaks or fails afterwards raises typed."""
         fields = response_fields(request, kwargs)
-        yield from self._events(fields, ResponseStreamAssembler(secret=self.transport.settings.api_key))
+        yield from self._events(fields, ResponseStreamAssembler())
 
     def stream_response(
         self, request: ResponseLike | None = None, /, *, on_event: OnEvent | None = None, **kwargs: Any
@@ -184,7 +185,7 @@ class XAIResponsesMixin:
         """Stream a response, calling ``on_event`` with each typed event and the assembler;
         return the assembled response (what :meth:`create_response` would return)."""
         fields = response_fields(request, kwargs)
-        assembler = ResponseStreamAssembler(secret=self.transport.settings.api_key)
+        assembler = ResponseStreamAssembler()
         for event in self._events(fields, assembler):
             if on_event is not None:
                 on_event(event, assembler)
@@ -195,7 +196,7 @@ class XAIResponsesMixin:
     ) -> Response:
         """Async :meth:`stream_response`."""
         fields = response_fields(request, kwargs)
-        assembler = ResponseStreamAssembler(secret=(await self.transport.asettings()).api_key)
+        assembler = ResponseStreamAssembler()
         async for event in self._aevents(fields, assembler):
             if on_event is not None:
                 on_event(event, assembler)
@@ -235,14 +236,8 @@ def _path(response_id: str) -> str:
 
 def _secret(conn: Any) -> str:
     """The MCP authorization secret of a connection (its password), registered with the masker."""
-    secret = getattr(conn, "password", None) or ""
-    if secret:
-        try:
-            from airflow.sdk.log import mask_secret
-
-            mask_secret(secret)
-        except Exception:  # masking must never stop a task; the secret stays out of messages
-            pass
+    secret: str = getattr(conn, "password", None) or ""
+    secrets.register(secret)
     return secret
 
 

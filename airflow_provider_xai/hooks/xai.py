@@ -15,16 +15,16 @@ from typing import Any
 import httpx
 from airflow.sdk import BaseHook
 
+from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, XAIValidationError
-from airflow_provider_xai.hooks import calls, tracing
+from airflow_provider_xai.hooks import calls
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.calls import RequestLike
-from airflow_provider_xai.hooks.replies import Reply
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
-from airflow_provider_xai.hooks.settings import ClientSettings
-from airflow_provider_xai.hooks.stream_assembler import StreamAssembler
-from airflow_provider_xai.hooks.streaming import aiter_sse_data, iter_sse_data, stream_retryable
-from airflow_provider_xai.hooks.transport import Call, XAITransport
+from airflow_provider_xai.pipeline.replies import Reply
+from airflow_provider_xai.pipeline.sse import aiter_sse_data, iter_sse_data, stream_retryable
+from airflow_provider_xai.pipeline.transport import Call, XAITransport
+from airflow_provider_xai.pricing import DEFAULT_PRICES, Price, prices_from_language_models
 from airflow_provider_xai.schemas import (
     ApiKeyInfo,
     ChatCompletion,
@@ -36,8 +36,9 @@ from airflow_provider_xai.schemas import (
     ModelList,
     TokenizeResponse,
 )
+from airflow_provider_xai.streams.chat import StreamAssembler
 from airflow_provider_xai.structured import OutputSpec
-from airflow_provider_xai.usage import DEFAULT_PRICES, Price, prices_from_language_models
+from airflow_provider_xai.tracing import spans as tracing
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
             with span.active():
                 response = t.retrying(lambda: t.open_stream(calls.CHAT_PATH, body), t.policy())
-            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            assembler = StreamAssembler(expect_usage=_wants_usage(body))
             for data in iter_sse_data(response, t.stream_limit()):
                 if (chunk := assembler.feed(data)) is not None:
                     yield chunk
@@ -202,7 +203,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
             with span.active():
                 response = await t.aretrying(lambda: t.aopen_stream(calls.CHAT_PATH, body), t.policy())
-            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            assembler = StreamAssembler(expect_usage=_wants_usage(body))
             async for data in aiter_sse_data(response, t.stream_limit()):
                 if (chunk := assembler.feed(data)) is not None:
                     yield chunk
@@ -227,7 +228,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         body = calls.stream_body(request, kwargs)(t.settings)
 
         def attempt() -> ChatCompletion:
-            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            assembler = StreamAssembler(expect_usage=_wants_usage(body))
             for data in iter_sse_data(t.open_stream(calls.CHAT_PATH, body), t.stream_limit()):
                 _feed(assembler, data, on_text)
             return assembler.completion()
@@ -251,7 +252,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         body = calls.stream_body(request, kwargs)(await t.asettings())
 
         async def attempt() -> ChatCompletion:
-            assembler = StreamAssembler(expect_usage=_wants_usage(body), secret=t.settings.api_key)
+            assembler = StreamAssembler(expect_usage=_wants_usage(body))
             response = await t.aopen_stream(calls.CHAT_PATH, body, client)
             async for data in aiter_sse_data(response, t.stream_limit()):
                 _feed(assembler, data, on_text)

@@ -10,8 +10,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.hooks.batch import timeout_message
-from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 
 
 class XAIBatchTrigger(BaseTrigger):

@@ -10,8 +10,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.exceptions import XAIDeferredExpiredError, XAIError
-from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 
 #: How long a copy of this trigger that met 404 stays silent before reporting the request
 #: expired (see :class:`XAIDeferredCompletionTrigger`).

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_xai.hooks.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.usage_summary import fetch_task_states, unfinished
 
 #: Consecutive failed state look-ups tolerated before the trigger gives up.

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_xai.exceptions import XAIConnectionError, XAIRateLimitError
-from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
-from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter
+from airflow_provider_xai.ratelimit.store import ALGORITHM
 from airflow_provider_xai.testing.redis_server import RedisServerMissing, redis_server
 from tests.helpers.clock import FakeClock
 

@@ -25,9 +25,9 @@ from airflow_provider_xai.exceptions import (
     XAIRateLimitError,
     XAIResponseError,
 )
-from airflow_provider_xai.hooks.errors import error_from_response, parse_retry_after
-from airflow_provider_xai.hooks.retry import MAX_RETRY_AFTER, RetryPolicy
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.pipeline.errors import error_from_response, parse_retry_after
+from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER, RetryPolicy
 from tests.unit.test_hook_mock import KEY, Recorder, completion, error, make_hook
 
 MESSAGES = [{"role": "user", "content": "x"}]

@@ -1,4 +1,4 @@
-"""The one poll decision (hooks/polling.py) on a fake clock: no sleeping, no I/O."""
+"""The one poll decision (polling.py) on a fake clock: no sleeping, no I/O."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIConnectionError, XAIServerError
-from airflow_provider_xai.hooks.polling import MAX_FAILURE_BACKOFF, Action, Poller, poll
+from airflow_provider_xai.polling import MAX_FAILURE_BACKOFF, Action, Poller, poll
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""The shared rate limiter (hooks/rate_limit.py) against httpx.MockTransport and a fake clock.
+"""The shared rate limiter (ratelimit/limiter.py) against httpx.MockTransport and a fake clock.
 
 The store is the real embedded one (an SQLite file in tmp_path); only time is faked: the
 clock moves when the limiter sleeps, so pacing is asserted exactly and nothing waits.
@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_xai.connection.rate_limits import default_path
+from airflow_provider_xai.connection.settings import settings_from_connection
 from airflow_provider_xai.exceptions import XAIConfigurationError, XAIConnectionError, XAIRateLimitError
-from airflow_provider_xai.hooks import rate_limit_store
-from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter, fingerprint
-from airflow_provider_xai.hooks.rate_limit_config import default_path
-from airflow_provider_xai.hooks.rate_limit_store import ALGORITHM, RedisStates, SQLiteStates
-from airflow_provider_xai.hooks.rate_limit_usage import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
-from airflow_provider_xai.hooks.settings import settings_from_connection
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.ratelimit import store as rate_limit_store
+from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter, fingerprint
+from airflow_provider_xai.ratelimit.store import ALGORITHM, RedisStates, SQLiteStates
+from airflow_provider_xai.ratelimit.tokens import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
 from tests.helpers.clock import FakeClock
 
 KEY = "xai-unit-limiter-key-123456"
@@ -245,7 +245,7 @@ def test_the_final_rate_limit_error_carries_the_remaining_shared_cool_down(
     monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
 ) -> None:
     set_connection(monkeypatch, rate_limit_requests_per_second=100, max_retries=1)
-    monkeypatch.setattr("airflow_provider_xai.hooks.transport.time.sleep", clock.sleep)  # the retry wait
+    monkeypatch.setattr("airflow_provider_xai.pipeline.transport.time.sleep", clock.sleep)  # the retry wait
     server = Server(clock, too_many(retry_after="20"))
     hook = limited_hook(server, clock, states)
     with pytest.raises(XAIRateLimitError) as raised:

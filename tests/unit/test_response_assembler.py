@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_xai import secrets
 from airflow_provider_xai.exceptions import (
     XAIAPIError,
     XAIRateLimitError,
@@ -16,8 +17,8 @@ from airflow_provider_xai.exceptions import (
     XAIServerError,
     XAITruncatedStreamError,
 )
-from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
 from airflow_provider_xai.schemas import Response
+from airflow_provider_xai.streams.responses import ResponseStreamAssembler
 from tests.unit.response_fixtures import (
     FUNCTION_CALL_RESPONSE,
     ILLUSTRATIVE_STREAM,
@@ -229,7 +230,8 @@ class TestSequence:
 
 class TestErrors:
     def test_an_error_event_is_the_typed_error(self) -> None:
-        assembler = ResponseStreamAssembler(secret="xai-SECRET-KEY")
+        secrets.register("xai-SECRET-KEY")  # as reading the connection does
+        assembler = ResponseStreamAssembler()
         assembler.feed(ILLUSTRATIVE_STREAM[0])
         event = {"type": "error", "sequence_number": 1, "code": "internal_error",
                  "message": "Upstream failed for key xai-SECRET-KEY", "param": None}  # fmt: skip

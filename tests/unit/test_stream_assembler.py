@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_xai.exceptions import XAITruncatedStreamError
-from airflow_provider_xai.hooks.stream_assembler import StreamAssembler
 from airflow_provider_xai.schemas import ChatCompletion
+from airflow_provider_xai.streams.chat import StreamAssembler
 from airflow_provider_xai.testing.streaming import stream_events
 
 #: Fields a non-streamed answer has that the assembled one must reproduce.

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIBadRequestError, XAIError
-from airflow_provider_xai.hooks import tracing
-from airflow_provider_xai.hooks.trace_content import CAPTURE_ENV
+from airflow_provider_xai.tracing import spans as tracing
+from airflow_provider_xai.tracing.content import CAPTURE_ENV
 from tests.helpers.spans import memory_spans
 from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
 from tests.unit.test_hook_mock import KEY, Recorder, completion, error, make_hook

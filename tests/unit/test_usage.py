@@ -10,25 +10,29 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_xai.schemas import LanguageModel, ResponseUsage, Usage
-from airflow_provider_xai.usage import (
+from airflow_provider_xai.pricing import (
     DEFAULT_PRICES,
-    DEFAULT_TOOL_PRICES,
     PRICES_AS_OF,
+    Price,
+    parse_prices,
+    price_table,
+    prices_from_language_models,
+)
+from airflow_provider_xai.schemas import LanguageModel, ResponseUsage, Usage
+from airflow_provider_xai.tool_prices import (
+    DEFAULT_TOOL_PRICES,
     TOOL_PRICES_AS_OF,
+    tool_fees,
+    tool_price_table,
+)
+from airflow_provider_xai.usage import (
     XCOM_LEDGER_KEY,
     XCOM_USAGE_KEY,
-    Price,
     UsageLedger,
     UsageRecord,
     build_record,
     emit_metrics,
     format_usage_line,
-    parse_prices,
-    price_table,
-    prices_from_language_models,
-    tool_fees,
-    tool_price_table,
 )
 
 
@@ -566,8 +570,8 @@ class TestResponsesUsage:
         assert plain.kind == "chat"
 
     def test_a_streamed_answer_makes_the_same_record(self) -> None:
-        from airflow_provider_xai.hooks.response_assembler import ResponseStreamAssembler
         from airflow_provider_xai.schemas import Response
+        from airflow_provider_xai.streams.responses import ResponseStreamAssembler
         from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
 
         assembler = ResponseStreamAssembler()

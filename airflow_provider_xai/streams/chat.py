@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAITruncatedStreamError
-from airflow_provider_xai.hooks.errors import error_from_response
+from airflow_provider_xai.pipeline.errors import error_from_response
 from airflow_provider_xai.schemas import ChatCompletion, ChatCompletionChunk, Usage, parse_response
 from airflow_provider_xai.schemas.chat import ChoiceLogprobs, ChunkChoice, ToolCallDelta
 
@@ -76,9 +76,8 @@ class ChoiceParts:
 class StreamAssembler:
     """Accumulates chunks of one streamed answer; raises on malformed or truncated streams."""
 
-    def __init__(self, *, expect_usage: bool = True, secret: str | None = None) -> None:
+    def __init__(self, *, expect_usage: bool = True) -> None:
         self.expect_usage = expect_usage
-        self.secret = secret
         self.done = False
         self.id = ""
         self.model = ""
@@ -115,7 +114,7 @@ class StreamAssembler:
             return  # parse_response reports it as malformed
         if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
             status = payload["status"] if isinstance(payload.get("status"), int) else 500
-            raise error_from_response(status, {}, data.encode(), self.secret)
+            raise error_from_response(status, {}, data.encode())
 
     @property
     def finished(self) -> bool:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import httpx
 
 from airflow_provider_xai.exceptions import XAIResponseError
-from airflow_provider_xai.hooks.errors import error_from_response, scrub
+from airflow_provider_xai.pipeline.errors import error_from_response
+from airflow_provider_xai.secrets import scrub
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,16 @@ class BodyLimit:
         )
 
 
-def check_reply(reply: Reply, secret: str) -> Reply:
+def check_reply(reply: Reply) -> Reply:
     """The reply itself, or the typed error an error status stands for."""
     if reply.status_code >= 400:
-        raise error_from_response(reply.status_code, reply.headers, reply.content, secret)
+        raise error_from_response(reply.status_code, reply.headers, reply.content)
     return reply
 
 
-def not_an_event_stream(reply: Reply, secret: str) -> XAIResponseError:
+def not_an_event_stream(reply: Reply) -> XAIResponseError:
     content_type = reply.headers.get("content-type", "no content type")
-    text = scrub(reply.content[:200].decode("utf-8", "replace"), secret)
+    text = scrub(reply.content[:200].decode("utf-8", "replace"))
     return XAIResponseError(
         f"xAI did not answer with an event stream ({content_type}): {text!r}",
         request_id=reply.headers.get("x-request-id"),

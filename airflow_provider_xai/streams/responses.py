@@ -1,7 +1,7 @@
 """ResponseStreamAssembler: a streamed Responses answer folded into the :class:`Response` that
 the same request returns unstreamed.
 
-I/O-free, like :class:`~airflow_provider_xai.hooks.stream_assembler.StreamAssembler`: the sync
+I/O-free, like :class:`~airflow_provider_xai.streams.chat.StreamAssembler`: the sync
 and async readers feed it raw SSE ``data`` strings. It checks ``sequence_number`` (a gap or a
 repeat is an error), stops at the first terminal event (``response.completed``, ``.incomplete``,
 ``.failed``) whether or not ``[DONE]`` follows, raises the typed error of an ``error`` event or
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAITruncatedStreamError
-from airflow_provider_xai.hooks.errors import error_from_response
+from airflow_provider_xai.pipeline.errors import error_from_response
 from airflow_provider_xai.schemas.chat import parse_response
 from airflow_provider_xai.schemas.response_items import FunctionCallItem, ToolCallItem, parse_item
 from airflow_provider_xai.schemas.responses import Response, ResponseStreamEvent
@@ -95,8 +95,7 @@ class _Item:
 class ResponseStreamAssembler:
     """Accumulates the events of one streamed response; raises on errors, gaps and truncation."""
 
-    def __init__(self, *, secret: str | None = None) -> None:
-        self.secret = secret
+    def __init__(self) -> None:
         self.events = 0
         self.done = False  # a [DONE] line was seen (xAI usually sends none)
         self.terminal: ResponseStreamEvent | None = None
@@ -120,7 +119,7 @@ class ResponseStreamAssembler:
         event: ResponseStreamEvent = parse_response(ResponseStreamEvent, data, "stream event")
         if event.type == "error":
             status = event.model_extra.get("status") if event.model_extra else None
-            raise error_from_response(status if type(status) is int else 500, {}, data.encode(), self.secret)
+            raise error_from_response(status if type(status) is int else 500, {}, data.encode())
         self._check_sequence(event)
         self.events += 1
         self._apply(event)
@@ -138,7 +137,7 @@ class ResponseStreamAssembler:
             return  # parse_response reports it as malformed
         if isinstance(payload, dict) and "error" in payload and "type" not in payload:
             status = payload["status"] if type(payload.get("status")) is int else 500
-            raise error_from_response(status, {}, data.encode(), self.secret)
+            raise error_from_response(status, {}, data.encode())
 
     def _check_sequence(self, event: ResponseStreamEvent) -> None:
         number = event.sequence_number
@@ -159,7 +158,7 @@ class ResponseStreamAssembler:
         status: int = error["status"] if type(error.get("status")) is int else 500
         message = error.get("message") or "the response failed"
         body = {"code": error.get("code") if isinstance(error.get("code"), str) else None, "error": message}
-        return error_from_response(status, {}, json.dumps(body).encode(), self.secret)
+        return error_from_response(status, {}, json.dumps(body).encode())
 
     # --- state ------------------------------------------------------------------------------
     def _item(self, event: ResponseStreamEvent) -> _Item:

@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from airflow_provider_xai import __version__
+from airflow_provider_xai import __version__, secrets
+from airflow_provider_xai.connection.rate_limits import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
 from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
-from airflow_provider_xai.hooks.rate_limit_config import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
-from airflow_provider_xai.usage import Price, parse_prices
+from airflow_provider_xai.pricing import Price, parse_prices
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -128,6 +128,7 @@ def settings_from_connection(
             f"No xAI API key: set the password (API Key) of connection {conn_id!r} "
             f"or export the {API_KEY_ENV} environment variable."
         )
+    secrets.register(api_key)
     base_url = ((conn.host if conn else None) or DEFAULT_BASE_URL).strip().rstrip("/")
     if "://" not in base_url:
         base_url = f"https://{base_url}"

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airflow_provider_xai.hooks.errors import is_retryable
+from airflow_provider_xai.pipeline.errors import is_retryable
 
 #: Longest ``retry-after`` honoured; a longer one falls back to capped backoff.
 MAX_RETRY_AFTER = 60.0

@@ -33,6 +33,7 @@ from airflow_provider_xai.exceptions import (
     XAIServerError,
     XAITimeoutError,
 )
+from airflow_provider_xai.secrets import scrub
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _QUOTA_WORDS = ("credits", "spending limit", "insufficient_quota")
@@ -62,11 +63,6 @@ _STATUS_CLASSES: dict[int, type[XAIAPIError]] = {
     422: XAIBadRequestError,
     429: XAIRateLimitError,
 }
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """Remove a secret from text that came from outside (server bodies, transport errors)."""
-    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -136,15 +132,15 @@ def error_class(status: int, code: str | None, message: str) -> type[XAIAPIError
 
 
 def error_from_response(
-    status: int, headers: Mapping[str, str], body: bytes, secret: str | None = None
+    status: int, headers: Mapping[str, str], body: bytes
 ) -> XAIAPIError:
     """Map an error answer to a typed error carrying status, code, message and request id."""
     code, message = _read_body(body)
-    message = scrub(_decoded(message), secret) or httpx.codes.get_reason_phrase(status) or "no message"
+    message = scrub(_decoded(message)) or httpx.codes.get_reason_phrase(status) or "no message"
     err = error_class(status, code, message)(
         f"xAI API error {status}: {message}",
         status=status,
-        code=scrub(code, secret) if code else None,
+        code=scrub(code) if code else None,
         xai_message=message,
         request_id=headers.get("x-request-id"),
     )
@@ -152,14 +148,14 @@ def error_from_response(
     return err
 
 
-def error_from_httpx(exc: Exception, url: str, secret: str | None = None) -> XAIError:
+def error_from_httpx(exc: Exception, url: str) -> XAIError:
     """Map any httpx failure (no usable answer) to a typed error.
 
     Transport failures (refused, reset, timed out) are connection errors and retryable; a body
     that cannot be decoded or a redirect loop is a response error; an unusable URL is a
     configuration error (neither is retried).
     """
-    detail = scrub(f"{type(exc).__name__}: {exc}", secret)
+    detail = scrub(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, httpx.TimeoutException):
         return XAITimeoutError(f"Request to {url} timed out ({detail})")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
-from airflow_provider_xai.hooks.errors import is_retryable
+from airflow_provider_xai.pipeline.errors import is_retryable
 
 T = TypeVar("T")
 #: Transient poll failures in a row tolerated before a wait gives up.

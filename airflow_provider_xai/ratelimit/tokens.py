@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_xai.hooks.replies import Reply
+from airflow_provider_xai.pipeline.replies import Reply
 
 #: Tokens assumed for an answer whose request sets no ``max_tokens``-like bound (corrected after).
 DEFAULT_OUTPUT_TOKENS = 1024

@@ -7,11 +7,11 @@ Spans go to whatever tracer provider the process has. Airflow installs one when
 runs, and the triggerer makes a ``trigger.*`` span current while a trigger runs, so a span
 started here is their child without any wiring. With no provider (the default) :func:`start`
 returns :data:`NO_SPAN`, a shared do-nothing object, after one look at OpenTelemetry's global
-tracer provider. The attributes are built in :mod:`airflow_provider_xai.hooks.trace_attributes`.
+tracer provider. The attributes are built in :mod:`airflow_provider_xai.tracing.attributes`.
 
 Nothing of the prompt or the answer is recorded unless the environment variable
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` opts in (see
-:mod:`airflow_provider_xai.hooks.trace_content`). The API key never reaches a span: request
+:mod:`airflow_provider_xai.tracing.content`). The API key never reaches a span: request
 attributes are read from the body (which never holds it; MCP secrets in ``tools`` are not read),
 and error messages are the typed errors' own, already scrubbed.
 """
@@ -31,17 +31,17 @@ from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
 
 from airflow_provider_xai import __version__
+from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.exceptions import XAIError
-from airflow_provider_xai.hooks.settings import ClientSettings
-from airflow_provider_xai.hooks.trace_attributes import (
+from airflow_provider_xai.schemas.chat import CHAT_PATH, DEFERRED_COMPLETION_PATH
+from airflow_provider_xai.schemas.response_request import RESPONSES_PATH
+from airflow_provider_xai.tracing.attributes import (
     OPERATION,
     airflow_identity,
     request_attributes,
     response_attributes,
 )
-from airflow_provider_xai.hooks.trace_content import capture_mode, input_attributes, output_attributes
-from airflow_provider_xai.schemas.chat import CHAT_PATH, DEFERRED_COMPLETION_PATH
-from airflow_provider_xai.schemas.response_request import RESPONSES_PATH
+from airflow_provider_xai.tracing.content import capture_mode, input_attributes, output_attributes
 
 TRACER_NAME = "airflow_provider_xai"
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from airflow_provider_xai.exceptions import (
     XAITimeoutError,
     XAITruncatedStreamError,
 )
-from airflow_provider_xai.hooks.replies import BodyLimit
+from airflow_provider_xai.pipeline.replies import BodyLimit
 
 
 class BoundedText:
@@ -78,6 +78,6 @@ def broken_stream(exc: Exception) -> XAIError:
 
 def stream_retryable(exc: BaseException) -> bool:
     """Whether a whole streamed answer may be requested again (see ``RetryPolicy``)."""
-    from airflow_provider_xai.hooks.errors import is_retryable
+    from airflow_provider_xai.pipeline.errors import is_retryable
 
     return is_retryable(exc) or isinstance(exc, XAITruncatedStreamError)

@@ -1,4 +1,4 @@
-"""The attributes of the GenAI spans (:mod:`airflow_provider_xai.hooks.tracing`): what a
+"""The attributes of the GenAI spans (:mod:`airflow_provider_xai.tracing.spans`): what a
 request asks for, what its answer says (tokens, cost, tool calls) and the Airflow task it runs
 in. Pure functions of the request body, the parsed answer and the settings: never the API key,
 never a tool's settings (an MCP tool's secret is not read).
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_xai.hooks.settings import ClientSettings
+from airflow_provider_xai.connection.settings import ClientSettings
 
 #: ``gen_ai.provider.name``: the semantic conventions' well-known value for xAI.
 PROVIDER_NAME = "x_ai"
@@ -110,7 +110,8 @@ def _tool_name(tool: Any) -> str:
 def response_attributes(result: Any, settings: ClientSettings) -> dict[str, Any]:
     """Response id and model, finish reasons, tokens, cost and tool calls of a completion or a
     Response (usage and cost read through :func:`build_record`, as the usage records are)."""
-    from airflow_provider_xai.usage import DEFAULT_PRICES, build_record
+    from airflow_provider_xai.pricing import DEFAULT_PRICES
+    from airflow_provider_xai.usage import build_record
 
     attributes: dict[str, Any] = {}
     if getattr(result, "id", None):

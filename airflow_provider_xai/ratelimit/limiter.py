@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from airflow_provider_xai.connection.rate_limits import RateLimitConfig
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
-from airflow_provider_xai.hooks.rate_limit_config import RateLimitConfig
-from airflow_provider_xai.hooks.rate_limit_usage import TappedStream, billed_tokens, estimate_tokens
-from airflow_provider_xai.hooks.replies import Reply
-from airflow_provider_xai.hooks.retry import MAX_RETRY_AFTER
+from airflow_provider_xai.pipeline.replies import Reply
+from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER
+from airflow_provider_xai.ratelimit.tokens import TappedStream, billed_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from pyrate_limiter import Decision, Rate
 
-    from airflow_provider_xai.hooks.rate_limit_store import States
-    from airflow_provider_xai.hooks.settings import ClientSettings
+    from airflow_provider_xai.connection.settings import ClientSettings
+    from airflow_provider_xai.ratelimit.store import States
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ def _emission_us(rate: Rate) -> int:
 def build_limiter(settings: ClientSettings, redis_conn: Any = None) -> SharedRateLimiter:
     """The limiter of a connection whose ``rate_limit`` is set, on the process's store for it
     (``redis_conn``: the Airflow connection named by ``rate_limit_redis_conn_id``)."""
-    from airflow_provider_xai.hooks.rate_limit_store import open_states
+    from airflow_provider_xai.ratelimit.store import open_states
 
     config = settings.rate_limit
     assert config is not None

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from pyrate_limiter import GCRA, Decision, Rate, StateStore
 from pyrate_limiter.abstracts.algorithm import State, StateAlgorithm
 
+from airflow_provider_xai import secrets
 from airflow_provider_xai.exceptions import XAIConfigurationError, XAIConnectionError
-from airflow_provider_xai.hooks.errors import scrub
 
 T = TypeVar("T")
 #: The one algorithm of every shared limit (pyrate-limiter's GCRA: a token bucket kept as one
@@ -175,7 +175,6 @@ class RedisStates:
         # A short retry: the transport's own retry loop retries a failed store call with backoff.
         self._options = {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **options}
         self.conn_id = conn_id
-        self._secret = self._options.get("password")
         # (client, its StateStore per key): one for blocking calls in this process, one per loop.
         self._sync: tuple[Any, dict[str, StateStore]] | None = None
         self._pid = 0
@@ -193,7 +192,7 @@ class RedisStates:
         return f"Redis store at {self._options.get('host')}:{self._options.get('port')} (connection {self.conn_id!r})"
 
     def _fail(self, exc: Exception) -> XAIConnectionError:
-        detail = scrub(f"{type(exc).__name__}: {exc}", self._secret)
+        detail = secrets.scrub(f"{type(exc).__name__}: {exc}")
         return XAIConnectionError(f"xAI rate-limit {self.describe()} failed: {detail}")
 
     def _sync_store(self, key: str) -> StateStore:
@@ -295,10 +294,7 @@ def open_states(store: str, path: str, redis_conn_id: str | None, redis_conn: An
     if store == "redis":
         assert redis_conn_id is not None
         options = redis_options(redis_conn, redis_conn_id)
-        if options["password"]:
-            from airflow_provider_xai.hooks.transport import _mask
-
-            _mask(options["password"])
+        secrets.register(options["password"])
         key: tuple[Any, ...] = ("redis", redis_conn_id, tuple(sorted(options.items())))
     else:
         key = ("embedded", os.path.abspath(path))

@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_xai.connection.settings import ClientSettings, settings_from_connection
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError
-from airflow_provider_xai.hooks import tracing
-from airflow_provider_xai.hooks.body import body_arguments
-from airflow_provider_xai.hooks.errors import (
+from airflow_provider_xai.pipeline.body import body_arguments
+from airflow_provider_xai.pipeline.errors import (
     HTTPX_FAILURES,
     error_from_httpx,
     is_retryable,
 )
-from airflow_provider_xai.hooks.replies import (
+from airflow_provider_xai.pipeline.replies import (
     BodyLimit,
     Reply,
     aread_body,
@@ -42,11 +42,11 @@ from airflow_provider_xai.hooks.replies import (
     not_an_event_stream,
     read_body,
 )
-from airflow_provider_xai.hooks.retry import RetryPolicy, backoff
-from airflow_provider_xai.hooks.settings import ClientSettings, settings_from_connection
+from airflow_provider_xai.pipeline.retry import RetryPolicy, backoff
+from airflow_provider_xai.tracing import spans as tracing
 
 if TYPE_CHECKING:
-    from airflow_provider_xai.hooks.rate_limit import SharedRateLimiter
+    from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter
 
 T = TypeVar("T")
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
@@ -129,7 +129,6 @@ class XAITransport:
     # --- settings ------------------------------------------------------------------------------
     def _resolve(self, conn: Any) -> ClientSettings:
         settings = settings_from_connection(conn, self.conn_id, **self.overrides)
-        _mask(settings.api_key)
         self._settings = settings
         return settings
 
@@ -170,12 +169,12 @@ class XAITransport:
             self._policies[retryable] = policy
         return policy
 
-    # --- the shared rate limit (hooks/rate_limit.py) -------------------------------------------
+    # --- the shared rate limit (ratelimit/limiter.py) -------------------------------------------
     def rate_limiter(self) -> SharedRateLimiter | None:
         """The connection's shared rate limiter (None without a client-side limit; blocking)."""
         config = self.settings.rate_limit
         if config is not None and self._limiter is None:
-            from airflow_provider_xai.hooks.rate_limit import build_limiter
+            from airflow_provider_xai.ratelimit.limiter import build_limiter
 
             redis = self._get_connection(config.redis_conn_id) if config.redis_conn_id else None
             self._limiter = build_limiter(self.settings, redis)
@@ -185,7 +184,7 @@ class XAITransport:
         """Async :meth:`rate_limiter` (the store is opened in a worker thread)."""
         config = (await self.asettings()).rate_limit
         if config is not None and self._limiter is None:
-            from airflow_provider_xai.hooks.rate_limit import build_limiter
+            from airflow_provider_xai.ratelimit.limiter import build_limiter
 
             redis = await self._aget_connection(config.redis_conn_id) if config.redis_conn_id else None
             self._limiter = await asyncio.to_thread(build_limiter, self.settings, redis)
@@ -338,8 +337,8 @@ class XAITransport:
             response = client.send(client.build_request(method, path, **body_arguments(body)), stream=True)
             content = read_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path), s.api_key) from None
-        return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+            raise error_from_httpx(exc, s.url(path)) from None
+        return check_reply(Reply(response.status_code, response.headers, content))
 
     async def _asend_once(
         self, client: httpx.AsyncClient, s: ClientSettings, method: str, path: str, body: Any
@@ -349,8 +348,8 @@ class XAITransport:
             response = await client.send(request, stream=True)
             content = await aread_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path), s.api_key) from None
-        return check_reply(Reply(response.status_code, response.headers, content), s.api_key)
+            raise error_from_httpx(exc, s.url(path)) from None
+        return check_reply(Reply(response.status_code, response.headers, content))
 
     # --- event streams -------------------------------------------------------------------------
     def open_stream(self, path: str, body: Any) -> httpx.Response:
@@ -366,9 +365,9 @@ class XAITransport:
                 return response
             content = read_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path), s.api_key) from None
-        reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
-        raise not_an_event_stream(reply, s.api_key)
+            raise error_from_httpx(exc, s.url(path)) from None
+        reply = check_reply(Reply(response.status_code, response.headers, content))
+        raise not_an_event_stream(reply)
 
     async def aopen_stream(self, path: str, body: Any, client: httpx.AsyncClient | None = None) -> httpx.Response:
         """Async :meth:`open_stream`."""
@@ -384,24 +383,14 @@ class XAITransport:
                 return response
             content = await aread_body(response, BodyLimit(s.max_response_bytes))
         except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path), s.api_key) from None
-        reply = check_reply(Reply(response.status_code, response.headers, content), s.api_key)
-        raise not_an_event_stream(reply, s.api_key)
+            raise error_from_httpx(exc, s.url(path)) from None
+        reply = check_reply(Reply(response.status_code, response.headers, content))
+        raise not_an_event_stream(reply)
 
     def stream_limit(self) -> BodyLimit:
         """The bound on one event stream: total size and line length."""
         s = self.settings
         return BodyLimit(s.max_response_bytes, s.max_sse_line_length)
-
-
-def _mask(secret: str) -> None:
-    """Register the key with Airflow's secrets masker as soon as it is read."""
-    try:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # masking must never stop a task; the key is still kept out of messages
-        pass
 
 
 __all__ = ["Call", "XAITransport", "shared_ssl_context"]

@@ -1,0 +1,100 @@
+"""Token prices: the built-in table (dated), connection overrides and xAI's live prices.
+
+USD per million tokens by model. :func:`~airflow_provider_xai.usage.build_record` costs a usage
+with them when xAI sends no ``cost_in_usd_ticks``; server-side tool fees are in
+:mod:`airflow_provider_xai.tool_prices`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.schemas import LanguageModel
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens (``image`` per million image tokens).
+
+    ``cached_input`` None: no cached-token price is known (none published or given). Cached
+    tokens are then priced at ``input``, an upper bound since caching never costs more.
+    """
+
+    input: float
+    cached_input: float | None
+    output: float
+    image: float | None = None
+
+    def cost(self, *, prompt: int, cached: int, image: int, output: int) -> float:
+        """USD for one response; reasoning tokens are billed as output, images at ``image``."""
+        image_price = self.input if self.image is None else self.image
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        uncached_text = max(prompt - cached - image, 0)
+        total = uncached_text * self.input + cached * cached_price + image * image_price
+        return (total + output * self.output) / 1_000_000
+
+
+#: Prices as published by xAI on 2026-11-01 (docs.x.ai models page). Override per
+#: connection (extra ``prices``) for negotiated or new prices, or refresh from
+#: ``GET /v1/language-models`` with :func:`prices_from_language_models`.
+PRICES_AS_OF = "2026-11-01"
+DEFAULT_PRICES: dict[str, Price] = {
+    "grok-4.3": Price(1.25, 0.20, 2.50),
+    "grok-4": Price(1.25, 0.20, 2.50),
+    "grok-4.20-0309-reasoning": Price(2.00, 0.20, 6.00),
+    "grok-4.20-0309-non-reasoning": Price(2.00, 0.20, 6.00),
+    "grok-4.20-multi-agent-0309": Price(2.00, 0.20, 6.00),
+    "grok-4-1-fast-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-1-fast-non-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-fast-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-fast-non-reasoning": Price(0.20, 0.05, 0.50),
+    "grok-4-0709": Price(3.00, 0.75, 15.00),
+    "grok-code-fast-1": Price(0.20, 0.02, 1.50),
+    "grok-3": Price(3.00, 0.75, 15.00),
+    "grok-3-mini": Price(0.30, 0.075, 0.50),
+    "grok-2-vision-1212": Price(2.00, None, 10.00, image=2.00),
+}
+
+
+def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
+    """Read price overrides (``{"model": {"input": .., "cached_input": .., "output": ..}}``)."""
+    prices: dict[str, Price] = {}
+    for model, spec in raw.items():
+        if not isinstance(spec, Mapping) or "input" not in spec or "output" not in spec:
+            raise ValueError(f"price for {model!r} needs at least 'input' and 'output' (USD per 1M tokens)")
+        prices[model] = Price(
+            input=float(spec["input"]),
+            cached_input=None if spec.get("cached_input") is None else float(spec["cached_input"]),
+            output=float(spec["output"]),
+            image=None if spec.get("image") is None else float(spec["image"]),
+        )
+    return prices
+
+
+def price_table(overrides: Mapping[str, Any] | None = None) -> dict[str, Price]:
+    """The default table with connection overrides applied on top."""
+    return {**DEFAULT_PRICES, **parse_prices(overrides or {})}
+
+
+def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Price]:
+    """Prices from ``/v1/language-models`` (US cents per 100M tokens -> USD per 1M), by id and alias."""
+
+    def usd(cents_per_100m: int | None) -> float | None:
+        return None if cents_per_100m is None else cents_per_100m / 10_000
+
+    prices: dict[str, Price] = {}
+    for m in models:
+        if m.prompt_text_token_price is None or m.completion_text_token_price is None:
+            continue
+        price = Price(
+            input=m.prompt_text_token_price / 10_000,
+            cached_input=usd(m.cached_prompt_text_token_price),  # 0 is a price (free caching)
+            output=m.completion_text_token_price / 10_000,
+            image=usd(m.prompt_image_token_price),
+        )
+        for name in (m.id, *m.aliases):
+            prices[name] = price
+    return prices
