@@ -39,6 +39,15 @@ class OutputSpec:
     schema: dict[str, Any] | None = None
 
     @classmethod
+    def required(cls, value: Any, field: str = "output") -> OutputSpec:
+        """The spec of ``value`` (an :class:`OutputSpec` or what :meth:`from_user` accepts),
+        refusing "no structure", naming ``field``."""
+        spec = value if isinstance(value, OutputSpec) else cls.from_user(value, field)
+        if spec is None:
+            raise XAIValidationError(field, "needs a pydantic model, a JSON schema or 'json_object'")
+        return spec
+
+    @classmethod
     def from_user(cls, value: Any, field: str = "response_format") -> OutputSpec | None:
         """Accept a pydantic model class, a JSON-schema dict, a full response_format dict,
         ``"json_object"`` or ``"text"``; raise :class:`XAIValidationError` naming ``field``."""

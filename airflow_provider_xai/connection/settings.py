@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 DEFAULT_TIMEOUT = 600.0
+#: Longest one request attempt may take from sending to the last byte read (a stream that
+#: trickles forever is cut here; ``timeout`` bounds each wait for bytes).
+DEFAULT_DEADLINE = 1800.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 2
 #: Largest response body read into memory (a chat answer is a few KB; a batch results page a few MB).
@@ -45,6 +48,7 @@ class ClientSettings:
     api_key: str = field(repr=False)
     default_model: str = DEFAULT_MODEL
     timeout: float = DEFAULT_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
     max_retries: int = DEFAULT_MAX_RETRIES
     #: Price overrides from the connection's ``prices`` extra, already parsed.
     prices: Mapping[str, Price] = field(default_factory=dict)
@@ -114,6 +118,7 @@ def settings_from_connection(
     *,
     timeout: float | None = None,
     max_retries: int | None = None,
+    deadline: float | None = None,
     max_response_bytes: int | None = None,
     max_sse_line_length: int | None = None,
 ) -> ClientSettings:
@@ -135,6 +140,7 @@ def settings_from_connection(
     check_base_url(base_url, conn_id, allow_insecure_http=_truthy(_extra(extra, "allow_insecure_http")))
     values = {
         "timeout": _number(conn_id, "timeout", float, timeout, _extra(extra, "timeout"), DEFAULT_TIMEOUT),
+        "deadline": _number(conn_id, "deadline", float, deadline, _extra(extra, "deadline"), DEFAULT_DEADLINE),
         "max_retries": _number(
             conn_id, "max_retries", int, max_retries, _extra(extra, "max_retries"), DEFAULT_MAX_RETRIES
         ),

@@ -15,24 +15,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
+from airflow_provider_xai.endpoints import batches as api
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
-from airflow_provider_xai.hooks.calls import fixed_body, read, segment
-from airflow_provider_xai.pipeline.replies import Reply
-from airflow_provider_xai.pipeline.transport import Call, XAITransport
+from airflow_provider_xai.pipeline.call import Call
+from airflow_provider_xai.pipeline.transport import XAITransport
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
-from airflow_provider_xai.schemas.batch import (
-    Batch,
-    BatchList,
-    BatchRequestList,
-    BatchRequestMetadata,
-    BatchResult,
-    BatchResultList,
-    batch_request,
-)
+from airflow_provider_xai.ratelimit.layer import RateLimitLayer
+from airflow_provider_xai.schemas.batch import Batch, BatchRequestMetadata, BatchResult, batch_request
 
 #: xAI accepts at most 25 MB per add-requests call (counted here in bytes of compact JSON).
 MAX_ADD_REQUESTS_BYTES = 25_000_000
@@ -126,22 +118,11 @@ class CallPacer:
         return waited
 
 
-def _path(batch_id: str, suffix: str = "") -> str:
-    return f"batches/{segment(batch_id)}{suffix}"
-
-
-def _batch_call(method: str, path: str, body: Any = None) -> Call[Batch]:
-    return Call(method, path, read(Batch, "batch"), fixed_body(body))
-
-
-def _ignore(reply: Reply) -> None:
-    """Answers whose content nothing needs (add-requests acknowledges with an empty object)."""
-
-
 class XAIBatchMixin:
     """Batch API methods of :class:`XAIHook`; they need only its ``transport``."""
 
     transport: XAITransport
+    rate_limit: RateLimitLayer
     _batch_pacer: Pacer | None = None
     #: ``limit`` of list calls (batches, request metadata, results).
     batch_page_size: int = PAGE_SIZE
@@ -151,7 +132,7 @@ class XAIBatchMixin:
         """The add-requests pacer of this hook's calls: the connection's shared rate limiter's
         (every worker of the team) when it sets one, else this hook's own."""
         if self._batch_pacer is None:
-            limiter = self.transport.rate_limiter()
+            limiter = self.rate_limit.limiter(self.transport.settings)
             self._batch_pacer = limiter.batch_pacer() if limiter is not None else CallPacer()
         return self._batch_pacer
 
@@ -160,32 +141,29 @@ class XAIBatchMixin:
         """``POST /v1/batches``: an empty batch called ``name``."""
         if not isinstance(name, str) or not name.strip():
             raise XAIValidationError("name", "a batch needs a non-empty name")
-        return self.transport.send(_batch_call("POST", "batches", {"name": name}))
+        return self.transport.send(api.create(name))
 
     def get_batch(self, batch_id: str) -> Batch:
         """``GET /v1/batches/{id}``: the batch and its request counters."""
-        return self.transport.send(_batch_call("GET", _path(batch_id)))
+        return self.transport.send(api.get(batch_id))
 
     async def aget_batch(self, batch_id: str) -> Batch:
         """Async :meth:`get_batch` (for triggers)."""
-        return await self.transport.asend(_batch_call("GET", _path(batch_id)))
+        return await self.transport.asend(api.get(batch_id))
 
     def cancel_batch(self, batch_id: str) -> Batch:
         """``POST /v1/batches/{id}:cancel``: pending requests are dropped; finished ones keep results."""
-        return self.transport.send(_batch_call("POST", _path(batch_id, ":cancel")))
+        return self.transport.send(api.cancel(batch_id))
 
     async def acancel_batch(self, batch_id: str) -> Batch:
         """Async :meth:`cancel_batch`."""
-        return await self.transport.asend(_batch_call("POST", _path(batch_id, ":cancel")))
+        return await self.transport.asend(api.cancel(batch_id))
 
-    def _pages(self, path: str, model: type[M], what: str) -> Iterator[M]:
+    def _pages(self, page_call: Callable[[int, str | None], Call[M]]) -> Iterator[M]:
         """Every page of a token-paged list (``limit`` + ``pagination_token``), fetched lazily."""
         token: str | None = None
         while True:
-            query = urlencode(
-                {"limit": self.batch_page_size, **({"pagination_token": token} if token else {})}
-            )
-            page = self.transport.send(Call("GET", f"{path}?{query}", read(model, what)))
+            page = self.transport.send(page_call(self.batch_page_size, token))
             yield page
             token = getattr(page, "pagination_token", None)
             if not token:
@@ -193,7 +171,7 @@ class XAIBatchMixin:
 
     def list_batches(self) -> Iterator[Batch]:
         """``GET /v1/batches``: every batch of the team, newest first."""
-        for page in self._pages("batches", BatchList, "batch list"):
+        for page in self._pages(api.batches_page):
             yield from page.batches
 
     def find_batch(self, name: str, *, include_ended: bool = False) -> Batch | None:
@@ -223,19 +201,18 @@ class XAIBatchMixin:
             waited = pacer.acquire()
             if waited:
                 log.info("Paced xAI add-requests: waited %.1fs for the call-rate limit", waited)
-            body = fixed_body({"batch_requests": list(chunk)})
-            self.transport.send(Call("POST", _path(batch_id, "/requests"), _ignore, body))
+            self.transport.send(api.add_requests(batch_id, chunk))
             log.debug("Added %d requests to batch %s (call %d/%d)", len(chunk), batch_id, n, len(chunks))
         return len(chunks)
 
     def list_batch_requests(self, batch_id: str) -> Iterator[BatchRequestMetadata]:
         """``GET /v1/batches/{id}/requests``: the state of every request."""
-        for page in self._pages(_path(batch_id, "/requests"), BatchRequestList, "batch request list"):
+        for page in self._pages(lambda limit, token: api.requests_page(batch_id, limit, token)):
             yield from page.batch_request_metadata
 
     def iter_batch_results(self, batch_id: str) -> Iterator[BatchResult]:
         """``GET /v1/batches/{id}/results``: every finished request, page by page."""
-        for page in self._pages(_path(batch_id, "/results"), BatchResultList, "batch results"):
+        for page in self._pages(lambda limit, token: api.results_page(batch_id, limit, token)):
             yield from page.results
 
     def wait_for_batch(

@@ -1,8 +1,10 @@
 """XAIHook: the xAI REST API, sync and async, over one :class:`XAITransport`.
 
-Each API call is described once, without I/O (``hooks/calls.py``); the sync method hands it to
-``transport.send`` and the async one to ``transport.asend``. The transport resolves the
-connection, holds the pooled clients, retries, bounds reads and maps failures to typed errors.
+Each API call is described once, without I/O, in its endpoint family's module
+(``endpoints/``); the sync method hands it to ``transport.send`` and the async one to
+``transport.asend``. The transport resolves the connection, holds the pooled clients, retries,
+bounds reads, maps failures to typed errors and reads the usage; tracing and the shared rate
+limit wrap it as layers.
 """
 
 from __future__ import annotations
@@ -16,29 +18,29 @@ import httpx
 from airflow.sdk import BaseHook
 
 from airflow_provider_xai.connection.settings import ClientSettings
+from airflow_provider_xai.endpoints import chat as chat_api
+from airflow_provider_xai.endpoints import declaration_of
+from airflow_provider_xai.endpoints import models as models_api
+from airflow_provider_xai.endpoints.chat import RequestLike
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, XAIValidationError
-from airflow_provider_xai.hooks import calls
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
-from airflow_provider_xai.hooks.calls import RequestLike
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
+from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
-from airflow_provider_xai.pipeline.sse import aiter_sse_data, iter_sse_data, stream_retryable
-from airflow_provider_xai.pipeline.transport import Call, XAITransport
+from airflow_provider_xai.pipeline.transport import XAITransport
 from airflow_provider_xai.pricing import DEFAULT_PRICES, Price, prices_from_language_models
+from airflow_provider_xai.ratelimit.layer import RateLimitLayer
 from airflow_provider_xai.schemas import (
     ApiKeyInfo,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     LanguageModel,
-    LanguageModelList,
     Model,
-    ModelList,
     TokenizeResponse,
 )
-from airflow_provider_xai.streams.chat import StreamAssembler
 from airflow_provider_xai.structured import OutputSpec
-from airflow_provider_xai.tracing import spans as tracing
+from airflow_provider_xai.tracing.layer import TracingLayer
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        deadline: float | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         max_response_bytes: int | None = None,
@@ -83,20 +86,22 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.xai_conn_id = xai_conn_id
+        self.rate_limit = RateLimitLayer(self.get_connection, self.aget_connection, backoff_base, backoff_cap)
         self.transport = XAITransport(
             xai_conn_id,
             get_connection=self.get_connection,
             aget_connection=self.aget_connection,
             get_log=lambda: self.log,
+            layers=(TracingLayer(), self.rate_limit),
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             client_kwargs=client_kwargs,
             timeout=timeout,
             max_retries=max_retries,
+            deadline=deadline,
             max_response_bytes=max_response_bytes,
             max_sse_line_length=max_sse_line_length,
         )
-        self._prices: dict[str, Price] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(xai_conn_id={self.xai_conn_id!r})"
@@ -132,26 +137,27 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         await self.transport.aclose()
 
     def request(self, method: str, path: str, body: Any = None) -> Reply:
-        """Send one API request with the retry policy; raise a typed error on failure."""
-        return self.transport.send(Call(method, path, _as_is, calls.fixed_body(body)))
+        """Send one API request with the retry policy; raise a typed error on failure. A path
+        that matches an endpoint declaration is traced, limited and its usage read as such."""
+        return self.transport.send(_raw(method, path, body))
 
     async def arequest(self, method: str, path: str, body: Any = None) -> Reply:
         """Async :meth:`request`."""
-        return await self.transport.asend(Call(method, path, _as_is, calls.fixed_body(body)))
+        return await self.transport.asend(_raw(method, path, body))
 
     # --- chat ------------------------------------------------------------------------------------
     def chat_request(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatRequest:
         """Validate a chat request, filling in the connection's default model (no I/O but the
         connection look-up)."""
-        return calls.chat_request(self.settings, request, **kwargs)
+        return chat_api.chat_request(self.settings, request, **kwargs)
 
     def chat(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatCompletion:
         """Create a chat completion. Accepts a :class:`ChatRequest`, a dict, or fields as kwargs."""
-        return self.transport.send(calls.chat(request, kwargs))
+        return self.transport.send(chat_api.chat(request, kwargs))
 
     async def achat(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatCompletion:
         """Async :meth:`chat`."""
-        return await self.transport.asend(calls.chat(request, kwargs))
+        return await self.transport.asend(chat_api.chat(request, kwargs))
 
     def chat_structured(
         self, request: RequestLike | None = None, /, *, output: Any, **kwargs: Any
@@ -162,7 +168,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         Raises :class:`XAIStructuredOutputError` (carrying the billed completion) if the
         answer does not validate.
         """
-        spec = _output_spec(output)
+        spec = OutputSpec.required(output)
         completion = self.chat(request, response_format=spec.response_format, **kwargs)
         return StructuredResult(spec.parse(completion.text, completion), completion)
 
@@ -170,7 +176,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         self, request: RequestLike | None = None, /, *, output: Any, **kwargs: Any
     ) -> StructuredResult:
         """Async :meth:`chat_structured`."""
-        spec = _output_spec(output)
+        spec = OutputSpec.required(output)
         completion = await self.achat(request, response_format=spec.response_format, **kwargs)
         return StructuredResult(spec.parse(completion.text, completion), completion)
 
@@ -181,35 +187,14 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         Opening the stream is retried; once chunks flow, a broken or truncated stream raises
         :class:`XAITruncatedStreamError` rather than returning half an answer.
         """
-        t = self.transport
-        body = calls.stream_body(request, kwargs)(t.settings)
-        with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
-            with span.active():
-                response = t.retrying(lambda: t.open_stream(calls.CHAT_PATH, body), t.policy())
-            assembler = StreamAssembler(expect_usage=_wants_usage(body))
-            for data in iter_sse_data(response, t.stream_limit()):
-                if (chunk := assembler.feed(data)) is not None:
-                    yield chunk
-            assembler.check_complete()
-            if span:
-                span.answered(assembler.completion())
+        yield from self.transport.iterate(chat_api.stream(request, kwargs))
 
     async def astream_chat(
         self, request: RequestLike | None = None, /, **kwargs: Any
     ) -> AsyncIterator[ChatCompletionChunk]:
         """Async :meth:`stream_chat`."""
-        t = self.transport
-        body = calls.stream_body(request, kwargs)(await t.asettings())
-        with tracing.start("POST", calls.CHAT_PATH, body, t.settings).recording() as span:
-            with span.active():
-                response = await t.aretrying(lambda: t.aopen_stream(calls.CHAT_PATH, body), t.policy())
-            assembler = StreamAssembler(expect_usage=_wants_usage(body))
-            async for data in aiter_sse_data(response, t.stream_limit()):
-                if (chunk := assembler.feed(data)) is not None:
-                    yield chunk
-            assembler.check_complete()
-            if span:
-                span.answered(assembler.completion())
+        async for chunk in self.transport.aiterate(chat_api.stream(request, kwargs)):
+            yield chunk
 
     def stream_chat_completion(
         self,
@@ -224,19 +209,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         A stream that breaks is requested again within the retry budget (``on_text`` then
         sees the restarted answer from its beginning).
         """
-        t = self.transport
-        body = calls.stream_body(request, kwargs)(t.settings)
-
-        def attempt() -> ChatCompletion:
-            assembler = StreamAssembler(expect_usage=_wants_usage(body))
-            for data in iter_sse_data(t.open_stream(calls.CHAT_PATH, body), t.stream_limit()):
-                _feed(assembler, data, on_text)
-            return assembler.completion()
-
-        with tracing.start("POST", calls.CHAT_PATH, body, t.settings) as span:
-            completion = t.retrying(attempt, t.policy(stream_retryable))
-            span.answered(completion)
-        return completion
+        return self.transport.send(chat_api.stream(request, kwargs, on_event=_on_text(on_text), restartable=True))
 
     async def astream_chat_completion(
         self,
@@ -248,20 +221,8 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         **kwargs: Any,
     ) -> ChatCompletion:
         """Async :meth:`stream_chat_completion` (on ``client``, a fan-out's, if given)."""
-        t = self.transport
-        body = calls.stream_body(request, kwargs)(await t.asettings())
-
-        async def attempt() -> ChatCompletion:
-            assembler = StreamAssembler(expect_usage=_wants_usage(body))
-            response = await t.aopen_stream(calls.CHAT_PATH, body, client)
-            async for data in aiter_sse_data(response, t.stream_limit()):
-                _feed(assembler, data, on_text)
-            return assembler.completion()
-
-        with tracing.start("POST", calls.CHAT_PATH, body, t.settings) as span:
-            completion = await t.aretrying(attempt, t.policy(stream_retryable))
-            span.answered(completion)
-        return completion
+        call = chat_api.stream(request, kwargs, on_event=_on_text(on_text), restartable=True)
+        return await self.transport.asend(call, client)
 
     # --- fan-out ---------------------------------------------------------------------------------
     async def achat_many(
@@ -276,7 +237,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         if max_concurrency < 1:
             raise XAIValidationError("max_concurrency", f"must be >= 1, got {max_concurrency!r}")
         settings = await self.aget_settings()
-        checked = [calls.chat_request(settings, r) for r in requests]
+        checked = [chat_api.chat_request(settings, r) for r in requests]
         async with self.transport.fanout_clients(min(max_concurrency, len(checked))) as clients:
             free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
             for i in range(max_concurrency):
@@ -285,9 +246,8 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
             async def one(request: ChatRequest) -> ChatCompletion | XAIError:
                 client = await free.get()
                 try:
-                    if stream:
-                        return await self.astream_chat_completion(request, client=client)
-                    return await self.transport.asend(calls.chat(request, {}), client)
+                    call = chat_api.stream(request, {}, restartable=True) if stream else chat_api.chat(request, {})
+                    return await self.transport.asend(call, client)
                 except XAIError as exc:
                     return exc
                 finally:
@@ -304,11 +264,11 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
     # --- deferred completions ----------------------------------------------------------------
     def start_deferred(self, request: RequestLike | None = None, /, **kwargs: Any) -> str:
         """Submit a deferred completion; return its ``request_id`` (poll with :meth:`get_deferred`)."""
-        return self.transport.send(calls.start_deferred(request, kwargs))
+        return self.transport.send(chat_api.start_deferred(request, kwargs))
 
     async def astart_deferred(self, request: RequestLike | None = None, /, **kwargs: Any) -> str:
         """Async :meth:`start_deferred`."""
-        return await self.transport.asend(calls.start_deferred(request, kwargs))
+        return await self.transport.asend(chat_api.start_deferred(request, kwargs))
 
     def get_deferred(self, request_id: str) -> ChatCompletion | None:
         """The finished completion, or None while xAI still answers 202 (pending).
@@ -316,52 +276,48 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         xAI hands a result out once; afterwards (or after 24 h) it answers 404, raised as
         :class:`XAIDeferredExpiredError`.
         """
-        return self.transport.send(calls.get_deferred(request_id))
+        return self.transport.send(chat_api.get_deferred(request_id))
 
     async def aget_deferred(self, request_id: str) -> ChatCompletion | None:
         """Async :meth:`get_deferred`."""
-        return await self.transport.asend(calls.get_deferred(request_id))
+        return await self.transport.asend(chat_api.get_deferred(request_id))
 
     # --- models, key, tokens --------------------------------------------------------------------
     def list_models(self) -> list[Model]:
         """``GET /v1/models``."""
-        return self.transport.send(calls.get("models", ModelList)).data
+        return self.transport.send(models_api.models()).data
 
     def list_language_models(self) -> list[LanguageModel]:
         """``GET /v1/language-models``: models with prices (US cents per 100 million tokens)."""
-        return self.transport.send(calls.get("language-models", LanguageModelList)).models
+        return self.transport.send(models_api.language_models()).models
 
     def get_language_model(self, model: str) -> LanguageModel:
         """``GET /v1/language-models/{model}``."""
-        return self.transport.send(calls.get(f"language-models/{calls.segment(model)}", LanguageModel))
+        return self.transport.send(models_api.language_model(model))
 
     def get_api_key_info(self) -> ApiKeyInfo:
         """``GET /v1/api-key``: free; tells whether the key or team is blocked."""
-        return self.transport.send(calls.get("api-key", ApiKeyInfo))
+        return self.transport.send(models_api.api_key())
 
     async def aget_api_key_info(self) -> ApiKeyInfo:
         """Async :meth:`get_api_key_info`."""
-        return await self.transport.asend(calls.get("api-key", ApiKeyInfo))
+        return await self.transport.asend(models_api.api_key())
 
     def tokenize(self, text: str, model: str | None = None) -> TokenizeResponse:
         """``POST /v1/tokenize-text``: how ``model`` splits ``text`` into tokens (not billed)."""
-
-        def body(settings: ClientSettings) -> dict[str, Any]:
-            return {"text": text, "model": model or settings.default_model}
-
-        return self.transport.send(Call("POST", "tokenize-text", calls.read(TokenizeResponse, "tokens"), body))
+        return self.transport.send(models_api.tokenize(text, model))
 
     def get_prices(self, *, refresh: bool = False) -> dict[str, Price]:
         """Price table for cost estimates: built-in prices, then (with ``refresh``) xAI's
         ``/v1/language-models``, then the connection's ``prices`` extra on top (checked when
-        the connection was read, so this never fails after a billed call)."""
-        if refresh or self._prices is None:
+        the connection was read, so this never fails after a billed call). The usage records
+        of this hook's answers are estimated with the same table."""
+        if refresh:
             table = dict(DEFAULT_PRICES)
-            if refresh:
-                table.update(prices_from_language_models(self.list_language_models()))
+            table.update(prices_from_language_models(self.list_language_models()))
             table.update(self.settings.prices)
-            self._prices = table
-        return self._prices
+            self.transport.prices = table
+        return self.transport.prices
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with the free ``GET /v1/api-key`` (never a billed call)."""
@@ -383,26 +339,26 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
         return True, f"Connected to {self.settings.base_url} with key {info.redacted_api_key}"
 
 
+def _raw(method: str, path: str, body: Any) -> Call[Reply]:
+    """A call read as the raw reply, under its declaration when the path has one."""
+    endpoint = declaration_of(method, path) or Endpoint("request", method, path)
+    return Call(endpoint, _as_is, path=path, body=None if body is None else (lambda _settings: body))
+
+
 def _as_is(reply: Reply) -> Reply:
     return reply
 
 
-def _output_spec(output: Any) -> OutputSpec:
-    spec = output if isinstance(output, OutputSpec) else OutputSpec.from_user(output)
-    if spec is None:
-        raise XAIValidationError("output", "needs a pydantic model, a JSON schema or 'json_object'")
-    return spec
+def _on_text(on_text: Callable[[str], None] | None) -> Callable[[Any, Any], None] | None:
+    """An ``on_event`` handing the first choice's text delta of each chunk to ``on_text``."""
+    if on_text is None:
+        return None
 
+    def on_event(chunk: ChatCompletionChunk, _assembler: Any) -> None:
+        if chunk.choices and (text := chunk.choices[0].delta.content):
+            on_text(text)
 
-def _wants_usage(body: Mapping[str, Any]) -> bool:
-    return bool((body.get("stream_options") or {}).get("include_usage"))
-
-
-def _feed(assembler: StreamAssembler, data: str, on_text: Callable[[str], None] | None) -> None:
-    """Feed one event to ``assembler``; hand the first choice's text delta to ``on_text``."""
-    chunk = assembler.feed(data)
-    if on_text is not None and chunk is not None and chunk.choices and (text := chunk.choices[0].delta.content):
-        on_text(text)
+    return on_event
 
 
 def _run_loop(coro: Any) -> Any:

@@ -44,11 +44,11 @@ def response_fields(op: XAIChatOperator) -> dict[str, Any]:
 
 def run_responses(op: XAIChatOperator, context: Context, ledger: UsageLedger) -> Any:
     """Send the task to the Responses API (streamed into the log if asked) and finish it."""
-    from airflow_provider_xai.hooks.responses import with_output
+    from airflow_provider_xai.endpoints.responses import with_output
 
     fields = response_fields(op)
     if op.output_spec is not None:
-        fields, _ = with_output(fields, op.output_spec)
+        fields = with_output(fields, op.output_spec)
     if not op.stream:
         return finish_response(op, context, ledger, op.hook.create_response(fields))
     response = _stream(op, fields, ledger)

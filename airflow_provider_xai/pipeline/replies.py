@@ -3,12 +3,13 @@ and turning an error status into the typed error. Shared by the sync and async p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from airflow_provider_xai.exceptions import XAIResponseError
+from airflow_provider_xai.exceptions import XAIResponseError, XAITimeoutError
 from airflow_provider_xai.pipeline.errors import error_from_response
 from airflow_provider_xai.secrets import scrub
 
@@ -23,12 +24,16 @@ class Reply:
 
 
 class BodyLimit:
-    """Counts what is read of one answer; raises once it passes the size or line bound."""
+    """Counts what is read of one answer; raises once it passes the size or line bound, or the
+    attempt's deadline (``deadline`` seconds from now: each wait for bytes is bounded by the
+    read timeout, the whole attempt by this)."""
 
-    def __init__(self, max_bytes: int, max_line: int | None = None) -> None:
+    def __init__(self, max_bytes: int, max_line: int | None = None, deadline: float | None = None) -> None:
         self.max_bytes, self.max_line = max_bytes, max_line
         self.total = 0
         self.line = 0
+        self.seconds = deadline
+        self.ends = None if deadline is None else time.monotonic() + deadline
 
     def check_declared(self, headers: Mapping[str, str]) -> None:
         declared = headers.get("content-length", "")
@@ -36,6 +41,11 @@ class BodyLimit:
             raise self._too_large(f"announces {declared} bytes")
 
     def add(self, chunk: bytes | str) -> None:
+        if self.ends is not None and time.monotonic() > self.ends:
+            raise XAITimeoutError(
+                f"xAI request passed its deadline of {self.seconds:g}s (the connection's deadline) "
+                f"after {self.total + len(chunk)} bytes"
+            )
         self.total += len(chunk)
         if self.total > self.max_bytes:
             raise self._too_large(f"passed {self.total} bytes")

@@ -1,11 +1,17 @@
-"""XAITransport: the one place where the provider does HTTP, for the sync and the async path.
+"""XAITransport: the one road every xAI call takes, plain or streamed, sync or async.
 
-The hook owns one transport. It resolves the connection settings once (blocking or not), holds
-the pooled clients (one sync client, one async client per event loop, and the extra pools a
-fan-out asks for, by name, never switched behind the caller's back), runs the retry loop, bounds
-what it reads and maps every failure to the typed exception tree. What to send and how to read
-the answer is described without I/O by a :class:`Call`, so each sync/async pair of hook methods
-is two short shells around the same call.
+A :class:`~airflow_provider_xai.pipeline.call.Call` says what to send and how to read the
+answer. The transport resolves the connection's settings once, builds the call's body once,
+runs the retry loop around one attempt (send, read within bounds, map failures to the typed
+exception tree, parse or fold the event stream), then turns the billed answer into its usage
+record through the endpoint's declaration. Layers (tracing, the shared rate limit) wrap the
+call and each attempt (:mod:`airflow_provider_xai.pipeline.layers`); the transport imports
+none of them. Sync and async differ only in the I/O: opening, reading, sleeping.
+
+- :meth:`XAITransport.send` / :meth:`~XAITransport.asend`: the answer (a streamed call is read
+  to its end, ``on_event`` seeing each event);
+- :meth:`XAITransport.iterate` / :meth:`~XAITransport.aiterate`: a streamed call's events,
+  handed to the caller as they come (only opening the stream is retried).
 """
 
 from __future__ import annotations
@@ -17,22 +23,19 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.connection.settings import ClientSettings, settings_from_connection
-from airflow_provider_xai.exceptions import XAIAPIError, XAIError
+from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError
 from airflow_provider_xai.pipeline.body import body_arguments
-from airflow_provider_xai.pipeline.errors import (
-    HTTPX_FAILURES,
-    error_from_httpx,
-    is_retryable,
-)
+from airflow_provider_xai.pipeline.call import Assembler, Call
+from airflow_provider_xai.pipeline.errors import HTTPX_FAILURES, error_from_httpx, is_retryable
+from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope, scopes_of
 from airflow_provider_xai.pipeline.replies import (
     BodyLimit,
     Reply,
@@ -43,34 +46,17 @@ from airflow_provider_xai.pipeline.replies import (
     read_body,
 )
 from airflow_provider_xai.pipeline.retry import RetryPolicy, backoff
-from airflow_provider_xai.tracing import spans as tracing
-
-if TYPE_CHECKING:
-    from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter
+from airflow_provider_xai.pipeline.sse import aiter_sse_data, iter_sse_data, stream_retryable
+from airflow_provider_xai.pricing import DEFAULT_PRICES, Price
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=32)
 #: Connections per client in a wide fan-out. httpcore's pool bookkeeping runs over all its
 #: connections on every request and response, so one client with 64 connections spends
 #: milliseconds per request on it; :meth:`XAITransport.fanout_clients` spreads wider fan-outs
 #: over several clients of at most this many connections.
 FANOUT_POOL_SIZE = 16
-
-
-@dataclass(frozen=True)
-class Call(Generic[T]):
-    """One API call described without I/O: what to send and how to read the answer.
-
-    ``body`` builds (and validates) the JSON body once the settings are known, before anything
-    is sent; ``parse`` reads a successful :class:`Reply`; ``on_error`` may turn the final API
-    error (after retries) into a more precise one.
-    """
-
-    method: str
-    path: str
-    parse: Callable[[Reply], T]
-    body: Callable[[ClientSettings], Any] | None = None
-    on_error: Callable[[XAIAPIError], XAIError] | None = None
 
 
 @functools.cache
@@ -86,13 +72,14 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 class XAITransport:
-    """Settings, pooled clients, retries, bounded reads and error mapping for one connection.
+    """Settings, pooled clients and the one send of one connection.
 
     :param conn_id: the Airflow connection id.
     :param get_connection: blocking connection lookup (``BaseHook.get_connection``).
     :param aget_connection: async connection lookup (``BaseHook.aget_connection``).
     :param get_log: the logger retries are written to, fetched on the first retry (creating
         one costs ~0.2 ms: hundreds of triggers starting in one loop iteration would pay it).
+    :param layers: what wraps every call (tracing, the shared rate limit), outermost first.
     :param client_kwargs: extra ``httpx.Client``/``AsyncClient`` arguments.
     :param overrides: hook arguments that win over the connection (timeout, max_retries...).
     """
@@ -104,6 +91,7 @@ class XAITransport:
         get_connection: Callable[[str], Any],
         aget_connection: Callable[[str], Awaitable[Any]],
         get_log: Callable[[], logging.Logger | Any],
+        layers: tuple[Layer, ...] = (),
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         client_kwargs: Mapping[str, Any] | None = None,
@@ -113,13 +101,14 @@ class XAITransport:
         self._get_connection = get_connection
         self._aget_connection = aget_connection
         self._get_log = get_log
+        self.layers = layers
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.client_kwargs = dict(client_kwargs or {})
         self.overrides = overrides
         self._settings: ClientSettings | None = None
+        self._prices: dict[str, Price] | None = None
         self._policies: dict[Callable[[BaseException], bool], RetryPolicy] = {}
-        self._limiter: SharedRateLimiter | None = None
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -128,9 +117,8 @@ class XAITransport:
 
     # --- settings ------------------------------------------------------------------------------
     def _resolve(self, conn: Any) -> ClientSettings:
-        settings = settings_from_connection(conn, self.conn_id, **self.overrides)
-        self._settings = settings
-        return settings
+        self._settings = settings_from_connection(conn, self.conn_id, **self.overrides)
+        return self._settings
 
     @property
     def settings(self) -> ClientSettings:
@@ -144,13 +132,22 @@ class XAITransport:
         return self._settings
 
     async def asettings(self) -> ClientSettings:
-        """The checked settings, read without blocking the event loop (triggers, fan-out)."""
+        """The checked settings, read without blocking the event loop (triggers, fan-out).
+
+        Under ``airflow dags test`` the async lookup may not see a connection that the blocking
+        one finds (it only asks the API server); then the blocking lookup runs in a thread, so
+        a connection stored in the metadata DB is found either way."""
         if self._settings is None:
             try:
                 conn = await self._aget_connection(self.conn_id)
             except AirflowNotFoundException:
                 conn = None
-            return self._resolve(conn)
+            try:
+                return self._resolve(conn)
+            except XAIConfigurationError:
+                if conn is not None and conn.password:
+                    raise
+                return await asyncio.to_thread(lambda: self.settings)
         return self._settings
 
     def connection(self, conn_id: str) -> Any:
@@ -161,6 +158,18 @@ class XAITransport:
         """Async :meth:`connection`."""
         return await self._aget_connection(conn_id)
 
+    @property
+    def prices(self) -> dict[str, Price]:
+        """The price table usage records are estimated with when xAI sends no cost: the
+        built-in prices with the connection's ``prices`` extra on top (see ``XAIHook.get_prices``)."""
+        if self._prices is None:
+            self._prices = {**DEFAULT_PRICES, **self.settings.prices}
+        return self._prices
+
+    @prices.setter
+    def prices(self, table: dict[str, Price]) -> None:
+        self._prices = table
+
     def policy(self, retryable: Callable[[BaseException], bool] = is_retryable) -> RetryPolicy:
         """The retry policy for ``retryable`` failures (built once per predicate)."""
         policy = self._policies.get(retryable)
@@ -169,40 +178,9 @@ class XAITransport:
             self._policies[retryable] = policy
         return policy
 
-    # --- the shared rate limit (ratelimit/limiter.py) -------------------------------------------
-    def rate_limiter(self) -> SharedRateLimiter | None:
-        """The connection's shared rate limiter (None without a client-side limit; blocking)."""
-        config = self.settings.rate_limit
-        if config is not None and self._limiter is None:
-            from airflow_provider_xai.ratelimit.limiter import build_limiter
-
-            redis = self._get_connection(config.redis_conn_id) if config.redis_conn_id else None
-            self._limiter = build_limiter(self.settings, redis)
-        return self._limiter
-
-    async def arate_limiter(self) -> SharedRateLimiter | None:
-        """Async :meth:`rate_limiter` (the store is opened in a worker thread)."""
-        config = (await self.asettings()).rate_limit
-        if config is not None and self._limiter is None:
-            from airflow_provider_xai.ratelimit.limiter import build_limiter
-
-            redis = await self._aget_connection(config.redis_conn_id) if config.redis_conn_id else None
-            self._limiter = await asyncio.to_thread(build_limiter, self.settings, redis)
-        return self._limiter
-
-    def limited(self, s: ClientSettings, body: Any, attempt: Callable[[], T]) -> Callable[[], T]:
-        """One request attempt behind the shared rate limit (``attempt`` itself without one)."""
-        limiter = self.rate_limiter() if s.rate_limit is not None else None
-        return attempt if limiter is None else limiter.guard(body, attempt, self._backoff)
-
-    async def alimited(
-        self, s: ClientSettings, body: Any, attempt: Callable[[], Awaitable[T]]
-    ) -> Callable[[], Awaitable[T]]:
-        """Async :meth:`limited`."""
-        limiter = await self.arate_limiter() if s.rate_limit is not None else None
-        return attempt if limiter is None else limiter.aguard(body, attempt, self._backoff)
-
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
+        """The jittered backoff before retry ``attempt`` (for layers that need one, e.g. a 429
+        that came without ``retry-after``)."""
         return backoff(attempt, self.backoff_base, self.backoff_cap)
 
     # --- clients -------------------------------------------------------------------------------
@@ -267,130 +245,346 @@ class XAITransport:
         if client is not None:
             await client.aclose()
 
-    # --- the retry loops -----------------------------------------------------------------------
-    def _log_retry(self, exc: BaseException, attempt: int, policy: RetryPolicy, wait: float) -> None:
-        self._get_log().warning(
-            "xAI request failed (%s); retry %d of %d in %.2fs", exc, attempt, policy.max_retries, wait
-        )
-        tracing.retried(exc, attempt, wait)
+    # --- the one send ------------------------------------------------------------------------
+    def send(self, call: Call[T]) -> T:
+        """Send ``call`` with the retry policy; return its answer or raise a typed error."""
+        ex = Exchange(call, self.settings, _body(call, self.settings))
+        scopes = scopes_of(self.layers, ex)
+        with _scoped(scopes) as finish:
+            try:
+                result: T = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._attempt(ex)))
+            except XAIError as exc:
+                self._billed_failure(ex, exc, scopes)
+                raise _final(call, exc) from None
+            for scope in scopes:
+                scope.answered()
+            finish()
+        return result
 
-    def retrying(self, attempt: Callable[[], T], policy: RetryPolicy) -> T:
-        """Run ``attempt`` until it succeeds or ``policy`` gives up (then its error is raised)."""
+    async def asend(self, call: Call[T], client: httpx.AsyncClient | None = None) -> T:
+        """Async :meth:`send`, on ``client`` (a fan-out's) or the event loop's own client."""
+        s = await self.asettings()
+        ex = Exchange(call, s, _body(call, s))
+        scopes = scopes_of(self.layers, ex)
+        http = client or await self.aclient()
+        with _scoped(scopes) as finish:
+            try:
+                attempt = functools.partial(_athrough, scopes, ex, lambda: self._aattempt(ex, http))
+                result: T = await self._aretrying(ex, scopes, attempt)
+            except XAIError as exc:
+                await self._abilled_failure(ex, exc, scopes)
+                raise _final(call, exc) from None
+            for scope in scopes:
+                await scope.aanswered()
+            finish()
+        return result
+
+    def iterate(self, call: Call[T]) -> Generator[Any, None, T]:
+        """A streamed call's typed events as they come; returns the answer. Opening the stream
+        is retried; once events flow, a stream that breaks raises typed (never half an answer)."""
+        ex = Exchange(call, self.settings, _body(call, self.settings))
+        scopes = scopes_of(self.layers, ex)
+        with _scoped(scopes, current=False) as finish:
+            try:
+                with _active(scopes):
+                    response = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._open(ex)))
+                assembler = _assembler(ex)
+                yield from self._fold(ex, response, assembler)
+                result: T = self._answer(ex, assembler.result())
+            except XAIError as exc:
+                self._billed_failure(ex, exc, scopes)
+                raise _final(call, exc) from None
+            for scope in scopes:
+                scope.answered()
+            finish()
+        return result
+
+    async def aiterate(self, call: Call[T], sink: list[T] | None = None) -> AsyncGenerator[Any, None]:
+        """Async :meth:`iterate`; an async generator cannot return, so the answer is appended to
+        ``sink`` when given."""
+        s = await self.asettings()
+        ex = Exchange(call, s, _body(call, s))
+        scopes = scopes_of(self.layers, ex)
+        http = await self.aclient()
+        with _scoped(scopes, current=False) as finish:
+            try:
+                with _active(scopes):
+                    opening = functools.partial(_athrough, scopes, ex, lambda: self._aopen(ex, http))
+                    response = await self._aretrying(ex, scopes, opening)
+                assembler = _assembler(ex)
+                async for event in self._afold(ex, response, assembler):
+                    yield event
+                result = self._answer(ex, assembler.result())
+            except XAIError as exc:
+                await self._abilled_failure(ex, exc, scopes)
+                raise _final(call, exc) from None
+            for scope in scopes:
+                await scope.aanswered()
+            finish()
+        if sink is not None:
+            sink.append(result)
+
+    # --- retries ---------------------------------------------------------------------------------
+    def _retrying(self, ex: Exchange, scopes: list[Scope], attempt: Callable[[], T]) -> T:
         failures = 0
         while True:
             try:
                 return attempt()
             except XAIError as exc:
                 failures += 1
-                if (wait := policy.delay(failures, exc)) is None:
+                if (wait := self._delay(ex, failures, exc)) is None:
                     raise
-                self._log_retry(exc, failures, policy, wait)
+                self._retried(scopes, exc, failures, wait)
                 time.sleep(wait)
 
-    async def aretrying(self, attempt: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
-        """Async :meth:`retrying`: the same policy, awaiting instead of sleeping."""
+    async def _aretrying(self, ex: Exchange, scopes: list[Scope], attempt: Callable[[], Awaitable[T]]) -> T:
         failures = 0
         while True:
             try:
                 return await attempt()
             except XAIError as exc:
                 failures += 1
-                if (wait := policy.delay(failures, exc)) is None:
+                if (wait := self._delay(ex, failures, exc)) is None:
                     raise
-                self._log_retry(exc, failures, policy, wait)
+                self._retried(scopes, exc, failures, wait)
                 await asyncio.sleep(wait)
 
-    # --- one request -----------------------------------------------------------------------
-    def send(self, call: Call[T]) -> T:
-        """Send ``call`` with the retry policy; return its parsed answer or raise a typed error."""
-        s = self.settings
-        body = call.body(s) if call.body is not None else None
-        with tracing.start(call.method, call.path, body, s) as span:
-            try:
-                attempt = self.limited(s, body, lambda: self._send_once(s, call.method, call.path, body))
-                reply = self.retrying(attempt, self.policy())
-            except XAIAPIError as exc:
-                raise (call.on_error(exc) if call.on_error else exc) from None
-            result = call.parse(reply)
-            span.answered(result)
+    def _delay(self, ex: Exchange, failures: int, exc: XAIError) -> float | None:
+        """Seconds before the next attempt, or None to give up: a stream that began is sent
+        again only when its call is restartable."""
+        if ex.started and not ex.call.restartable:
+            return None
+        return self.policy(stream_retryable if ex.call.restartable else is_retryable).delay(failures, exc)
+
+    def _retried(self, scopes: list[Scope], exc: XAIError, attempt: int, wait: float) -> None:
+        self._get_log().warning(
+            "xAI request failed (%s); retry %d of %d in %.2fs", exc, attempt, self.settings.max_retries, wait
+        )
+        for scope in scopes:
+            scope.retried(exc, attempt, wait)
+
+    # --- one attempt (the I/O leaves) --------------------------------------------------------------
+    def _attempt(self, ex: Exchange) -> Any:
+        response = self._open(ex)
+        if ex.call.stream is None:
+            with _typed_failures(ex):
+                content = read_body(response, self._limit(ex))
+            return self._whole(ex, content, response)
+        assembler = _assembler(ex)
+        for _ in self._fold(ex, response, assembler):
+            pass
+        return self._answer(ex, assembler.result())
+
+    async def _aattempt(self, ex: Exchange, client: httpx.AsyncClient) -> Any:
+        response = await self._aopen(ex, client)
+        if ex.call.stream is None:
+            with _typed_failures(ex):
+                content = await aread_body(response, self._limit(ex))
+            return self._whole(ex, content, response)
+        assembler = _assembler(ex)
+        async for _ in self._afold(ex, response, assembler):
+            pass
+        return self._answer(ex, assembler.result())
+
+    def _open(self, ex: Exchange) -> httpx.Response:
+        """Send the request; an error status (or a stream that is none) is read and raised typed."""
+        call = ex.call
+        with _typed_failures(ex):
+            client = self.client
+            request = client.build_request(call.endpoint.method, call.target, **body_arguments(ex.body))
+            response = client.send(request, stream=True)
+            if not _is_error(ex, response):
+                return response
+            content = read_body(response, self._limit(ex))
+        raise _refusal(Reply(response.status_code, response.headers, content))
+
+    async def _aopen(self, ex: Exchange, client: httpx.AsyncClient) -> httpx.Response:
+        call = ex.call
+        with _typed_failures(ex):
+            request = client.build_request(
+                call.endpoint.method, call.target, **body_arguments(ex.body, asynchronous=True)
+            )
+            response = await client.send(request, stream=True)
+            if not _is_error(ex, response):
+                return response
+            content = await aread_body(response, self._limit(ex))
+        raise _refusal(Reply(response.status_code, response.headers, content))
+
+    def _whole(self, ex: Exchange, content: bytes, response: httpx.Response) -> Any:
+        assert ex.call.read is not None
+        reply = check_reply(Reply(response.status_code, response.headers, content))
+        ex.request_id = response.headers.get("x-request-id")
+        return self._answer(ex, ex.call.read(reply))
+
+    def _fold(self, ex: Exchange, response: httpx.Response, assembler: Assembler[Any]) -> Iterator[Any]:
+        """Feed an open event stream to ``assembler``, yielding each typed event."""
+        ex.request_id, ex.started = response.headers.get("x-request-id"), True
+        data = iter_sse_data(response, self._limit(ex, stream=True))
+        try:
+            # The terminal event ends the answer, [DONE] or not (the assembler ignores what
+            # follows); the rest of the body is still read so the connection returns to the pool.
+            for payload in data:
+                if (event := _feed(assembler, payload)) is not None:
+                    _tell(ex, event, assembler)
+                    yield event
+        finally:
+            data.close()
+
+    async def _afold(
+        self, ex: Exchange, response: httpx.Response, assembler: Assembler[Any]
+    ) -> AsyncGenerator[Any, None]:
+        ex.request_id, ex.started = response.headers.get("x-request-id"), True
+        data = aiter_sse_data(response, self._limit(ex, stream=True))
+        try:
+            async for payload in data:
+                if (event := _feed(assembler, payload)) is not None:
+                    _tell(ex, event, assembler)
+                    yield event
+        finally:
+            await data.aclose()
+
+    def _limit(self, ex: Exchange, *, stream: bool = False) -> BodyLimit:
+        s = ex.settings
+        return BodyLimit(s.max_response_bytes, s.max_sse_line_length if stream else None, s.deadline)
+
+    # --- answers and their usage ---------------------------------------------------------------
+    def _answer(self, ex: Exchange, result: Any) -> Any:
+        """Keep the answer on the exchange with its usage record, read once through the
+        endpoint's declaration (and attached to the answer for whoever records it)."""
+        ex.answer = result
+        record_of = ex.call.endpoint.record
+        if record_of is not None and result is not None:
+            ex.record = record_of(result, self.prices)
+            if ex.record is not None:
+                ex.record.request_id = ex.request_id or ex.record.request_id
+                if hasattr(result, "attach_usage"):
+                    result.attach_usage(ex.record)
         return result
 
-    async def asend(self, call: Call[T], client: httpx.AsyncClient | None = None) -> T:
-        """Async :meth:`send`, on ``client`` (a fan-out's) or the event loop's own client."""
-        s = await self.asettings()
-        body = call.body(s) if call.body is not None else None
-        client = client or await self.aclient()
-        with tracing.start(call.method, call.path, body, s) as span:
-            try:
-                send_once = functools.partial(self._asend_once, client, s, call.method, call.path, body)
-                attempt = await self.alimited(s, body, send_once)
-                reply = await self.aretrying(attempt, self.policy())
-            except XAIAPIError as exc:
-                raise (call.on_error(exc) if call.on_error else exc) from None
-            result = call.parse(reply)
-            span.answered(result)
-        return result
+    def _billed_failure(self, ex: Exchange, exc: XAIError, scopes: list[Scope]) -> None:
+        """A failure that came with a billed answer (a stream that failed after xAI billed it):
+        its usage is read and handed to the layers like any answer's."""
+        if self._billed(ex, exc):
+            for scope in scopes:
+                scope.answered()
 
-    def _send_once(self, s: ClientSettings, method: str, path: str, body: Any) -> Reply:
+    async def _abilled_failure(self, ex: Exchange, exc: XAIError, scopes: list[Scope]) -> None:
+        if self._billed(ex, exc):
+            for scope in scopes:
+                await scope.aanswered()
+
+    def _billed(self, ex: Exchange, exc: XAIError) -> bool:
+        if exc.billed is None or getattr(exc.billed, "usage", None) is None:
+            return False
         try:
-            client = self.client
-            response = client.send(client.build_request(method, path, **body_arguments(body)), stream=True)
-            content = read_body(response, BodyLimit(s.max_response_bytes))
-        except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path)) from None
-        return check_reply(Reply(response.status_code, response.headers, content))
+            self._answer(ex, exc.billed)
+        except Exception:  # the usage of a failed answer is best effort: the error is what counts
+            log.debug("xAI usage of a failed answer could not be read", exc_info=True)
+            return False
+        return ex.record is not None
 
-    async def _asend_once(
-        self, client: httpx.AsyncClient, s: ClientSettings, method: str, path: str, body: Any
-    ) -> Reply:
+
+# --- pure helpers ----------------------------------------------------------------------------------
+def _body(call: Call[Any], settings: ClientSettings) -> Any:
+    return call.body(settings) if call.body is not None else None
+
+
+@contextmanager
+def _typed_failures(ex: Exchange) -> Iterator[None]:
+    """Transport failures (refused, dropped, timed out, undecodable) as the typed errors."""
+    try:
+        yield
+    except HTTPX_FAILURES as exc:
+        raise error_from_httpx(exc, ex.settings.url(ex.call.target)) from None
+
+
+def _is_error(ex: Exchange, response: httpx.Response) -> bool:
+    """Whether an open response is an error answer (or, for a streamed call, not a stream)."""
+    if response.status_code >= 400:
+        return True
+    return ex.call.stream is not None and not is_event_stream(response)
+
+
+def _refusal(reply: Reply) -> XAIError:
+    """The typed error of an error answer, or of a success that should have been a stream."""
+    try:
+        check_reply(reply)
+    except XAIError as exc:
+        return exc
+    return not_an_event_stream(reply)
+
+
+def _final(call: Call[Any], exc: XAIError) -> XAIError:
+    return call.on_error(exc) if call.on_error is not None and isinstance(exc, XAIAPIError) else exc
+
+
+def _assembler(ex: Exchange) -> Assembler[Any]:
+    assert ex.call.stream is not None
+    return ex.call.stream(ex.body)
+
+
+def _feed(assembler: Assembler[Any], payload: str) -> Any:
+    """Feed one event; a failure carries what the stream said so far (``response.failed`` and
+    ``.incomplete`` carry the billed usage) as ``error.billed``."""
+    try:
+        return assembler.feed(payload)
+    except XAIError as exc:
+        exc.billed = assembler.snapshot()
+        raise
+
+
+def _tell(ex: Exchange, event: Any, assembler: Assembler[Any]) -> None:
+    if ex.call.on_event is not None:
+        ex.call.on_event(event, assembler)
+
+
+def _through(scopes: list[Scope], ex: Exchange, attempt: Callable[[], T]) -> T:
+    """One attempt inside every scope's ``attempt`` (the outermost layer first)."""
+    for scope in reversed(scopes):
+        attempt = functools.partial(scope.attempt, attempt)
+    return attempt()
+
+
+async def _athrough(scopes: list[Scope], ex: Exchange, attempt: Callable[[], Awaitable[T]]) -> T:
+    for scope in reversed(scopes):
+        attempt = functools.partial(scope.aattempt, attempt)
+    return await attempt()
+
+
+def _active(scopes: list[Scope]) -> ExitStack:
+    stack = ExitStack()
+    for scope in scopes:
+        stack.enter_context(scope.active())
+    return stack
+
+
+class _scoped:
+    """The scopes of one call: current for its whole length (unless ``current=False``, for a
+    stream that yields to its caller), then finished with the call's error, if any. The body
+    calls the ``finish`` it is given once the call succeeded; an exception finishes with it."""
+
+    def __init__(self, scopes: list[Scope], *, current: bool = True) -> None:
+        self.scopes = scopes
+        self.stack = _active(scopes) if current and scopes else ExitStack()
+        self.done = False
+
+    def __enter__(self) -> Callable[[], None]:
+        self.stack.__enter__()
+        return self._finish
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            for scope in self.scopes:
+                scope.finish(exc)
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         try:
-            request = client.build_request(method, path, **body_arguments(body, asynchronous=True))
-            response = await client.send(request, stream=True)
-            content = await aread_body(response, BodyLimit(s.max_response_bytes))
-        except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path)) from None
-        return check_reply(Reply(response.status_code, response.headers, content))
-
-    # --- event streams -------------------------------------------------------------------------
-    def open_stream(self, path: str, body: Any) -> httpx.Response:
-        """One attempt to open an event stream (an error answer is read and raised typed)."""
-        s = self.settings
-        return self.limited(s, body, lambda: self._open_stream(s, path, body))()
-
-    def _open_stream(self, s: ClientSettings, path: str, body: Any) -> httpx.Response:
-        try:
-            client = self.client
-            response = client.send(client.build_request("POST", path, **body_arguments(body)), stream=True)
-            if response.status_code < 400 and is_event_stream(response):
-                return response
-            content = read_body(response, BodyLimit(s.max_response_bytes))
-        except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path)) from None
-        reply = check_reply(Reply(response.status_code, response.headers, content))
-        raise not_an_event_stream(reply)
-
-    async def aopen_stream(self, path: str, body: Any, client: httpx.AsyncClient | None = None) -> httpx.Response:
-        """Async :meth:`open_stream`."""
-        s = await self.asettings()
-        client = client or await self.aclient()
-        return await (await self.alimited(s, body, lambda: self._aopen_stream(s, client, path, body)))()
-
-    async def _aopen_stream(self, s: ClientSettings, client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-        try:
-            request = client.build_request("POST", path, **body_arguments(body, asynchronous=True))
-            response = await client.send(request, stream=True)
-            if response.status_code < 400 and is_event_stream(response):
-                return response
-            content = await aread_body(response, BodyLimit(s.max_response_bytes))
-        except HTTPX_FAILURES as exc:
-            raise error_from_httpx(exc, s.url(path)) from None
-        reply = check_reply(Reply(response.status_code, response.headers, content))
-        raise not_an_event_stream(reply)
-
-    def stream_limit(self) -> BodyLimit:
-        """The bound on one event stream: total size and line length."""
-        s = self.settings
-        return BodyLimit(s.max_response_bytes, s.max_sse_line_length)
+            self.stack.__exit__(kind, exc, tb)
+        finally:
+            if isinstance(exc, GeneratorExit):  # the caller stopped reading a stream: no error
+                exc = None
+            self._finish(exc)
 
 
-__all__ = ["Call", "XAITransport", "shared_ssl_context"]
+__all__ = ["FANOUT_POOL_SIZE", "POOL_LIMITS", "XAITransport", "shared_ssl_context"]

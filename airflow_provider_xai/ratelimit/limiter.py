@@ -320,6 +320,40 @@ class SharedRateLimiter:
 
         response.stream = TappedStream(response.stream, settle, asettle)
 
+    # --- what the rate-limit layer calls (ratelimit/layer.py) -------------------------------------
+    def plan_for(self, model: str | None, tokens: int) -> Plan | None:
+        """What one call charges: its model's request and token keys (None without a model)."""
+        if model is None:
+            return None
+        return Plan(self.key(f"{model}:requests"), self.key(f"{model}:tokens"), tokens if self.tokens_rate else 0)
+
+    def acquire(self, plan: Plan) -> None:
+        """Before each attempt: wait for the tokens and a request slot."""
+        self.run(self._acquire(plan))
+
+    async def aacquire(self, plan: Plan) -> None:
+        await self.arun(self._acquire(plan))
+
+    def failed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
+        """After an error answer: a 429 shares its cool-down, any other gives the tokens back."""
+        with _store_failures_logged():
+            self.run(self._attempt_outcome(plan, exc, lambda _n: backoff))
+
+    async def afailed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
+        with _store_failures_logged():
+            await self.arun(self._attempt_outcome(plan, exc, lambda _n: backoff))
+
+    def settle(self, plan: Plan, used: int | None) -> None:
+        """After a billed answer: correct the charged estimate to ``used`` (never raises)."""
+        if plan.tokens and used is not None:
+            with _store_failures_logged():
+                self.run(self._settle(plan, used))
+
+    async def asettle(self, plan: Plan, used: int | None) -> None:
+        if plan.tokens and used is not None:
+            with _store_failures_logged():
+                await self.arun(self._settle(plan, used))
+
     def batch_pacer(self) -> SharedPacer:
         """The Batch API's add-requests pace (100 calls per 30 s per team), shared."""
         return SharedPacer(self)

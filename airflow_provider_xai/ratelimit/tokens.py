@@ -13,47 +13,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_xai.endpoints.common import estimate_tokens  # noqa: F401 (the limiter's guard)
 from airflow_provider_xai.pipeline.replies import Reply
-
-#: Tokens assumed for an answer whose request sets no ``max_tokens``-like bound (corrected after).
-DEFAULT_OUTPUT_TOKENS = 1024
-#: Tokens assumed for each image of a request (xAI tiles an image into up to ~1,800 tokens).
-IMAGE_TOKENS = 1800
-#: Characters per token of the prompt estimate (the usual English average of BPE tokenizers).
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """Tokens a chat or Responses request may spend, before sending it.
-
-    Prompt: the characters of every string in ``messages``/``input``/``instructions``/``tools``
-    divided by :data:`CHARS_PER_TOKEN`, plus :data:`IMAGE_TOKENS` per image (an ``image_url``
-    or a ``data:`` URI). Answer: ``max_tokens``, ``max_completion_tokens`` or
-    ``max_output_tokens`` when set, else :data:`DEFAULT_OUTPUT_TOKENS`. The real usage
-    corrects the charge after the answer, so the estimate only needs to be the right size.
-    """
-    chars, images = 0, 0
-    pending: list[Any] = [body.get(k) for k in ("messages", "input", "instructions", "tools")]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if item.startswith("data:"):
-                images += 1
-            else:
-                chars += len(item)
-        elif isinstance(item, Mapping):
-            for key, value in item.items():
-                if key in ("image_url", "file_id") or (key == "type" and value in ("image_url", "input_image")):
-                    images += key != "type"
-                else:
-                    pending.append(value)
-        elif isinstance(item, list):
-            pending.extend(item)
-    answer = next(
-        (v for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if isinstance(v := body.get(k), int)),
-        DEFAULT_OUTPUT_TOKENS,
-    )
-    return -(-chars // CHARS_PER_TOKEN) + images * IMAGE_TOKENS + max(answer, 0)
 
 
 def billed_tokens(reply: Reply) -> int | None:
@@ -135,11 +96,7 @@ class TappedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 __all__ = [
-    "CHARS_PER_TOKEN",
-    "DEFAULT_OUTPUT_TOKENS",
-    "IMAGE_TOKENS",
     "TappedStream",
     "UsageTap",
     "billed_tokens",
-    "estimate_tokens",
 ]

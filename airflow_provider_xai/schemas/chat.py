@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
+from airflow_provider_xai.schemas.billed import Billed
 
 CHAT_PATH = "chat/completions"
 #: A deferred completion is fetched at this prefix + its request id.
@@ -344,7 +345,7 @@ class Choice(_Response):
     logprobs: ChoiceLogprobs | None = None
 
 
-class ChatCompletion(_Response):
+class ChatCompletion(_Response, Billed):
     """A ``chat.completion`` answer."""
 
     id: str

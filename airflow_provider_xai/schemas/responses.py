@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from airflow_provider_xai.exceptions import XAIResponseError
+from airflow_provider_xai.schemas.billed import Billed
 from airflow_provider_xai.schemas.chat import _short
 from airflow_provider_xai.schemas.response_items import (
     Citation,
@@ -78,7 +79,7 @@ def strip_inline_citations(text: str, urls: tuple[str, ...] | list[str] = ()) ->
     return _INLINE_CITATION.sub("", text)
 
 
-class Response(_Tolerant):
+class Response(_Tolerant, Billed):
     """A Responses answer (``object: "response"``), the same from create, GET and a stream."""
 
     id: str

@@ -131,6 +131,14 @@ class StreamAssembler:
                 "the answer is incomplete"
             )
 
+    def snapshot(self) -> None:
+        """A chat stream's usage comes only with its end: nothing billed is known before."""
+        return None
+
+    def result(self) -> ChatCompletion:
+        """The assembled answer (see :meth:`completion`)."""
+        return self.completion()
+
     def completion(self) -> ChatCompletion:
         """The assembled answer, as if it had been requested without streaming."""
         self.check_complete()

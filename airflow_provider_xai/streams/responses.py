@@ -247,6 +247,10 @@ class ResponseStreamAssembler:
         except (ValueError, RecursionError) as exc:
             raise XAIResponseError(f"Malformed response in xAI stream: {exc}") from None
 
+    def result(self) -> Response:
+        """The assembled response (see :meth:`response`)."""
+        return self.response()
+
     def response(self) -> Response:
         """The assembled response, as if it had been requested without streaming."""
         self.check_complete()

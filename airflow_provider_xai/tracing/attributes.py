@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_xai.connection.settings import ClientSettings
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.usage import UsageRecord
 
 #: ``gen_ai.provider.name``: the semantic conventions' well-known value for xAI.
 PROVIDER_NAME = "x_ai"
@@ -107,12 +110,10 @@ def _tool_name(tool: Any) -> str:
     return f"function:{name}" if kind == "function" and name else kind
 
 
-def response_attributes(result: Any, settings: ClientSettings) -> dict[str, Any]:
+def response_attributes(result: Any, record: UsageRecord | None) -> dict[str, Any]:
     """Response id and model, finish reasons, tokens, cost and tool calls of a completion or a
-    Response (usage and cost read through :func:`build_record`, as the usage records are)."""
-    from airflow_provider_xai.pricing import DEFAULT_PRICES
-    from airflow_provider_xai.usage import build_record
-
+    Response; tokens and cost from its usage record (the one the pipeline read, which the task's
+    usage ledger records too)."""
     attributes: dict[str, Any] = {}
     if getattr(result, "id", None):
         attributes["gen_ai.response.id"] = result.id
@@ -128,10 +129,8 @@ def response_attributes(result: Any, settings: ClientSettings) -> dict[str, Any]
             attributes["xai.response.tool_calls"] = [step.tool for step in steps]
     if reasons:
         attributes["gen_ai.response.finish_reasons"] = reasons
-    usage = getattr(result, "usage", None)
-    if usage is None:
+    if record is None:
         return attributes
-    record = build_record(usage, result.model, prices={**DEFAULT_PRICES, **settings.prices})
     attributes.update(
         {
             "gen_ai.usage.input_tokens": record.prompt_tokens,

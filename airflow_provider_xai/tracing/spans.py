@@ -1,19 +1,21 @@
-"""OpenTelemetry GenAI spans for xAI requests: one CLIENT span per chat or Responses request,
-named ``"chat {model}"``, with the GenAI semantic-convention attributes, the cost and the Airflow
-identity, retries as span events, typed errors as ``ERROR`` status.
+"""OpenTelemetry GenAI spans for xAI requests: one CLIENT span per generation request (an
+endpoint whose declaration names a GenAI ``operation``), named ``"chat {model}"``, with the
+GenAI semantic-convention attributes, the cost and the Airflow identity, retries as span
+events, typed errors as ``ERROR`` status. :class:`RequestSpan` is the tracing layer's part in
+one call (:mod:`airflow_provider_xai.tracing.layer`).
 
 Spans go to whatever tracer provider the process has. Airflow installs one when
 ``[traces] otel_on`` is true; the task runner makes the task's span current while ``execute``
 runs, and the triggerer makes a ``trigger.*`` span current while a trigger runs, so a span
-started here is their child without any wiring. With no provider (the default) :func:`start`
-returns :data:`NO_SPAN`, a shared do-nothing object, after one look at OpenTelemetry's global
-tracer provider. The attributes are built in :mod:`airflow_provider_xai.tracing.attributes`.
+started here is their child without any wiring. With no provider (the default) nothing is made,
+after one look at OpenTelemetry's global tracer provider. The attributes are built in
+:mod:`airflow_provider_xai.tracing.attributes`.
 
 Nothing of the prompt or the answer is recorded unless the environment variable
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` opts in (see
-:mod:`airflow_provider_xai.tracing.content`). The API key never reaches a span: request
-attributes are read from the body (which never holds it; MCP secrets in ``tools`` are not read),
-and error messages are the typed errors' own, already scrubbed.
+:mod:`airflow_provider_xai.tracing.content`). No secret reaches a span: request attributes are
+read from the body (MCP secrets in ``tools`` are not read), and error messages are the typed
+errors' own, which the one scrubber has cleaned.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -33,8 +34,6 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKin
 from airflow_provider_xai import __version__
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.exceptions import XAIError
-from airflow_provider_xai.schemas.chat import CHAT_PATH, DEFERRED_COMPLETION_PATH
-from airflow_provider_xai.schemas.response_request import RESPONSES_PATH
 from airflow_provider_xai.tracing.attributes import (
     OPERATION,
     airflow_identity,
@@ -43,10 +42,11 @@ from airflow_provider_xai.tracing.attributes import (
 )
 from airflow_provider_xai.tracing.content import capture_mode, input_attributes, output_attributes
 
+if TYPE_CHECKING:
+    from airflow_provider_xai.usage import UsageRecord
+
 TRACER_NAME = "airflow_provider_xai"
 log = logging.getLogger(__name__)
-#: The request an answer or retry belongs to (our own variable: never the caller's span).
-_ACTIVE: ContextVar[RequestSpan | None] = ContextVar("xai_request_span", default=None)
 
 
 #: ``trace.get_tracer_provider()`` costs ~0.5-2 us with no provider (it looks up an unset
@@ -107,9 +107,6 @@ class RequestSpan:
             span.add_event(event, attributes, timestamp)
         return span
 
-    def __bool__(self) -> bool:
-        return True
-
     def event(self, name: str, attributes: dict[str, Any]) -> None:
         if self.span is None:
             self.events.append((name, attributes, time.time_ns()))
@@ -123,11 +120,12 @@ class RequestSpan:
             {"xai.retry.attempt": attempt, "xai.retry.wait_s": round(wait, 3), "error.type": type(exc).__name__},
         )
 
-    def answered(self, result: Any) -> None:
-        """Record an answer: a completion, a Response, a deferred request id, or None (pending)."""
-        _guarded(self._answered, result)
+    def record(self, result: Any, usage: UsageRecord | None) -> None:
+        """Record an answer (a completion, a Response, a deferred request id, or None while a
+        poll is pending) with its usage record."""
+        _guarded(lambda: self._record(result, usage))
 
-    def _answered(self, result: Any) -> None:
+    def _record(self, result: Any, usage: UsageRecord | None) -> None:
         if result is None:
             return  # a pending poll: nothing to say (and, lazily, no span)
         if self.span is None:
@@ -135,14 +133,14 @@ class RequestSpan:
         if isinstance(result, str):
             self.span.set_attribute("xai.deferred.request_id", result)
             return
-        self.span.set_attributes(response_attributes(result, self.settings))
+        self.span.set_attributes(response_attributes(result, usage))
         if self.capture:
             self._content(output_attributes(result))
 
     def failed(self, exc: BaseException) -> None:
-        """ERROR status with ``error.type`` (the typed exception class); a billed answer that
-        came with the failure still has its usage recorded."""
-        _guarded(self._failed, exc)
+        """ERROR status with ``error.type`` (the typed exception class); the usage of a billed
+        answer that came with the failure was recorded by :meth:`record` before."""
+        _guarded(lambda: self._failed(exc))
 
     def _failed(self, exc: BaseException) -> None:
         if self.span is None:
@@ -157,8 +155,6 @@ class RequestSpan:
                 self.span.set_attribute("http.response.status_code", status)
             if exc.request_id:
                 self.span.set_attribute("xai.request_id", exc.request_id)
-            if exc.billed is not None and getattr(exc.billed, "usage", None) is not None:
-                self.span.set_attributes(response_attributes(exc.billed, self.settings))
         if self.capture.event:
             self._content({})  # what was asked, for the failed request
 
@@ -176,109 +172,23 @@ class RequestSpan:
             self.span.end()
 
     @contextmanager
-    def active(self) -> Iterator[RequestSpan]:
-        """Make this span the current one (OpenTelemetry's, so spans of libraries such as httpx
-        nest under it, and ours, so retries land on it) while the request is sent."""
-        token = _ACTIVE.set(self)
+    def active(self) -> Iterator[None]:
+        """Make this span OpenTelemetry's current one while the request is sent, so spans of
+        libraries such as httpx nest under it."""
         otel_token = otel_context.attach(trace.set_span_in_context(self.span)) if self.span else None
         try:
-            yield self
+            yield
         finally:
             if otel_token is not None:
                 otel_context.detach(otel_token)
-            _ACTIVE.reset(token)
-
-    @contextmanager
-    def recording(self) -> Iterator[RequestSpan]:
-        """Record a failure and end the span on exit, without making it current: for a stream
-        that yields to its caller (only its opening runs under :meth:`active`)."""
-        try:
-            yield self
-        except BaseException as exc:
-            if not isinstance(exc, GeneratorExit):  # the caller stopped reading: no error
-                self.failed(exc)
-            raise
-        finally:
-            self.end()
-
-    def __enter__(self) -> RequestSpan:
-        self._active = self.active()
-        return self._active.__enter__()
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        try:
-            self._active.__exit__(kind, exc, tb)
-        finally:
-            if exc is not None:
-                self.failed(exc)
-            self.end()
 
 
-def _guarded(record: Any, value: Any) -> None:
-    """Run ``record(value)``: tracing must never fail a request, so a fault is only logged."""
+def _guarded(record: Callable[[], None]) -> None:
+    """Run ``record``: tracing must never fail a request, so a fault is only logged."""
     try:
-        record(value)
+        record()
     except Exception:
         log.debug("xAI span attributes could not be recorded", exc_info=True)
 
 
-class _NoSpan:
-    """What :func:`start` returns when nothing is traced: every method does nothing."""
-
-    def __bool__(self) -> bool:
-        return False
-
-    def answered(self, result: Any) -> None:
-        pass
-
-    def failed(self, exc: BaseException) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-    @contextmanager
-    def active(self) -> Iterator[_NoSpan]:
-        yield self
-
-    @contextmanager
-    def recording(self) -> Iterator[_NoSpan]:
-        yield self
-
-    def __enter__(self) -> _NoSpan:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        pass
-
-
-NO_SPAN = _NoSpan()
-
-
-def start(method: str, path: str, body: Any, settings: ClientSettings) -> RequestSpan | _NoSpan:
-    """The span of one request: a :class:`RequestSpan` for a chat or Responses request while
-    tracing is on, else :data:`NO_SPAN`. Use it as a context manager around the request (it is
-    current inside, records the error and ends on exit) and hand it the answer with
-    ``answered``; a stream that yields to its caller uses ``active()`` only around opening."""
-    if not tracing_on():
-        return NO_SPAN
-    try:
-        if method == "POST" and isinstance(body, Mapping):
-            if path == CHAT_PATH:
-                return RequestSpan("chat.completions", body, settings)
-            if path == RESPONSES_PATH:
-                return RequestSpan("responses", body, settings)
-        elif method == "GET" and path.startswith(DEFERRED_COMPLETION_PATH):
-            return RequestSpan("chat.completions", {}, settings, lazy=True)
-    except Exception:  # tracing must never stop a request
-        log.debug("xAI span could not be started", exc_info=True)
-    return NO_SPAN
-
-
-def retried(exc: BaseException, attempt: int, wait: float) -> None:
-    """Record a retry on the request span being sent, if one is (called by the retry loops)."""
-    if (span := _ACTIVE.get()) is not None:
-        span.retried(exc, attempt, wait)
-
-
-__all__ = ["NO_SPAN", "RequestSpan", "retried", "start", "tracing_on"]
+__all__ = ["RequestSpan", "tracing_on"]

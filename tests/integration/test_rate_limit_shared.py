@@ -115,7 +115,7 @@ class TestRedisStore:
                 rate_limit_redis_conn_id="limits_redis", **extra
             ))
             hook = XAIHook(backoff_base=0.05)
-            limiter = hook.transport.rate_limiter()
+            limiter = hook.rate_limit.limiter(hook.settings)
             assert limiter is not None
             limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep
             hook.clock = clock  # type: ignore[attr-defined]
@@ -142,7 +142,7 @@ class TestRedisStore:
 
     def test_tokens_are_corrected_by_the_usage_on_the_async_path(self, hooks: Any, xai_server: Any) -> None:
         hook = hooks(xai_server, rate_limit_tokens_per_minute=10_000)
-        limiter: SharedRateLimiter = hook.transport._limiter
+        limiter: SharedRateLimiter = hook.rate_limit._limiter
         completion = asyncio.run(
             hook.achat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
         )
@@ -176,7 +176,7 @@ def test_responses_api_calls_are_charged_their_real_usage(
         rate_limit_tokens_per_minute=1_000_000, rate_limit_path=str(tmp_path / "limits.sqlite")
     ))
     hook = XAIHook()
-    limiter = hook.transport.rate_limiter()
+    limiter = hook.rate_limit.limiter(hook.settings)
     assert limiter is not None
     clock = FakeClock()
     limiter.clock, limiter.sleep, limiter.asleep = clock.time, clock.sleep, clock.asleep

@@ -23,7 +23,7 @@ from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.ratelimit import store as rate_limit_store
 from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter, fingerprint
 from airflow_provider_xai.ratelimit.store import ALGORITHM, RedisStates, SQLiteStates
-from airflow_provider_xai.ratelimit.tokens import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
+from airflow_provider_xai.endpoints.common import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
 from tests.helpers.clock import FakeClock
 
 KEY = "xai-unit-limiter-key-123456"
@@ -94,7 +94,7 @@ def limited_hook(server: Server, clock: FakeClock, states: SQLiteStates, **kwarg
     hook = XAIHook(backoff_base=0.25, client_kwargs={"transport": httpx.MockTransport(server)}, **kwargs)
     config = hook.settings.rate_limit
     assert config is not None
-    hook.transport._limiter = SharedRateLimiter(
+    hook.rate_limit._limiter = SharedRateLimiter(
         config, states, fingerprint(KEY), clock=clock.time, sleep=clock.sleep, asleep=clock.asleep
     )
     return hook
@@ -195,7 +195,7 @@ def test_no_limit_configured_touches_no_store(monkeypatch: pytest.MonkeyPatch) -
     hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(server)})
     hook.chat(ask())
     asyncio.run(hook.achat(ask()))
-    assert hook.transport.rate_limiter() is None
+    assert hook.rate_limit.limiter(hook.settings) is None
     assert hook.batch_pacer.__class__.__name__ == "CallPacer"
     assert len(server.times) == 2
 
@@ -274,7 +274,7 @@ def test_a_shared_cool_down_longer_than_the_backoff_is_what_the_error_carries(
 ) -> None:
     set_connection(monkeypatch, rate_limit_requests_per_second=100, max_retries=0)
     limiter_owner = limited_hook(Server(clock, completion()), clock, states)
-    limiter = limiter_owner.transport.rate_limiter()
+    limiter = limiter_owner.rate_limit.limiter(limiter_owner.settings)
     assert limiter is not None
     plan = limiter.plan(ask())
     assert plan is not None
@@ -342,7 +342,7 @@ class TestTokens:
         server = Server(clock, completion(total_tokens=100))
         hook = limited_hook(server, clock, states)
         hook.chat(ask(max_tokens=600))  # charged ~601 before, 100 after
-        limiter = hook.transport.rate_limiter()
+        limiter = hook.rate_limit.limiter(hook.settings)
         assert limiter is not None
         assert 99 <= self.tokens_owed(limiter) <= 101
         hook.chat(ask(max_tokens=850))  # fits only because the over-estimate came back
@@ -355,7 +355,7 @@ class TestTokens:
         server = Server(clock, completion(total_tokens=1500))  # more than a minute's budget
         hook = limited_hook(server, clock, states)
         hook.chat(ask(max_tokens=100))
-        limiter = hook.transport.rate_limiter()
+        limiter = hook.rate_limit.limiter(hook.settings)
         assert limiter is not None
         assert 1499 <= self.tokens_owed(limiter) <= 1501  # a debt past the limit
         hook.chat(ask(max_tokens=100))
@@ -370,7 +370,7 @@ class TestTokens:
         hook = limited_hook(Server(clock, bad), clock, states)
         with pytest.raises(Exception, match="400"):
             hook.chat(ask(max_tokens=900))
-        limiter = hook.transport.rate_limiter()
+        limiter = hook.rate_limit.limiter(hook.settings)
         assert limiter is not None
         assert self.tokens_owed(limiter) == 0
 
@@ -385,7 +385,7 @@ class TestTokens:
 
         async def main() -> None:
             await hook.achat(ask(max_tokens=100))
-            owed.append(self.tokens_owed(hook.transport._limiter))  # type: ignore[arg-type]
+            owed.append(self.tokens_owed(hook.rate_limit._limiter))  # type: ignore[arg-type]
             await hook.achat(ask(max_tokens=100))
 
         asyncio.run(main())
@@ -414,7 +414,7 @@ class TestTokens:
         else:
             completion = hook.stream_chat_completion(ask(max_tokens=4000))
         assert completion.usage is not None and completion.usage.total_tokens == 42
-        assert self.tokens_owed(hook.transport._limiter) == 42  # type: ignore[arg-type]  # not ~4000
+        assert self.tokens_owed(hook.rate_limit._limiter) == 42  # type: ignore[arg-type]  # not ~4000
 
     def test_chat_many_shares_the_limit(
         self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates

@@ -15,9 +15,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from airflow_provider_xai.endpoints import chat as chat_api
 from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIBadRequestError, XAIError
+from airflow_provider_xai.pipeline.layers import Exchange
 from airflow_provider_xai.tracing import spans as tracing
 from airflow_provider_xai.tracing.content import CAPTURE_ENV
+from airflow_provider_xai.tracing.layer import TracingLayer
 from tests.helpers.spans import memory_spans
 from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
 from tests.unit.test_hook_mock import KEY, Recorder, completion, error, make_hook
@@ -296,7 +299,8 @@ class TestOff:
     def test_without_a_tracer_provider_nothing_is_made(self) -> None:
         assert not tracing.tracing_on()
         settings = make_hook(Recorder(httpx.Response(200, json=completion()))).settings
-        assert tracing.start("POST", "chat/completions", {"model": "grok-4.3"}, settings) is tracing.NO_SPAN
+        call = chat_api.chat({"model": "grok-4.3", "messages": [{"role": "user", "content": "hi"}]}, {})
+        assert TracingLayer().scope(Exchange(call, settings, {"model": "grok-4.3"})) is None
 
     def test_requests_work_the_same_without_one(self) -> None:
         hook = make_hook(Recorder(error(503, "busy", {"retry-after": "0"}), httpx.Response(200, json=completion())))

@@ -1,0 +1,19 @@
+"""One home per endpoint family: its declarations (:class:`~airflow_provider_xai.pipeline.call.Endpoint`)
+and the calls the hook sends. Adding an endpoint: a declaration here, its models in ``schemas/``,
+hook methods, optionally an operator, and its route in the local server (docs/architecture.md)."""
+
+from __future__ import annotations
+
+from airflow_provider_xai.endpoints import batches, chat, models, responses
+from airflow_provider_xai.pipeline.call import Endpoint
+
+#: Every endpoint the provider calls.
+ENDPOINTS: tuple[Endpoint, ...] = (*chat.ENDPOINTS, *responses.ENDPOINTS, *batches.ENDPOINTS, *models.ENDPOINTS)
+
+
+def declaration_of(method: str, path: str) -> Endpoint | None:
+    """The declaration of ``method path`` (a path under the base URL), or None."""
+    return next((e for e in ENDPOINTS if e.matches(method, path)), None)
+
+
+__all__ = ["ENDPOINTS", "declaration_of"]

@@ -1,0 +1,113 @@
+"""Layers around the one send, like middleware: tracing, the shared rate limit, (later) budgets.
+
+A :class:`Layer` is asked once per call for its :class:`Scope` of that call (None when it has
+nothing to do, so a call with no tracer and no limit pays for no layer). The transport then
+runs every scope at fixed points of the call:
+
+- ``active()`` around the whole call (a span is current while the request is sent);
+- ``attempt()``/``aattempt()`` around each request attempt (a rate-limit slot per attempt);
+- ``retried()`` when an attempt failed and another follows;
+- ``answered()``/``aanswered()`` once the billed answer and its usage record are known (also
+  for a failure that carries a billed answer);
+- ``finish()`` once, when the call ended (with its error, if any).
+
+Layers read the call's :class:`~airflow_provider_xai.pipeline.call.Endpoint` declaration from
+the :class:`Exchange`; the transport never imports a layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.connection.settings import ClientSettings
+    from airflow_provider_xai.pipeline.call import Call
+    from airflow_provider_xai.usage import UsageRecord
+
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Exchange:
+    """One call in flight, as its layers see it: the call, the settings it was sent with, the
+    body (built and validated once), and, once answered, the answer and its usage record."""
+
+    call: Call[Any]
+    settings: ClientSettings
+    body: Any
+    request_id: str | None = None
+    answer: Any = None
+    record: UsageRecord | None = None
+    #: The stream began (events were read): a non-restartable call is not sent again.
+    started: bool = False
+
+    @property
+    def model(self) -> str | None:
+        """The model the body names, if any."""
+        body = self.body
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) else None
+
+
+class Scope:
+    """A layer's part in one call. Every method does nothing unless a layer overrides it."""
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        yield
+
+    def attempt(self, send: Callable[[], R]) -> R:
+        return send()
+
+    async def aattempt(self, send: Callable[[], Awaitable[R]]) -> R:
+        return await send()
+
+    def retried(self, exc: BaseException, attempt: int, wait: float) -> None:
+        pass
+
+    def answered(self) -> None:
+        pass
+
+    async def aanswered(self) -> None:
+        self.answered()
+
+    def finish(self, exc: BaseException | None) -> None:
+        pass
+
+
+class Layer:
+    """Something that wraps every call (see the module docstring)."""
+
+    def scope(self, exchange: Exchange) -> Scope | None:
+        """This layer's scope of one call, or None when it has nothing to do for it."""
+        return None
+
+
+def scopes_of(layers: tuple[Layer, ...], exchange: Exchange) -> list[Scope]:
+    """The scopes of one call; a layer that fails to start is left out (logged), never the call."""
+    scopes: list[Scope] = []
+    for layer in layers:
+        try:
+            scope = layer.scope(exchange)
+        except Exception as exc:
+            if not _is_typed(exc):
+                log.debug("xAI layer %s could not start", type(layer).__name__, exc_info=True)
+                continue
+            raise  # a typed error (a store that is down) fails the call, as it would unlayered
+        if scope is not None:
+            scopes.append(scope)
+    return scopes
+
+
+def _is_typed(exc: Exception) -> bool:
+    from airflow_provider_xai.exceptions import XAIError
+
+    return isinstance(exc, XAIError)
+
+
+__all__ = ["Exchange", "Layer", "Scope", "scopes_of"]
