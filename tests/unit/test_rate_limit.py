@@ -18,12 +18,12 @@ import pytest
 
 from airflow_provider_xai.connection.rate_limits import default_path
 from airflow_provider_xai.connection.settings import settings_from_connection
+from airflow_provider_xai.endpoints.common import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
 from airflow_provider_xai.exceptions import XAIConfigurationError, XAIConnectionError, XAIRateLimitError
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.ratelimit import store as rate_limit_store
 from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter, fingerprint
 from airflow_provider_xai.ratelimit.store import ALGORITHM, RedisStates, SQLiteStates
-from airflow_provider_xai.endpoints.common import DEFAULT_OUTPUT_TOKENS, IMAGE_TOKENS, estimate_tokens
 from tests.helpers.clock import FakeClock
 
 KEY = "xai-unit-limiter-key-123456"
