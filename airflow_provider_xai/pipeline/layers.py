@@ -18,14 +18,15 @@ the :class:`Exchange`; the transport never imports a layer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
     from airflow_provider_xai.pipeline.call import Call
+    from airflow_provider_xai.pricing import Price
     from airflow_provider_xai.usage import UsageRecord
 
 R = TypeVar("R")
@@ -40,11 +41,26 @@ class Exchange:
     call: Call[Any]
     settings: ClientSettings
     body: Any
+    #: The price table a usage record is estimated with when xAI sends no cost.
+    prices: Mapping[str, Price] = field(default_factory=dict)
     request_id: str | None = None
     answer: Any = None
-    record: UsageRecord | None = None
     #: The stream began (events were read): a non-restartable call is not sent again.
     started: bool = False
+    _record: UsageRecord | None = field(default=None, repr=False)
+    _recorded: bool = field(default=False, repr=False)
+
+    @property
+    def record(self) -> UsageRecord | None:
+        """The answer's usage record, read once through the endpoint's declaration when first
+        asked for (by a layer, or by whoever records the answer); None when nothing was billed."""
+        if not self._recorded and self.answer is not None:
+            record_of = self.call.endpoint.record
+            self._record = record_of(self.answer, self.prices) if record_of is not None else None
+            if self._record is not None and self.request_id:
+                self._record.request_id = self.request_id
+            self._recorded = True
+        return self._record
 
     @property
     def model(self) -> str | None:

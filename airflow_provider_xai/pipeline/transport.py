@@ -248,7 +248,7 @@ class XAITransport:
     # --- the one send ------------------------------------------------------------------------
     def send(self, call: Call[T]) -> T:
         """Send ``call`` with the retry policy; return its answer or raise a typed error."""
-        ex = Exchange(call, self.settings, _body(call, self.settings))
+        ex = _exchange(call, self.settings, self.prices)
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes) as finish:
             try:
@@ -264,7 +264,7 @@ class XAITransport:
     async def asend(self, call: Call[T], client: httpx.AsyncClient | None = None) -> T:
         """Async :meth:`send`, on ``client`` (a fan-out's) or the event loop's own client."""
         s = await self.asettings()
-        ex = Exchange(call, s, _body(call, s))
+        ex = _exchange(call, s, self.prices)
         scopes = scopes_of(self.layers, ex)
         http = client or await self.aclient()
         with _scoped(scopes) as finish:
@@ -282,7 +282,7 @@ class XAITransport:
     def iterate(self, call: Call[T]) -> Generator[Any, None, T]:
         """A streamed call's typed events as they come; returns the answer. Opening the stream
         is retried; once events flow, a stream that breaks raises typed (never half an answer)."""
-        ex = Exchange(call, self.settings, _body(call, self.settings))
+        ex = _exchange(call, self.settings, self.prices)
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes, current=False) as finish:
             try:
@@ -303,7 +303,7 @@ class XAITransport:
         """Async :meth:`iterate`; an async generator cannot return, so the answer is appended to
         ``sink`` when given."""
         s = await self.asettings()
-        ex = Exchange(call, s, _body(call, s))
+        ex = _exchange(call, s, self.prices)
         scopes = scopes_of(self.layers, ex)
         http = await self.aclient()
         with _scoped(scopes, current=False) as finish:
@@ -449,16 +449,11 @@ class XAITransport:
 
     # --- answers and their usage ---------------------------------------------------------------
     def _answer(self, ex: Exchange, result: Any) -> Any:
-        """Keep the answer on the exchange with its usage record, read once through the
-        endpoint's declaration (and attached to the answer for whoever records it)."""
+        """Keep the answer on the exchange; a billed answer gets the exchange's usage record
+        (read once, when first asked for) for whoever records it."""
         ex.answer = result
-        record_of = ex.call.endpoint.record
-        if record_of is not None and result is not None:
-            ex.record = record_of(result, self.prices)
-            if ex.record is not None:
-                ex.record.request_id = ex.request_id or ex.record.request_id
-                if hasattr(result, "attach_usage"):
-                    result.attach_usage(ex.record)
+        if ex.call.endpoint.record is not None and hasattr(result, "attach_usage"):
+            result.attach_usage(lambda: ex.record)
         return result
 
     def _billed_failure(self, ex: Exchange, exc: XAIError, scopes: list[Scope]) -> None:
@@ -484,11 +479,11 @@ class XAITransport:
         return ex.record is not None
 
 
+def _exchange(call: Call[Any], settings: ClientSettings, prices: Mapping[str, Price]) -> Exchange:
+    return Exchange(call, settings, call.body(settings) if call.body is not None else None, prices)
+
+
 # --- pure helpers ----------------------------------------------------------------------------------
-def _body(call: Call[Any], settings: ClientSettings) -> Any:
-    return call.body(settings) if call.body is not None else None
-
-
 @contextmanager
 def _typed_failures(ex: Exchange) -> Iterator[None]:
     """Transport failures (refused, dropped, timed out, undecodable) as the typed errors."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, PrivateAttr
@@ -18,12 +19,15 @@ class Billed(BaseModel):
 
     @property
     def usage_record(self) -> UsageRecord | None:
-        """The usage record of this answer (None until the pipeline read it, e.g. after a
-        round trip through a trigger event)."""
+        """The usage record of this answer (None when it was not read by the pipeline, e.g.
+        after a round trip through a trigger event)."""
+        if callable(self._usage_record):  # read when first asked for
+            self._usage_record = self._usage_record()
         record: UsageRecord | None = self._usage_record
         return record
 
-    def attach_usage(self, record: UsageRecord | None) -> None:
+    def attach_usage(self, record: UsageRecord | Callable[[], UsageRecord | None] | None) -> None:
+        """Attach the usage record, or what reads it when first asked for."""
         self._usage_record = record
 
 

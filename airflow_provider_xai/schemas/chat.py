@@ -151,6 +151,11 @@ MAX_JSON_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+#: Leaf types JSON carries as they are (a float only when finite, a str only without lone
+#: surrogates: both checked in :func:`_value_problem`).
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
+
 def _value_problem(value: Any) -> str | None:
     """What JSON cannot carry faithfully in a value that is not a list or mapping (None: fine)."""
     if value is None or isinstance(value, bool | int):
@@ -158,7 +163,9 @@ def _value_problem(value: Any) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{value!r} is not a JSON number"
     if isinstance(value, str):
-        return "contains a lone surrogate (not valid Unicode)" if _SURROGATE.search(value) else None
+        if value.isascii() or not _SURROGATE.search(value):
+            return None
+        return "contains a lone surrogate (not valid Unicode)"
     return f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
 
 
@@ -174,7 +181,8 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     Free-form fields (extra API fields, tools, file parts) take any Python value; without this
     check a NaN would silently become ``null`` and bytes, sets, lone surrogates or very deep
     nesting would fail while sending, with an unrelated exception. It runs on every request, so
-    a path is spelled out only for containers and for the value that is wrong.
+    plain leaves (ASCII text, integers) are passed over by type alone, and a path is spelled out
+    only for containers and for the value that is wrong.
     """
     items: Any
     if isinstance(value, Mapping):
@@ -186,10 +194,16 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
         return None if problem is None else (path, problem)
     if depth >= MAX_JSON_DEPTH:
         return path, f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    keyed = isinstance(value, Mapping)
     for key, item in items:
-        if not isinstance(key, str | int) or (isinstance(key, int) and isinstance(value, Mapping)):
+        if keyed and not isinstance(key, str):
             return path, f"has a non-string key {_short(key)}"
-        if isinstance(item, Mapping | list | tuple):
+        kind = type(item)
+        if kind in _PLAIN:
+            if (kind is str and not item.isascii()) or kind is float:
+                if (text := _value_problem(item)) is not None:
+                    return _child(path, key), text
+        elif isinstance(item, Mapping | list | tuple):
             if found := _unsendable(item, _child(path, key), depth + 1):
                 return found
         elif (text := _value_problem(item)) is not None:
