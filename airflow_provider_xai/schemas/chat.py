@@ -200,9 +200,9 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
             return path, f"has a non-string key {_short(key)}"
         kind = type(item)
         if kind in _PLAIN:
-            if (kind is str and not item.isascii()) or kind is float:
-                if (text := _value_problem(item)) is not None:
-                    return _child(path, key), text
+            needs_look = (kind is str and not item.isascii()) or kind is float
+            if needs_look and (text := _value_problem(item)) is not None:
+                return _child(path, key), text
         elif isinstance(item, Mapping | list | tuple):
             if found := _unsendable(item, _child(path, key), depth + 1):
                 return found
