@@ -267,8 +267,13 @@ def resolve_tools(tools: Any, get_secret: Callable[[str], str | None]) -> list[d
     ``lambda conn_id: BaseHook.get_connection(conn_id).password``; it is sent as given (include
     ``"Bearer "`` if the MCP server expects it). The tools are checked first (:func:`check_tools`).
     """
-    resolved = check_tools(tools)
-    for i, tool in enumerate(resolved):
+    return attach_secrets(check_tools(tools), get_secret)
+
+
+def attach_secrets(tools: list[dict[str, Any]], get_secret: Callable[[str], str | None]) -> list[dict[str, Any]]:
+    """Checked tool bodies with each ``authorization_conn_id`` replaced, in place, by the
+    ``authorization`` that ``get_secret(conn_id)`` returns."""
+    for i, tool in enumerate(tools):
         conn_id = tool.pop("authorization_conn_id", None)
         if conn_id is None:
             continue
@@ -276,7 +281,7 @@ def resolve_tools(tools: Any, get_secret: Callable[[str], str | None]) -> list[d
         if not isinstance(secret, str) or not secret:
             raise _fail(f"tools[{i}].authorization_conn_id", f"connection {conn_id!r} holds no secret (password)")
         tool["authorization"] = secret
-    return resolved
+    return tools
 
 
 def _put(body: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -401,6 +406,7 @@ __all__ = [
     "MAX_DOMAINS",
     "MAX_TOOLS",
     "MAX_X_HANDLES",
+    "attach_secrets",
     "check_tool",
     "check_tools",
     "code_interpreter",

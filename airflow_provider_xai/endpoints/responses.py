@@ -19,7 +19,6 @@ from airflow_provider_xai.schemas.response_request import ResponseRequest, build
 from airflow_provider_xai.schemas.responses import DeletedResponse, Response
 from airflow_provider_xai.streams.responses import ResponseStreamAssembler
 from airflow_provider_xai.structured import OutputSpec
-from airflow_provider_xai.tools import resolve_tools
 from airflow_provider_xai.usage import UsageRecord, build_record
 
 #: What the Responses methods accept: a :class:`ResponseRequest`, a mapping of API fields, or
@@ -93,10 +92,7 @@ def response_body(fields: Mapping[str, Any], secrets: Mapping[str, str], **extra
     secrets filled in."""
 
     def build(settings: ClientSettings) -> dict[str, Any]:
-        data = {"model": settings.default_model, **fields, **extra}
-        if isinstance(data.get("tools"), list | tuple):
-            data["tools"] = resolve_tools(data["tools"], secrets.get)
-        return build_response_request(data).to_body()
+        return build_response_request({"model": settings.default_model, **fields, **extra}).to_body(secrets.get)
 
     return build
 

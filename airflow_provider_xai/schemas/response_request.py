@@ -7,14 +7,14 @@ and says what to use instead of a Chat Completions field. The answer side is in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, model_validator
 
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.schemas.chat import _Request, _short, _unsendable
-from airflow_provider_xai.tools import check_tools
+from airflow_provider_xai.tools import attach_secrets, check_tools
 
 RESPONSES_PATH = "responses"
 
@@ -198,29 +198,38 @@ class ResponseRequest(_Request):
     user: str | None = None
     prompt_cache_key: str | None = None
     max_turns: int | None = Field(default=None, ge=1)
+    #: Set by :func:`build_response_request`, which checked the rules across fields.
+    _checked: bool = PrivateAttr(default=False)
 
-    def to_body(self) -> dict[str, Any]:
+    def to_body(self, get_secret: Callable[[str], str | None] | None = None) -> dict[str, Any]:
         """The JSON body to send, dumped afresh: unset fields left out. Refuses (naming the
-        field) what JSON cannot carry and an MCP tool whose ``authorization_conn_id`` was not
-        resolved yet (:func:`airflow_provider_xai.tools.resolve_tools`)."""
-        check_request(self)
-        for i, tool in enumerate(self.tools or []):
-            if "authorization_conn_id" in tool:
-                raise XAIValidationError(
-                    f"tools[{i}].authorization_conn_id",
-                    "resolve it to the secret with airflow_provider_xai.tools.resolve_tools() before sending",
-                )
+        field) what JSON cannot carry. An MCP tool's ``authorization_conn_id`` is replaced by
+        the secret ``get_secret`` gives for it, and refused without one (see
+        :func:`airflow_provider_xai.tools.resolve_tools`). The rules across fields are checked
+        here unless :func:`build_response_request` built (and so checked) the request."""
+        if not self._checked:
+            check_request(self)
         try:
             data = self.model_dump(by_alias=True, exclude_none=True)
         except (ValueError, TypeError, RecursionError) as exc:
             raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
         if problem := _unsendable(data, ""):
             raise XAIValidationError(problem[0] or "request", problem[1])
+        tools = data.get("tools") or []
+        if get_secret is not None:
+            attach_secrets(tools, get_secret)
+        for i, tool in enumerate(tools):
+            if "authorization_conn_id" in tool:
+                raise XAIValidationError(
+                    f"tools[{i}].authorization_conn_id",
+                    "resolve it to the secret with airflow_provider_xai.tools.resolve_tools() before sending",
+                )
         return data
 
 
-def check_request(request: ResponseRequest) -> None:
-    """Rules across fields, raising :class:`XAIValidationError` naming the field."""
+def check_request(request: ResponseRequest, tools: list[dict[str, Any]] | None = None) -> None:
+    """Rules across fields, raising :class:`XAIValidationError` naming the field (``tools``:
+    the request's tools, already checked, when the caller has them)."""
     for name in request.model_extra or {}:
         if name in CHAT_ONLY_FIELDS:
             raise XAIValidationError(name, f"is a Chat Completions field: {CHAT_ONLY_FIELDS[name]}")
@@ -232,7 +241,8 @@ def check_request(request: ResponseRequest) -> None:
         )
     if request.top_logprobs is not None and not request.logprobs:
         raise XAIValidationError("top_logprobs", "needs logprobs=True")
-    tools = check_tools(request.tools) if request.tools is not None else []
+    if tools is None:
+        tools = check_tools(request.tools) if request.tools is not None else []
     choice = request.tool_choice
     if isinstance(choice, dict):
         kind = choice.get("type")
@@ -312,6 +322,7 @@ def build_response_request(
     if isinstance(request, ResponseRequest):
         if not kwargs:
             check_request(request)
+            request._checked = True
             return request
         request = request.model_dump(by_alias=True, exclude_unset=True)
     elif request is not None and not isinstance(request, Mapping):
@@ -322,8 +333,9 @@ def build_response_request(
     for name in data:
         if name in CHAT_ONLY_FIELDS:
             raise XAIValidationError(name, f"is a Chat Completions field: {CHAT_ONLY_FIELDS[name]}")
+    tools = None
     if isinstance(data.get("tools"), list | tuple):
-        data["tools"] = check_tools(data["tools"])
+        data["tools"] = tools = check_tools(data["tools"])
     _chat_shapes(data)
     try:
         validated = ResponseRequest.model_validate(data)
@@ -331,5 +343,6 @@ def build_response_request(
         raise XAIValidationError(*describe_response_error(exc)) from None
     except RecursionError:
         raise XAIValidationError("request", "is nested too deeply") from None
-    check_request(validated)
+    check_request(validated, tools)
+    validated._checked = True
     return validated
