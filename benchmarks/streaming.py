@@ -107,7 +107,7 @@ class _Stamps(logging.Handler):
 
 def via_hook(hook: Any, api: Api, logger: logging.Logger, stamps: _Stamps) -> list[float]:
     """Chat: what ``XAIChatOperator(stream=True)`` does."""
-    from airflow_provider_xai.operators.chat import LineLogger
+    from airflow_provider_xai.operators.base import LineLogger
 
     stamps.times.clear()
     lines = LineLogger(logger)
@@ -121,7 +121,7 @@ def via_hook(hook: Any, api: Api, logger: logging.Logger, stamps: _Stamps) -> li
 
 def via_hook_responses(hook: Any, api: Api, logger: logging.Logger, stamps: _Stamps) -> list[float]:
     """Responses: each event's ``text_delta`` into a ``LineLogger``, as the operator will log it."""
-    from airflow_provider_xai.operators.chat import LineLogger
+    from airflow_provider_xai.operators.base import LineLogger
 
     stamps.times.clear()
     lines = LineLogger(logger)

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
@@ -28,22 +26,20 @@ from airflow_provider_xai.exceptions import (
     XAIValidationError,
     error_from_dict,
 )
+from airflow_provider_xai.operators.base import XAIBaseOperator
 from airflow_provider_xai.operators.batch_inputs import (
     PreparedRequest,
     RequestDefaults,
     load_inputs,
     prepare_requests,
 )
-from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
-    from airflow.sdk.definitions.retry_policy import RetryPolicy
 
-    from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.schemas import Batch, BatchResult
     from airflow_provider_xai.structured import OutputSpec
-    from airflow_provider_xai.usage import UsageLedger, UsageRecord
+    from airflow_provider_xai.usage import UsageRecord
 
 XCOM_BATCH_ID_KEY = "xai_batch_id"
 STATE_BATCH_ID_KEY = "xai_batch_id"
@@ -57,7 +53,7 @@ def batch_name_for(dag_id: str, run_id: str, task_id: str, map_index: int | None
     return f"airflow:{dag_id[:80]}:{task_id[:80]}:{index}:{digest}"
 
 
-class XAIBatchOperator(BaseOperator):
+class XAIBatchOperator(XAIBaseOperator):
     """Run many prompts through xAI's Batch API and write the answers as JSONL.
 
     :param inputs: a list of prompts (str) or request dicts, or a JSONL file
@@ -81,9 +77,9 @@ class XAIBatchOperator(BaseOperator):
     :param poll_interval: seconds between batch polls.
     :param batch_timeout: seconds to wait before cancelling the batch and failing.
     :param fail_on_errors: fail the task (after writing the output) if any request failed.
-    :param xai_conn_id: the xAI connection.
-    :param retry_policy: Airflow 3.3+ task retry policy; default ``XAIRetryPolicy`` (see
-        :mod:`airflow_provider_xai.retry_policy`); ``None`` turns it off.
+
+    And :class:`~airflow_provider_xai.operators.base.XAIBaseOperator`'s ``xai_conn_id`` and
+    ``retry_policy``.
     """
 
     template_fields: Sequence[str] = ("inputs", "output_path", "system_prompt", "model", "request_kwargs")
@@ -107,11 +103,9 @@ class XAIBatchOperator(BaseOperator):
         poll_interval: float = 60.0,
         batch_timeout: float = 24 * 3600,
         fail_on_errors: bool = False,
-        xai_conn_id: str = "xai_default",
-        retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**retry_policy_argument(retry_policy), **kwargs)
+        super().__init__(**kwargs)
         self.inputs = inputs
         self.output_path = output_path
         self.system_prompt = system_prompt
@@ -124,7 +118,6 @@ class XAIBatchOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.batch_timeout = batch_timeout
         self.fail_on_errors = fail_on_errors
-        self.xai_conn_id = xai_conn_id
         self._batch_id: str | None = None
         check_number("temperature", temperature, 0, 2)
         check_number("max_tokens", max_tokens, 1, integer=True)
@@ -137,12 +130,6 @@ class XAIBatchOperator(BaseOperator):
         from airflow_provider_xai.structured import OutputSpec
 
         return OutputSpec.from_user(self.response_format)
-
-    @cached_property
-    def hook(self) -> XAIHook:
-        from airflow_provider_xai.hooks.xai import XAIHook
-
-        return XAIHook(xai_conn_id=self.xai_conn_id)
 
     # --- inputs --------------------------------------------------------------------------------
     def prepare_requests(self) -> list[PreparedRequest]:
@@ -183,7 +170,7 @@ class XAIBatchOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         from airflow_provider_xai.hooks import batch as api
 
-        self._ledger(context)  # re-publishes the usage of earlier tries
+        self.ledger(context)  # re-publishes the usage of earlier tries
         prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
         items = [api.batch_request(p.custom_id, p.body) for p in prepared if p.refused is None]
@@ -257,11 +244,6 @@ class XAIBatchOperator(BaseOperator):
         return self._complete(context, self.hook.get_batch(batch_id), self.prepare_requests(), timeout)
 
     # --- results ------------------------------------------------------------------------------
-    def _ledger(self, context: Context) -> UsageLedger:
-        from airflow_provider_xai.usage import UsageLedger
-
-        return UsageLedger(context, self.log)
-
     def _complete(
         self, context: Context, batch: Batch, prepared: list[PreparedRequest], timeout: str | None = None
     ) -> dict[str, Any]:
@@ -269,7 +251,7 @@ class XAIBatchOperator(BaseOperator):
         from airflow_provider_xai.usage import combine
         from airflow_provider_xai.usage_summary import summarize
 
-        ledger = self._ledger(context)
+        ledger = self.ledger(context)
         results = {r.batch_request_id: r for r in self.hook.iter_batch_results(batch.batch_id)}
         records = self._records(results)
         # One folded record per model keeps thousands of results out of XCom; its id names the
@@ -372,7 +354,7 @@ class XAIBatchOperator(BaseOperator):
                 self.log.info("Cancelled xAI batch %s", self._batch_id)
             except XAIError as exc:
                 self.log.warning("Could not cancel xAI batch %s: %s", self._batch_id, exc)
-        self.hook.close()
+        super().on_kill()
 
 
 def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:

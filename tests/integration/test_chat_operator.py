@@ -17,7 +17,8 @@ from airflow_provider_xai.exceptions import (
     XAIStructuredOutputError,
     XAIValidationError,
 )
-from airflow_provider_xai.operators.chat import LineLogger, XAIChatOperator
+from airflow_provider_xai.operators.base import LineLogger
+from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.testing import Fault
 from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 from tests.helpers.context import FakeTI, make_context

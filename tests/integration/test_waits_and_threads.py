@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_xai.exceptions import XAIDeferredExpiredError, XAIError
 from airflow_provider_xai.hooks.xai import XAIHook
-from airflow_provider_xai.operators.chat import StoredRequestId, XAIChatOperator
+from airflow_provider_xai.operators.chat import DEFERRED_REQUEST_KEY, XAIChatOperator
 from airflow_provider_xai.testing import Fault
 from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 from tests.helpers.context import FakeStateStore, FakeTI, make_context
@@ -51,7 +51,7 @@ def test_4_task_retry_reattaches_to_the_stored_request(xai_server: Any) -> None:
     with pytest.raises(TaskDeferred) as first_try:
         op.execute(make_context(FakeTI(try_number=1), store))
     request_id = first_try.value.trigger.request_id
-    assert store.data[StoredRequestId.KEY] == request_id
+    assert store.data[DEFERRED_REQUEST_KEY] == request_id
     # The first try's wait failed (e.g. the triggerer lost it); the retry must not pay again.
     with pytest.raises(TaskDeferred) as second_try:
         op.execute(make_context(FakeTI(try_number=2), store))
@@ -63,16 +63,16 @@ def test_4_task_retry_reattaches_to_the_stored_request(xai_server: Any) -> None:
     assert isinstance(answer, str) and answer
     assert ti.pushed["xai_usage"]["total_tokens"] > 0
     assert deferred_posts(xai_server) == 1
-    assert store.data[StoredRequestId.KEY] is None
+    assert store.data[DEFERRED_REQUEST_KEY] is None
 
 
 def test_4_retry_submits_anew_when_the_stored_request_is_gone(xai_server: Any) -> None:
-    store = FakeStateStore({StoredRequestId.KEY: "collected-long-ago"})
+    store = FakeStateStore({DEFERRED_REQUEST_KEY: "collected-long-ago"})
     op = XAIChatOperator(task_id="t", prompt="hello", deferrable=True, poll_interval=0.01)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(make_context(FakeTI(try_number=2), store))
     assert deferred.value.trigger.request_id != "collected-long-ago"
-    assert store.data[StoredRequestId.KEY] == deferred.value.trigger.request_id
+    assert store.data[DEFERRED_REQUEST_KEY] == deferred.value.trigger.request_id
     assert deferred_posts(xai_server) == 1
 
 

@@ -1,0 +1,156 @@
+"""What every xAI operator shares, written once: the hook, the usage ledger, finishing a billed
+answer (usage recorded first, then XComs, then the return value), streaming into the task log
+a line at a time, re-attaching a retried task to what an earlier try paid for, and ``on_kill``.
+
+Light imports only: this module is imported when a DAG file is parsed; the hook (httpx,
+pydantic models) is imported when a task runs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.definitions.retry_policy import RetryPolicy
+
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.pipeline.call import Endpoint
+    from airflow_provider_xai.usage import UsageLedger, UsageRecord
+
+
+class LineLogger:
+    """Writes streamed text to the task log a line at a time (not token by token)."""
+
+    def __init__(self, log: Any, prefix: str = "xAI | ") -> None:
+        self.log = log
+        self.prefix = prefix
+        self._pending = ""
+
+    def feed(self, text: str) -> None:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.log.info("%s%s", self.prefix, line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.log.info("%s%s", self.prefix, self._pending)
+            self._pending = ""
+
+
+class TaskState:
+    """One value of this task instance in Airflow's task state store (3.3+), which survives task
+    retries (XComs do not): what a retry re-attaches to instead of paying again. Without a
+    store (Airflow 3.2) every try starts afresh, as before."""
+
+    def __init__(self, context: Context, key: str, log: Any) -> None:
+        self.store = context.get("task_state_store")
+        self.key = key
+        self.log = log
+
+    def get(self) -> str | None:
+        try:
+            value = self.store.get(self.key) if self.store is not None else None
+        except Exception as exc:
+            self.log.debug("xAI %s not readable from the task state store: %s", self.key, exc)
+            return None
+        return value if isinstance(value, str) and value else None
+
+    def set(self, value: str | None) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.set(self.key, value)
+        except Exception as exc:
+            self.log.debug("xAI %s not writable to the task state store: %s", self.key, exc)
+
+    def clear(self) -> None:
+        self.set(None)
+
+
+class XAIBaseOperator(BaseOperator):
+    """The base of the xAI operators.
+
+    :param xai_conn_id: the xAI connection.
+    :param retry_policy: Airflow 3.3+ task retry policy; default
+        :class:`~airflow_provider_xai.retry_policy.XAIRetryPolicy` (rate limits retry after
+        xAI's delay, permanent errors fail at once); ``None`` turns it off.
+
+    A subclass says what its billed answers are (:attr:`endpoint`, whose declaration reads their
+    usage), what it pushes to XCom besides usage (:meth:`xcom_values`) and what it returns
+    (:meth:`result`); :meth:`finish` does the rest in that order.
+    """
+
+    def __init__(
+        self,
+        *,
+        xai_conn_id: str = "xai_default",
+        retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**retry_policy_argument(retry_policy), **kwargs)
+        self.xai_conn_id = xai_conn_id
+
+    @cached_property
+    def hook(self) -> XAIHook:
+        from airflow_provider_xai.hooks.xai import XAIHook
+
+        return XAIHook(xai_conn_id=self.xai_conn_id)
+
+    def ledger(self, context: Context) -> UsageLedger:
+        """This task instance's usage ledger (re-publishes the usage of earlier tries)."""
+        from airflow_provider_xai.usage import UsageLedger
+
+        return UsageLedger(context, self.log)
+
+    def endpoint(self) -> Endpoint:
+        """The declaration of the endpoint whose answers :meth:`finish` records."""
+        raise NotImplementedError
+
+    def usage_of(self, answer: Any) -> UsageRecord:
+        """The answer's usage record: the one the pipeline read, else (an answer that came back
+        through a trigger event) read now through the endpoint's declaration. An answer that
+        reports no usage still counts as one request, of unknown cost."""
+        from airflow_provider_xai.usage import build_record
+
+        record: UsageRecord | None = getattr(answer, "usage_record", None)
+        if record is None and (record_of := self.endpoint().record) is not None:
+            record = record_of(answer, self.hook.get_prices())
+        if record is None:
+            record = build_record(None, getattr(answer, "model", ""), completion_id=getattr(answer, "id", None))
+        return record
+
+    def finish(self, context: Context, ledger: UsageLedger, answer: Any) -> Any:
+        """Record usage first (so a later failure never loses it), push this operator's XComs,
+        then return the answer's XCom-safe value."""
+        ledger.record(self.usage_of(answer))
+        for key, value in self.xcom_values(answer).items():
+            context["ti"].xcom_push(key=key, value=value)
+        return self.result(answer)
+
+    def record_billed(self, ledger: UsageLedger, exc: BaseException) -> None:
+        """Record the usage of a billed answer that came with a failure (a stream that failed
+        after xAI billed it), before the failure is raised."""
+        billed = getattr(exc, "billed", None)
+        if billed is not None and getattr(billed, "usage", None) is not None:
+            ledger.record(self.usage_of(billed))
+
+    def xcom_values(self, answer: Any) -> dict[str, Any]:
+        """XComs pushed besides usage and the return value."""
+        return {}
+
+    def result(self, answer: Any) -> Any:
+        """The task's return value (XCom-safe)."""
+        raise NotImplementedError
+
+    def on_kill(self) -> None:
+        self.hook.close()
+
+
+__all__ = ["LineLogger", "TaskState", "XAIBaseOperator"]

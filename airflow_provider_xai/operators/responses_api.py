@@ -1,0 +1,187 @@
+"""The Responses API path of a prompt task (``/v1/responses``): its options, their checks at DAG
+parse, the request fields, sending (streamed into the log with a line per tool step, or not),
+and what it pushes to XCom (the response id to continue from, citations, function calls).
+
+Light imports only (imported at DAG parse); the hook and the endpoint declarations are imported
+when a task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_xai.arguments import check_number
+from airflow_provider_xai.exceptions import XAIError, XAIValidationError
+from airflow_provider_xai.operators.base import LineLogger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_xai.operators.prompt import XAIPromptOperator
+    from airflow_provider_xai.pipeline.call import Endpoint
+    from airflow_provider_xai.schemas.responses import Response
+    from airflow_provider_xai.usage import UsageLedger
+
+#: The Responses-only arguments of a prompt task.
+RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turns", "prompt_cache_key")
+XCOM_RESPONSE_ID_KEY = "xai_response_id"
+XCOM_CITATIONS_KEY = "xai_citations"
+XCOM_FUNCTION_CALLS_KEY = "xai_function_calls"
+
+
+class ResponsesPath:
+    """The Responses API. The options are read from the operator (they are its templated
+    arguments): ``tools``, ``previous_response_id``, ``store``, ``include``, ``max_turns``,
+    ``prompt_cache_key``."""
+
+    def check(self, op: XAIPromptOperator) -> None:
+        """Checks of a Responses task that need no rendering, at DAG parse, naming the argument."""
+        options = options_of(op)
+        if op.system_prompt is not None and options["previous_response_id"] is not None:
+            raise XAIValidationError(
+                "system_prompt",
+                "cannot be combined with previous_response_id: the stored response's instructions are reused",
+            )
+        if options["store"] is not None and not isinstance(options["store"], bool):
+            raise XAIValidationError("store", f"expected True or False, got {options['store']!r}")
+        check_number("max_turns", options["max_turns"], 1, integer=True)
+        if (tools := options["tools"]) is not None:
+            from airflow_provider_xai.tools import check_tools
+
+            check_tools(tools)  # values that still hold a template are checked after rendering
+
+    def fields(self, op: XAIPromptOperator) -> dict[str, Any]:
+        """The rendered task as Responses API fields (validated once, by the hook, before sending)."""
+        options = {
+            "input": to_input(op.conversation(typed_items=True)),
+            "instructions": op.checked_system_prompt(),
+            "model": op.checked_model(),
+            "temperature": op.temperature,
+            "max_output_tokens": op.max_tokens,
+            "reasoning": {"effort": op.reasoning_effort} if op.reasoning_effort else None,
+            **options_of(op),
+            "previous_response_id": check_previous_response_id(getattr(op, "previous_response_id", None)),
+        }
+        fields = {**op.checked_request_kwargs(), **{k: v for k, v in options.items() if v is not None}}
+        if op.output_spec is not None:
+            from airflow_provider_xai.endpoints.responses import with_output
+
+            fields = with_output(fields, op.output_spec)
+        return fields
+
+    def run(self, op: XAIPromptOperator, context: Context, ledger: UsageLedger) -> Any:
+        fields = self.fields(op)
+        if not op.stream:
+            return op.finish(context, ledger, op.hook.create_response(fields))
+        response = _stream(op, fields, ledger)
+        for n, citation in enumerate(response.citations(), 1):
+            op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+        return op.finish(context, ledger, response)
+
+    def endpoint(self) -> Endpoint:
+        from airflow_provider_xai.endpoints.responses import CREATE
+
+        return CREATE
+
+    def xcom_values(self, op: XAIPromptOperator, answer: Response) -> dict[str, Any]:
+        if answer.incomplete_reason:
+            op.log.warning("xAI response %s is incomplete: %s", answer.id, answer.incomplete_reason)
+        return xcom_values(answer, options_of(op)["store"])
+
+
+def options_of(op: XAIPromptOperator) -> dict[str, Any]:
+    """The operator's Responses-only arguments (:data:`RESPONSES_ONLY`), as rendered."""
+    return {name: getattr(op, name, None) for name in RESPONSES_ONLY}
+
+
+def _stream(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:
+    """Stream into the task log: answer lines, one line per tool step. A stream that fails after
+    xAI billed it still has its usage recorded before the error is raised."""
+    lines = LineLogger(op.log)
+
+    def on_event(event: Any, assembler: Any) -> None:
+        if delta := event.text_delta:
+            lines.feed(delta)
+        elif step := assembler.describe(event):
+            lines.flush()
+            op.log.info("xAI | %s", step)
+
+    try:
+        return op.hook.stream_response(fields, on_event=on_event)
+    except XAIError as exc:
+        op.record_billed(ledger, exc)
+        raise
+    finally:
+        lines.flush()
+
+
+def check_previous_response_id(value: Any) -> str | None:
+    """The rendered ``previous_response_id``; an upstream task that stored nothing (``store=False``)
+    pushed no id, which renders as ``None`` or an empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip() in ("", "None"):
+        raise XAIValidationError(
+            "previous_response_id",
+            f"rendered to {value!r}: the upstream task pushed no xai_response_id (it ran with store=False, "
+            "or on Chat Completions), so there is no stored response to continue",
+        )
+    return value.strip()
+
+
+def _input_part(part: Mapping[str, Any], path: str) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "input_text", "text": part.get("text", "")}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        converted: dict[str, Any] = {"type": "input_image", "image_url": url}
+        if isinstance(image, Mapping) and image.get("detail"):
+            converted["detail"] = image["detail"]
+        return converted
+    if kind in ("input_text", "input_image", "input_file"):
+        return dict(part)
+    raise XAIValidationError(path, f"content part type {kind!r} has no Responses equivalent")
+
+
+def to_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat-shaped messages (a ``messages`` argument, or the vision operator's image parts) as
+    Responses input items; typed items (``function_call_output``, replayed output items) pass
+    through."""
+    items: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        if "role" not in message and isinstance(message.get("type"), str):
+            items.append(dict(message))  # already a Responses input item (function_call_output...)
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [_input_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(content)]
+        items.append({"role": message.get("role", "user"), "content": content if content is not None else ""})
+    return items
+
+
+def xcom_values(response: Any, store: bool | None) -> dict[str, Any]:
+    """What a Responses task pushes besides usage: the id to continue from (None when nothing
+    was stored), the citations and the function calls for a downstream task to act on."""
+    return {
+        XCOM_RESPONSE_ID_KEY: None if store is False else response.id,
+        XCOM_CITATIONS_KEY: [{"url": c.url, "title": c.title} for c in response.citations()],
+        XCOM_FUNCTION_CALLS_KEY: [
+            {"name": call.name, "call_id": call.call_id, "arguments": call.arguments}
+            for call in response.function_calls
+        ],
+    }
+
+
+__all__ = [
+    "RESPONSES_ONLY",
+    "XCOM_CITATIONS_KEY",
+    "XCOM_FUNCTION_CALLS_KEY",
+    "XCOM_RESPONSE_ID_KEY",
+    "ResponsesPath",
+    "check_previous_response_id",
+    "to_input",
+    "xcom_values",
+]
