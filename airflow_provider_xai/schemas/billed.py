@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, PrivateAttr
-
-if TYPE_CHECKING:
-    from airflow_provider_xai.usage import UsageRecord
 
 
 class Billed(BaseModel):
@@ -18,15 +15,15 @@ class Billed(BaseModel):
     _usage_record: Any = PrivateAttr(default=None)
 
     @property
-    def usage_record(self) -> UsageRecord | None:
-        """The usage record of this answer (None when it was not read by the pipeline, e.g.
-        after a round trip through a trigger event)."""
+    def usage_record(self) -> Any:
+        """The :class:`~airflow_provider_xai.usage.UsageRecord` of this answer (None when the
+        pipeline did not read it, e.g. after a round trip through a trigger event). Typed loosely:
+        the wire models sit below the usage records, which read them."""
         if callable(self._usage_record):  # read when first asked for
             self._usage_record = self._usage_record()
-        record: UsageRecord | None = self._usage_record
-        return record
+        return self._usage_record
 
-    def attach_usage(self, record: UsageRecord | Callable[[], UsageRecord | None] | None) -> None:
+    def attach_usage(self, record: Any | Callable[[], Any]) -> None:
         """Attach the usage record, or what reads it when first asked for."""
         self._usage_record = record
 

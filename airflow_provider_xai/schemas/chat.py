@@ -24,7 +24,7 @@ Role = Literal["system", "user", "assistant", "tool", "function", "developer"]
 Detail = Literal["auto", "low", "high"]
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
@@ -33,22 +33,22 @@ class _Response(BaseModel):
 
 
 # --- request side ---------------------------------------------------------------------------
-class TextPart(_Request):
+class TextPart(RequestModel):
     type: Literal["text"] = "text"
     text: str
 
 
-class ImageURL(_Request):
+class ImageURL(RequestModel):
     url: str = Field(min_length=1)
     detail: Detail | None = None
 
 
-class ImagePart(_Request):
+class ImagePart(RequestModel):
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
 
 
-class FilePart(_Request):
+class FilePart(RequestModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["file"] = "file"
     file: dict[str, Any]
@@ -57,7 +57,7 @@ class FilePart(_Request):
 ContentPart = Annotated[TextPart | ImagePart | FilePart, Field(discriminator="type")]
 
 
-class Message(_Request):
+class Message(RequestModel):
     """One chat message in the OpenAI/xAI shape."""
 
     model_config = ConfigDict(extra="allow")
@@ -75,7 +75,7 @@ class Message(_Request):
         return value
 
 
-class JSONSchemaFormat(_Request):
+class JSONSchemaFormat(RequestModel):
     name: str = Field(default="output", min_length=1, max_length=64)
     schema_: dict[str, Any] = Field(alias="schema")
     strict: bool | None = True
@@ -83,16 +83,16 @@ class JSONSchemaFormat(_Request):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class ResponseFormat(_Request):
+class ResponseFormat(RequestModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
 
-class StreamOptions(_Request):
+class StreamOptions(RequestModel):
     include_usage: bool = True
 
 
-class ChatRequest(_Request):
+class ChatRequest(RequestModel):
     """Body of ``POST /v1/chat/completions``. Unknown keys pass through (``extra="allow"``)."""
 
     model_config = ConfigDict(extra="allow")
@@ -138,11 +138,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> tuple[s
             path += f".{part}" if path else str(part)
     problem = err["msg"]
     if err.get("input") is not None and err["type"] not in ("missing",):
-        problem += f" (got {_short(err['input'])})"
+        problem += f" (got {short_repr(err['input'])})"
     return path or "request", problem
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short_repr(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -166,7 +166,7 @@ def _value_problem(value: Any) -> str | None:
         if value.isascii() or not _SURROGATE.search(value):
             return None
         return "contains a lone surrogate (not valid Unicode)"
-    return f"{type(value).__name__} values cannot be sent as JSON (got {_short(value)})"
+    return f"{type(value).__name__} values cannot be sent as JSON (got {short_repr(value)})"
 
 
 def _child(path: str, key: str | int) -> str:
@@ -175,7 +175,7 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+def unsendable_value(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """(field path, problem) of the first value that JSON cannot carry faithfully, else None.
 
     Free-form fields (extra API fields, tools, file parts) take any Python value; without this
@@ -197,14 +197,14 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     keyed = isinstance(value, Mapping)
     for key, item in items:
         if keyed and not isinstance(key, str):
-            return path, f"has a non-string key {_short(key)}"
+            return path, f"has a non-string key {short_repr(key)}"
         kind = type(item)
         if kind in _PLAIN:
             needs_look = (kind is str and not item.isascii()) or kind is float
             if needs_look and (text := _value_problem(item)) is not None:
                 return _child(path, key), text
         elif isinstance(item, Mapping | list | tuple):
-            if found := _unsendable(item, _child(path, key), depth + 1):
+            if found := unsendable_value(item, _child(path, key), depth + 1):
                 return found
         elif (text := _value_problem(item)) is not None:
             return _child(path, key), text
@@ -212,7 +212,7 @@ def _unsendable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
 
 
 def check_sendable(request: ChatRequest) -> dict[str, Any]:
-    """The request's body, refused if JSON cannot carry it faithfully (see :func:`_unsendable`).
+    """The request's body, refused if JSON cannot carry it faithfully (see :func:`unsendable_value`).
 
     Dumped in python mode so that bytes, sets or NaN are seen (JSON mode would quietly convert
     them); what passes holds only JSON types and is sent as it is.
@@ -221,7 +221,7 @@ def check_sendable(request: ChatRequest) -> dict[str, Any]:
         data = request.model_dump(by_alias=True, exclude_none=True)
     except (ValueError, TypeError, RecursionError) as exc:  # pydantic serialization errors
         raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
-    if problem := _unsendable(data, ""):
+    if problem := unsendable_value(data, ""):
         raise XAIValidationError(problem[0] or "request", problem[1])
     return data
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, model_validator
 
 from airflow_provider_xai.exceptions import XAIValidationError
-from airflow_provider_xai.schemas.chat import _Request, _short, _unsendable
+from airflow_provider_xai.schemas.chat import RequestModel, short_repr, unsendable_value
 from airflow_provider_xai.tools import attach_secrets, check_tools
 
 RESPONSES_PATH = "responses"
@@ -46,18 +46,18 @@ _CHAT_PARTS = {
 
 
 # --- request side ---------------------------------------------------------------------------
-class InputText(_Request):
+class InputText(RequestModel):
     type: Literal["input_text"] = "input_text"
     text: str
 
 
-class InputImage(_Request):
+class InputImage(RequestModel):
     type: Literal["input_image"] = "input_image"
     image_url: str = Field(min_length=1)
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class InputFile(_Request):
+class InputFile(RequestModel):
     """A file: exactly one of ``file_id`` (Files API), ``file_url`` or ``file_data`` (base64,
     with ``filename``). Any file makes the request agentic (billed ``attachment_search``)."""
 
@@ -78,7 +78,7 @@ class InputFile(_Request):
         return self
 
 
-class OutputTextInput(_Request):
+class OutputTextInput(RequestModel):
     """An assistant turn's text replayed as history."""
 
     model_config = ConfigDict(extra="allow")
@@ -86,7 +86,7 @@ class OutputTextInput(_Request):
     text: str
 
 
-class RefusalInput(_Request):
+class RefusalInput(RequestModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["refusal"] = "refusal"
     refusal: str
@@ -97,7 +97,7 @@ InputPart = Annotated[
 ]
 
 
-class InputMessage(_Request):
+class InputMessage(RequestModel):
     """A message turn. Replayed output ``message`` items (with ``id``, ``status``) fit too."""
 
     model_config = ConfigDict(extra="allow")
@@ -107,7 +107,7 @@ class InputMessage(_Request):
     name: str | None = None
 
 
-class FunctionCallOutput(_Request):
+class FunctionCallOutput(RequestModel):
     """The result of a ``function_call``, sent back in the next request's ``input``."""
 
     model_config = ConfigDict(extra="allow")
@@ -116,7 +116,7 @@ class FunctionCallOutput(_Request):
     output: str | list[dict[str, Any]]
 
 
-class OtherInputItem(_Request):
+class OtherInputItem(RequestModel):
     """Any other item: replayed output items (``reasoning`` with ``encrypted_content``,
     ``function_call``, server-side ``*_call``), ``compaction``... sent as given."""
 
@@ -141,7 +141,7 @@ InputItem = Annotated[
 ]
 
 
-class TextFormat(_Request):
+class TextFormat(RequestModel):
     """``text.format``: flat, ``{"type": "json_schema", "schema": {...}, "name"?, "strict"?}``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -160,12 +160,12 @@ class TextFormat(_Request):
         return self
 
 
-class TextConfig(_Request):
+class TextConfig(RequestModel):
     model_config = ConfigDict(extra="allow")
     format: TextFormat | None = None
 
 
-class ReasoningConfig(_Request):
+class ReasoningConfig(RequestModel):
     """``effort`` is model-dependent: some models refuse it (400); send it only when asked."""
 
     effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
@@ -173,7 +173,7 @@ class ReasoningConfig(_Request):
     generate_summary: str | None = None
 
 
-class ResponseRequest(_Request):
+class ResponseRequest(RequestModel):
     """Body of ``POST /v1/responses``. Unknown keys pass through (``extra="allow"``), except the
     Chat Completions fields of :data:`CHAT_ONLY_FIELDS`, refused with what to use instead."""
 
@@ -213,7 +213,7 @@ class ResponseRequest(_Request):
             data = self.model_dump(by_alias=True, exclude_none=True)
         except (ValueError, TypeError, RecursionError) as exc:
             raise XAIValidationError("request", f"cannot be sent as JSON: {exc}") from None
-        if problem := _unsendable(data, ""):
+        if problem := unsendable_value(data, ""):
             raise XAIValidationError(problem[0] or "request", problem[1])
         tools = data.get("tools") or []
         if get_secret is not None:
@@ -306,7 +306,7 @@ def describe_response_error(exc: ValidationError) -> tuple[str, str]:
         previous = part
     problem = err["msg"]
     if err.get("input") is not None and err["type"] != "missing":
-        problem += f" (got {_short(err['input'])})"
+        problem += f" (got {short_repr(err['input'])})"
     return path or "request", problem
 
 

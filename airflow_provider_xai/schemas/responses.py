@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from airflow_provider_xai.exceptions import XAIResponseError
 from airflow_provider_xai.schemas.billed import Billed
-from airflow_provider_xai.schemas.chat import _short
+from airflow_provider_xai.schemas.chat import short_repr
 from airflow_provider_xai.schemas.response_items import (
     Citation,
     FunctionCall,
@@ -141,12 +141,12 @@ class Response(_Tolerant, Billed):
             except (ValueError, RecursionError) as exc:
                 raise XAIResponseError(
                     f"xAI returned function call {item.name!r} (call_id {item.call_id!r}) with arguments "
-                    f"that are not valid JSON: {exc}: {_short(item.arguments)}"
+                    f"that are not valid JSON: {exc}: {short_repr(item.arguments)}"
                 ) from None
             if not isinstance(arguments, dict):
                 raise XAIResponseError(
                     f"xAI returned function call {item.name!r} (call_id {item.call_id!r}) with arguments "
-                    f"that are not a JSON object: {_short(item.arguments)}"
+                    f"that are not a JSON object: {short_repr(item.arguments)}"
                 )
             calls.append(FunctionCall(item.name, item.call_id, arguments, item.id))
         return calls

@@ -118,7 +118,7 @@ def _message_text(msg: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return text, images
 
 
-def _check_image(image: dict[str, Any]) -> int:
+def check_image(image: dict[str, Any]) -> int:
     url = image.get("url")
     detail = image.get("detail", "auto")
     if not isinstance(url, str):
@@ -144,7 +144,7 @@ def _check_image(image: dict[str, Any]) -> int:
     return IMAGE_TOKENS[detail]
 
 
-def _number(body: dict[str, Any], name: str, lo: float, hi: float, lo_open: bool = False) -> None:
+def check_range(body: dict[str, Any], name: str, lo: float, hi: float, lo_open: bool = False) -> None:
     if name not in body or body[name] is None:
         return
     val = body[name]
@@ -155,7 +155,7 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float, lo_open: bool
                             f"{lo}, {hi}], got {val}.")
 
 
-def _unsupported(model: ModelSpec, camel: str) -> ServedError:
+def unsupported_parameter(model: ModelSpec, camel: str) -> ServedError:
     return ServedError(400, f"Model {model.id} does not support parameter {camel}.")
 
 
@@ -185,15 +185,15 @@ def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ServerChat
         raise unknown_model(body["model"])
     if not messages:
         raise ServedError(400, "Invalid request: messages must not be empty.")
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1, lo_open=True)
+    check_range(body, "temperature", 0, 2)
+    check_range(body, "top_p", 0, 1, lo_open=True)
     req = ServerChatRequest(body=body, model=model, messages=messages, message_texts=[])
     for msg in messages:
         text, images = _message_text(msg)
         req.message_texts.append(text)
         if images and not model.vision:
             raise ServedError(400, f"Model {model.id} does not support image input.")
-        req.image_tokens += sum(_check_image(i) for i in images)
+        req.image_tokens += sum(check_image(i) for i in images)
     for name in ("n", "max_completion_tokens", "max_tokens"):
         val = body.get(name)
         if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
@@ -218,12 +218,12 @@ def parse_chat_request(body: Any, models: Mapping[str, ModelSpec]) -> ServerChat
     for name, camel in (("presence_penalty", "presencePenalty"),
                         ("frequency_penalty", "frequencyPenalty"), ("stop", "stop")):
         if body.get(name) is not None and model.reasoning:
-            raise _unsupported(model, camel)
-    _number(body, "presence_penalty", -2, 2)
-    _number(body, "frequency_penalty", -2, 2)
+            raise unsupported_parameter(model, camel)
+    check_range(body, "presence_penalty", -2, 2)
+    check_range(body, "frequency_penalty", -2, 2)
     if body.get("reasoning_effort") is not None:
         if not model.reasoning_effort:
-            raise _unsupported(model, "reasoningEffort")
+            raise unsupported_parameter(model, "reasoningEffort")
         if body["reasoning_effort"] not in ("none", "low", "medium", "high", "xhigh"):
             raise ServedError(400, f"Invalid reasoning_effort {body['reasoning_effort']!r}.")
     stop = body.get("stop")

@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow_provider_xai.testing.chat import (
     IMAGE_TOKENS,
-    _check_image,
-    _number,
-    _unsupported,
+    check_image,
+    check_range,
     unknown_model,
+    unsupported_parameter,
 )
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
@@ -102,7 +102,7 @@ def _check_parts(parts: Any, where: str, model: ModelSpec) -> None:
         elif kind == "input_image":
             if not model.vision:
                 raise ServedError(400, f"Model {model.id} does not support image input.")
-            _check_image({"url": part.get("image_url"), "detail": part.get("detail") or "auto"})
+            check_image({"url": part.get("image_url"), "detail": part.get("detail") or "auto"})
         elif kind == "input_file":
             given = [k for k in ("file_id", "file_url", "file_data") if part.get(k)]
             if len(given) != 1:
@@ -210,12 +210,12 @@ def parse_responses_request(
     model = resolve_model(models, body["model"])
     if model is None:
         raise unknown_model(body["model"])
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1, lo_open=True)
+    check_range(body, "temperature", 0, 2)
+    check_range(body, "top_p", 0, 1, lo_open=True)
     for name, camel in (("presence_penalty", "presencePenalty"),
                         ("frequency_penalty", "frequencyPenalty"), ("stop", "stop")):
         if body.get(name) is not None and model.reasoning:
-            raise _unsupported(model, camel)
+            raise unsupported_parameter(model, camel)
     if _int(body, "top_logprobs", 0, 8) is not None and not body.get("logprobs"):
         raise ServedError(400, "Invalid request: top_logprobs requires logprobs to be true.")
     reasoning = body.get("reasoning")
@@ -224,7 +224,7 @@ def parse_responses_request(
     effort = (reasoning or {}).get("effort")
     if effort is not None:
         if not model.reasoning_effort:
-            raise _unsupported(model, "reasoningEffort")
+            raise unsupported_parameter(model, "reasoningEffort")
         if effort not in EFFORTS:
             raise ServedError(400, f"Invalid reasoning.effort {effort!r}.")
     include = body.get("include") or []
