@@ -82,6 +82,7 @@ def get_provider_info() -> dict[str, Any]:
                         "password": "xai-...",
                         "default_model": DEFAULT_MODEL,
                         "timeout": "600",
+                        "deadline": "1800",
                         "max_retries": "2",
                         "rate_limit_store": "embedded",
                     },
@@ -93,8 +94,16 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"]},
                     },
                     "timeout": {
-                        "label": "Request timeout (seconds)",
-                        "description": "Read timeout for one HTTP request to xAI.",
+                        "label": "Read timeout (seconds)",
+                        "description": "Longest wait for the next bytes of one request to xAI (default 600).",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                    "deadline": {
+                        "label": "Request deadline (seconds)",
+                        "description": (
+                            "Longest one request attempt may take from sending to its last byte, streams "
+                            "included (default 1800)."
+                        ),
                         "schema": {"type": ["number", "null"], "minimum": 1},
                     },
                     "max_retries": {

@@ -146,11 +146,13 @@ def test_xai_connection_form_save_and_test_in_the_browser(
 
     dialog.get_by_role("button", name="Extra Fields", exact=True).click()
     default_model = field_input(dialog, "Default model")
-    timeout = field_input(dialog, "Request timeout (seconds)")
+    timeout = field_input(dialog, "Read timeout (seconds)")
+    deadline = field_input(dialog, "Request deadline (seconds)")
     max_retries = field_input(dialog, "Max retries")
     expect(default_model).to_be_visible()
     expect(timeout).to_have_attribute("role", "spinbutton")
     expect(timeout).to_have_attribute("aria-valuemin", "1")
+    expect(deadline).to_have_attribute("role", "spinbutton")
     expect(max_retries).to_have_attribute("role", "spinbutton")
     expect(max_retries).to_have_attribute("aria-valuemax", "20")
     expect(field_input(dialog, "Price overrides (JSON)")).to_be_visible()
@@ -176,6 +178,7 @@ def test_xai_connection_form_save_and_test_in_the_browser(
     assert json.loads(conn["extra"]) == {
         "default_model": "grok-4.3",
         "timeout": 30,
+        "deadline": None,
         "max_retries": 1,
         "prices": None,
         "allow_insecure_http": None,
