@@ -18,7 +18,7 @@ from airflow_provider_xai.schemas import (
 
 MODELS = Endpoint("models", "GET", "models", response=ModelList)
 LANGUAGE_MODELS = Endpoint("models", "GET", "language-models", response=LanguageModelList)
-LANGUAGE_MODEL = Endpoint("models", "GET", "language-models/{model}", response=LanguageModel)
+LANGUAGE_MODEL = Endpoint("models", "GET", "language-models/{model_id}", response=LanguageModel)
 API_KEY = Endpoint("api-key", "GET", "api-key", response=ApiKeyInfo)
 TOKENIZE = Endpoint("tokenize", "POST", "tokenize-text", response=TokenizeResponse)
 ENDPOINTS = (MODELS, LANGUAGE_MODELS, LANGUAGE_MODEL, API_KEY, TOKENIZE)

@@ -33,6 +33,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from airflow_provider_xai.endpoints import batches
+from airflow_provider_xai.endpoints.routes import route
 from airflow_provider_xai.testing.chat import build_completion, parse_chat_request
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
 from airflow_provider_xai.testing.state import ServerState
@@ -240,7 +242,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             raise ServedError(404, f"Batch {batch_id} was not found.")
         return batch
 
-    @r.post("/batches")
+    @r.post(route(batches.CREATE))
     async def create(request: Request) -> Response:
         body = await json_body(request)
         if not isinstance(body, dict):
@@ -256,7 +258,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             state.batches[batch.batch_id] = batch
             return JSONResponse(batch.to_json())
 
-    @r.get("/batches")
+    @r.get(route(batches.LIST))
     async def list_batches(request: Request) -> Response:
         with lock:
             batches = sorted(state.batches.values(), key=lambda b: b.created, reverse=True)
@@ -265,7 +267,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             page, token = _page(request, batches, "batches", "all")
             return JSONResponse({"batches": [b.to_json() for b in page], "pagination_token": token})
 
-    @r.post("/batches/{batch_id}:cancel")
+    @r.post(route(batches.CANCEL))
     async def cancel(batch_id: str) -> Response:
         with lock:
             batch = get(batch_id)
@@ -278,7 +280,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
                     req.state, req.finished = "cancelled", now
             return JSONResponse(batch.to_json())
 
-    @r.get("/batches/{batch_id}")
+    @r.get(route(batches.GET))
     async def get_batch(batch_id: str) -> Response:
         with lock:
             batch = get(batch_id)
@@ -286,7 +288,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             advance(state, batch)
             return JSONResponse(batch.to_json())
 
-    @r.post("/batches/{batch_id}/requests")
+    @r.post(route(batches.ADD_REQUESTS))
     async def add_requests(batch_id: str, request: Request) -> Response:
         raw = await request.body()
         with lock:
@@ -316,7 +318,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             advance(state, batch, now)
         return JSONResponse({})
 
-    @r.get("/batches/{batch_id}/requests")
+    @r.get(route(batches.LIST_REQUESTS))
     async def list_requests(batch_id: str, request: Request) -> Response:
         with lock:
             batch = get(batch_id)
@@ -326,7 +328,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
                 {"batch_request_metadata": [q.metadata() for q in page], "pagination_token": token}
             )
 
-    @r.get("/batches/{batch_id}/results")
+    @r.get(route(batches.RESULTS))
     async def results(batch_id: str, request: Request) -> Response:
         with lock:
             batch = get(batch_id)

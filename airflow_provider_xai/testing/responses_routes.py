@@ -21,6 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from airflow_provider_xai.endpoints import responses as response_endpoints
+from airflow_provider_xai.endpoints.routes import route
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
 from airflow_provider_xai.testing.responses_request import parse_responses_request
@@ -52,7 +54,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
     """``POST /responses``, ``GET``/``DELETE /responses/{id}`` (under ``/v1``)."""
     r = APIRouter()
 
-    @r.post("/responses")
+    @r.post(route(response_endpoints.CREATE))
     async def create(request: Request) -> Response:
         fault: Fault | None = request.scope.get(FAULT_SCOPE_KEY)
         req = parse_responses_request(await _json_body(request), state.models,
@@ -73,14 +75,14 @@ def create_responses_router(state: ServerState) -> APIRouter:
                                done_marker=state.responses_done_marker, failed=failed)
         return paced_event_stream(frames, state.stream_interval)
 
-    @r.get("/responses/{response_id}")
+    @r.get(route(response_endpoints.GET))
     async def get(response_id: str) -> Response:
         stored = state.get_response(response_id)
         if stored is None:
             raise _not_found(response_id)
         return JSONResponse(stored.response)
 
-    @r.delete("/responses/{response_id}")
+    @r.delete(route(response_endpoints.DELETE))
     async def delete(response_id: str) -> Response:
         if not state.delete_response(response_id):
             raise _not_found(response_id)

@@ -37,6 +37,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_provider_xai.endpoints import ENDPOINTS, chat
+from airflow_provider_xai.endpoints import models as model_endpoints
+from airflow_provider_xai.endpoints.routes import route
 from airflow_provider_xai.testing.batch import create_batch_router
 from airflow_provider_xai.testing.catalog import api_key_json, language_model_json, model_json
 from airflow_provider_xai.testing.chat import (
@@ -66,8 +69,8 @@ from airflow_provider_xai.testing.streaming import paced_event_stream, stream_ev
 
 _FAULT_KEY = FAULT_SCOPE_KEY
 _DROP_DECLARED_LENGTH = 4096
-#: Endpoints xAI rate-limits (``POST``, relative to ``/v1``).
-RATE_LIMITED_PATHS = frozenset({"/chat/completions", "/responses"})
+#: Endpoints xAI rate-limits by model (``POST``, relative to ``/v1``): those declared so.
+RATE_LIMITED_PATHS = frozenset(route(e) for e in ENDPOINTS if e.bucket == "model" and e.method == "POST")
 
 
 class ConnectionDropped(Exception):
@@ -286,7 +289,7 @@ def _v1_router(state: ServerState) -> APIRouter:
             raise unknown_model(name)
         return m
 
-    @r.post("/chat/completions")
+    @r.post(route(chat.CHAT))
     async def chat_completions(request: Request) -> Response:
         fault: Fault | None = request.scope.get(_FAULT_KEY)
         req = parse_chat_request(await _json_body(request), state.models)
@@ -304,7 +307,7 @@ def _v1_router(state: ServerState) -> APIRouter:
                                malformed=bool(fault and fault.malformed_chunk))
         return paced_event_stream(events, state.stream_interval)
 
-    @r.get("/chat/deferred-completion/{request_id}")
+    @r.get(route(chat.DEFERRED_COMPLETION))
     async def deferred(request_id: str) -> Response:
         status, completion = state.poll_deferred(request_id)
         if status == 202:
@@ -314,7 +317,7 @@ def _v1_router(state: ServerState) -> APIRouter:
                                 "already retrieved.")
         return _json(200, completion)
 
-    @r.get("/models")
+    @r.get(route(model_endpoints.MODELS))
     async def models() -> Response:
         return _json(200, {"object": "list",
                            "data": [model_json(m) for m in state.models.values()]})
@@ -323,19 +326,19 @@ def _v1_router(state: ServerState) -> APIRouter:
     async def model(model_id: str) -> Response:
         return _json(200, model_json(model_or_404(model_id)))
 
-    @r.get("/language-models")
+    @r.get(route(model_endpoints.LANGUAGE_MODELS))
     async def language_models() -> Response:
         return _json(200, {"models": [language_model_json(m) for m in state.models.values()]})
 
-    @r.get("/language-models/{model_id}")
+    @r.get(route(model_endpoints.LANGUAGE_MODEL))
     async def language_model(model_id: str) -> Response:
         return _json(200, language_model_json(model_or_404(model_id)))
 
-    @r.get("/api-key")
+    @r.get(route(model_endpoints.API_KEY))
     async def api_key() -> Response:
         return _json(200, api_key_json(state))
 
-    @r.post("/tokenize-text")
+    @r.post(route(model_endpoints.TOKENIZE))
     async def tokenize_text(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict):

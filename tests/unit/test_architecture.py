@@ -253,3 +253,17 @@ def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.
     for request in sent:
         path = request.url.path.removeprefix("/v1/")
         assert declaration_of(request.method, path) is not None, f"{method}: {request.method} {path}"
+
+
+def test_the_local_server_serves_every_declared_endpoint() -> None:
+    """The bundled server's routes are the declarations' paths (one path, written once)."""
+    from fastapi.routing import APIRoute
+
+    from airflow_provider_xai.endpoints.routes import route
+    from airflow_provider_xai.testing.server import create_app
+    from airflow_provider_xai.testing.state import ServerState
+
+    app = create_app(ServerState())
+    served = {(method, r.path) for r in app.routes if isinstance(r, APIRoute) for method in r.methods}
+    missing = [f"{e.method} /v1{route(e)}" for e in ENDPOINTS if (e.method, f"/v1{route(e)}") not in served]
+    assert missing == []
