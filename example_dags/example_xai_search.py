@@ -37,7 +37,7 @@ from airflow.sdk import CronTriggerTimetable, ObjectStoragePath, Param, XComArg,
 from pydantic import BaseModel
 
 from airflow_provider_xai import tools
-from airflow_provider_xai.operators.chat import XAIChatOperator
+from airflow_provider_xai.operators.responses import XAIResponsesOperator
 
 #: The run's date window as templates: its data interval, else the day before the run started.
 FROM_DATE = "{{ (data_interval_start | default(dag_run.run_after - macros.timedelta(days=1), true)) | ds }}"
@@ -69,7 +69,7 @@ class TopicDigest(BaseModel):
     },
 )
 def example_xai_search() -> None:
-    research = XAIChatOperator(
+    research = XAIResponsesOperator(
         task_id="research",
         prompt=(
             "What happened with {{ params.topic }} between " + FROM_DATE + " and " + TO_DATE + "? "
@@ -85,7 +85,7 @@ def example_xai_search() -> None:
         stream=True,  # the answer and one line per search in the task log
     )
 
-    summarise = XAIChatOperator(
+    summarise = XAIResponsesOperator(
         task_id="summarise",
         prompt="Turn your answer into a digest: a one-line headline, the key developments, the overall tone.",
         previous_response_id="{{ ti.xcom_pull(task_ids='research', key='xai_response_id') }}",
