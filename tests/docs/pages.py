@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sybil import Document
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 from tests.conftest import REPO
@@ -33,7 +34,15 @@ def is_dag_file(source: str) -> bool:
 
 def fence_languages(page: Path) -> list[str]:
     """The info string of every fenced block of ``page``, in order (``""`` for none)."""
-    from sybil import Document
-
     document = Document(page.read_text(), str(page))
     return [region.lexemes["language"].strip() for region in _FENCE_LANGUAGE(document)]
+
+
+def evaluate(document: Document) -> None:
+    """Evaluate a parsed page's examples in order; a failure names the page and the block's line."""
+    for example in document.examples():
+        try:
+            example.evaluate()
+        except Exception as exc:
+            where = name(Path(document.path))
+            raise AssertionError(f"{where}, block at line {example.line}: {type(exc).__name__}: {exc}") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.newcomer import NEWCOMER, Flow, substitutions
-from tests.docs.pages import NEWCOMER_PAGES, fence_languages, name
+from tests.docs.pages import NEWCOMER_PAGES, evaluate, fence_languages, name
 from tests.docs.shell import Shell
 from tests.e2e.waiting import TEST_TIMEOUT
 from tests.helpers.release import Installed, clean_env
@@ -33,8 +33,7 @@ def test_a_newcomer_follows_the_page(page: Path, installed: Installed, tmp_path:
     document = NEWCOMER.parse(page)
     document.namespace["flow"] = flow
     try:
-        for example in document.examples():
-            example.evaluate()
+        evaluate(document)
     finally:
         shell.close()
     print(f"{name(page)}: ran {', '.join(flow.ran)}")

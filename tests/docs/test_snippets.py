@@ -14,7 +14,7 @@ import pendulum
 import pytest
 
 from tests.dags.conftest import sync_inline_dag
-from tests.docs.pages import SNIPPET_PAGES, fence_languages, name
+from tests.docs.pages import SNIPPET_PAGES, evaluate, fence_languages, name
 from tests.docs.snippets import SNIPPETS
 
 PYTHON_PAGES = [page for page in SNIPPET_PAGES if "python" in fence_languages(page)]
@@ -39,8 +39,7 @@ def test_the_python_blocks_of_a_page_run(
     document.namespace.update(xai_server=xai_server, page_dag=page_dag, dags_folder=tmp_path, ran=[])
     environ = dict(os.environ)
     try:
-        for example in document.examples():
-            example.evaluate()
+        evaluate(document)
     finally:  # a block may set variables (docs/testing.md points AIRFLOW_CONN_XAI_DEFAULT elsewhere)
         os.environ.clear()
         os.environ.update(environ)
