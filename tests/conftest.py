@@ -22,7 +22,8 @@ for _name in list(os.environ):
     if _name.startswith("AIRFLOW_CONN_XAI"):
         del os.environ[_name]
 
-pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin"]
+#: The local xAI server's fixtures, and the built wheel in a clean venv (``dist``, ``installed``).
+pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin", "tests.helpers.release"]
 
 
 @pytest.fixture(scope="session")

@@ -59,8 +59,9 @@ def pytest_runtest_makereport(
     return report
 
 
-def run_inline_dag(dag: Any) -> Any:
-    """``dag.test()`` a DAG built inside a test (serialized first, as Airflow 3 requires)."""
+def sync_inline_dag(dag: Any) -> None:
+    """Bag a DAG built outside a DAG folder and write it serialized to the DB, as the
+    dag-processor does (its checks fail here: cycles, task ids, what does not serialize)."""
     import os
 
     from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -70,6 +71,11 @@ def run_inline_dag(dag: Any) -> Any:
     bag = DagBag(dag_folder=os.devnull, collect_dags=False)
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
+
+
+def run_inline_dag(dag: Any) -> Any:
+    """``dag.test()`` a DAG built inside a test (serialized first, as Airflow 3 requires)."""
+    sync_inline_dag(dag)
     return dag.test()
 
 

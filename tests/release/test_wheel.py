@@ -1,10 +1,9 @@
 """The released artefacts work on their own: sdist -> wheel -> a clean virtual environment.
 
-Builds the sdist with the project's build backend (hatchling, from ``[build-system] requires``),
-builds the wheel *from that sdist* (so the sdist holds what a build needs), installs the wheel
-with ``-c constraints.txt`` into a fresh venv in a temporary directory, and there, with the
-working directory in that temporary directory and no ``PYTHONPATH`` (the checkout is not
-importable), runs what a newcomer would: ``airflow providers list``, the connection form
+The sdist, the wheel built from it and the clean venv it is installed into are the session's
+``dist`` and ``installed`` fixtures (``tests/helpers/release.py``). There, with the working
+directory in a temporary directory and no ``PYTHONPATH`` (the checkout is not importable), this
+runs what a newcomer would: ``airflow providers list``, the connection form
 metadata (``HookMetaService``), ``python -m airflow_provider_xai.testing``, an example DAG
 copied out of the installed package under ``airflow dags test`` against that local server, and
 the packaged demo (``python -m airflow_provider_xai.testing.demo``) for the vision example,
@@ -19,159 +18,23 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.release import COMMAND_TIMEOUT, Dist, Installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-#: Generous per-command limits: a loaded 2-core machine slows these down a lot.
-INSTALL_TIMEOUT = 1200
-COMMAND_TIMEOUT = 600
 EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("example_*.py"))
 SAMPLE_IMAGES = sorted(
     p.name for p in (REPO / "example_dags" / "sample_images").iterdir() if p.suffix in {".png", ".jpg"}
 )
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without anything pointing at the checkout or its test settings."""
-    dropped = ("AIRFLOW", "_AIRFLOW", "XAI_", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env["PYTHONNOUSERSITE"] = "1"
-    env.update(extra)
-    return env
-
-
-def _run(
-    cmd: Sequence[str | Path], log: Path, *, cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT
-) -> str:
-    """Run ``cmd`` to completion with its output in ``log``; fail with the output's tail."""
-    with log.open("wb") as out:
-        proc = subprocess.run(
-            [str(c) for c in cmd],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
-    output = log.read_text(errors="replace")
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{output[-4000:]}"
-    return output
-
-
-def _pip(python: Path, *args: str | Path) -> list[str | Path]:
-    """This interpreter's pip, installing into the environment of ``python`` (pip ``--python``)."""
-    return [sys.executable, "-m", "pip", "--python", python, *args]
-
-
-def _build_requires() -> list[str]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        return ["hatchling"]
-    with (REPO / "pyproject.toml").open("rb") as f:
-        return list(tomllib.load(f)["build-system"]["requires"])
-
-
-@dataclass
-class Dist:
-    sdist: Path
-    wheel: Path
-
-
-@dataclass
-class Installed:
-    """A clean venv holding only the wheel and its dependencies, and a place to run in."""
-
-    tmp: Path
-    bin: Path
-    env: dict[str, str]
-    package_dir: Path
-
-    def run(self, name: str, *args: str | Path, env: dict[str, str] | None = None) -> str:
-        return _run(args, self.tmp / f"{name}.log", cwd=self.tmp, env=env or self.env)
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
-    """The sdist (built from the checkout) and the wheel (built from the sdist)."""
-    tmp = tmp_path_factory.mktemp("xai-release-build")
-    out = tmp / "dist"
-    env = _clean_env()
-    builder = tmp / "build-env"
-    _run([sys.executable, "-m", "venv", "--without-pip", builder], tmp / "venv.log", cwd=tmp, env=env)
-    python = builder / "bin" / "python"
-    _run(_pip(python, "install", "--quiet", *_build_requires()), tmp / "build-env.log", cwd=tmp, env=env)
-    _run(
-        [python, "-c", "import sys; from hatchling.build import build_sdist; build_sdist(sys.argv[1])", out],
-        tmp / "sdist.log",
-        cwd=REPO,
-        env=env,
-    )
-    (sdist,) = out.glob("*.tar.gz")
-    _run(
-        _pip(python, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", out, sdist),
-        tmp / "wheel.log",
-        cwd=tmp,
-        env=env,
-    )
-    (wheel,) = out.glob("*.whl")
-    return Dist(sdist=sdist, wheel=wheel)
-
-
-@pytest.fixture(scope="module")
-def installed(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The wheel installed into a fresh venv outside the repository, and a migrated Airflow DB.
-
-    The venv (some 270 MB) is removed afterwards; the command logs stay with pytest's tmp dirs."""
-    tmp = tmp_path_factory.mktemp("xai-release-venv")
-    assert REPO not in tmp.parents
-    venv = tmp / "venv"
-    env = _clean_env()
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp / "venv.log", cwd=tmp, env=env)
-    python = venv / "bin" / "python"
-    _run(
-        _pip(python, "install", "--quiet", "--no-compile", "-c", REPO / "constraints.txt", dist.wheel),
-        tmp / "install.log",
-        cwd=tmp,
-        env=env,
-        timeout=INSTALL_TIMEOUT,
-    )
-    (tmp / "dags").mkdir()
-    run_env = _clean_env(
-        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        AIRFLOW_HOME=str(tmp / "airflow-home"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(tmp / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-    )
-    located = _run(
-        [python, "-c", "import airflow_provider_xai as p; print(p.__file__)"],
-        tmp / "where.log",
-        cwd=tmp,
-        env=run_env,
-    )
-    package_dir = Path(located.strip().splitlines()[-1]).parent
-    assert venv in package_dir.parents, f"imported from {package_dir}, not from the venv"
-    box = Installed(tmp=tmp, bin=venv / "bin", env=run_env, package_dir=package_dir)
-    try:
-        box.run("db-migrate", box.bin / "airflow", "db", "migrate")
-        yield box
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)
 
 
 def test_sdist_holds_what_a_build_needs(dist: Dist) -> None:

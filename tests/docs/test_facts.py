@@ -1,0 +1,152 @@
+"""Facts the docs state outside code blocks, checked against their one source.
+
+* every ``xAI usage: ...`` line on any page is exactly what ``format_usage_line`` prints for the
+  record it shows;
+* every name in the first column of an argument, field or extra table is one the code has;
+* docs/scale.md quotes benchmarks/results/scale.json;
+* docs/troubleshooting.md shows the reason the retry policy gives for a wrong key, which xAI
+  (here the local server) answers with a 400.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_xai.usage import UsageRecord, format_usage_line
+from tests.conftest import REPO
+from tests.docs.pages import PAGES, name
+
+_USAGE_LINE = re.compile(r"xAI usage: (model=[^\s`]+(?: \w+=[^\s`]+)*)")
+
+
+def usage_lines() -> list[tuple[str, str]]:
+    return [(name(page), line) for page in PAGES for line in _USAGE_LINE.findall(page.read_text())]
+
+
+def record_of(line: str) -> UsageRecord:
+    """The record a usage line shows (a field the record does not have is a TypeError)."""
+    shown = dict(pair.split("=", 1) for pair in line.split())
+    cost, tools = shown.pop("cost_usd", "unknown"), shown.pop("server_side_tool_usage", "none")
+    return UsageRecord(
+        model=shown.pop("model"),
+        cost_source=shown.pop("cost_source", "unknown"),  # type: ignore[arg-type]
+        cost_usd=None if cost == "unknown" else float(cost),
+        server_side_tool_usage={t: int(n) for t, n in (p.split(":") for p in tools.split(",") if tools != "none")},
+        **{field: int(value) for field, value in shown.items()},
+    )
+
+
+@pytest.mark.parametrize(("page", "line"), usage_lines())
+def test_a_usage_line_on_a_page_is_the_one_the_code_logs(page: str, line: str) -> None:
+    assert format_usage_line(record_of(line)) == f"xAI usage: {line}"
+
+
+def test_the_pages_show_usage_lines() -> None:
+    pages = {page for page, _ in usage_lines()}
+    assert {"README.md", "docs/getting-started.md", "docs/operators/chat.md", "docs/usage.md"} <= pages
+
+
+def table_names(page: Path, header: str) -> list[str]:
+    """The backquoted names in the first column of the page's table whose first header is ``header``."""
+    lines = page.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    names: list[str] = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        names += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return names
+
+
+def _arguments(cls: type) -> set[str]:
+    """The keyword arguments of an operator and of the provider's classes it extends."""
+    return {
+        parameter
+        for klass in cls.__mro__
+        if klass.__module__.startswith("airflow_provider_xai") and "__init__" in vars(klass)
+        for parameter in inspect.signature(klass.__init__).parameters
+    }
+
+
+def _conn_fields() -> set[str]:
+    from airflow_provider_xai.get_provider_info import get_provider_info
+
+    (connection_type,) = get_provider_info()["connection-types"]
+    return set(connection_type["conn-fields"])
+
+
+def _chat_arguments() -> set[str]:
+    from airflow_provider_xai.operators.chat import XAIChatOperator
+
+    return _arguments(XAIChatOperator)
+
+
+def _vision_arguments() -> set[str]:
+    from airflow_provider_xai.operators.vision import XAIVisionOperator
+
+    return _arguments(XAIVisionOperator)
+
+
+#: (page, the first header of its table) -> the names the code has.
+TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
+    ("docs/operators/chat.md", "Argument"): _chat_arguments,
+    ("docs/responses.md", "Argument"): _chat_arguments,
+    ("docs/operators/vision.md", "Argument"): _vision_arguments,
+    ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
+    ("docs/scale.md", "extra"): _conn_fields,
+}
+
+
+@pytest.mark.parametrize(("page", "header"), TABLES, ids=lambda v: v)
+def test_a_documented_name_is_one_the_code_has(page: str, header: str) -> None:
+    names = table_names(REPO / page, header)
+    assert names, f"no {header} table in {page}"
+    assert not set(names) - TABLES[page, header](), f"{page} documents names the code does not have"
+
+
+def test_the_scale_page_quotes_the_scale_run() -> None:
+    run = json.loads((REPO / "benchmarks" / "results" / "scale.json").read_text())
+    on, off, conf = run["limiter_on"], run["limiter_off"], run["conf"]
+    page = (REPO / "docs" / "scale.md").read_text()
+    quoted = [
+        f"{off['refused_429']:,} 429s and {off['failed_tasks']} failed tasks for {off['requests']:,} requests",
+        f"client limit of {run['client_rps']} it gave {on['refused_429']:,} 429 for {on['requests']:,} requests and\n"
+        f"  {on['throughput_share_of_limit']:.0%} of the limit",
+        f"{conf['mapped']} mapped tasks sent {conf['mapped']} requests while {conf['fanouts']} `chat_many` tasks sent "
+        f"{conf['fanouts'] * conf['per_fanout']:,}",
+        f"| failed tasks | {on['failed_tasks']} | {off['failed_tasks']} |",
+        f"| answers (200) | {on['billed']:,} of {on['requests']:,} | {off['billed']:,} |",
+        f"| 429s | {on['refused_429']:,} ({on['refused_429_share']:.1%}) | {off['refused_429']:,} |",
+        f"| {on['lost_answers']} / {on['duplicated_answers']} / {on['crossed_answers']} | "
+        f"{off['lost_answers']:,} missing (the failed tasks') / "
+        f"{off['duplicated_answers']} / {off['crossed_answers']} |",
+        f"| {on['rollup_requests']:,} and {on['rollup_total_tokens']:,}, what the tasks recorded | "
+        f"{off['rollup_requests']:,} and {off['rollup_total_tokens']:,}, what the tasks recorded |",
+        f"| {on['throughput_rps']} per second, {on['throughput_share_of_limit']:.0%} of R | "
+        f"{off['throughput_rps']} per second |",
+        f"| DAG run | {on['dag_run_s']} s | {off['dag_run_s']} s |",
+    ]
+    missing = [figure for figure in quoted if figure not in page]
+    assert not missing, "docs/scale.md does not quote scale.json:\n" + "\n".join(missing)
+
+
+def test_troubleshooting_shows_the_reason_a_wrong_key_gets(xai_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_xai.exceptions import XAIAuthenticationError
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.retry_policy import XAIRetryPolicy
+
+    wrong = {"conn_type": "xai", "host": xai_server.base_url, "password": "xai-wrong-key"}
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(wrong))
+    with pytest.raises(XAIAuthenticationError) as refused:
+        XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status == 400
+    reason = XAIRetryPolicy().evaluate(refused.value, try_number=1, max_tries=3).reason
+    assert f"`{reason}`" in (REPO / "docs" / "troubleshooting.md").read_text()
