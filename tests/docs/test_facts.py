@@ -89,6 +89,12 @@ def _chat_arguments() -> set[str]:
     return _arguments(XAIChatOperator)
 
 
+def _responses_arguments() -> set[str]:
+    from airflow_provider_xai.operators.responses import XAIResponsesOperator
+
+    return _arguments(XAIResponsesOperator)
+
+
 def _vision_arguments() -> set[str]:
     from airflow_provider_xai.operators.vision import XAIVisionOperator
 
@@ -98,7 +104,8 @@ def _vision_arguments() -> set[str]:
 #: (page, the first header of its table) -> the names the code has.
 TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/chat.md", "Argument"): _chat_arguments,
-    ("docs/responses.md", "Argument"): _chat_arguments,
+    ("docs/responses.md", "Argument"): _responses_arguments,
+    ("docs/operators/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
