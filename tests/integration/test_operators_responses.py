@@ -180,3 +180,51 @@ def test_task_xai_decorator_runs_on_the_responses_api(xai_server: Any) -> None:
     answer = task.execute(make_context(ti))
     assert answer.startswith("Grok (local) heard: Latest news about solar sails")
     assert ti.pushed["xai_citations"] and ti.pushed["xai_usage"]["num_server_side_tools_used"] == 1
+
+
+# --- XAIResponsesOperator: the Responses API's own operator ----------------------------------------
+def responses_op(**kwargs: Any) -> Any:
+    from airflow_provider_xai.operators.responses import XAIResponsesOperator
+
+    kwargs.setdefault("task_id", "ask")
+    kwargs.setdefault("model", MODEL)
+    return XAIResponsesOperator(**kwargs)
+
+
+def test_the_responses_operator_sends_one_responses_request(xai_server: Any) -> None:
+    ti = FakeTI()
+    answer = responses_op(prompt="Tides in Brest", system_prompt="Be brief", tools=[tools.web_search()],
+                          max_tokens=200).execute(make_context(ti))  # fmt: skip
+    (post,) = response_posts(xai_server)
+    assert post.body["instructions"] == "Be brief" and post.body["max_output_tokens"] == 200
+    assert post.body["input"] == [{"role": "user", "content": "Tides in Brest"}]
+    assert isinstance(answer, str) and ti.pushed["xai_response_id"] and ti.pushed["xai_citations"]
+    assert xai_server.requests("/chat/completions") == []
+
+
+def test_the_responses_operator_validates_structure_and_streams(xai_server: Any) -> None:
+    ti = FakeTI()
+    value = responses_op(prompt="Summarise solar sails", response_format=Summary, stream=True).execute(make_context(ti))
+    assert set(value) == {"headline", "points"} and ti.pushed["xai_usage"]["kind"] == "responses"
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"previous_response_id": "r1", "system_prompt": "Be brief"}, "system_prompt"),
+    ({"max_turns": 0}, "max_turns"),
+    ({"store": "yes"}, "store"),
+    ({"prompt": None}, "prompt"),
+])  # fmt: skip
+def test_the_responses_operator_refuses_at_parse_time(kwargs: dict[str, Any], field: str) -> None:
+    kwargs = {"prompt": "x", **kwargs}
+    with pytest.raises(XAIValidationError) as info:
+        responses_op(**kwargs)
+    assert info.value.field == field
+
+
+def test_usage_records_carry_the_servers_request_id(xai_server: Any) -> None:
+    """``request_id`` in ``xai_usage`` is xAI's id of the request (its ``x-request-id``)."""
+    for task in (op(prompt="chat"), responses_op(prompt="responses"), op(prompt="stream", stream=True)):
+        ti = FakeTI()
+        task.execute(make_context(ti))
+        request_id = ti.pushed["xai_usage"]["request_id"]
+        assert request_id and request_id == xai_server.journal[-1].request_id
