@@ -2,6 +2,8 @@
 
 #: xAI's REST API root.
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
+#: xAI's Management API root (collections, billing, keys), reached with a management key.
+DEFAULT_MANAGEMENT_URL = "https://management-api.x.ai"
 #: The model used when neither the task nor the connection names one.
 DEFAULT_MODEL = "grok-4.3"
 #: The environment variable read for the API key when the connection has none.

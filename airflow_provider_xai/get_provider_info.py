@@ -119,6 +119,19 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["string", "null"], "format": "multiline"},
                     },
+                    "management_key": {
+                        "label": "Management key",
+                        "description": (
+                            "xAI's Management API key (collections, billing): a separate credential, "
+                            "masked and never logged. Empty: no Management API calls."
+                        ),
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "management_base_url": {
+                        "label": "Management API URL",
+                        "description": "Empty for https://management-api.x.ai (a local server's otherwise).",
+                        "schema": {"type": ["string", "null"]},
+                    },
                     "allow_insecure_http": {
                         "label": "Allow plain http:// to a remote host",
                         "description": (

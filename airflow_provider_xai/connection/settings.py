@@ -20,7 +20,7 @@ import httpx
 
 from airflow_provider_xai import __version__, secrets
 from airflow_provider_xai.connection.rate_limits import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
-from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
+from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
 from airflow_provider_xai.pricing import Price, parse_prices
 
@@ -56,9 +56,21 @@ class ClientSettings:
     max_sse_line_length: int = DEFAULT_MAX_SSE_LINE_LENGTH
     #: The shared client-side rate limit (``rate_limit_*`` extras); None: no client-side limit.
     rate_limit: RateLimitConfig | None = None
+    #: xAI's Management API (collections, billing): its root and its own key (None: not set).
+    management_base_url: str = DEFAULT_MANAGEMENT_URL
+    management_key: str | None = field(default=None, repr=False)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
+
+    def management_headers(self, conn_id: str = "") -> dict[str, str]:
+        """The Management API's headers; refused (naming the field) without a management key."""
+        if not self.management_key:
+            raise XAIConfigurationError(
+                f"Connection {conn_id!r}: this call needs xAI's Management API: set the connection's "
+                "management_key (Management key) extra"
+            )
+        return {"Authorization": f"Bearer {self.management_key}", "User-Agent": USER_AGENT}
 
     def httpx_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=min(self.timeout, DEFAULT_CONNECT_TIMEOUT))
@@ -165,9 +177,17 @@ def settings_from_connection(
         prices = _read_prices(_extra(extra, "prices"))
     except (TypeError, ValueError) as exc:
         raise XAIConfigurationError(f"Connection {conn_id!r}: invalid extra 'prices': {exc}") from None
+    management_url = str(_extra(extra, "management_base_url") or DEFAULT_MANAGEMENT_URL).strip().rstrip("/")
+    check_base_url(management_url, conn_id, allow_insecure_http=_truthy(_extra(extra, "allow_insecure_http")))
+    management_key = _extra(extra, "management_key")
+    if management_key is not None and not isinstance(management_key, str):
+        raise XAIConfigurationError(f"Connection {conn_id!r}: management_key must be text")
+    secrets.register(management_key)
     return ClientSettings(
         base_url=base_url,
         api_key=api_key,
+        management_base_url=management_url,
+        management_key=management_key,
         default_model=str(_extra(extra, "default_model") or DEFAULT_MODEL),
         prices=prices,
         rate_limit=rate_limit_config(

@@ -1,11 +1,13 @@
-"""Request bodies: JSON as httpx sends it, with large strings (base64 images) sent in slices."""
+"""Request bodies: JSON as httpx sends it, with large strings (base64 images) sent in slices,
+or a multipart form whose files are streamed from where they are (files, object storage)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 #: Strings at least this long (base64 images) are streamed into the request body in slices.
 LARGE_STRING = 1 << 20
@@ -25,6 +27,12 @@ def _has_large_string(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
+
+
+def close_files(arguments: dict[str, Any]) -> None:
+    """Close the files :func:`body_arguments` opened for a form, once it was sent."""
+    for _name, (_filename, handle, _type) in arguments.get("files") or ():
+        handle.close()
 
 
 class JSONBody:
@@ -82,9 +90,32 @@ class JSONBody:
             yield chunk
 
 
+@dataclass(frozen=True)
+class FormFile:
+    """One file of a multipart form, opened afresh for each attempt (so a retry re-sends it)."""
+
+    name: str
+    filename: str
+    open: Callable[[], IO[bytes]]
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Form:
+    """A multipart form: its fields in order, then its files (httpx sends fields first, which
+    is the order xAI wants: ``expires_after`` before ``file``, ``file`` last)."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    files: list[FormFile] = field(default_factory=list)
+
+
 def body_arguments(body: Any, *, asynchronous: bool = False) -> dict[str, Any]:
-    """``httpx`` request arguments for a JSON body: ``json=`` as usual, or a sliced
-    :class:`JSONBody` (build a fresh one per attempt) when the body holds a large string."""
+    """``httpx`` request arguments for a body: a :class:`Form` as multipart (its files opened
+    now, streamed by httpx in chunks); JSON as ``json=``, or a sliced :class:`JSONBody` (build a
+    fresh one per attempt) when it holds a large string."""
+    if isinstance(body, Form):
+        files = [(f.name, (f.filename, f.open(), f.content_type)) for f in body.files]
+        return {"data": dict(body.fields), "files": files}
     if body is None or not _has_large_string(body):
         return {"json": body}
     content = JSONBody(body)

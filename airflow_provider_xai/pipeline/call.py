@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
@@ -46,6 +46,9 @@ class Endpoint:
         the model named in the body; None: none.
     :param polled: a poll that is usually still pending: its span is made only when an answer
         (or a failure) arrives.
+    :param host: where it is served: ``"api"`` (the connection's base URL, with the API key),
+        ``"management"`` (xAI's Management API, with the management key) or ``"media"`` (an
+        absolute URL xAI handed out, such as a generated image's: sent without credentials).
     """
 
     name: str
@@ -58,6 +61,7 @@ class Endpoint:
     estimate: Callable[[Mapping[str, Any]], int] | None = None
     bucket: str | None = None
     polled: bool = False
+    host: Literal["api", "management", "media"] = "api"
 
     def matches(self, method: str, path: str) -> bool:
         """Whether ``method path`` (ids filled in, query left out) is this endpoint."""
@@ -86,6 +90,20 @@ class Assembler(Protocol[T_co]):
         """What the stream said so far (carrying the billed usage, if any), or None."""
 
 
+class Sink(Protocol[T_co]):
+    """Takes a body as it is read, chunk by chunk, with bounded memory (a download written to
+    object storage); a new sink serves each attempt."""
+
+    def write(self, chunk: bytes) -> None:
+        """Take the next chunk."""
+
+    def result(self) -> T_co:
+        """What the whole body became (a path, a digest...)."""
+
+    def discard(self) -> None:
+        """The attempt failed: drop what was written."""
+
+
 #: Called with each streamed event and the assembler (for logging text and tool steps).
 OnEvent = Callable[[Any, Any], None]
 
@@ -94,12 +112,17 @@ OnEvent = Callable[[Any, Any], None]
 class Call(Generic[T]):
     """One API call: its endpoint, what to send, and how to read the answer.
 
-    Exactly one of ``read`` (a whole answer) and ``stream`` (an event stream) says how to read.
+    Exactly one of ``read`` (a whole answer), ``stream`` (an event stream) and ``sink`` (a body
+    written away as it is read) says how to read.
 
     :param endpoint: the declaration of the endpoint called.
     :param read: reads a successful whole answer.
     :param stream: makes the assembler of a streamed answer, given the body sent.
+    :param sink: makes the sink a body is written to, for each attempt.
     :param path: the path with its ids filled in (default: the endpoint's path).
+    :param url: the absolute URL of a ``"media"`` endpoint's call.
+    :param max_bytes: the most this answer may hold (default: the connection's
+        ``max_response_bytes``), for a download larger than any API answer.
     :param body: builds (and validates) the JSON body once the settings are known, before
         anything is sent; the body is built once per call.
     :param on_event: called with each streamed event and the assembler.
@@ -111,7 +134,10 @@ class Call(Generic[T]):
     endpoint: Endpoint
     read: Callable[[Reply], T] | None = None
     stream: Callable[[Any], Assembler[T]] | None = None
+    sink: Callable[[], Sink[T]] | None = None
     path: str = ""
+    url: str = ""
+    max_bytes: int | None = None
     body: Callable[[ClientSettings], Any] | None = None
     on_event: OnEvent | None = None
     restartable: bool = False
@@ -119,8 +145,8 @@ class Call(Generic[T]):
 
     @property
     def target(self) -> str:
-        """The path sent."""
-        return self.path or self.endpoint.path
+        """The path sent (an absolute URL for a ``"media"`` endpoint)."""
+        return self.url or self.path or self.endpoint.path
 
 
-__all__ = ["Assembler", "Call", "Endpoint", "OnEvent", "RecordOf"]
+__all__ = ["Assembler", "Call", "Endpoint", "OnEvent", "RecordOf", "Sink"]

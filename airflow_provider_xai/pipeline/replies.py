@@ -4,7 +4,7 @@ and turning an error status into the typed error. Shared by the sync and async p
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -84,27 +84,34 @@ def not_an_event_stream(reply: Reply) -> XAIResponseError:
     )
 
 
-def read_body(response: httpx.Response, limit: BodyLimit) -> bytes:
-    """The whole body of a streamed response within ``limit``; the response is closed."""
+def read_body(
+    response: httpx.Response, limit: BodyLimit, write: Callable[[bytes], None] | None = None
+) -> bytes:
+    """The whole body of a streamed response within ``limit`` (or, with ``write``, each chunk
+    handed to it as it comes, and nothing kept); the response is closed."""
     try:
         limit.check_declared(response.headers)
-        chunks = []
+        chunks: list[bytes] = []
+        keep = write or chunks.append
         for chunk in response.iter_bytes():
             limit.add(chunk)
-            chunks.append(chunk)
+            keep(chunk)
         return b"".join(chunks)
     finally:
         response.close()
 
 
-async def aread_body(response: httpx.Response, limit: BodyLimit) -> bytes:
+async def aread_body(
+    response: httpx.Response, limit: BodyLimit, write: Callable[[bytes], None] | None = None
+) -> bytes:
     """Async :func:`read_body`."""
     try:
         limit.check_declared(response.headers)
-        chunks = []
+        chunks: list[bytes] = []
+        keep = write or chunks.append
         async for chunk in response.aiter_bytes():
             limit.add(chunk)
-            chunks.append(chunk)
+            keep(chunk)
         return b"".join(chunks)
     finally:
         await response.aclose()

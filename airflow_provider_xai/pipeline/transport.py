@@ -32,8 +32,8 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.connection.settings import ClientSettings, settings_from_connection
 from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError
-from airflow_provider_xai.pipeline.body import body_arguments
-from airflow_provider_xai.pipeline.call import Assembler, Call
+from airflow_provider_xai.pipeline.body import body_arguments, close_files
+from airflow_provider_xai.pipeline.call import Assembler, Call, Sink
 from airflow_provider_xai.pipeline.errors import HTTPX_FAILURES, error_from_httpx, is_retryable
 from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope, scopes_of
 from airflow_provider_xai.pipeline.replies import (
@@ -112,6 +112,11 @@ class XAITransport:
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Clients of the other hosts (``"management"``, ``"media"``), made on first use.
+        self._host_clients: dict[str, httpx.Client] = {}
+        self._host_aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -193,6 +198,40 @@ class XAITransport:
         options.update(base_url=s.base_url, headers={**options.get("headers", {}), **s.headers()})
         return options
 
+    def host_options(self, s: ClientSettings, host: str) -> dict[str, Any]:
+        """Client arguments for another host: the Management API with the management key, or
+        xAI's media URLs (absolute, and sent no credentials at all)."""
+        options = self.client_options(s)
+        if host == "management":
+            options.update(base_url=s.management_base_url, headers=s.management_headers(self.conn_id))
+        else:
+            options.pop("base_url")
+            options["headers"] = {"User-Agent": s.headers()["User-Agent"]}
+        return options
+
+    def host_client(self, host: str) -> httpx.Client:
+        """The sync client of ``host`` (``"api"``: :attr:`client`)."""
+        if host == "api":
+            return self.client
+        with self._lock:
+            client = self._host_clients.get(host)
+            if client is None or client.is_closed:
+                client = self._host_clients[host] = httpx.Client(**self.host_options(self.settings, host))
+            return client
+
+    async def ahost_client(self, host: str, default: httpx.AsyncClient | None = None) -> httpx.AsyncClient:
+        """The running loop's async client of ``host`` (``"api"``: ``default`` or :meth:`aclient`)."""
+        if host == "api":
+            return default or await self.aclient()
+        settings = await self.asettings()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._host_aclients.setdefault(loop, {})
+            client = clients.get(host)
+            if client is None or client.is_closed:
+                client = clients[host] = httpx.AsyncClient(**self.host_options(settings, host))
+            return client
+
     @property
     def client(self) -> httpx.Client:
         """The pooled sync client (created on first use)."""
@@ -232,18 +271,22 @@ class XAITransport:
                 await client.aclose()
 
     def close(self) -> None:
-        """Close the sync client's pooled connections."""
+        """Close the sync clients' pooled connections."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            clients = [self._client, *self._host_clients.values()]
+            self._client, self._host_clients = None, {}
+        for client in clients:
+            if client is not None:
+                client.close()
 
     async def aclose(self) -> None:
-        """Close the running event loop's async client."""
+        """Close the running event loop's async clients."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+            clients = [self._aclients.pop(loop, None), *self._host_aclients.pop(loop, {}).values()]
+        for client in clients:
+            if client is not None:
+                await client.aclose()
 
     # --- the one send ------------------------------------------------------------------------
     def send(self, call: Call[T]) -> T:
@@ -266,7 +309,7 @@ class XAITransport:
         s = await self.asettings()
         ex = _exchange(call, s, self.prices)
         scopes = scopes_of(self.layers, ex)
-        http = client or await self.aclient()
+        http = await self.ahost_client(call.endpoint.host, client)
         with _scoped(scopes) as finish:
             try:
                 attempt = functools.partial(_athrough, scopes, ex, lambda: self._aattempt(ex, http))
@@ -305,7 +348,7 @@ class XAITransport:
         s = await self.asettings()
         ex = _exchange(call, s, self.prices)
         scopes = scopes_of(self.layers, ex)
-        http = await self.aclient()
+        http = await self.ahost_client(call.endpoint.host)
         with _scoped(scopes, current=False) as finish:
             try:
                 with _active(scopes):
@@ -366,6 +409,11 @@ class XAITransport:
     # --- one attempt (the I/O leaves) --------------------------------------------------------------
     def _attempt(self, ex: Exchange) -> Any:
         response = self._open(ex)
+        if ex.call.sink is not None:
+            sink = ex.call.sink()
+            with _typed_failures(ex), _discarded_on_failure(sink):
+                read_body(response, self._limit(ex), sink.write)
+            return self._answer(ex, sink.result())
         if ex.call.stream is None:
             with _typed_failures(ex):
                 content = read_body(response, self._limit(ex))
@@ -377,6 +425,11 @@ class XAITransport:
 
     async def _aattempt(self, ex: Exchange, client: httpx.AsyncClient) -> Any:
         response = await self._aopen(ex, client)
+        if ex.call.sink is not None:
+            sink = ex.call.sink()
+            with _typed_failures(ex), _discarded_on_failure(sink):
+                await aread_body(response, self._limit(ex), sink.write)
+            return self._answer(ex, sink.result())
         if ex.call.stream is None:
             with _typed_failures(ex):
                 content = await aread_body(response, self._limit(ex))
@@ -390,9 +443,13 @@ class XAITransport:
         """Send the request; an error status (or a stream that is none) is read and raised typed."""
         call = ex.call
         with _typed_failures(ex):
-            client = self.client
-            request = client.build_request(call.endpoint.method, call.target, **body_arguments(ex.body))
-            response = client.send(request, stream=True)
+            client = self.host_client(call.endpoint.host)
+            arguments = body_arguments(ex.body)
+            try:
+                request = client.build_request(call.endpoint.method, call.target, **arguments)
+                response = client.send(request, stream=True)
+            finally:
+                close_files(arguments)
             if not _is_error(ex, response):
                 return response
             content = read_body(response, self._limit(ex))
@@ -401,10 +458,12 @@ class XAITransport:
     async def _aopen(self, ex: Exchange, client: httpx.AsyncClient) -> httpx.Response:
         call = ex.call
         with _typed_failures(ex):
-            request = client.build_request(
-                call.endpoint.method, call.target, **body_arguments(ex.body, asynchronous=True)
-            )
-            response = await client.send(request, stream=True)
+            arguments = body_arguments(ex.body, asynchronous=True)
+            try:
+                request = client.build_request(call.endpoint.method, call.target, **arguments)
+                response = await client.send(request, stream=True)
+            finally:
+                close_files(arguments)
             if not _is_error(ex, response):
                 return response
             content = await aread_body(response, self._limit(ex))
@@ -445,7 +504,8 @@ class XAITransport:
 
     def _limit(self, ex: Exchange, *, stream: bool = False) -> BodyLimit:
         s = ex.settings
-        return BodyLimit(s.max_response_bytes, s.max_sse_line_length if stream else None, s.deadline)
+        max_bytes = ex.call.max_bytes or s.max_response_bytes
+        return BodyLimit(max_bytes, s.max_sse_line_length if stream else None, s.deadline)
 
     # --- answers and their usage ---------------------------------------------------------------
     def _answer(self, ex: Exchange, result: Any) -> Any:
@@ -491,6 +551,16 @@ def _typed_failures(ex: Exchange) -> Iterator[None]:
         yield
     except HTTPX_FAILURES as exc:
         raise error_from_httpx(exc, ex.settings.url(ex.call.target)) from None
+
+
+@contextmanager
+def _discarded_on_failure(sink: Sink[Any]) -> Iterator[None]:
+    """A sink whose attempt failed drops what it took (the next attempt gets a new one)."""
+    try:
+        yield
+    except BaseException:
+        sink.discard()
+        raise
 
 
 def _is_error(ex: Exchange, response: httpx.Response) -> bool:

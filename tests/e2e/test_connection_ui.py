@@ -181,6 +181,8 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         "deadline": None,
         "max_retries": 1,
         "prices": None,
+        "management_key": None,
+        "management_base_url": None,
         "allow_insecure_http": None,
         # the shared rate limit's fields, left empty: no client-side limit
         "rate_limit_requests_per_second": None,

@@ -7,6 +7,7 @@ back to the blocking one."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,8 +20,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from airflow_provider_xai.connection.settings import DEFAULT_DEADLINE
 from airflow_provider_xai.endpoints import chat as chat_api
-from airflow_provider_xai.exceptions import XAIBadRequestError, XAIServerError, XAITimeoutError
+from airflow_provider_xai.exceptions import (
+    XAIBadRequestError,
+    XAIConfigurationError,
+    XAIError,
+    XAIServerError,
+    XAITimeoutError,
+)
 from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.pipeline.body import Form, FormFile
+from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
 from tests.helpers.spans import memory_spans
 from tests.unit.response_fixtures import ILLUSTRATIVE_STREAM, TIDE_RESPONSE
@@ -284,3 +293,128 @@ def test_the_async_lookup_falls_back_to_the_blocking_one(monkeypatch: pytest.Mon
     hook.transport._get_connection = lambda conn_id: Stored()  # type: ignore[method-assign]
     settings = asyncio.run(hook.aget_settings())
     assert settings.api_key == KEY and settings.base_url == "https://xai.test/v1"
+
+
+# --- the other hosts, downloads and multipart bodies (the media and files endpoints build on them)
+MANAGEMENT_KEY = "xai-management-key-777888"
+PING = Endpoint("test.management", "GET", "v1/ping", host="management")
+MEDIA = Endpoint("test.media", "GET", "", host="media")
+UPLOAD = Endpoint("test.upload", "POST", "files")
+
+
+def _hook_for(handler: Callable[[httpx.Request], httpx.Response], monkeypatch: pytest.MonkeyPatch,
+              **extra: Any) -> XAIHook:  # fmt: skip
+    conn = {"conn_type": "xai", "host": "https://xai.test/v1", "password": KEY,
+            "extra": {"max_retries": 2, **extra}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
+    return XAIHook(client_kwargs={"transport": httpx.MockTransport(handler)})
+
+
+def _json_of(reply: Any) -> Any:
+    return json.loads(reply.content)
+
+
+def _ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"ok": True})
+
+
+class TestHosts:
+    def test_management_calls_go_to_its_root_with_its_own_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[httpx.Request] = []
+        hook = _hook_for(lambda r: (seen.append(r), _ok(r))[1], monkeypatch, management_key=MANAGEMENT_KEY)
+        hook.transport.send(Call(PING, _json_of))
+        (request,) = seen
+        assert str(request.url) == "https://management-api.x.ai/v1/ping"
+        assert request.headers["authorization"] == f"Bearer {MANAGEMENT_KEY}" and KEY not in str(request.headers)
+
+    def test_a_management_call_without_its_key_sends_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[httpx.Request] = []
+        hook = _hook_for(lambda r: (seen.append(r), _ok(r))[1], monkeypatch)
+        with pytest.raises(XAIConfigurationError, match="management_key"):
+            hook.transport.send(Call(PING, _json_of))
+        assert seen == []
+
+    def test_the_management_key_is_scrubbed_like_the_api_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def echo(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(403, json={"code": "denied", "error": f"{request.headers['authorization']} may not"})
+
+        hook = _hook_for(echo, monkeypatch, management_key=MANAGEMENT_KEY)
+        with pytest.raises(XAIError) as info:
+            hook.transport.send(Call(PING, _json_of))
+        assert MANAGEMENT_KEY not in str(info.value) and "may not" in str(info.value)
+
+    def test_media_urls_get_no_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        seen: list[httpx.Request] = []
+        hook = _hook_for(lambda r: (seen.append(r), httpx.Response(200, content=b"png"))[1], monkeypatch,
+                         management_key=MANAGEMENT_KEY)  # fmt: skip
+        call = Call(MEDIA, lambda reply: reply.content, url="https://imgen.x.test/xai-tmp-1.png")
+        assert hook.transport.send(call) == b"png"
+        assert str(seen[0].url) == "https://imgen.x.test/xai-tmp-1.png" and "authorization" not in seen[0].headers
+
+
+class Collected:
+    """A sink that keeps what it was given (a real one writes to object storage)."""
+
+    made: list[Collected] = []
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.dropped = False
+        Collected.made.append(self)
+
+    def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def result(self) -> int:
+        return sum(map(len, self.chunks))
+
+    def discard(self) -> None:
+        self.dropped = True
+
+
+class TestSinks:
+    def test_a_download_is_written_chunk_by_chunk_past_the_answer_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        body = b"x" * (3 << 20)
+        hook = _hook_for(lambda r: httpx.Response(200, content=body), monkeypatch, max_response_bytes=1 << 20)
+        Collected.made = []
+        call = Call(MEDIA, sink=Collected, url="https://vidgen.x.test/v.mp4", max_bytes=8 << 20)
+        assert hook.transport.send(call) == len(body)
+        assert len(Collected.made[0].chunks) >= 1 and not Collected.made[0].dropped
+
+    def test_a_download_past_its_limit_is_refused_and_dropped(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        hook = _hook_for(lambda r: httpx.Response(200, content=b"x" * 4096), monkeypatch)
+        Collected.made = []
+        with pytest.raises(XAIError, match="limit"):
+            hook.transport.send(Call(MEDIA, sink=Collected, url="https://vidgen.x.test/v.mp4", max_bytes=1024))
+        assert Collected.made[-1].dropped
+
+    def test_a_retried_download_starts_a_new_sink(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        busy = httpx.Response(503, json={"code": "busy", "error": "busy"})
+        answers = iter([busy, httpx.Response(200, content=b"ok")])
+        hook = _hook_for(lambda r: next(answers), monkeypatch)
+        Collected.made = []
+        assert hook.transport.send(Call(MEDIA, sink=Collected, url="https://vidgen.x.test/v.mp4")) == 2
+        assert len(Collected.made) == 1  # the 503 was an error answer: no sink was made for it
+
+
+class TestForms:
+    def test_fields_go_before_the_file_and_a_retry_reopens_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        bodies: list[bytes] = []
+        answers = iter([httpx.Response(503, json={"code": "busy", "error": "busy"}), _ok(httpx.Request("GET", "/"))])
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            bodies.append(request.read())
+            return next(answers)
+
+        opened: list[io.BytesIO] = []
+
+        def open_file() -> io.BytesIO:
+            opened.append(io.BytesIO(b"PDF-CONTENT"))
+            return opened[-1]
+
+        form = Form([("expires_after", "3600")], [FormFile("file", "a.pdf", open_file, "application/pdf")])
+        hook = _hook_for(handler, monkeypatch)
+        hook.transport.send(Call(UPLOAD, _json_of, body=lambda _s: form))
+        assert len(bodies) == 2 and all(b"PDF-CONTENT" in body for body in bodies)  # the file, sent twice
+        assert bodies[1].index(b'name="expires_after"') < bodies[1].index(b'name="file"; filename="a.pdf"')
+        assert b"PDF-CONTENT" in bodies[1] and len(opened) == 2 and all(f.closed for f in opened)
