@@ -92,6 +92,10 @@ class UsageRecord:
     num_sources_used: int = 0
     num_server_side_tools_used: int = 0
     server_side_tool_usage: dict[str, int] = field(default_factory=dict)
+    #: What a call billed that is not tokens: images made, seconds of video, characters spoken,
+    #: seconds of audio transcribed (``unit`` says which; None for token-billed calls).
+    units: float = 0.0
+    unit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -197,9 +201,10 @@ def format_usage_line(record: UsageRecord) -> str:
     tokens = " ".join(f"{name}={getattr(record, name)}" for name in TOKEN_FIELDS)
     others = " ".join(f"{name}={getattr(record, name)}" for name in COUNT_FIELDS if name not in TOKEN_FIELDS)
     by_tool = ",".join(f"{name}:{n}" for name, n in sorted(record.server_side_tool_usage.items())) or "none"
+    units = f" units={record.units:g} unit={record.unit}" if record.unit else ""
     return (
         f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
-        f"{others} server_side_tool_usage={by_tool}"
+        f"{others} server_side_tool_usage={by_tool}{units}"
     )
 
 
@@ -225,6 +230,8 @@ def emit_metrics(record: UsageRecord) -> None:
         backend.incr(f"{METRIC_PREFIX}.{count.metric}", getattr(record, count.field), tags=tags)
     for tool, calls in record.server_side_tool_usage.items():
         backend.incr(f"{METRIC_PREFIX}.server_side_tool_usage.{tool}", calls, tags=tags)
+    if record.unit:
+        backend.incr(f"{METRIC_PREFIX}.units.{record.unit}", round(record.units), tags=tags)
     if record.cost_usd is not None:
         backend.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
 
@@ -269,6 +276,8 @@ def combine(records: Iterable[UsageRecord], group_id: str) -> list[UsageRecord]:
         folded.requests += record.requests
         for name in COUNT_FIELDS:
             setattr(folded, name, getattr(folded, name) + getattr(record, name))
+        folded.units += record.units
+        folded.unit = folded.unit or record.unit
         add_tool_usage(folded.server_side_tool_usage, record.server_side_tool_usage)
         if record.cost_usd is None or ticks[0] is None:
             ticks[0] = None

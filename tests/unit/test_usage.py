@@ -584,3 +584,15 @@ class TestResponsesUsage:
         assert (direct.prompt_tokens, direct.completion_tokens, direct.reasoning_tokens, direct.total_tokens) == (
             5120, 60, 120, 5300
         )
+
+
+def test_a_record_billed_by_units_says_so_in_its_line_and_folds_them() -> None:
+    from airflow_provider_xai.usage import combine
+
+    image = UsageRecord(model="grok-imagine-image", cost_usd=0.04, cost_source="xai", units=2, unit="image")
+    assert format_usage_line(image).endswith(" units=2 unit=image")
+    assert " units=" not in format_usage_line(UsageRecord(model="grok-4.3"))
+    (folded,) = combine([image, UsageRecord(model="grok-imagine-image", cost_usd=0.02, cost_source="xai",
+                                            units=1, unit="image")], "g")  # fmt: skip
+    assert (folded.units, folded.unit, folded.requests) == (3, "image", 2)
+    assert UsageRecord.from_dict({"model": "m"}).unit is None  # records written before stay readable
