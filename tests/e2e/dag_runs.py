@@ -74,7 +74,7 @@ def check_vision(api: httpx.Client, run_id: str, stack: AirflowStack, server: XA
     summary = result["summary"]
     images = sorted(p for p in (DAGS_FOLDER / "sample_images").iterdir() if p.suffix in {".png", ".jpg"})
     assert summary["images"] == len(images) > 0
-    assert summary["image_tokens"] > 0 and summary["cost_usd"] > 0
+    assert summary["prompt_tokens"] > 0 and summary["cost_usd"] > 0
     report = Path(urlsplit(result["path"]).path)
     assert report.is_relative_to(stack.home / "xai_reports") and report.is_file(), (report, stack.home)
     for index in range(len(images)):

@@ -317,21 +317,22 @@ def test_failed_and_retried_tasks_count_and_the_gate_stops_the_run(airflow_db: N
     one (3.2) it holds the current try only, as docs/usage.md says, and the gates still hold."""
     with DAG("t_xai_usage_gate", schedule=None, start_date=START) as dag:
         flaky = XAIChatOperator(
+            api="chat",
             task_id="flaky",
             prompt="City?",
             response_format=Answer,
             retries=1,
             retry_delay=datetime.timedelta(0),
         )
-        broken = XAIChatOperator(task_id="broken", prompt="City?", response_format=Answer)
+        broken = XAIChatOperator(api="chat", task_id="broken", prompt="City?", response_format=Answer)
         hard = XAIUsageSensor(
             task_id="hard_gate", max_total_tokens=1, poke_interval=0, trigger_rule="all_done"
         )
         soft = XAIUsageSensor(
             task_id="soft_gate", max_cost_usd=1e-9, soft_fail=True, poke_interval=0, trigger_rule="all_done"
         )
-        [flaky, broken] >> hard >> XAIChatOperator(task_id="after_hard", prompt="more")
-        [flaky, broken] >> soft >> XAIChatOperator(task_id="after_soft", prompt="more")
+        [flaky, broken] >> hard >> XAIChatOperator(api="chat", task_id="after_hard", prompt="more")
+        [flaky, broken] >> soft >> XAIChatOperator(api="chat", task_id="after_soft", prompt="more")
     # The first answer of each task is not JSON: `broken` fails, `flaky` fails then succeeds.
     xai_server.enqueue(Fault(content="not json"), times=2)
     dr = run_inline_dag(dag)

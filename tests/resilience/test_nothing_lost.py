@@ -93,17 +93,21 @@ class Verdict(BaseModel):
     score: float
 
 
-def test_billed_answer_is_recorded_when_the_task_fails_right_after(xai_server: XAIServer) -> None:
+@pytest.mark.parametrize(("api", "id_key", "path"), [("chat", "xai_completion_id", "/chat/completions"),
+                                                     ("responses", "xai_response_id", "/responses")])
+def test_billed_answer_is_recorded_when_the_task_fails_right_after(
+    xai_server: XAIServer, api: str, id_key: str, path: str
+) -> None:
     xai_server.enqueue(Fault(content="Sorry, I cannot answer in JSON."))
-    operator = XAIChatOperator(task_id="structured", prompt="Judge this", response_format=Verdict)
+    operator = XAIChatOperator(task_id="structured", prompt="Judge this", response_format=Verdict, api=api)
     ti = FakeTI()
     with pytest.raises(XAIStructuredOutputError):
         operator.execute(fake_context(ti))
     operator.hook.close()
     (record,) = ti.values("xai_usage")
     assert record["total_tokens"] > 0 and record["cost_usd"] > 0
-    assert record["completion_id"] == ti.values("xai_completion_id")[0]
-    assert len(chat_posts(xai_server)) == 1
+    assert record["completion_id"] == ti.values(id_key)[0]
+    assert len(xai_server.requests(path, method="POST")) == 1
 
 
 def test_every_billed_try_is_counted_across_retries_and_failures(
@@ -127,7 +131,7 @@ def test_every_billed_try_is_counted_across_retries_and_failures(
     with DAG(
         "resilience_usage_kept", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")
     ) as dag:
-        plain = XAIChatOperator(task_id="plain", prompt="Judge one", response_format=Verdict, **retry)
+        plain = XAIChatOperator(task_id="plain", prompt="Judge one", response_format=Verdict, api="chat", **retry)
         deferred = XAIChatOperator(
             task_id="deferred",
             prompt="Judge two",
@@ -138,6 +142,7 @@ def test_every_billed_try_is_counted_across_retries_and_failures(
         )
         streamed = XAIChatOperator(
             task_id="streamed",
+            api="chat",
             prompt="Judge three",
             response_format=Verdict,
             stream=True,

@@ -440,7 +440,7 @@ def test_operator_costs_with_connection_prices(monkeypatch: pytest.MonkeyPatch) 
             "completion_tokens_details": {"reasoning_tokens": 6},
         },
     }
-    op = XAIChatOperator(task_id="t", prompt="hello")
+    op = XAIChatOperator(task_id="t", prompt="hello", api="chat")
     op.hook = XAIHook(
         client_kwargs={"transport": httpx.MockTransport(lambda r: httpx.Response(200, json=body))}
     )
