@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "xAI",
                 "python-modules": [
                     "airflow_provider_xai.operators.chat",
+                    "airflow_provider_xai.operators.responses",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
                 ],
@@ -50,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_xai.triggers.deferred",
                     "airflow_provider_xai.triggers.batch",
+                    "airflow_provider_xai.triggers.responses",
                     "airflow_provider_xai.triggers.usage",
                 ],
             }

@@ -8,6 +8,8 @@ pydantic models) is imported when a task runs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -44,34 +46,60 @@ class LineLogger:
             self._pending = ""
 
 
+def fingerprint(inputs: Any) -> str:
+    """A short digest of a request's inputs (key order and whitespace do not matter)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
 class TaskState:
     """One value of this task instance in Airflow's task state store (3.3+), which survives task
     retries (XComs do not): what a retry re-attaches to instead of paying again. Without a
-    store (Airflow 3.2) every try starts afresh, as before."""
+    store (Airflow 3.2) every try starts afresh, as before.
+
+    A value is kept with the fingerprint of the inputs it was made for: a retry whose inputs
+    changed (a fixed prompt, a re-run upstream task) gets nothing back and starts afresh,
+    never the answer to the old inputs."""
 
     def __init__(self, context: Context, key: str, log: Any) -> None:
         self.store = context.get("task_state_store")
         self.key = key
         self.log = log
 
-    def get(self) -> str | None:
+    def get(self, inputs: str | None = None) -> str | None:
+        """The value kept for these ``inputs`` (a :func:`fingerprint`), or None."""
         try:
-            value = self.store.get(self.key) if self.store is not None else None
+            stored = self.store.get(self.key) if self.store is not None else None
         except Exception as exc:
             self.log.debug("xAI %s not readable from the task state store: %s", self.key, exc)
             return None
-        return value if isinstance(value, str) and value else None
+        if isinstance(stored, dict):  # {"value": ..., "inputs": fingerprint}
+            value, kept_for = stored.get("value"), stored.get("inputs")
+        else:  # written before fingerprints: a bare value
+            value, kept_for = stored, None
+        if not (isinstance(value, str) and value):
+            return None
+        if inputs is not None and kept_for != inputs:
+            self.log.info("xAI %s %s was made for other inputs; starting afresh", self.key, value)
+            return None
+        return value
 
-    def set(self, value: str | None) -> None:
+    def set(self, value: str, inputs: str | None = None) -> None:
         if self.store is None:
             return
         try:
-            self.store.set(self.key, value)
+            self.store.set(self.key, {"value": value, "inputs": inputs})
         except Exception as exc:
             self.log.debug("xAI %s not writable to the task state store: %s", self.key, exc)
 
     def clear(self) -> None:
-        self.set(None)
+        """Forget the value (the store takes no None: its key is deleted)."""
+        if self.store is None:
+            return
+        try:
+            self.store.delete(self.key)
+        except Exception as exc:
+            self.log.debug("xAI %s not deletable from the task state store: %s", self.key, exc)
 
 
 class XAIBaseOperator(BaseOperator):
@@ -153,4 +181,4 @@ class XAIBaseOperator(BaseOperator):
         self.hook.close()
 
 
-__all__ = ["LineLogger", "TaskState", "XAIBaseOperator"]
+__all__ = ["LineLogger", "TaskState", "XAIBaseOperator", "fingerprint"]

@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import conf
-
-from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredExpiredError,
@@ -22,10 +19,10 @@ from airflow_provider_xai.exceptions import (
     XAIValidationError,
     error_from_dict,
 )
-from airflow_provider_xai.operators.base import TaskState
+from airflow_provider_xai.operators.base import TaskState, fingerprint
 from airflow_provider_xai.operators.chat_api import ChatPath
 from airflow_provider_xai.operators.prompt import ApiPath, XAIPromptOperator
-from airflow_provider_xai.operators.responses_api import RESPONSES_ONLY, ResponsesPath
+from airflow_provider_xai.operators.responses_api import RESPONSES_ONLY, ResponsesPath, ResponsesResume
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,6 +45,8 @@ def choose_api(api: Any, responses_only: Mapping[str, Any], chat_only: Sequence[
     asked = [name for name in RESPONSES_ONLY if responses_only.get(name) is not None]
     if api == "chat" and asked:
         raise XAIValidationError(asked[0], "exists only on the Responses API: use XAIResponsesOperator")
+    if asked:  # deferrable goes with the Responses arguments: a deferrable Responses call
+        chat_only = [name for name in chat_only if name != "deferrable"]
     if api == "auto" and asked and chat_only:
         raise XAIValidationError(
             chat_only[0], f"exists only on Chat Completions, and {asked[0]!r} only on the Responses API"
@@ -70,20 +69,18 @@ def chat_only_arguments(op: XAIChatOperator) -> list[str]:
     return names
 
 
-class XAIChatOperator(XAIPromptOperator):
+class XAIChatOperator(ResponsesResume, XAIPromptOperator):
     """Send a prompt (or a message list) to Grok and return the answer.
 
     Every argument of :class:`~airflow_provider_xai.operators.prompt.XAIPromptOperator`
     (``prompt``, ``messages``, ``system_prompt``, ``model``, ``response_format``,
     ``max_tokens``, ``temperature``, ``reasoning_effort``, ``stream``, ``request_kwargs``,
+    ``deferrable`` (alone: an xAI deferred completion, which only Chat Completions has; with a
+    Responses argument: a deferrable Responses call), ``poll_interval``, ``deferred_timeout``,
     ``xai_conn_id``, ``retry_policy``), and:
 
     :param seed: sampling seed (Chat Completions only).
     :param stop: up to 4 stop sequences (Chat Completions only).
-    :param deferrable: submit an xAI deferred completion (Chat Completions) and wait in the
-        triggerer; with a Responses argument, a deferrable Responses call.
-    :param poll_interval: seconds between polls while deferred.
-    :param deferred_timeout: seconds to wait while deferred before failing.
     :param api: ``"auto"`` (default): the Responses API unless the task asks for something
         only Chat Completions has (``seed``, ``stop``, ``deferrable``, a Chat-only field in
         ``request_kwargs``); ``"chat"``; ``"responses"``.
@@ -107,9 +104,6 @@ class XAIChatOperator(XAIPromptOperator):
         *,
         seed: int | None = None,
         stop: str | list[str] | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 5.0,
-        deferred_timeout: float = 24 * 3600,
         **kwargs: Any,
     ) -> None:
         api = kwargs.pop("api", "auto")
@@ -117,29 +111,16 @@ class XAIChatOperator(XAIPromptOperator):
         super().__init__(**kwargs)
         self.seed = seed
         self.stop = stop
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.deferred_timeout = deferred_timeout
         for name, value in responses_arguments.items():
             setattr(self, name, value)
         self.api_argument = api
         self.api = choose_api(api, responses_arguments, chat_only_arguments(self))
-        if self.stream and deferrable:
-            raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
         self.check_arguments()
 
     def check_arguments(self) -> None:
         super().check_arguments()
-        check_number("poll_interval", self.poll_interval, 0, positive=True)
-        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
         if self.api != "responses":
             return
-        if self.deferrable:
-            raise XAIValidationError(
-                "deferrable",
-                "xAI offers no deferred mode for the Responses API; a long request would run inside the "
-                "triggerer, where a restart loses a billed answer. Use deferrable=False (or api='chat')",
-            )
         for name in ("stop", "seed"):
             if getattr(self, name) is not None:
                 raise XAIValidationError(name, "has no equivalent on the Responses API (use api='chat')")
@@ -171,8 +152,9 @@ class XAIChatOperator(XAIPromptOperator):
         from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 
         fields = ChatPath(seed=self.seed, stop=self.stop).fields(self)
+        inputs = fingerprint(fields)
         stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log)
-        request_id = stored.get()
+        request_id = stored.get(inputs)
         if request_id is not None:
             try:
                 completion = self.hook.get_deferred(request_id)
@@ -186,7 +168,7 @@ class XAIChatOperator(XAIPromptOperator):
                 self.log.info("Re-attaching to xAI deferred completion %s of an earlier try", request_id)
         if request_id is None:
             request_id = self.hook.start_deferred(fields)
-            stored.set(request_id)
+            stored.set(request_id, inputs)
             self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
         # Push at once: a crash between submit and completion must not lose the id.
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)

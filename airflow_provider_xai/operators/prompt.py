@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from airflow.sdk import conf
+
 from airflow_provider_xai.arguments import check_number, coerce_messages
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.operators.base import XAIBaseOperator
@@ -55,6 +57,9 @@ class XAIPromptOperator(XAIBaseOperator):
     :param reasoning_effort: for reasoning models (``low``/``high``...).
     :param stream: stream the answer into the task log line by line.
     :param request_kwargs: any other API field, passed through (templated).
+    :param deferrable: wait for the answer in the triggerer, not on a worker (not with ``stream``).
+    :param poll_interval: seconds between polls while deferred.
+    :param deferred_timeout: seconds to wait while deferred before failing.
     """
 
     template_fields: Sequence[str] = ("prompt", "messages", "system_prompt", "model", "request_kwargs")
@@ -74,9 +79,15 @@ class XAIPromptOperator(XAIBaseOperator):
         reasoning_effort: str | None = None,
         stream: bool = False,
         request_kwargs: dict[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        deferred_timeout: float = 24 * 3600,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.deferred_timeout = deferred_timeout
         self.prompt = prompt
         self.messages = messages
         self.system_prompt = system_prompt
@@ -114,6 +125,10 @@ class XAIPromptOperator(XAIBaseOperator):
         """Checks that need no template rendering: they fail at DAG parse, naming the argument."""
         check_number("temperature", self.temperature, 0, 2)
         check_number("max_tokens", self.max_tokens, 1, integer=True)
+        check_number("poll_interval", self.poll_interval, 0, positive=True)
+        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
+        if self.stream and self.deferrable:
+            raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
         self._check_input_choice()
         _ = self.output_spec
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_xai.operators.prompt import ApiPath, XAIPromptOperator
-from airflow_provider_xai.operators.responses_api import ResponsesPath
+from airflow_provider_xai.operators.responses_api import ResponsesPath, ResponsesResume
 
 
-class XAIResponsesOperator(XAIPromptOperator):
+class XAIResponsesOperator(ResponsesResume, XAIPromptOperator):
     """Send a prompt (or a conversation) to Grok on the Responses API and return the answer.
 
     Every argument of :class:`~airflow_provider_xai.operators.prompt.XAIPromptOperator`

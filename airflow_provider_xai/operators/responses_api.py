@@ -8,8 +8,9 @@ when a task runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import XAIError, XAIValidationError
@@ -28,6 +29,8 @@ RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turn
 XCOM_RESPONSE_ID_KEY = "xai_response_id"
 XCOM_CITATIONS_KEY = "xai_citations"
 XCOM_FUNCTION_CALLS_KEY = "xai_function_calls"
+#: The task state store key of a deferrable call's response id (a retry re-attaches to it).
+RESPONSE_STATE_KEY = "xai_deferred_response_id"
 
 
 class ResponsesPath:
@@ -45,6 +48,10 @@ class ResponsesPath:
             )
         if options["store"] is not None and not isinstance(options["store"], bool):
             raise XAIValidationError("store", f"expected True or False, got {options['store']!r}")
+        if options["store"] is False and op.deferrable:
+            raise XAIValidationError(
+                "store", "a deferrable Responses call is collected from xAI's store: leave store at True"
+            )
         check_number("max_turns", options["max_turns"], 1, integer=True)
         if (tools := options["tools"]) is not None:
             from airflow_provider_xai.tools import check_tools
@@ -72,6 +79,8 @@ class ResponsesPath:
 
     def run(self, op: XAIPromptOperator, context: Context, ledger: UsageLedger) -> Any:
         fields = self.fields(op)
+        if op.deferrable:
+            return defer(op, context, ledger, fields)
         if not op.stream:
             return op.finish(context, ledger, op.hook.create_response(fields))
         response = _stream(op, fields, ledger)
@@ -114,6 +123,87 @@ def _stream(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) 
         raise
     finally:
         lines.flush()
+
+
+class ResponsesResume:
+    """The method a deferrable Responses task resumes in (mixed into the operators that may
+    make one)."""
+
+    def execute_response_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume a deferrable Responses call: the event carries the whole stored response."""
+        return finish_deferred(cast("XAIPromptOperator", self), context, event)
+
+
+def defer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, fields: dict[str, Any]) -> Any:
+    """Send the request, keep its response id (task state store and XCom) the moment xAI names
+    it, and wait for the answer in the triggerer. A retry with the same inputs re-attaches to
+    that response (collected at once when it is done) instead of sending it again."""
+    from airflow_provider_xai.exceptions import XAINotFoundError
+    from airflow_provider_xai.operators.base import TaskState, fingerprint
+    from airflow_provider_xai.triggers.responses import IN_PROGRESS, XAIResponseTrigger
+
+    inputs = fingerprint(fields)
+    stored = TaskState(context, RESPONSE_STATE_KEY, op.log)
+    response_id = stored.get(inputs)
+    if response_id is not None:
+        try:
+            response = op.hook.get_response(response_id)
+        except XAINotFoundError:
+            op.log.info("xAI response %s of an earlier try is gone; sending the request anew", response_id)
+            response_id = None
+        else:
+            if response.status not in IN_PROGRESS:
+                stored.clear()
+                return finish_answer(op, context, ledger, response)
+            op.log.info("Re-attaching to xAI response %s of an earlier try", response_id)
+    if response_id is None:
+        response_id = op.hook.start_response(fields)
+        stored.set(response_id, inputs)
+        op.log.info("Sent xAI response %s; waiting for it in the triggerer", response_id)
+    context["ti"].xcom_push(key=XCOM_RESPONSE_ID_KEY, value=response_id)
+    op.defer(
+        trigger=XAIResponseTrigger(
+            response_id=response_id,
+            xai_conn_id=op.xai_conn_id,
+            poll_interval=op.poll_interval,
+            end_time=time.time() + op.deferred_timeout,
+        ),
+        method_name="execute_response_complete",
+    )
+
+
+def finish_deferred(op: XAIPromptOperator, context: Context, event: dict[str, Any] | None) -> Any:
+    """The task's end after the trigger: the answer finished (its usage recorded first, also for
+    a failed response), or the wait's failure raised typed."""
+    from airflow_provider_xai.exceptions import XAIDeferredError, XAIDeferredTimeoutError, error_from_dict
+    from airflow_provider_xai.operators.base import TaskState
+    from airflow_provider_xai.schemas.responses import Response
+
+    if not event:
+        raise XAIDeferredError("xAI deferrable response resumed without a trigger event")
+    response_id = event.get("response_id")
+    if event.get("status") == "success":
+        TaskState(context, RESPONSE_STATE_KEY, op.log).clear()
+        return finish_answer(op, context, op.ledger(context), Response.model_validate(event["response"]))
+    message = str(event.get("message") or f"xAI response {response_id} failed")
+    if event.get("status") == "timeout":
+        raise XAIDeferredTimeoutError(message, request_id=response_id)
+    raise error_from_dict(event.get("error")) or XAIDeferredError(message, request_id=response_id)
+
+
+def finish_answer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, response: Response) -> Any:
+    """Finish a collected response: usage first; a failed one is then raised typed."""
+    if response.status == "failed":
+        from airflow_provider_xai.exceptions import XAIServerError
+
+        ledger.record(op.usage_of(response))
+        error = response.error
+        raise XAIServerError(
+            f"xAI response {response.id} failed: {error.message if error else 'no reason given'}",
+            code=error.code if error else None,
+            request_id=response.id,
+        )
+    return op.finish(context, ledger, response)
 
 
 def check_previous_response_id(value: Any) -> str | None:
@@ -177,10 +267,12 @@ def xcom_values(response: Any, store: bool | None) -> dict[str, Any]:
 
 __all__ = [
     "RESPONSES_ONLY",
+    "RESPONSE_STATE_KEY",
     "XCOM_CITATIONS_KEY",
     "XCOM_FUNCTION_CALLS_KEY",
     "XCOM_RESPONSE_ID_KEY",
     "ResponsesPath",
+    "ResponsesResume",
     "check_previous_response_id",
     "to_input",
     "xcom_values",

@@ -177,6 +177,7 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_max_body_bytes": (int,),
     "journal_limit": (int,),
     "responses_done_marker": (bool,),
+    "tool_latency": (int, float),
     "responses_collections": (dict,),
     "responses_mcp_tools": (dict,),
     "rate_limit_rps": (int,),
@@ -207,6 +208,11 @@ class ServerState:
         self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
         self.batches: dict[str, Any] = {}  # batch id -> testing.batch.BatchRecord
         self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
+        #: Seconds a Responses request with server-side tools takes (the tools "run"): a stream
+        #: pauses after ``response.in_progress``; a stored response reads as in progress until
+        #: then, and completes whether or not its client stayed connected.
+        self.tool_latency: float = 0.0
+        self.clock = clock
         #: file_search documents: collection id -> [{"file_id", "filename", "text"}]
         self.responses_collections: dict[str, list[dict[str, str]]] = {}
         #: mcp answers: "<server_label>.<tool>" -> output (a string, or JSON-serialised)

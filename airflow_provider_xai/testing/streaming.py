@@ -56,13 +56,18 @@ def stream_events(completion: dict[str, Any], include_usage: bool, truncate: boo
     yield "data: [DONE]\n\n"
 
 
-def paced_event_stream(frames: Iterable[str], interval: float) -> StreamingResponse:
-    """An event-stream answer sending ``frames`` ``interval`` seconds apart (chat and Responses)."""
+def paced_event_stream(
+    frames: Iterable[str], interval: float, pause: tuple[int, float] = (0, 0.0)
+) -> StreamingResponse:
+    """An event-stream answer sending ``frames`` ``interval`` seconds apart (chat and Responses),
+    and ``pause[1]`` seconds more before frame ``pause[0]`` (server-side tools at work)."""
 
     async def body() -> AsyncIterator[str]:
         for i, frame in enumerate(frames):
             if i and interval:
                 await asyncio.sleep(interval)
+            if i == pause[0] and pause[1]:
+                await asyncio.sleep(pause[1])
             yield frame
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

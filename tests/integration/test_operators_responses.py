@@ -55,7 +55,8 @@ def test_a_templated_chat_only_field_is_seen_once_rendered(xai_server: Any) -> N
     [
         ({"api": "chat", "tools": [tools.web_search()]}, "tools"),
         ({"api": "graphql"}, "api"),
-        ({"tools": [tools.web_search()], "deferrable": True}, "deferrable"),
+        ({"tools": [tools.web_search()], "deferrable": True, "store": False}, "store"),
+        ({"tools": [tools.web_search()], "seed": 3}, "seed"),
         ({"previous_response_id": "r1", "system_prompt": "Be brief"}, "system_prompt"),
         ({"api": "responses", "stop": ["\n"]}, "stop"),
         ({"tools": [{"type": "web_search", "allowed_domains": ["a.com"], "excluded_domains": ["b.com"]}]}, "tools[0]"),

@@ -200,6 +200,7 @@ HOOK_CALLS: dict[str, Any] = {
     "create_response_structured": lambda h: unparsed(h.create_response_structured, input="hi"),
     "iter_response_events": lambda h: list(h.iter_response_events(input="hi")),
     "stream_response": lambda h: h.stream_response(input="hi"),
+    "start_response": lambda h: h.start_response(input="hi"),
     "get_response": lambda h: h.get_response("r"),
     "delete_response": lambda h: h.delete_response("r"),
     "create_batch": lambda h: h.create_batch("n"),
