@@ -104,9 +104,9 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         *,
         seed: int | None = None,
         stop: str | list[str] | None = None,
+        api: str = "auto",
         **kwargs: Any,
     ) -> None:
-        api = kwargs.pop("api", "auto")
         responses_arguments = {name: kwargs.pop(name, None) for name in RESPONSES_ONLY}
         super().__init__(**kwargs)
         self.seed = seed
