@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import XAIError, XAIValidationError
+from airflow_provider_xai.functions import PythonTool, as_tool_specs, python_tools
 from airflow_provider_xai.operators.base import LineLogger
 
 if TYPE_CHECKING:
@@ -56,7 +57,11 @@ class ResponsesPath:
         if (tools := options["tools"]) is not None:
             from airflow_provider_xai.tools import check_tools
 
-            check_tools(tools)  # values that still hold a template are checked after rendering
+            check_tools(as_tool_specs(tools))  # values that still hold a template are checked after rendering
+            if op.deferrable and python_tools(tools):
+                raise XAIValidationError(
+                    "deferrable", "Python function tools run in the task: they cannot wait in the triggerer"
+                )
 
     def fields(self, op: XAIPromptOperator) -> dict[str, Any]:
         """The rendered task as Responses API fields (validated once, by the hook, before sending)."""
@@ -68,6 +73,7 @@ class ResponsesPath:
             "max_output_tokens": op.max_tokens,
             "reasoning": {"effort": op.reasoning_effort} if op.reasoning_effort else None,
             **options_of(op),
+            "tools": as_tool_specs(options_of(op)["tools"]),
             "previous_response_id": check_previous_response_id(getattr(op, "previous_response_id", None)),
         }
         fields = {**op.checked_request_kwargs(), **{k: v for k, v in options.items() if v is not None}}
@@ -81,11 +87,9 @@ class ResponsesPath:
         fields = self.fields(op)
         if op.deferrable:
             return defer(op, context, ledger, fields)
-        if not op.stream:
-            return op.finish(context, ledger, op.hook.create_response(fields))
-        response = _stream(op, fields, ledger)
-        for n, citation in enumerate(response.citations(), 1):
-            op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+        response = _ask(op, fields, ledger)
+        if functions := python_tools(options_of(op)["tools"]):
+            response = run_functions(op, ledger, fields, response, functions)
         return op.finish(context, ledger, response)
 
     def endpoint(self) -> Endpoint:
@@ -102,6 +106,55 @@ class ResponsesPath:
 def options_of(op: XAIPromptOperator) -> dict[str, Any]:
     """The operator's Responses-only arguments (:data:`RESPONSES_ONLY`), as rendered."""
     return {name: getattr(op, name, None) for name in RESPONSES_ONLY}
+
+
+#: Round trips of a function-tool loop when the task sets no ``max_turns``.
+DEFAULT_FUNCTION_ROUNDS = 8
+
+
+def run_functions(
+    op: XAIPromptOperator,
+    ledger: UsageLedger,
+    fields: dict[str, Any],
+    response: Response,
+    functions: Mapping[str, PythonTool],
+) -> Response:
+    """The function-tool loop: while the model asks for the task's Python functions, run them in
+    the worker and send their outputs back, at most ``max_turns`` round trips. Every turn's
+    usage is recorded as it is billed; the last answer is the task's."""
+    rounds = options_of(op)["max_turns"] or DEFAULT_FUNCTION_ROUNDS
+    store = options_of(op)["store"] is not False
+    history = list(fields["input"]) if isinstance(fields.get("input"), list) else []
+    for turn in range(1, rounds + 1):
+        calls = [call for call in response.function_calls if call.name in functions]
+        if not calls:
+            return response
+        ledger.record(op.usage_of(response))
+        outputs = []
+        for call in calls:
+            op.log.info("xAI | function %s(%s)", call.name, ", ".join(sorted(call.arguments)))
+            outputs.append(call.output(functions[call.name].call(call.arguments)))
+        follow = {k: v for k, v in fields.items() if k not in ("input", "instructions", "previous_response_id")}
+        if store:  # xAI keeps the conversation: send only the outputs
+            follow.update(input=outputs, previous_response_id=response.id)
+        else:  # nothing kept: replay the answer's items, then the outputs
+            history += [*(item.model_dump(mode="json", exclude_none=True) for item in response.output), *outputs]
+            follow.update(input=history, instructions=fields.get("instructions"))
+        response = _ask(op, {k: v for k, v in follow.items() if v is not None}, ledger)
+        op.log.info("xAI | function round %d of at most %d done", turn, rounds)
+    if any(call.name in functions for call in response.function_calls):
+        op.log.warning("xAI function-tool loop stopped after %d round trips (max_turns)", rounds)
+    return response
+
+
+def _ask(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:
+    """One Responses call, streamed into the log when the task streams."""
+    if not op.stream:
+        return op.hook.create_response(fields)
+    response = _stream(op, fields, ledger)
+    for n, citation in enumerate(response.citations(), 1):
+        op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+    return response
 
 
 def _stream(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:

@@ -28,7 +28,7 @@ LAYERS = (
     ("", "exceptions", "defaults", "secrets"),
     (
         "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info",
+        "structured", "retry_policy", "get_provider_info", "functions",
     ),
     ("connection",),
     ("pipeline", "polling"),
