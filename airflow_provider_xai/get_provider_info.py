@@ -39,6 +39,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_xai.operators.chat",
                     "airflow_provider_xai.operators.responses",
+                    "airflow_provider_xai.operators.branch",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
                 ],
@@ -70,7 +71,10 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
-        "task-decorators": [{"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"}],
+        "task-decorators": [
+            {"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"},
+            {"class-name": "airflow_provider_xai.decorators.xai.xai_branch_task", "name": "xai_branch"},
+        ],
         "connection-types": [
             {
                 "connection-type": "xai",
