@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_xai.pricing import DEFAULT_PRICES, Price
+from airflow_provider_xai.pricing import DEFAULT_PRICES, TIER_PRICE_FACTORS, Price
 from airflow_provider_xai.tool_prices import tool_fees
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class UsageRecord:
     #: seconds of audio transcribed (``unit`` says which; None for token-billed calls).
     units: float = 0.0
     unit: str | None = None
+    #: The service tier xAI served the answer in, when it said (``priority`` costs 2x).
+    service_tier: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -134,6 +136,12 @@ def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int
     return prompt, completion, reasoning, usage.cached_tokens, usage.image_tokens, total
 
 
+def served_tier(answer: Any) -> str | None:
+    """The service tier an answer says it was served in (``service_tier``), if any."""
+    tier = getattr(answer, "service_tier", None)
+    return tier if isinstance(tier, str) and tier else None
+
+
 def build_record(
     usage: Usage | ResponseUsage | None,
     model: str,
@@ -144,6 +152,7 @@ def build_record(
     kind: str | None = None,
     discount: float = 1.0,
     tool_prices: Mapping[str, float] | None = None,
+    service_tier: str | None = None,
 ) -> UsageRecord:
     """Make a record from an API ``usage`` object, Chat Completions (:class:`Usage`) or
     Responses (:class:`ResponseUsage`; ``completion_id`` is then the response id), costing it.
@@ -155,7 +164,9 @@ def build_record(
     """
     responses = usage is not None and "input_tokens" in type(usage).model_fields
     kind = kind or ("responses" if responses else "chat")
-    record = UsageRecord(model=model, completion_id=completion_id, request_id=request_id, kind=kind)
+    record = UsageRecord(
+        model=model, completion_id=completion_id, request_id=request_id, kind=kind, service_tier=service_tier
+    )
     if usage is None:
         return record
     (
@@ -173,6 +184,7 @@ def build_record(
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
         record.cost_source = "xai"
     elif (price := (prices if prices is not None else DEFAULT_PRICES).get(model)) is not None:
+        discount *= TIER_PRICE_FACTORS.get(service_tier or "", 1.0)
         record.cost_usd = discount * price.cost(
             prompt=record.prompt_tokens,
             cached=record.cached_tokens,
@@ -204,8 +216,13 @@ def format_usage_line(record: UsageRecord) -> str:
     units = f" units={record.units:g} unit={record.unit}" if record.unit else ""
     return (
         f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
-        f"{others} server_side_tool_usage={by_tool}{units}"
+        f"{others} server_side_tool_usage={by_tool} cache_hit_share={cache_hit_share(record):.2f}{units}"
     )
+
+
+def cache_hit_share(record: UsageRecord) -> float:
+    """The share of the prompt xAI served from its prompt cache (0 without a prompt)."""
+    return min(record.cached_tokens / record.prompt_tokens, 1.0) if record.prompt_tokens > 0 else 0.0
 
 
 def airflow_stats() -> Any:

@@ -86,8 +86,7 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         ``request_kwargs``); ``"chat"``; ``"responses"``.
 
     The Responses arguments of :class:`XAIResponsesOperator` (``tools``,
-    ``previous_response_id``, ``store``, ``include``, ``max_turns``, ``prompt_cache_key``)
-    are taken too.
+    ``previous_response_id``, ``store``, ``include``, ``max_turns``) are taken too.
     """
 
     template_fields: Sequence[str] = (
@@ -95,7 +94,6 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         "tools",
         "previous_response_id",
         "include",
-        "prompt_cache_key",
     )
     template_fields_renderers = {**XAIPromptOperator.template_fields_renderers, "tools": "json"}
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_xai.usage import UsageLedger
 
 #: The Responses-only arguments of a prompt task.
-RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turns", "prompt_cache_key")
+RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turns")
 XCOM_RESPONSE_ID_KEY = "xai_response_id"
 XCOM_CITATIONS_KEY = "xai_citations"
 XCOM_FUNCTION_CALLS_KEY = "xai_function_calls"
@@ -36,8 +36,7 @@ RESPONSE_STATE_KEY = "xai_deferred_response_id"
 
 class ResponsesPath:
     """The Responses API. The options are read from the operator (they are its templated
-    arguments): ``tools``, ``previous_response_id``, ``store``, ``include``, ``max_turns``,
-    ``prompt_cache_key``."""
+    arguments): ``tools``, ``previous_response_id``, ``store``, ``include``, ``max_turns``."""
 
     def check(self, op: XAIPromptOperator) -> None:
         """Checks of a Responses task that need no rendering, at DAG parse, naming the argument."""
@@ -76,7 +75,8 @@ class ResponsesPath:
             "tools": as_tool_specs(options_of(op)["tools"]),
             "previous_response_id": check_previous_response_id(getattr(op, "previous_response_id", None)),
         }
-        fields = {**op.checked_request_kwargs(), **{k: v for k, v in options.items() if v is not None}}
+        fields = {**op.common_fields(), **op.checked_request_kwargs(),
+                  **{k: v for k, v in options.items() if v is not None}}  # fmt: skip
         if op.output_spec is not None:
             from airflow_provider_xai.endpoints.responses import with_output
 

@@ -26,6 +26,7 @@ Control endpoints under ``{prefix}/_control`` need no auth and are not journaled
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -295,7 +296,8 @@ def _v1_router(state: ServerState) -> APIRouter:
         req = parse_chat_request(await _json_body(request), state.models)
         if state.latency:
             await asyncio.sleep(state.latency)
-        completion = build_completion(req, state.cached_prefix,
+        route = request.headers.get(chat.CONVERSATION_HEADER)
+        completion = build_completion(req, functools.partial(state.cached_prefix, route=route),
                                       fault.content if fault else None, state.omit_cost)
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), completion.get("usage"))
         if req.deferred:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import random
 import threading
 import time
@@ -172,6 +173,7 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "team_blocked": (bool,),
     "omit_cost": (bool,),
     "prompt_cache": (bool,),
+    "cache_servers": (int,),
     "batch_pending_polls": (int,),
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
@@ -203,6 +205,10 @@ class ServerState:
         self.team_blocked = False
         self.omit_cost = False
         self.prompt_cache = True
+        #: Servers behind the API, each with a prompt cache of its own, as at xAI: a request with
+        #: a routing key (``x-grok-conv-id``, ``prompt_cache_key``) always lands on the same one,
+        #: a request without lands on any (1: one server, every repeat hits).
+        self.cache_servers = 1
         self.batch_pending_polls: int = 2  # batch polls before a request finishes (see batch.py)
         self.batch_request_delay: float = 0.0  # and seconds after it was added
         self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
@@ -231,7 +237,8 @@ class ServerState:
         self.journal_limit: int = DEFAULT_JOURNAL_LIMIT  # newest entries kept (at least 1)
         self._journal: deque[JournalEntry] = deque(maxlen=self.journal_limit)
         self._deferred: dict[str, list[Any]] = {}  # id -> [polls_left, completion]
-        self._seen_prefixes: set[str] = set()
+        self._seen_prefixes: dict[int, set[str]] = {}  # server -> the prefixes it cached
+        self._cache_rng = random.Random(11)
         self.configure(**config)
         self._initial = self.config()
 
@@ -389,16 +396,23 @@ class ServerState:
             return self._responses.pop(response_id, None) is not None
 
     # -- prompt cache ----------------------------------------------------------------
-    def cached_prefix(self, keys: list[str]) -> int:
-        """Length of the longest leading run of ``keys`` seen before; then remember all."""
+    def cached_prefix(self, keys: list[str], route: str | None = None) -> int:
+        """Length of the longest leading run of ``keys`` the serving server saw before; then it
+        remembers all. ``route`` (a routing key) picks the server; without one, any serves."""
         with self._lock:
             if not self.prompt_cache:
                 return 0
+            servers = max(self.cache_servers, 1)
+            if route:
+                server = int(hashlib.sha256(route.encode()).hexdigest(), 16) % servers
+            else:
+                server = self._cache_rng.randrange(servers)
+            seen = self._seen_prefixes.setdefault(server, set())
             hit = 0
             for i, key in enumerate(keys):
-                if key in self._seen_prefixes:
+                if key in seen:
                     hit = i + 1
-            self._seen_prefixes.update(keys)
+            seen.update(keys)
             return hit
 
 

@@ -117,7 +117,7 @@ class TestBuildRecord:
         assert format_usage_line(rec) == (
             "xAI usage: model=grok-4.3 prompt_tokens=1200 completion_tokens=300 reasoning_tokens=200 "
             "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai "
-            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none cache_hit_share=0.08"
         )
 
 
@@ -153,9 +153,10 @@ class TestSourcesAndServerSideTools:
         assert format_usage_line(rec).endswith(
             " total_tokens=1700 cost_usd=0.002500 cost_source=xai "
             "num_sources_used=2 num_server_side_tools_used=6 server_side_tool_usage=x_search_calls:1"
+            " cache_hit_share=0.08"
         )
         assert format_usage_line(build_record(usage(), "grok-4.3")).endswith(
-            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none cache_hit_share=0.08"
         )
 
     def test_a_record_written_before_these_fields_is_still_read(self) -> None:
@@ -540,6 +541,7 @@ class TestResponsesUsage:
         assert with_ticks.cost_usd == 0.01234  # xAI's ticks include the tool fee
         assert format_usage_line(with_ticks).endswith(
             "num_sources_used=0 num_server_side_tools_used=1 server_side_tool_usage=web_search_calls:1"
+            f" cache_hit_share={with_ticks.cached_tokens / with_ticks.prompt_tokens:.2f}"
         )
         estimate = build_record(ResponseUsage.model_validate({**TIDE_USAGE, "cost_in_usd_ticks": None}), "grok-4.3")
         tokens = (1024 * 1.25 + 4096 * 0.20 + 180 * 2.50) / 1_000_000
@@ -590,9 +592,26 @@ def test_a_record_billed_by_units_says_so_in_its_line_and_folds_them() -> None:
     from airflow_provider_xai.usage import combine
 
     image = UsageRecord(model="grok-imagine-image", cost_usd=0.04, cost_source="xai", units=2, unit="image")
-    assert format_usage_line(image).endswith(" units=2 unit=image")
+    assert format_usage_line(image).endswith(" cache_hit_share=0.00 units=2 unit=image")
     assert " units=" not in format_usage_line(UsageRecord(model="grok-4.3"))
     (folded,) = combine([image, UsageRecord(model="grok-imagine-image", cost_usd=0.02, cost_source="xai",
                                             units=1, unit="image")], "g")  # fmt: skip
     assert (folded.units, folded.unit, folded.requests) == (3, "image", 2)
     assert UsageRecord.from_dict({"model": "m"}).unit is None  # records written before stay readable
+
+
+def test_the_cache_hit_share_is_the_cached_part_of_the_prompt() -> None:
+    from airflow_provider_xai.usage import cache_hit_share
+
+    assert cache_hit_share(UsageRecord(model="m", prompt_tokens=200, cached_tokens=150)) == 0.75
+    assert cache_hit_share(UsageRecord(model="m")) == 0.0  # no prompt: nothing to share
+    assert cache_hit_share(UsageRecord(model="m", prompt_tokens=10, cached_tokens=40)) == 1.0  # bounded
+
+
+def test_a_priority_answer_is_estimated_at_twice_the_price() -> None:
+    default = build_record(usage(), "grok-4.3", service_tier="default")
+    priority = build_record(usage(), "grok-4.3", service_tier="priority")
+    assert default.cost_usd and priority.cost_usd == pytest.approx(2 * default.cost_usd)
+    assert priority.service_tier == "priority" and priority.cost_source == "estimate"
+    ticks = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3", service_tier="priority")
+    assert ticks.cost_usd == 0.0025  # xAI's own cost already says what it charged
