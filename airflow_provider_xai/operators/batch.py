@@ -35,6 +35,7 @@ from airflow_provider_xai.operators.batch_inputs import (
     prepare_requests,
 )
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
+from airflow_provider_xai.task_state import StoredId
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -210,10 +211,9 @@ class XAIBatchOperator(BaseOperator):
         """Re-attach to this task instance's live batch (state store, then name), else create it."""
         ti = context["ti"]
         name = batch_name_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        store, stored, batch = context.get("task_state_store"), None, None
-        with contextlib.suppress(Exception):  # the store is optional: the name lookup suffices
-            stored = store.get(STATE_BATCH_ID_KEY) if store is not None else None
-        if isinstance(stored, str) and stored:
+        state = StoredId(context, STATE_BATCH_ID_KEY, self.log, "xAI batch id")
+        stored, batch = state.get(), None  # the store is optional: the name lookup suffices
+        if stored is not None:
             with contextlib.suppress(XAINotFoundError):
                 found = self.hook.get_batch(stored)
                 batch = found if found.name == name and not found.ended else None
@@ -226,9 +226,7 @@ class XAIBatchOperator(BaseOperator):
             self.log.info("Re-attaching to xAI batch %s (%s): %s", batch.batch_id, name, batch.progress())
         self._batch_id = batch.batch_id
         ti.xcom_push(key=XCOM_BATCH_ID_KEY, value=batch.batch_id)  # at once: a crash must not lose it
-        with contextlib.suppress(Exception):
-            if store is not None:
-                store.set(STATE_BATCH_ID_KEY, batch.batch_id)
+        state.set(batch.batch_id)
         return batch, reattached
 
     def _defer(self, batch_id: str) -> None:

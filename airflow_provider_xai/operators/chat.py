@@ -27,6 +27,7 @@ from airflow_provider_xai.operators.responses_path import (
     choose_api,
 )
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
+from airflow_provider_xai.task_state import StoredId
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,34 +64,14 @@ class LineLogger:
             self._pending = ""
 
 
-class StoredRequestId:
+class StoredRequestId(StoredId):
     """The deferred request id of this task instance, kept in Airflow's task state store (3.3+),
     which survives task retries (XComs do not): a retry re-attaches instead of paying again."""
 
     KEY = "xai_deferred_request_id"
 
     def __init__(self, context: Context, log: Any) -> None:
-        self.store = context.get("task_state_store")
-        self.log = log
-
-    def get(self) -> str | None:
-        try:
-            value = self.store.get(self.KEY) if self.store is not None else None
-        except Exception as exc:  # no store: every try submits its own request, as before 3.3
-            self.log.debug("xAI deferred request id not readable from the task state store: %s", exc)
-            return None
-        return value if isinstance(value, str) and value else None
-
-    def set(self, request_id: str | None) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.set(self.KEY, request_id)
-        except Exception as exc:
-            self.log.debug("xAI deferred request id not writable to the task state store: %s", exc)
-
-    def clear(self) -> None:
-        self.set(None)
+        super().__init__(context, self.KEY, log, "xAI deferred request id")
 
 
 class XAIChatOperator(BaseOperator):

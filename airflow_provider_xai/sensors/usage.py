@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.definitions.retry_policy import RetryPolicy
 
+    from airflow_provider_xai.usage import UsageRecord
     from airflow_provider_xai.usage_summary import Budget
 
 XCOM_SUMMARY_KEY = "xai_usage_summary"
@@ -57,7 +58,8 @@ class XAIUsageSensor(BaseSensorOperator):
     :param retry_policy: Airflow 3.3+ task retry policy; default ``XAIRetryPolicy`` (see
         :mod:`airflow_provider_xai.retry_policy`); ``None`` turns it off.
 
-    Returns ``{"totals", "by_model", "by_task", "records", "budget", "watched", ...}``.
+    Returns ``{"totals", "by_model", "by_task", "records", "budget", "watched", ...}``;
+    ``skipped_records`` counts values under the usage keys that were no usage record.
     Poke and reschedule modes work as for any sensor (``mode``, ``poke_interval``, ``timeout``).
     """
 
@@ -177,14 +179,15 @@ class XAIUsageSensor(BaseSensorOperator):
         raise AirflowException(f"xAI usage trigger failed: {(event or {}).get('message', event)}")
 
     # --- reporting ----------------------------------------------------------------------------
-    def gather(self, context: Context, task_ids: Sequence[str]) -> list[Any]:
+    def gather(self, context: Context, task_ids: Sequence[str]) -> tuple[list[UsageRecord], int]:
         """Every usage record of ``task_ids`` in this run: the per-instance ledgers (which span
-        attempts) and the latest records, for every map index, de-duplicated."""
+        attempts) and the latest records, for every map index, de-duplicated; and how many
+        values under those keys were no usage record (skipped)."""
         from airflow_provider_xai.usage import XCOM_LEDGER_KEY, XCOM_USAGE_KEY
         from airflow_provider_xai.usage_summary import records_from_values
 
         if not task_ids:
-            return []
+            return [], 0
         ti = context["ti"]
         values: list[Any] = []
         for key in (XCOM_LEDGER_KEY, XCOM_USAGE_KEY):
@@ -200,7 +203,10 @@ class XAIUsageSensor(BaseSensorOperator):
         from airflow_provider_xai.usage_summary import evaluate_budget, render_table, summarize
 
         ti = context["ti"]
-        summary = summarize(self.gather(context, watched))
+        records, skipped = self.gather(context, watched)
+        if skipped:
+            self.log.warning("xAI usage: skipped %d stored value(s) that are no usage record", skipped)
+        summary = summarize(records)
         budget = evaluate_budget(summary, self.budget)
         self.log.info("%s", render_table(summary, f"xAI usage of {ti.dag_id} / {ti.run_id}"))
         result = {
@@ -209,6 +215,7 @@ class XAIUsageSensor(BaseSensorOperator):
             "watched": list(watched),
             "tasks_with_usage": list(summary.by_task),
             **summary.to_dict(),
+            "skipped_records": skipped,
             "budget": budget,
         }
         if budget["status"] != "exceeded":

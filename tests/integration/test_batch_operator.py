@@ -334,6 +334,15 @@ class TestIdempotency:
         (folded,) = store["xai_usage_ledger"]
         assert folded["requests"] == 3, "re-attaching records no usage twice"
 
+    def test_a_stored_batch_id_of_another_kind_is_skipped_and_logged(
+        self, xai_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        store = FakeStore({"xai_batch_id": {"not": "an id"}})
+        capfd.readouterr()
+        summary = run(operator(tmp_path, ["a"]), context(1, store))
+        assert summary["succeeded"] == 1 and store["xai_batch_id"] == summary["batch_id"]
+        assert "xAI batch id in the task state store: skipped 1 unusable item(s)" in "".join(capfd.readouterr())
+
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
         name = batch_name_for("nightly", RUN_ID, "classify", -1)

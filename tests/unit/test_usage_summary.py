@@ -64,7 +64,8 @@ class TestTotals:
     @settings(max_examples=60, deadline=None)
     @given(records_strategy)
     def test_totals_are_exact_sums_at_every_level(self, records: list[UsageRecord]) -> None:
-        records = records_from_values([r.to_dict() for r in records])  # de-duplicated
+        records, skipped = records_from_values([r.to_dict() for r in records])  # de-duplicated
+        assert skipped == 0
         summary = summarize(records)
         totals = summary.totals
         assert totals.requests == len(records) == summary.records
@@ -96,11 +97,43 @@ class TestGathering:
     def test_ledger_and_latest_record_are_deduplicated(self) -> None:
         try1, try2, other = rec("a", try_number=1), rec("a", try_number=2), rec("b", 0)
         values = [[try1.to_dict(), try2.to_dict()], try2.to_dict(), None, other.to_dict(), {"junk": 1}, "x"]
-        got = records_from_values(values)
+        got, skipped = records_from_values(values)
         assert [(r.task_id, r.try_number) for r in got] == [("a", 1), ("a", 2), ("b", 1)]
+        assert skipped == 2  # {"junk": 1} and "x"; None is no value at all
 
     def test_same_call_in_two_map_indexes_is_not_merged(self) -> None:
-        assert len(records_from_values([rec("a", 0).to_dict(), rec("a", 1).to_dict()])) == 2
+        assert len(records_from_values([rec("a", 0).to_dict(), rec("a", 1).to_dict()])[0]) == 2
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "done: 3 rows",  # a foreign task's text under xai_usage (issue 27)
+            3,
+            {"junk": 1},
+            {"model": "m", "prompt_tokens": "many"},
+            {"model": "m", "total_tokens": -5},
+            {"model": "m", "cost_usd": float("nan")},
+            {"model": "m", "cost_usd": float("inf")},
+            {"model": "m", "cost_usd": -0.01},
+            {"model": "m", "cost_usd": 1e300},
+            {"model": "m", "timestamp": float("nan")},
+            {"model": "m", "requests": True},
+            {"model": "m", "cost_source": "guess"},
+            {"model": "m", "server_side_tool_usage": {"web_search_calls": -2}},
+            {"model": 7},
+        ],
+    )
+    def test_a_value_that_is_no_usage_record_is_skipped_and_counted_never_summed(self, bad: Any) -> None:
+        good = rec("a")
+        records, skipped = records_from_values([[good.to_dict(), bad], bad])
+        assert (records, skipped) == ([good], 2)
+        totals = summarize(records).totals  # never an exception, never a NaN or negative sum
+        assert (totals.total_tokens, totals.cost_ticks) == (good.total_tokens, 100)
+
+    def test_nulls_count_as_absent(self) -> None:
+        data = {**rec("a").to_dict(), "cost_usd": None, "try_number": None, "server_side_tool_usage": None}
+        ((got,), skipped) = records_from_values([data])
+        assert (got.cost_usd, got.try_number, got.server_side_tool_usage, skipped) == (None, None, {}, 0)
 
 
 class TestBudget:
