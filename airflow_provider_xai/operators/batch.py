@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_xai.arguments import check_number
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredTimeoutError,
@@ -129,8 +129,8 @@ class XAIBatchOperator(BaseOperator):
         self._batch_id: str | None = None
         check_number("temperature", temperature, 0, 2)
         check_number("max_tokens", max_tokens, 1, integer=True)
-        check_number("poll_interval", poll_interval, 0, positive=True)
-        check_number("batch_timeout", batch_timeout, 0, positive=True)
+        check_number("poll_interval", poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("batch_timeout", batch_timeout, 0, MAX_WAIT_SECONDS, positive=True)
         _ = self.output_spec
 
     @cached_property

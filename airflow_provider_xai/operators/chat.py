@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_xai.arguments import check_number, coerce_messages
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, coerce_messages
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredExpiredError,
@@ -190,8 +190,8 @@ class XAIChatOperator(BaseOperator):
             check_responses_arguments(self)
         check_number("temperature", self.temperature, 0, 2)
         check_number("max_tokens", self.max_tokens, 1, integer=True)
-        check_number("poll_interval", self.poll_interval, 0, positive=True)
-        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
+        check_number("poll_interval", self.poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("deferred_timeout", self.deferred_timeout, 0, MAX_WAIT_SECONDS, positive=True)
         self._check_input_choice()
         _ = self.output_spec
 

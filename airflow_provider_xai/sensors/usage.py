@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, is_finite_number
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
@@ -29,7 +30,8 @@ XCOM_SUMMARY_KEY = "xai_usage_summary"
 
 
 def _number(value: Any, field: str, kind: type[int] | type[float]) -> int | float | None:
-    """Check a budget limit (templated values arrive as strings)."""
+    """Check a budget limit (templated values arrive as strings): a finite number > 0 (a NaN
+    limit would never be exceeded, an infinite one is none)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -37,8 +39,8 @@ def _number(value: Any, field: str, kind: type[int] | type[float]) -> int | floa
             value = kind(value.strip())
         except ValueError:
             raise XAIValidationError(field, f"expected a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise XAIValidationError(field, f"must be a number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise XAIValidationError(field, f"must be a finite number > 0, got {value!r}")
     if kind is int and value != int(value):
         raise XAIValidationError(field, f"must be a whole number of tokens, got {value!r}")
     return kind(value)
@@ -78,6 +80,9 @@ class XAIUsageSensor(BaseSensorOperator):
         retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
+        for name, wait in (("poke_interval", poke_interval), ("timeout", kwargs.get("timeout"))):
+            if not isinstance(wait, timedelta):  # named here: Airflow raises OverflowError for inf
+                check_number(name, wait, 0, MAX_WAIT_SECONDS)
         super().__init__(poke_interval=poke_interval, **retry_policy_argument(retry_policy), **kwargs)
         if task_ids is not None and task_group_id is not None:
             raise XAIValidationError("task_ids", "give task_ids or task_group_id, not both")
