@@ -10,9 +10,9 @@ Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order)
    request is counted in the journal); with no queued match, ``Chaos`` may draw one for
    ``POST /chat/completions``. ``delay`` sleeps, ``drop`` aborts the connection mid-body,
    a non-200 ``status`` answers with the xAI error body (+ retry headers), ``body`` answers
-   a raw 200; ``content``/``truncate_stream``/``malformed_chunk`` are handed to the chat
-   and responses routes (no-ops for other routes; the stream flags also for non-streaming
-   requests);
+   a raw 200; ``content``/``truncate_stream``/``malformed_chunk``/``fail_stream`` are handed
+   to the chat and responses routes (no-ops for other routes; the stream flags also for
+   non-streaming requests);
 4. blocked/disabled key or team -> 403 (except ``GET /v1/api-key``);
 5. rate limits (``rate_limit_rps``/``rate_limit_tpm``, see ``rate_limit.py``) for
    ``POST /chat/completions`` (plain, streamed, deferred) and ``POST /responses``, per API key
@@ -319,7 +319,8 @@ def _v1_router(state: ServerState) -> APIRouter:
             return _json(200, completion)
         events = stream_events(completion, req.include_usage,
                                truncate=bool(fault and fault.truncate_stream),
-                               malformed=bool(fault and fault.malformed_chunk))
+                               malformed=bool(fault and fault.malformed_chunk),
+                               error=fault.error_body(500) if fault and fault.fail_stream else None)
         return paced_event_stream(events, state.stream_interval)
 
     @r.get("/chat/deferred-completion/{request_id}")

@@ -305,6 +305,18 @@ def test_stream_faults(client: httpx.Client, xai_server: XAIServer) -> None:
     lines = sse(client, **body)
     assert "data: {not json" in lines and lines[-1] == "data: [DONE]"
     assert len(chunks(sse(client, **body))) > 3  # fault consumed: next stream is clean
+    # A stream that fails midway: two content pieces, then xAI's error body as an event, and no end.
+    xai_server.enqueue(Fault(fail_stream=True, message="The model stopped.", code="Internal"))
+    lines = sse(client, **body)
+    assert "data: [DONE]" not in lines and json.loads(lines[-1][6:]) == {"code": "Internal",
+                                                                         "error": "The model stopped."}
+    assert sum(1 for c in chunks(lines[:-1]) if c["choices"][0]["delta"].get("content")) == 2
+    xai_server.enqueue(Fault(fail_stream=True))
+    assert json.loads(sse(client, **body)[-1][6:]) == {"code": "Internal error", "error": "Internal server error."}
+    one_piece = {**body, "messages": [{"role": "user", "content": "x"}], "model": "grok-3"}
+    xai_server.enqueue(Fault(fail_stream=True, content="short"))  # fewer than two pieces: fails at the end
+    lines = sse(client, **one_piece)
+    assert json.loads(lines[-1][6:])["code"] == "Internal error" and "data: [DONE]" not in lines
 
 
 def test_deferred(client: httpx.Client) -> None:
