@@ -166,6 +166,25 @@ class TestOperator:
         assert summary["succeeded"] == 3
 
     @pytest.mark.parametrize(
+        "response_format",
+        ["json_object", {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}],
+        ids=["json_object", "schema dict"],
+    )
+    def test_an_answer_that_is_not_json_fails_its_line_instead_of_succeeding(
+        self, xai_server: Any, tmp_path: Path, response_format: Any
+    ) -> None:
+        """Without a pydantic model: garbage must never be written as a succeeded answer."""
+        plain = {"messages": [{"role": "user", "content": "Just say hi"}], "response_format": {"type": "text"}}
+        inputs = ["Answer as JSON", {"custom_id": "plain", "body": plain}]  # this one answers plain text
+        summary = run(operator(tmp_path, inputs, response_format=response_format), context())
+        good, bad = lines(tmp_path)
+        assert good["status"] == "succeeded" and isinstance(good["answer"], dict)
+        assert bad["status"] == "failed" and bad["answer"] is None
+        assert "not valid JSON" in bad["error"] and "Grok (local) heard: Just say hi" in bad["error"]
+        assert bad["usage"]["total_tokens"] > 0  # billed all the same, and counted
+        assert (summary["succeeded"], summary["failed"], summary["usage"]["requests"]) == (1, 1, 2)
+
+    @pytest.mark.parametrize(
         ("kwargs", "field"),
         [
             ({"inputs": []}, "inputs"),

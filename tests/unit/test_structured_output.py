@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from airflow_provider_xai.exceptions import XAIStructuredOutputError, XAIValidationError
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.schemas import MAX_JSON_DEPTH
-from airflow_provider_xai.structured import OutputSpec
+from airflow_provider_xai.structured import OutputSpec, excerpt
 
 BILLED = object()  # stands for the billed completion an error must carry
 
@@ -179,3 +179,66 @@ def test_local_refs_keep_working() -> None:
         assert spec.parse(good) == json.loads(good)
         with pytest.raises(XAIStructuredOutputError, match=f"{where}: "):
             spec.parse(bad, BILLED)
+
+
+# --- answers that are not what was asked, whatever the spec ---------------------------------------
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+SPECS = {
+    "pydantic model": Ticket,
+    "json_object": "json_object",
+    "json_object dict": {"type": "json_object"},
+    "JSON-schema dict": SCHEMA,
+    "json_schema format": wrapped(SCHEMA),
+}
+NOT_JSON = [
+    "Sure! Here is the JSON you asked for.",
+    "",
+    '{"city": "Lisbon"',  # cut short
+    "```json\n{\"city\": \"Lisbon\"}\n```",  # fenced
+    "{'city': 'Lisbon'}",  # a Python literal
+    '{"city": "Lisbon"} and more',
+]
+
+
+@pytest.mark.parametrize("text", NOT_JSON)
+@pytest.mark.parametrize("response_format", list(SPECS.values()), ids=list(SPECS))
+def test_an_answer_that_is_not_json_is_an_error_never_returned_as_text(response_format: Any, text: str) -> None:
+    spec = OutputSpec.from_user(response_format)
+    assert spec is not None
+    with pytest.raises(XAIStructuredOutputError) as info:
+        spec.parse(text, BILLED)
+    error = info.value
+    assert error.completion is BILLED and not error.permanent  # the next answer may be right
+    assert "does not match" in str(error) and f"Answer excerpt: {excerpt(text)!r}" in str(error)
+    if not isinstance(response_format, type):
+        assert "not valid JSON" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "text", "where"),
+    [
+        ("json_object", "[1, 2]", "expected a JSON object, got list"),
+        ("json_object", '"Lisbon"', "expected a JSON object, got str"),
+        ("json_object", "NaN", "expected a JSON object, got float"),
+        ({"type": "json_object"}, "null", "expected a JSON object, got NoneType"),
+        (SCHEMA, '{"town": "Lisbon"}', "<root>: 'city' is a required property"),
+        (SCHEMA, '{"city": 7}', "city: 7 is not of type 'string'"),
+        (wrapped(SCHEMA), "[]", "<root>: [] is not of type 'object'"),
+        (Ticket, '{"title": "t"}', "owner: Field required"),
+    ],
+)
+def test_valid_json_of_the_wrong_shape_is_an_error_naming_where(response_format: Any, text: str, where: str) -> None:
+    spec = OutputSpec.from_user(response_format)
+    assert spec is not None
+    with pytest.raises(XAIStructuredOutputError, match="does not match") as info:
+        spec.parse(text, BILLED)
+    assert where in str(info.value) and info.value.completion is BILLED
+
+
+@pytest.mark.parametrize("response_format", list(SPECS.values()), ids=list(SPECS))
+def test_a_matching_answer_is_returned_as_data(response_format: Any) -> None:
+    spec = OutputSpec.from_user(response_format)
+    assert spec is not None
+    answer = {"city": "Lisbon", "title": "t", "owner": {"name": "ana", "children": []}}
+    assert spec.parse(json.dumps(answer)) == (answer if not isinstance(response_format, type) else
+                                              {"title": "t", "owner": {"name": "ana", "children": []}})
