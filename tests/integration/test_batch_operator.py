@@ -470,14 +470,28 @@ class TestLocalServerBatchAPI:
         assert len(xai_server.requests("/results", "GET")) - before == 3
 
     def test_request_delay_and_results_before_completion(self, xai_server: Any) -> None:
-        xai_server.configure(batch_pending_polls=0, batch_request_delay=0.15)
+        """Waits on progress, not on a margin: it looks until the batch is done, and judges each
+        look by when it happened (the server shares this process's clock): a look that ended
+        before the delay ran out must see the requests pending, and none may see them done
+        before it; results never run ahead of the state."""
+        delay = 0.15
+        xai_server.configure(batch_pending_polls=0, batch_request_delay=delay)
         hook = XAIHook()
         batch = hook.create_batch("slow")
+        ready = time.time() + delay  # no earlier than when the server stamps the requests
         hook.add_batch_requests(batch.batch_id, self.items(2))
-        assert hook.get_batch(batch.batch_id).state.num_pending == 2
-        assert list(hook.iter_batch_results(batch.batch_id)) == []
-        time.sleep(0.2)
-        assert hook.get_batch(batch.batch_id).done
+        while True:
+            state = hook.get_batch(batch.batch_id).state
+            results = list(hook.iter_batch_results(batch.batch_id))
+            after = hook.get_batch(batch.batch_id).state
+            looked = time.time()  # the server answered all three by now
+            assert state.num_success <= len(results) <= after.num_success
+            if looked < ready:
+                assert (after.num_pending, results) == (2, [])
+            if state.num_pending == 0:  # done before the results were read: they are all there
+                break
+            time.sleep(0.01)
+        assert looked >= ready and hook.get_batch(batch.batch_id).done and len(results) == 2
 
     def test_body_limit_duplicates_cancel_and_errors(self, xai_server: Any) -> None:
         hook = XAIHook()
