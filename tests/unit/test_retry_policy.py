@@ -154,6 +154,24 @@ class TestDecisions:
         assert decision.reason.startswith("xAI rate limit: unusable retry-after ")
         assert decision.reason.endswith(", retrying after the task's retry_delay")
 
+    def test_the_reason_shows_the_unusable_value_shortened(self) -> None:
+        assert decide(api_error(XAIRateLimitError, 429, "soon")).reason == (
+            "xAI rate limit: unusable retry-after 'soon', retrying after the task's retry_delay")
+        long = decide(api_error(XAIRateLimitError, 429, "9" * 60)).reason
+        assert f"unusable retry-after '{'9' * 36}..., retrying" in long
+
+    @pytest.mark.parametrize(("exc", "reason"), [
+        (api_error(XAIServerError, 503), "XAIServerError 503: the task's retries apply"),
+        (XAIConnectionError("reset"), "XAIConnectionError: the task's retries apply"),
+        (api_error(XAIAuthenticationError, 401),
+         "xAI refused the API key: failing without retries (XAIAuthenticationError 401)"),
+        (XAIValidationError("prompt", "is empty"), "invalid input: failing without retries (XAIValidationError)"),
+    ], ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+    def test_the_whole_reason_names_the_error_and_its_status_when_it_has_one(
+        self, exc: BaseException, reason: str
+    ) -> None:
+        assert decide(exc).reason == reason
+
     def test_the_longest_usable_delay_is_the_horizon(self) -> None:
         decision = decide(api_error(XAIRateLimitError, 429, MAX_TASK_RETRY_AFTER))
         assert decision.retry_delay == datetime.timedelta(hours=1)
@@ -177,6 +195,7 @@ class TestDecisions:
         assert XAIRetryPolicy.deserialize(XAI_RETRY_POLICY.serialize()).serialize() == {
             "__type": "XAIRetryPolicy"}
         assert isinstance(pickle.loads(pickle.dumps(XAI_RETRY_POLICY)), XAIRetryPolicy)
+        assert repr(XAI_RETRY_POLICY) == "XAIRetryPolicy()"  # what the rendered task shows
 
 
 def _operators(default_args: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
@@ -197,6 +216,18 @@ def _operators(default_args: dict[str, Any] | None = None, **kwargs: Any) -> lis
             XAIUsageSensor(task_id="usage", **kwargs),
             deco().operator,
         ]
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["Airflow 3.3", "Airflow 3.2"])
+def test_the_operator_argument_is_left_out_only_where_airflow_has_no_policies(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    from airflow_provider_xai import retry_policy
+
+    monkeypatch.setattr(retry_policy, "XAI_RETRY_POLICY", object() if installed else None)
+    mine = object()
+    assert retry_policy.retry_policy_argument(mine) == {"retry_policy": mine}
+    assert retry_policy.retry_policy_argument(None) == ({"retry_policy": None} if installed else {})
 
 
 def test_every_operator_uses_the_policy_unless_told_otherwise() -> None:
