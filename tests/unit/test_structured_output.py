@@ -373,3 +373,15 @@ def test_a_form_that_is_no_schema_is_refused_naming_the_field(value: Any, field:
     with pytest.raises(XAIValidationError) as info:
         OutputSpec.from_user(value)
     assert info.value.field == field and info.value.problem.startswith(problem)
+
+
+@pytest.mark.parametrize("order", ["local refs first", "remote ref first"])
+def test_a_remote_ref_is_found_however_many_times_a_local_definition_is_reached_first(order: str) -> None:
+    """The walk over a schema meets the same definition more than once; it must go on past it."""
+    local = {f"l{n}": {"$ref": "#/$defs/shared"} for n in range(4)}
+    remote = {"r": {"$ref": "https://schemas.example.com/r.json"}}
+    properties = {**local, **remote} if order == "local refs first" else {**remote, **local}
+    schema = {"$defs": {"shared": {"type": "object", "properties": {"s": {"$ref": "#/$defs/shared"}}}},
+              "type": "object", "properties": properties}
+    with pytest.raises(XAIValidationError, match="does not resolve inside the schema"):
+        OutputSpec.from_user(schema)
