@@ -151,7 +151,7 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
 
         fields = ChatPath(seed=self.seed, stop=self.stop).fields(self)
         inputs = fingerprint(fields)
-        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log)
+        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log, "xAI deferred request id")
         request_id = stored.get(inputs)
         if request_id is not None:
             try:

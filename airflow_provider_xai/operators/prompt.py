@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from airflow.sdk import conf
 
-from airflow_provider_xai.arguments import check_number, coerce_messages
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, coerce_messages
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.operators.base import XAIBaseOperator
 
@@ -140,8 +140,8 @@ class XAIPromptOperator(XAIBaseOperator):
         tier = self.service_tier
         if tier is not None and (not isinstance(tier, str) or not tier):
             raise XAIValidationError("service_tier", f"expected a tier name such as 'priority', got {tier!r}")
-        check_number("poll_interval", self.poll_interval, 0, positive=True)
-        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
+        check_number("poll_interval", self.poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("deferred_timeout", self.deferred_timeout, 0, MAX_WAIT_SECONDS, positive=True)
         if self.stream and self.deferrable:
             raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
         self._check_input_choice()

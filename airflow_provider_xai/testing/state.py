@@ -48,7 +48,9 @@ class Fault:
     drop: bool = False
     truncate_stream: bool = False
     malformed_chunk: bool = False
-    fail_stream: bool = False  # /v1/responses streams end with ``response.failed`` (chat: no-op)
+    #: A stream fails midway: ``/v1/responses`` ends with ``response.failed``, chat with an error
+    #: event (``code``, and ``message`` as its ``error``) after two content pieces.
+    fail_stream: bool = False
     content: str | None = None
     body: str | None = None
     path: str | None = None
@@ -82,9 +84,12 @@ class Fault:
     def is_error(self) -> bool:
         return self.status != 200
 
-    def error_body(self) -> dict[str, Any]:
-        code = self.code if self.code is not None else error_body(self.status).get("code")
-        return error_body(self.status, self.message, code)
+    def error_body(self, status: int | None = None) -> dict[str, Any]:
+        """The xAI error body of this fault's ``status`` (or of ``status``: a failing chat
+        stream's event is a 500's body)."""
+        status = self.status if status is None else status
+        code = self.code if self.code is not None else error_body(status).get("code")
+        return error_body(status, self.message, code)
 
     def response_headers(self) -> dict[str, str]:
         out = dict(self.headers or {})

@@ -204,6 +204,24 @@ class TestSensorWithFakeStates:
         budget = ti.pushed[XCOM_SUMMARY_KEY]["budget"]
         assert budget["over_tokens"] == 18 and budget["over_cost_usd"] == pytest.approx(0.00015)
 
+    def test_a_foreign_value_under_a_usage_key_is_skipped_counted_and_logged(
+        self, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        _, sensor = gate_dag(max_cost_usd=1.0)
+        States(monkeypatch, a="success", b_0="success", b_1="success")
+        b1 = ("b", 1, "xai_usage_ledger")
+        xcoms = {
+            **LEDGERS,
+            ("a", -1, "xai_usage"): "done: 3 rows",  # a foreign task's text (issue 27)
+            b1: [*LEDGERS[b1], {**record("b", 1), "cost_usd": float("nan")}, "x"],
+        }
+        capfd.readouterr()
+        report = sensor.execute({"ti": FakeTI(xcoms)})  # type: ignore[arg-type]
+        assert report["records"] == 4 and report["skipped_records"] == 3
+        assert report["totals"]["cost_usd"] == pytest.approx(0.0003, abs=1e-12)
+        assert report["budget"]["status"] == "ok"
+        assert "xAI usage: skipped 3 stored value(s)" in "".join(capfd.readouterr())
+
     def test_soft_fail_skips_when_over_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
         _, sensor = gate_dag(max_total_tokens=10, soft_fail=True)
         States(monkeypatch, a="success", b_0="success", b_1="success")

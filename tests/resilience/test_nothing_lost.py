@@ -16,6 +16,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from pydantic import BaseModel
 
+from airflow_provider_xai import polling
 from airflow_provider_xai.exceptions import XAIStructuredOutputError
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.testing import Fault, XAIServer
@@ -48,11 +49,20 @@ def restored(trigger: Any) -> Any:
 
 @pytest.mark.parametrize("interrupted", ["between polls", "during a poll"])
 async def test_deferred_chat_resumes_the_same_request_after_a_triggerer_restart(
-    xai_server: XAIServer, interrupted: str
+    xai_server: XAIServer, interrupted: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    xai_server.configure(deferred_pending_polls=5)
+    between = interrupted == "between polls"
+    if between:
+        # A poll interval no busy machine outlasts: once a poll is answered, the trigger sits in
+        # its sleep until it is cancelled. The first poll at once (no random spread), and the
+        # restarted trigger's first poll finds the answer.
+        monkeypatch.setattr(polling.random, "uniform", lambda low, high: low)
+        xai_server.configure(deferred_pending_polls=1)
+    else:
+        xai_server.configure(deferred_pending_polls=5)
     prompt = f"deferred {uuid.uuid4().hex}"
-    operator = XAIChatOperator(task_id="deferred_chat", prompt=prompt, deferrable=True, poll_interval=0.05)
+    operator = XAIChatOperator(task_id="deferred_chat", prompt=prompt, deferrable=True,
+                               poll_interval=3600 if between else 0.05)
     ti = FakeTI()
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(fake_context(ti))
@@ -60,14 +70,15 @@ async def test_deferred_chat_resumes_the_same_request_after_a_triggerer_restart(
     request_id = trigger.request_id
     assert ti.values("xai_request_id") == [request_id]  # known before the task ever waits
 
-    # The first triggerer polls twice (still pending), then dies mid-wait.
-    if interrupted == "during a poll":
+    # The first triggerer polls (still pending), then dies: in its sleep, or mid-poll.
+    if not between:
         xai_server.enqueue(Fault(delay=0.5, path=f"/v1/chat/deferred-completion/{request_id}"))
     first_run = trigger.run()
     waiting = asyncio.ensure_future(anext(first_run))
-    await wait_for(lambda: len(polls(xai_server)) >= (1 if interrupted == "during a poll" else 2))
-    if interrupted == "between polls":
-        await asyncio.sleep(0.02)  # inside the poll_interval sleep
+    if between:  # progress: a poll answered "still pending"
+        await wait_for(lambda: [e.status for e in polls(xai_server)] == [202])
+    else:  # progress: a poll arrived, and the server holds its answer back
+        await wait_for(lambda: len(polls(xai_server)) == 1)
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting

@@ -210,6 +210,9 @@ class TestPrices:
     def test_without_a_cached_price_cached_tokens_cost_the_input_price_in_an_estimate(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
+        from airflow_provider_xai.usage import _warn_no_cached_price
+
+        _warn_no_cached_price.cache_clear()  # once per process: this test may not be the first
         prices = price_table({"no-cache-price": {"input": 2.0, "output": 10.0}})
         with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
             rec = build_record(usage(), "no-cache-price", prices=prices)
@@ -486,6 +489,8 @@ def test_combine_folds_records_per_model_with_exact_totals() -> None:
     ]
     assert folded[0].prompt_tokens == sum(r.prompt_tokens for r in records[:5])
     assert folded[0].reasoning_tokens == 10 and folded[1].cost_usd is None
+    # the usage page splits costs by source and API
+    assert [(r.cost_source, r.kind) for r in folded] == [("xai", "batch"), ("unknown", "batch")]
     assert round(folded[0].cost_usd * TICKS_PER_USD) == sum(range(7, 12))
     before, after = summarize(records).totals, summarize(folded).totals
     assert after.to_dict() == before.to_dict()
@@ -556,6 +561,9 @@ class TestResponsesUsage:
     def test_tool_fee_table(self, caplog: pytest.LogCaptureFixture) -> None:
         assert DEFAULT_TOOL_PRICES["x_search_calls"] == 5.0 and DEFAULT_TOOL_PRICES["file_search_calls"] == 2.5
         assert DEFAULT_TOOL_PRICES["mcp_calls"] == 0.0 and TOOL_PRICES_AS_OF >= "2026-01-01"
+        from airflow_provider_xai.tool_prices import _warn_no_tool_price
+
+        _warn_no_tool_price.cache_clear()  # once per process: this test may not be the first
         calls = {"code_interpreter_calls": 2, "file_search_calls": 4, "mcp_calls": 3, "hologram_calls": 1}
         with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.tool_prices"):
             assert tool_fees(calls) == pytest.approx(0.01 + 0.01)
@@ -615,3 +623,49 @@ def test_a_priority_answer_is_estimated_at_twice_the_price() -> None:
     assert priority.service_tier == "priority" and priority.cost_source == "estimate"
     ticks = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3", service_tier="priority")
     assert ticks.cost_usd == 0.0025  # xAI's own cost already says what it charged
+
+
+# --- pinned by make mutate: what a user reads off a record, a metric or a price ------------------
+def test_the_ledger_stamps_each_record_with_where_it_ran() -> None:
+    """Without dag/task/run the usage page and the sensor could not attribute a dollar."""
+    unmapped = FakeTI(map_index=None, try_number=4)  # type: ignore[arg-type]  # unmapped: Airflow may give None
+    ledger = UsageLedger({"ti": unmapped}, LOG)
+    rec = ledger.record(build_record(usage(), "grok-4.3"))
+    assert (rec.dag_id, rec.task_id, rec.run_id, rec.map_index, rec.try_number) == ("dag", "task", "run", -1, 4)
+    assert unmapped.xcom[XCOM_USAGE_KEY]["dag_id"] == "dag" and ledger.skipped == 0
+
+
+def test_the_ledger_warns_naming_itself_when_it_skips_stored_items(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    store.data["xai_usage_ledger"] = ["not a record", build_record(usage(), "grok-4.3").to_dict()]
+    with caplog.at_level(logging.WARNING, logger="test_usage"):
+        ledger = UsageLedger({"ti": FakeTI(), "task_state_store": store}, LOG)
+    assert ledger.skipped == 1 and len(ledger.records) == 1
+    assert "xAI usage ledger in the task state store: skipped 1 unusable item(s) (not usage records)" in caplog.text
+
+
+def test_metrics_of_a_folded_record_carry_its_request_count_tool_calls_and_cost(stats: CaptureStats) -> None:
+    rec = build_record(usage(cost_in_usd_ticks=35_000_000_000, server_side_tool_usage_details={"web_search_calls": 4}),
+                       "grok-4.3")
+    rec.requests = 3  # a batch's folded record stands for three billed answers
+    emit_metrics(rec)  # no dag or task: tagged as empty, never left out
+    counters = stats.by_name()
+    assert counters["xai.requests"] == 3 and counters["xai.server_side_tool_usage.web_search_calls"] == 4
+    assert counters["xai.cost_micro_usd"] == 3_500_000
+    assert all(tags == {"model": "grok-4.3", "dag_id": "", "task_id": ""} for *_, tags in stats.counters)
+
+
+def test_price_overrides_read_every_field() -> None:
+    prices = parse_prices({"m": {"input": "1.5", "cached_input": 0, "output": 2, "image": "0.5"}})
+    assert prices["m"] == Price(1.5, 0.0, 2.0, image=0.5)
+
+
+def test_a_language_model_without_a_completion_price_is_left_unpriced() -> None:
+    half = LanguageModel.model_validate({"id": "half", "prompt_text_token_price": 100})
+    other_half = LanguageModel.model_validate({"id": "other", "completion_text_token_price": 100})
+    assert prices_from_language_models([half, other_half]) == {}
+
+
+def test_the_log_line_lists_every_tool_kind_sorted() -> None:
+    rec = build_record(usage(server_side_tool_usage_details={"x_search_calls": 1, "web_search_calls": 2}), "grok-4.3")
+    assert " server_side_tool_usage=web_search_calls:2,x_search_calls:1 " in format_usage_line(rec)

@@ -163,6 +163,10 @@ function renderTotals(report) {
   $("tool-split").textContent = `${fmtInt(t.num_sources_used)} source(s) used`;
   $("total-exceeded").textContent = fmtInt(report.exceeded_runs.length);
   $("budget-card").classList.toggle("alert", report.exceeded_runs.length > 0);
+  const skipped = report.skipped_records || 0;
+  $("skipped").hidden = !skipped;
+  $("skipped").textContent = skipped
+    ? `${fmtInt(skipped)} stored value(s) under the usage keys were not usage records and are left out.` : "";
 }
 
 function renderTables(report) {
