@@ -98,12 +98,22 @@ def check_batch(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAI
     assert server.requests("/batches", "POST"), "no batch was created on the server"
 
 
+def check_agents(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    # The deferrable research call was sent once and collected by the triggerer.
+    sent = [e for e in server.journal if e.method == "POST" and e.path.endswith("/responses")
+            and any(t.get("type") == "code_interpreter" for t in (e.body or {}).get("tools", []))]
+    assert len(sent) == 1, sent
+    assert xcom(api, "example_xai_agents", run_id, "triage", "xai_branch_reason")
+    assert xcom(api, "example_xai_agents", run_id, "escalate").startswith("escalated with context")
+
+
 #: What each known example must leave in XCom; any other example DAG must at least succeed.
 CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] = {
     "example_xai_chat": check_chat,
     "example_xai_vision": check_vision,
     "example_xai_usage": check_usage,
     "example_xai_batch": check_batch,
+    "example_xai_agents": check_agents,
 }
 
 
