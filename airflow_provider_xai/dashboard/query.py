@@ -112,6 +112,9 @@ def _rows(groups: Mapping[Any, list[int]], names: tuple[str, ...]) -> list[dict[
         row.update(zip(SUMS, sums, strict=True))
         row["cost_usd"] = row["cost_ticks"] / TICKS_PER_USD
         row["estimated_cost_usd"] = row["estimate_ticks"] / TICKS_PER_USD
+        # The cached part of the prompt: what prompt-cache routing bought (0 without a prompt).
+        prompt = row["prompt_tokens"]
+        row["cache_hit_share"] = round(min(row["cached_tokens"] / prompt, 1.0), 4) if prompt else 0.0
         rows.append(row)
     return sorted(rows, key=lambda r: (-r["cost_ticks"], -r["total_tokens"], [str(r[n]) for n in names]))
 

@@ -115,6 +115,9 @@ def test_totals_and_breakdowns_equal_the_sum_of_the_counted_records(session: Any
     assert picked(got["totals"]) == expect(everything.totals)
     assert got["totals"]["records"] == len(counted)
     assert got["totals"]["cost_usd"] == everything.totals.cost_usd
+    assert got["totals"]["cache_hit_share"] == round(
+        everything.totals.cached_tokens / everything.totals.prompt_tokens, 4
+    ) and 0 < got["totals"]["cache_hit_share"] <= 1
     estimated = sum(round(r.cost_usd * TICKS_PER_USD) for r in counted if r.cost_source == "estimate")
     assert got["totals"]["estimate_ticks"] == estimated
 
