@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -203,7 +203,7 @@ class SharedRateLimiter:
         """``update`` with ``key``'s pending refunds, and their amount (put back on failure)."""
         with self._lock:
             carried = self._refunds.pop(key, 0)
-        return (replace(update, correction=update.correction - carried) if carried else update), carried
+        return (update._replace(correction=update.correction - carried) if carried else update), carried
 
     def _apply(self, key: str, update: Update) -> Outcome:
         update, carried = self._carrying(key, update)

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 SECOND_US = 1_000_000
@@ -38,8 +37,7 @@ HORIZON = 24 * 3600 * SECOND_US
 _STATE = re.compile(r"(\d{1,19}),(\d{1,19}),(\d{1,19})")
 
 
-@dataclass(frozen=True)
-class Update:
+class Update(NamedTuple):
     """One store operation on a key, all times and amounts in microseconds.
 
     ``correction``: tokens charged (> 0) or given back (< 0) first. ``cool_until``: no slot
@@ -57,8 +55,7 @@ class Update:
     depth: int = 0
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What an update answered: the slot's time (``now`` without a slot), the key's cool-down
     end, and whether the stored value was unreadable (then treated as empty)."""
 

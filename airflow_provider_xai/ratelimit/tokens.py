@@ -7,11 +7,11 @@ charge is corrected to afterwards.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
+import msgspec
 
 from airflow_provider_xai.pipeline.replies import Reply
 
@@ -56,14 +56,36 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     return -(-chars // CHARS_PER_TOKEN) + images * IMAGE_TOKENS + max(answer, 0)
 
 
+class _Usage(msgspec.Struct):
+    total_tokens: Any = None
+
+
+class _Billed(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Event(msgspec.Struct):
+    """A stream event with usage: the chat usage chunk, or the Responses API's terminal event."""
+
+    usage: _Usage | None = None
+    response: _Billed | None = None
+
+
+_BILLED, _EVENT = msgspec.json.Decoder(_Billed), msgspec.json.Decoder(_Event)
+
+
 def billed_tokens(reply: Reply) -> int | None:
-    """``usage.total_tokens`` of an answer (None when it has no usage)."""
+    """``usage.total_tokens`` of an answer (None when it has no usage, or no integer there; the
+    limiter judges the number). Reads only that field: a tenth of a full JSON parse."""
     try:
-        usage = json.loads(reply.content).get("usage")
-        total = usage.get("total_tokens") if isinstance(usage, Mapping) else None
-    except (ValueError, AttributeError):
+        usage = _BILLED.decode(reply.content).usage
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return total if isinstance(total, int) and total >= 0 else None
+    return _count(usage.total_tokens if usage is not None else None)
+
+
+def _count(total: Any) -> int | None:
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
 class UsageTap:
@@ -90,12 +112,11 @@ class UsageTap:
         if not line.startswith(b"data:") or b'"total_tokens"' not in line:
             return None
         try:
-            event = json.loads(line[5:])
-        except ValueError:
+            event = _EVENT.decode(line[5:])
+        except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        usage = event.get("usage") or (event.get("response") or {}).get("usage") if isinstance(event, dict) else None
-        total = usage.get("total_tokens") if isinstance(usage, Mapping) else None
-        return total if isinstance(total, int) and total >= 0 else None
+        usage = event.usage or (event.response.usage if event.response is not None else None)
+        return _count(usage.total_tokens if usage is not None else None)
 
 
 class TappedStream(httpx.SyncByteStream, httpx.AsyncByteStream):

@@ -619,6 +619,48 @@ class TestTokens:
         hook.chat(ask(max_tokens=100))  # waits for its own share of the minute, no longer
         assert sum(clock.slept) == pytest.approx(estimate_tokens(ask(max_tokens=100)) * 0.06, abs=0.01)
 
+    @pytest.mark.parametrize("total", [-5, "42", 10**30])
+    def test_a_billed_figure_that_is_no_sane_count_never_reaches_the_budget(
+        self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, total: Any,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        set_connection(monkeypatch, rate_limit_tokens_per_minute=1000)
+
+        def answer(body: dict[str, Any]) -> httpx.Response:
+            reply = completion()(body)
+            return httpx.Response(200, json={**json.loads(reply.content), "usage": {"total_tokens": total}})
+
+        hook = limited_hook(Server(clock, answer), clock, states)
+        hook.chat(ask(max_tokens=100))
+        held = tokens_held(limiter_of(hook))
+        if total == 10**30:  # charged as one minute's budget, and said so
+            assert held == 1000 and "more than a minute's budget" in caplog.text
+        else:  # refused: the estimate stays charged
+            assert held == estimate_tokens(ask(max_tokens=100))
+            assert ("not a count" in caplog.text) == (total == -5)
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            {"type": "response.completed", "response": "not an object"},
+            {"type": "response.completed", "response": {"usage": {"total_tokens": -7}}},
+            {"type": "response.completed", "response": {"usage": "total_tokens"}},
+        ],
+    )
+    def test_a_streams_odd_usage_event_keeps_the_estimate(
+        self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, event: dict[str, Any]
+    ) -> None:
+        set_connection(monkeypatch, rate_limit_tokens_per_minute=100_000)
+        body = f"event: response.completed\ndata: {json.dumps(event)}\n\n"
+        stream = lambda request: httpx.Response(  # noqa: E731
+            200, headers={"content-type": "text/event-stream"}, stream=Streamed(body.encode())
+        )
+        hook = limited_hook(Server(clock, stream), clock, states)
+        response = hook.transport.open_stream("/responses", {"model": MODEL, "input": "hi", "max_output_tokens": 50})
+        response.read()
+        response.close()  # settles from the usage it carried: none that can be used
+        assert tokens_held(limiter_of(hook)) == estimate_tokens({"input": "hi", "max_output_tokens": 50})
+
     def test_an_error_answer_gives_the_estimate_back(
         self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
     ) -> None:
