@@ -77,6 +77,11 @@ MINUTE_US = 60 * SECOND_US
 BATCH_CALLS, BATCH_PERIOD_US = 100, 30_300_000
 
 
+def slot_spacing_us(requests_per_second: float) -> int:
+    """Microseconds between two request slots at a limit of ``requests_per_second``."""
+    return math.ceil((SECOND_US + JITTER_ALLOWANCE_US) / requests_per_second)
+
+
 def fingerprint(api_key: str) -> str:
     """What identifies a key in the store: 16 hex digits of its SHA-256, never the key."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
@@ -115,7 +120,7 @@ class SharedRateLimiter:
 
     def __post_init__(self) -> None:
         rps = self.config.requests_per_second
-        self.spacing_us = math.ceil((SECOND_US + JITTER_ALLOWANCE_US) / rps) if rps else 0
+        self.spacing_us = slot_spacing_us(rps) if rps else 0
         self.depth_us = MINUTE_US if self.config.tokens_per_minute else 0
 
     def now_us(self) -> int:
@@ -201,6 +206,8 @@ class SharedRateLimiter:
 
     def _carrying(self, key: str, update: Update) -> tuple[Update, int]:
         """``update`` with ``key``'s pending refunds, and their amount (put back on failure)."""
+        if not self._refunds:
+            return update, 0
         with self._lock:
             carried = self._refunds.pop(key, 0)
         return (update._replace(correction=update.correction - carried) if carried else update), carried
@@ -422,4 +429,4 @@ class SharedPacer:
         return max(0.0, limiter.clock() - started)
 
 
-__all__ = ["Plan", "SharedPacer", "SharedRateLimiter", "build_limiter", "fingerprint"]
+__all__ = ["Plan", "SharedPacer", "SharedRateLimiter", "build_limiter", "fingerprint", "slot_spacing_us"]

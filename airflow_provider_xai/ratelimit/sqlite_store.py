@@ -23,6 +23,7 @@ from airflow_provider_xai.ratelimit.slots import Outcome, SlotStore, Update, tra
 
 #: How long a process waits for another process's transaction (they take microseconds).
 SQLITE_BUSY_TIMEOUT = 30.0
+_CREATE = "CREATE TABLE IF NOT EXISTS xai_rate_limit (key TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID"
 _SELECT = "SELECT state FROM xai_rate_limit WHERE key = ?"
 _UPSERT = (
     "INSERT INTO xai_rate_limit (key, state) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET state = excluded.state"
@@ -64,7 +65,9 @@ class SQLiteStates(SlotStore):
                 )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
-                conn.execute("CREATE TABLE IF NOT EXISTS xai_rate_limit (key TEXT PRIMARY KEY, state TEXT NOT NULL)")
+                # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
+                # older release keeps its table, which works the same.
+                conn.execute(_CREATE)
             except (OSError, sqlite3.Error) as exc:
                 raise XAIConfigurationError(
                     f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"

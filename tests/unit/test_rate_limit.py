@@ -238,7 +238,7 @@ class TestReservedSlots:
         for _ in range(5):
             hook.chat(ask())
         spacing = limiter_of(hook).spacing_us / 1e6
-        assert spacing == pytest.approx((1 + JITTER_ALLOWANCE_US / 1e6) / 4)
+        assert spacing == pytest.approx((1 + JITTER_ALLOWANCE_US / 1e6) / 4)  # 1.025 s per 4
         assert gaps(server.times) == pytest.approx([spacing] * 4, abs=1e-5)  # at the limit, never slower
         assert len(clock.slept) == 4  # one sleep per waiting call: no polling
 
