@@ -21,37 +21,31 @@ model, the rate-limit layer calls:
    store operation); tokens given back ride on the next store operation of the key.
 
 So a call costs one store operation (one SQLite transaction, one Redis round trip), plus one
-when its answer billed more tokens than it reserved, or was a 429.
+when its answer billed more tokens than it reserved, or was a 429, or it woke too late.
 
 Request slots are ``(1 s + JITTER_ALLOWANCE_US) / R`` apart, so R + 1 consecutive requests span
 more than a second even when the first reaches xAI a little later than the last; a caller that
 wakes more than ``LATE_US`` after its slot (a busy machine) takes the next free slot instead of
-crowding the ones after it. Keys hold a
-fingerprint of the API key, never the key.
+crowding the ones after it. Keys hold a fingerprint of the API key, never the key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
 from airflow_provider_xai.connection.rate_limits import RateLimitConfig
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
-from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER
 from airflow_provider_xai.ratelimit.slots import SECOND_US, Outcome, Update
-from airflow_provider_xai.ratelimit.tokens import TappedStream, billed_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
@@ -302,84 +296,25 @@ class SharedRateLimiter:
             self._give_back(plan.key, -delta)
         return Update(self.now_us(), correction=delta) if delta > 0 else None
 
-    # --- the current transport's entry points (compositions of the above) --------------------------
-    def _plan_body(self, body: Any) -> Plan | None:
-        if not isinstance(body, Mapping):
-            return None
-        wants = self.config.tokens_per_minute and ("messages" in body or "input" in body)
-        return self.plan(body.get("model"), estimate_tokens(body) if wants else 0)
-
+    # --- the current transport's entry points (ratelimit/guard.py composes the above) -----------
     def guard(self, body: Any, attempt: Callable[[], T], backoff: Callable[[int], float]) -> Callable[[], T]:
         """``attempt`` (one request) behind the shared limits; ``backoff(n)`` is the wait after
         the n-th 429 that came without a ``retry-after``."""
-        plan = self._plan_body(body)
-        if plan is None:
-            return attempt
-        backoffs = _backoffs(backoff)
+        from airflow_provider_xai.ratelimit.guard import guard
 
-        def limited() -> T:
-            self.acquire(plan)
-            try:
-                result = attempt()
-            except XAIAPIError as exc:
-                self.failed(plan, exc, backoffs(exc))
-                raise
-            if isinstance(result, httpx.Response):
-                self._tap(plan, result)
-            elif isinstance(result, Reply) and result.status_code == 200:
-                self.settle(plan, billed_tokens(result))
-            return result
-
-        return limited
+        return guard(self, body, attempt, backoff)
 
     def aguard(
         self, body: Any, attempt: Callable[[], Awaitable[T]], backoff: Callable[[int], float]
     ) -> Callable[[], Awaitable[T]]:
         """Async :meth:`guard`."""
-        plan = self._plan_body(body)
-        if plan is None:
-            return attempt
-        backoffs = _backoffs(backoff)
+        from airflow_provider_xai.ratelimit.guard import aguard
 
-        async def limited() -> T:
-            await self.aacquire(plan)
-            try:
-                result = await attempt()
-            except XAIAPIError as exc:
-                await self.afailed(plan, exc, backoffs(exc))
-                raise
-            if isinstance(result, httpx.Response):
-                self._tap(plan, result)
-            elif isinstance(result, Reply) and result.status_code == 200:
-                await self.asettle(plan, billed_tokens(result))
-            return result
-
-        return limited
-
-    def _tap(self, plan: Plan, response: httpx.Response) -> None:
-        """Settle an event stream when it is closed, from the usage it carried (a stream that
-        brought none keeps the estimate: what it cost is unknown)."""
-        if self.config.tokens_per_minute:
-            settle, asettle = functools.partial(self.settle, plan), functools.partial(self.asettle, plan)
-            response.stream = TappedStream(response.stream, settle, asettle)
+        return aguard(self, body, attempt, backoff)
 
     def batch_pacer(self) -> SharedPacer:
         """The Batch API's add-requests pace (100 calls per 30 s per team), shared."""
         return SharedPacer(self)
-
-
-def _backoffs(backoff: Callable[[int], float]) -> Callable[[XAIAPIError], float]:
-    """The backoff after each error of one call: ``backoff(n)`` after its n-th 429."""
-    count = 0
-
-    def after(exc: XAIAPIError) -> float:
-        nonlocal count
-        if not isinstance(exc, XAIRateLimitError):
-            return 0.0
-        count += 1
-        return backoff(count)
-
-    return after
 
 
 def _delay(value: Any, cap: float) -> float | None:
