@@ -144,9 +144,9 @@ class SharedRateLimiter:
     async def aacquire(self, plan: Plan) -> None:
         """Async :meth:`acquire`."""
         at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
-        await self._asleep_until(at)
+        await self.asleep_until(at)
         if self._late(at):
-            await self._asleep_until((await self._aapply(plan.key, self._again())).at)
+            await self.asleep_until((await self._aapply(plan.key, self._again())).at)
 
     def failed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
         """After an error answer: give the tokens back; share a 429's cool-down (one store
@@ -188,7 +188,8 @@ class SharedRateLimiter:
         while (left := at_us / SECOND_US - self.clock()) > 0:  # a sleep may end a little early
             self.sleep(left)
 
-    async def _asleep_until(self, at_us: int) -> None:
+    async def asleep_until(self, at_us: int) -> None:
+        """Async :meth:`sleep_until`."""
         while (left := at_us / SECOND_US - self.clock()) > 0:
             await self.asleep(left)
 
@@ -242,10 +243,12 @@ class SharedRateLimiter:
         return Update(self.now_us(), slot=True, spacing=self.spacing_us, depth=self.depth_us)
 
     def _late(self, at_us: int) -> bool:
-        late = self.spacing_us > 0 and self.now_us() - at_us > LATE_US
-        if late:
-            log.debug("Woke %d us after a shared xAI rate-limit slot: taking the next one", self.now_us() - at_us)
-        return late
+        """Whether this caller woke too late for its slot (then it takes the next free one)."""
+        late = self.now_us() - at_us
+        if self.spacing_us and late > LATE_US:
+            log.debug("Woke %d us after a shared xAI rate-limit slot: taking the next one", late)
+            return True
+        return False
 
     def _reserved(self, plan: Plan, outcome: Outcome) -> int:
         """Note the reservation; the slot's time (us)."""
