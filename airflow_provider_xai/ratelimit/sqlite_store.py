@@ -23,6 +23,8 @@ from airflow_provider_xai.ratelimit.slots import Outcome, SlotStore, Update, tra
 
 #: How long a process waits for another process's transaction (they take microseconds).
 SQLITE_BUSY_TIMEOUT = 30.0
+#: SQLite's "database is locked" (sqlite3 names its codes from Python 3.11 on).
+_SQLITE_BUSY = 5
 _CREATE = "CREATE TABLE IF NOT EXISTS xai_rate_limit (key TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID"
 _SELECT = "SELECT state FROM xai_rate_limit WHERE key = ?"
 _UPSERT = (
@@ -113,7 +115,7 @@ class SQLiteStates(SlotStore):
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) == sqlite3.SQLITE_BUSY and "locked" in str(exc):
+            if getattr(exc, "sqlite_errorcode", _SQLITE_BUSY) & 0xFF == _SQLITE_BUSY:
                 raise Busy from None
             raise
         finally:
