@@ -150,7 +150,7 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Rate limit: requests per second",
                         "description": (
                             "Shared by every worker using this key, per model (empty: no client-side "
-                            "limit). Set it a little under the team's limit."
+                            "limit). The team's limit for the model, as xAI states it."
                         ),
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
                     },

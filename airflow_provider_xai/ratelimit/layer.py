@@ -87,7 +87,7 @@ class _LimitedCall(Scope):
     def _planned(self, limiter: SharedRateLimiter | None) -> Plan | None:
         if limiter is not None and self.plan is None:
             self.limiter = limiter
-            self.plan = limiter.plan_for(self.exchange.model, self.tokens)
+            self.plan = limiter.plan(self.exchange.model, self.tokens)
         return self.plan
 
     def _backoff(self, exc: XAIAPIError) -> float:
