@@ -22,6 +22,7 @@ from airflow_provider_xai.exceptions import (
 from airflow_provider_xai.hooks.batch import batch_request
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.operators.batch import XAIBatchOperator, batch_name_for
+from airflow_provider_xai.operators.batch_inputs import split_request_id
 from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.triggers.batch import XAIBatchTrigger
 from airflow_provider_xai.usage import TICKS_PER_USD
@@ -92,6 +93,17 @@ def add_calls(server: Any) -> int:
     return len(server.requests("/requests", "POST"))
 
 
+def name_of(op: XAIBatchOperator) -> str:
+    """The batch name the operator gives its inputs in the test task instance."""
+    sent = [p.request_id for p in op.prepare_requests() if p.refused is None]
+    return batch_name_for("nightly", RUN_ID, "classify", -1, sent, op.submit_as)
+
+
+def by_custom_id(batch: Any) -> dict[str, Any]:
+    """The local server's requests of a batch by custom id (their names carry a fingerprint)."""
+    return {split_request_id(rid)[0]: request for rid, request in batch.requests.items()}
+
+
 class TestOperator:
     def test_results_join_back_by_custom_id_with_partial_failures(
         self, xai_server: Any, tmp_path: Path
@@ -117,7 +129,7 @@ class TestOperator:
         assert summary["outcome"] == "completed" and summary["output_path"].endswith("out.jsonl")
         assert ctx["ti"].pushed("xai_batch_id") == [summary["batch_id"]]
         assert ctx["ti"].pushed("return_value") == []  # the summary is returned, answers are not pushed
-        sent = xai_server.state.batches[summary["batch_id"]].requests["zeta"].body
+        sent = by_custom_id(xai_server.state.batches[summary["batch_id"]])["zeta"].body
         assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
         assert sent["model"] == "grok-4.3"
 
@@ -195,7 +207,7 @@ class TestOperator:
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
-            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].body"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].url"),
         ],
     )  # fmt: skip
     def test_bad_input_fails_before_any_request(
@@ -255,7 +267,7 @@ class TestOperator:
         assert "Where is parcel 4?" in out[0]["answer"] and "Reset my password" in out[8]["answer"]
         assert (summary["requests"], summary["succeeded"], summary["failed"]) == (9, 2, 7)
         (batch,) = xai_server.state.batches.values()
-        assert sorted(batch.requests) == ["first", "req-000008"], "refused inputs are never sent"
+        assert sorted(by_custom_id(batch)) == ["first", "req-000008"], "refused inputs are never sent"
 
     def test_an_answer_utf8_cannot_encode_does_not_stop_the_other_lines(
         self, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -265,7 +277,7 @@ class TestOperator:
 
         def with_a_lone_surrogate(batch_id: str) -> Any:  # JSON may escape one: "caf\udce9"
             for result in fetch(batch_id):
-                if result.batch_request_id == "odd" and result.batch_result is not None:
+                if result.batch_request_id.startswith("odd~") and result.batch_result is not None:
                     completion = result.batch_result["response"]["chat_get_completion"]
                     completion["choices"][0]["message"]["content"] = "caf\udce9"
                 yield result
@@ -315,7 +327,7 @@ class TestIdempotency:
         )
         assert summary["succeeded"] == 25
         (batch,) = xai_server.state.batches.values()
-        assert batch.name == batch_name_for("nightly", RUN_ID, "classify", -1)
+        assert batch.name == name_of(operator(tmp_path, prompts))
         assert len(batch.requests) == 25
 
     def test_crash_midway_through_adding_adds_only_the_missing_requests(
@@ -364,8 +376,7 @@ class TestIdempotency:
 
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
-        name = batch_name_for("nightly", RUN_ID, "classify", -1)
-        old = hook.create_batch(name)
+        old = hook.create_batch(name_of(operator(tmp_path, ["x"])))
         hook.cancel_batch(old.batch_id)
         summary = run(operator(tmp_path, ["x"]), context())
         assert summary["batch_id"] != old.batch_id and summary["succeeded"] == 1
