@@ -465,3 +465,24 @@ class TestLocalServerBatchAPI:
         before = len(xai_server.requests("/v1/batches", "GET"))
         assert hook.find_batch("b0").batch_id == ids[0]
         assert len(xai_server.requests("/v1/batches", "GET")) - before == 3
+
+    @pytest.mark.parametrize("shape", ["chat", "responses"])
+    def test_responses_requests_answer_in_the_configured_shape_and_fail_like_chat(
+        self, xai_server: Any, shape: str
+    ) -> None:
+        xai_server.configure(batch_pending_polls=0, batch_responses_shape=shape)
+        hook = XAIHook()
+        batch = hook.create_batch("responses")
+        hook.add_batch_requests(batch.batch_id, [
+            batch_request("ok", {"model": "grok-4.3", "input": "Tide tables", "tools": [{"type": "web_search"}]},
+                          "responses"),
+            batch_request("marked", {"model": "grok-4.3", "input": "breaks [fail]"}, "responses"),
+            batch_request("refused", {"model": "grok-4.3", "input": "x", "messages": []}, "responses"),
+        ])  # fmt: skip
+        assert [m.endpoint for m in hook.list_batch_requests(batch.batch_id)] == ["responses"] * 3
+        results = {r.batch_request_id: r for r in hook.iter_batch_results(batch.batch_id)}
+        wire = "chat_get_completion" if shape == "chat" else "responses"
+        assert results["ok"].response_kind == wire and results["ok"].error is None
+        assert "[fail]" in str(results["marked"].error) and "messages" in str(results["refused"].error)
+        with pytest.raises(XAIBadRequestError, match="not image_generation"):
+            hook.add_batch_requests(batch.batch_id, [batch_request("img", {"prompt": "a cat"}, "image_generation")])
