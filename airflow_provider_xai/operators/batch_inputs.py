@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xai.arguments import coerce_messages, nesting_problem
@@ -205,11 +206,11 @@ class PreparedRequest:
     refused: str | None = None
     kind: str = "chat"
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(KINDS[self.kind].wire, self.body)
 
-    @property
+    @cached_property
     def request_id(self) -> str:
         """Its name at xAI: ``<custom_id>~<fingerprint>``."""
         return f"{self.custom_id}{ID_SEPARATOR}{self.fingerprint}"

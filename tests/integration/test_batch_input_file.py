@@ -15,6 +15,7 @@ from airflow_provider_xai.hooks import batch as batch_hook
 from airflow_provider_xai.hooks.batch import batch_request
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.operators.batch_inputs import split_request_id
+from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.tools import web_search
 from tests.helpers.batch import add_calls, batch_posts, context, lines, name_of, operator, run
 
@@ -91,3 +92,11 @@ def test_the_local_server_checks_files_and_their_lines(xai_server: Any) -> None:
     assert files_first.status_code == 400 and "last" in files_first.json()["error"]
     too_soon = httpx.post(url, headers=headers, data={"expires_after": "60"}, files={"file": ("a.jsonl", b"{}")})
     assert too_soon.status_code == 400 and "expires_after" in too_soon.json()["error"]
+
+
+def test_an_upload_that_meets_a_503_is_sent_again_whole(xai_server: Any, tmp_path: Path) -> None:
+    xai_server.enqueue(Fault(503, path="/files"))
+    summary = run(operator(tmp_path, ["a", "b", "c"], submit_as="file"), context())
+    assert [e.status for e in uploads(xai_server)] == [503, 200]
+    (stored,) = xai_server.state.batch_files.values()
+    assert len(stored.content.decode().splitlines()) == 3 and summary["succeeded"] == 3
