@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_xai.operators.base import TaskState
+from airflow_provider_xai.operators.base import TaskState, fingerprint
 from airflow_provider_xai.operators.batch_inputs import split_request_id
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ def batch_prefix_for(dag_id: str, run_id: str, task_id: str, map_index: int | No
 
 def inputs_digest(request_ids: Iterable[str], submit_as: str) -> str:
     """A digest of a set of request names and how they are submitted (order does not matter)."""
-    text = "\n".join([submit_as, *sorted(request_ids)])
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return fingerprint([submit_as, *sorted(request_ids)])[:16]
 
 
 def batch_name_for(
@@ -148,7 +147,7 @@ class BatchAttacher:
             attachment = Attachment(create(name), False)
             self.log.info("Created xAI batch %s (%s)", attachment.batch.batch_id, name)
         self.context["ti"].xcom_push(key=XCOM_BATCH_ID_KEY, value=attachment.batch.batch_id)  # a crash must not lose it
-        self.state.set(attachment.batch.batch_id)
+        self.state.set(attachment.batch.batch_id, inputs=name)
         return attachment
 
     def _lookup(self, name: str) -> tuple[Batch | None, Batch | None]:

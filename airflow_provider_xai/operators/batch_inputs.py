@@ -16,7 +16,6 @@ ever be paired with the very request it answers (see ``batch_attach``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xai.arguments import coerce_messages, nesting_problem
 from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.operators.base import fingerprint as digest
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -185,9 +185,8 @@ KINDS_BY_WIRE: dict[str, RequestKind] = {kind.wire: kind for kind in KINDS.value
 
 
 def fingerprint(kind: str, body: Mapping[str, Any]) -> str:
-    """A digest of a request as sent: its kind and its body (keys sorted)."""
-    text = json.dumps({"kind": kind, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:FINGERPRINT_LENGTH]
+    """A digest of a request as sent: its kind and its body (key order does not matter)."""
+    return digest({"kind": kind, "body": body})[:FINGERPRINT_LENGTH]
 
 
 def split_request_id(request_id: str) -> tuple[str, str | None]:

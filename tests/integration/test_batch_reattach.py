@@ -55,7 +55,7 @@ def test_changed_inputs_are_a_new_batch_and_the_log_says_what_changed(
     print(out)  # for the log check of tests/dags (and a reader)
     assert f"The inputs differ from those of xAI batch {first['batch_id']}" in out
     assert "1 changed (b); 1 new (d); 1 dropped (c)" in out
-    assert store["xai_batch_id"] == second["batch_id"]
+    assert store["xai_batch_id"]["value"] == second["batch_id"]
     ledger = store["xai_usage_ledger"]
     assert [r["requests"] for r in ledger] == [3, 3], "both batches were billed and each is recorded once"
 
