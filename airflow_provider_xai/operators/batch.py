@@ -147,6 +147,12 @@ class XAIBatchOperator(XAIBaseOperator):
         if tools is not None:
             from airflow_provider_xai.tools import check_tools
 
+            for i, tool in enumerate(tools if isinstance(tools, list) else []):
+                if callable(tool):
+                    raise XAIValidationError(
+                        f"tools[{i}]", "a Python function runs in its task (XAIResponsesOperator); xAI runs a "
+                        "batch without it: give server-side tools, or a function tool's declaration",
+                    )  # fmt: skip
             check_tools(tools)  # values that still hold a template are checked after rendering
         check_number("temperature", temperature, 0, 2)
         check_number("max_tokens", max_tokens, 1, integer=True)

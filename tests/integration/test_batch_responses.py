@@ -134,6 +134,7 @@ def test_a_bad_responses_input_fails_before_any_request(
         ({"submit_as": "upload"}, "submit_as"),
         ({"api": "chat", "tools": [web_search()]}, "tools"),
         ({"tools": [{"type": "web_search", "allowed_domains": SIX_DOMAINS}]}, "tools[0].allowed_domains"),
+        ({"tools": [web_search(), len]}, "tools[1]"),
     ],
 )
 def test_bad_arguments_fail_at_parse(tmp_path: Path, kwargs: dict[str, Any], field: str) -> None:
