@@ -39,12 +39,17 @@ from airflow_provider_xai.usage import UsageRecord, build_record, served_tier
 RequestLike = ChatRequest | Mapping[str, Any]
 
 
-def chat_record(completion: ChatCompletion, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """The usage record of a billed completion (None when it carries no usage)."""
+def chat_record(
+    completion: ChatCompletion, prices: Mapping[str, Price], *, discount: float = 1.0
+) -> UsageRecord | None:
+    """The usage record of a billed completion (None when it carries no usage); an estimate is
+    ``discount`` times the price table's (a batch's)."""
     if completion.usage is None:
         return None
-    return build_record(completion.usage, completion.model, completion_id=completion.id, prices=prices,
-                        service_tier=served_tier(completion))
+    return build_record(
+        completion.usage, completion.model, completion_id=completion.id, prices=prices, discount=discount,
+        service_tier=served_tier(completion),
+    )
 
 
 CHAT = Endpoint(

@@ -26,12 +26,17 @@ from airflow_provider_xai.usage import UsageRecord, build_record, served_tier
 ResponseLike = ResponseRequest | Mapping[str, Any]
 
 
-def response_record(response: Response, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """The usage record of a billed response (None when it carries no usage)."""
+def response_record(
+    response: Response, prices: Mapping[str, Price], *, discount: float = 1.0
+) -> UsageRecord | None:
+    """The usage record of a billed response (None when it carries no usage); an estimate is
+    ``discount`` times the price table's (a batch's)."""
     if response.usage is None:
         return None
-    return build_record(response.usage, response.model, completion_id=response.id, prices=prices,
-                        service_tier=served_tier(response))
+    return build_record(
+        response.usage, response.model, completion_id=response.id, prices=prices, discount=discount,
+        service_tier=served_tier(response),
+    )
 
 
 CREATE = Endpoint(

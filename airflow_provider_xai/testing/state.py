@@ -182,6 +182,8 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "batch_pending_polls": (int,),
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
+    "batch_responses_shape": (str,),
+    "batch_file_load_polls": (int,),
     "journal_limit": (int,),
     "responses_done_marker": (bool,),
     "tool_latency": (int, float),
@@ -218,6 +220,10 @@ class ServerState:
         self.batch_request_delay: float = 0.0  # and seconds after it was added
         self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
         self.batches: dict[str, Any] = {}  # batch id -> testing.batch.BatchRecord
+        #: how Responses batch requests are answered: "chat" (xAI's chat-completion shape) or "responses"
+        self.batch_responses_shape = "chat"
+        self.batch_file_load_polls: int = 1  # polls before an input file's lines show as requests
+        self.batch_files: dict[str, Any] = {}  # file id -> testing.batch_files.StoredFile
         self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
         #: Seconds a Responses request with server-side tools takes (the tools "run"): a stream
         #: pauses after ``response.in_progress``; a stored response reads as in progress until
@@ -269,6 +275,8 @@ class ServerState:
                 raise ValueError(f"{name} must be >= 0")
         if values.get("journal_limit") == 0:
             raise ValueError("journal_limit must be >= 1")
+        if values.get("batch_responses_shape", "chat") not in ("chat", "responses"):
+            raise ValueError("batch_responses_shape must be 'chat' or 'responses'")
         if "responses_collections" in values:
             _check_collections(values["responses_collections"])
         if "responses_mcp_tools" in values:
@@ -295,6 +303,7 @@ class ServerState:
             self._deferred.clear()
             self._seen_prefixes.clear()
             self.batches.clear()
+            self.batch_files.clear()
             self._responses.clear()
             self.models = dict(MODELS)
             self.rate_limiter.reset()

@@ -99,6 +99,12 @@ def _responses_arguments() -> set[str]:
     return _arguments(XAIResponsesOperator)
 
 
+def _batch_arguments() -> set[str]:
+    from airflow_provider_xai.operators.batch import XAIBatchOperator
+
+    return _arguments(XAIBatchOperator)
+
+
 def _vision_arguments() -> set[str]:
     from airflow_provider_xai.operators.vision import XAIVisionOperator
 
@@ -111,6 +117,7 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
+    ("docs/operators/batch.md", "Argument"): _batch_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
 }

@@ -21,75 +21,21 @@ from airflow_provider_xai.exceptions import (
 )
 from airflow_provider_xai.hooks.batch import batch_request
 from airflow_provider_xai.hooks.xai import XAIHook
-from airflow_provider_xai.operators.batch import XAIBatchOperator, batch_name_for
 from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.triggers.batch import XAIBatchTrigger
 from airflow_provider_xai.usage import TICKS_PER_USD
-
-RUN_ID = "scheduled__2026-01-01T00:00:00+00:00"
-
-
-class FakeTI:
-    """What the operator and the usage ledger use of a task instance."""
-
-    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
-        self.dag_id, self.run_id, self.task_id = "nightly", RUN_ID, "classify"
-        self.map_index, self.try_number = map_index, try_number
-        self.xcoms: list[tuple[str, Any]] = []
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms.append((key, json.loads(json.dumps(value))))
-
-    def pushed(self, key: str) -> list[Any]:
-        return [v for k, v in self.xcoms if k == key]
-
-
-class FakeStore(dict):
-    """The Airflow 3.3 task state store: survives retries of one task instance."""
-
-    def set(self, key: str, value: Any) -> None:
-        self[key] = value
-
-
-def context(try_number: int = 1, store: FakeStore | None = None) -> dict[str, Any]:
-    ctx: dict[str, Any] = {"ti": FakeTI(try_number)}
-    if store is not None:
-        ctx["task_state_store"] = store
-    return ctx
-
-
-def operator(tmp_path: Path, inputs: Any, **kwargs: Any) -> XAIBatchOperator:
-    kwargs.setdefault("poll_interval", 0.01)
-    kwargs.setdefault("output_path", f"file://{tmp_path}/out.jsonl")
-    return XAIBatchOperator(task_id="classify", inputs=inputs, **kwargs)
-
-
-async def first_event(trigger: XAIBatchTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return event.payload
-    raise AssertionError("trigger ended without an event")
-
-
-def run(op: XAIBatchOperator, ctx: dict[str, Any]) -> Any:
-    """execute -> (deferral -> trigger -> execute_complete), like the task runner."""
-    try:
-        return op.execute(ctx)
-    except TaskDeferred as deferred:
-        assert deferred.method_name == "execute_complete"
-        assert ctx["ti"].pushed("xai_batch_id"), "batch id must be in XCom before deferring"
-        return op.execute_complete(ctx, asyncio.run(first_event(deferred.trigger)))
-
-
-def lines(tmp_path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-
-
-def batch_posts(server: Any) -> int:
-    return len([e for e in server.journal if e.method == "POST" and e.path.endswith("/v1/batches")])
-
-
-def add_calls(server: Any) -> int:
-    return len(server.requests("/requests", "POST"))
+from tests.helpers.batch import (
+    FakeStore,
+    add_calls,
+    batch_posts,
+    by_custom_id,
+    context,
+    first_event,
+    lines,
+    name_of,
+    operator,
+    run,
+)
 
 
 class TestOperator:
@@ -117,7 +63,7 @@ class TestOperator:
         assert summary["outcome"] == "completed" and summary["output_path"].endswith("out.jsonl")
         assert ctx["ti"].pushed("xai_batch_id") == [summary["batch_id"]]
         assert ctx["ti"].pushed("return_value") == []  # the summary is returned, answers are not pushed
-        sent = xai_server.state.batches[summary["batch_id"]].requests["zeta"].body
+        sent = by_custom_id(xai_server.state.batches[summary["batch_id"]])["zeta"].body
         assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
         assert sent["model"] == "grok-4.3"
 
@@ -195,7 +141,7 @@ class TestOperator:
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
-            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].body"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].url"),
         ],
     )  # fmt: skip
     def test_bad_input_fails_before_any_request(
@@ -255,7 +201,7 @@ class TestOperator:
         assert "Where is parcel 4?" in out[0]["answer"] and "Reset my password" in out[8]["answer"]
         assert (summary["requests"], summary["succeeded"], summary["failed"]) == (9, 2, 7)
         (batch,) = xai_server.state.batches.values()
-        assert sorted(batch.requests) == ["first", "req-000008"], "refused inputs are never sent"
+        assert sorted(by_custom_id(batch)) == ["first", "req-000008"], "refused inputs are never sent"
 
     def test_an_answer_utf8_cannot_encode_does_not_stop_the_other_lines(
         self, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -265,7 +211,7 @@ class TestOperator:
 
         def with_a_lone_surrogate(batch_id: str) -> Any:  # JSON may escape one: "caf\udce9"
             for result in fetch(batch_id):
-                if result.batch_request_id == "odd" and result.batch_result is not None:
+                if result.batch_request_id.startswith("odd~") and result.batch_result is not None:
                     completion = result.batch_result["response"]["chat_get_completion"]
                     completion["choices"][0]["message"]["content"] = "caf\udce9"
                 yield result
@@ -315,7 +261,7 @@ class TestIdempotency:
         )
         assert summary["succeeded"] == 25
         (batch,) = xai_server.state.batches.values()
-        assert batch.name == batch_name_for("nightly", RUN_ID, "classify", -1)
+        assert batch.name == name_of(operator(tmp_path, prompts))
         assert len(batch.requests) == 25
 
     def test_crash_midway_through_adding_adds_only_the_missing_requests(
@@ -364,8 +310,7 @@ class TestIdempotency:
 
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
-        name = batch_name_for("nightly", RUN_ID, "classify", -1)
-        old = hook.create_batch(name)
+        old = hook.create_batch(name_of(operator(tmp_path, ["x"])))
         hook.cancel_batch(old.batch_id)
         summary = run(operator(tmp_path, ["x"]), context())
         assert summary["batch_id"] != old.batch_id and summary["succeeded"] == 1
@@ -520,3 +465,24 @@ class TestLocalServerBatchAPI:
         before = len(xai_server.requests("/v1/batches", "GET"))
         assert hook.find_batch("b0").batch_id == ids[0]
         assert len(xai_server.requests("/v1/batches", "GET")) - before == 3
+
+    @pytest.mark.parametrize("shape", ["chat", "responses"])
+    def test_responses_requests_answer_in_the_configured_shape_and_fail_like_chat(
+        self, xai_server: Any, shape: str
+    ) -> None:
+        xai_server.configure(batch_pending_polls=0, batch_responses_shape=shape)
+        hook = XAIHook()
+        batch = hook.create_batch("responses")
+        hook.add_batch_requests(batch.batch_id, [
+            batch_request("ok", {"model": "grok-4.3", "input": "Tide tables", "tools": [{"type": "web_search"}]},
+                          "responses"),
+            batch_request("marked", {"model": "grok-4.3", "input": "breaks [fail]"}, "responses"),
+            batch_request("refused", {"model": "grok-4.3", "input": "x", "messages": []}, "responses"),
+        ])  # fmt: skip
+        assert [m.endpoint for m in hook.list_batch_requests(batch.batch_id)] == ["responses"] * 3
+        results = {r.batch_request_id: r for r in hook.iter_batch_results(batch.batch_id)}
+        wire = "chat_get_completion" if shape == "chat" else "responses"
+        assert results["ok"].response_kind == wire and results["ok"].error is None
+        assert "[fail]" in str(results["marked"].error) and "messages" in str(results["refused"].error)
+        with pytest.raises(XAIBadRequestError, match="not image_generation"):
+            hook.add_batch_requests(batch.batch_id, [batch_request("img", {"prompt": "a cat"}, "image_generation")])

@@ -131,7 +131,7 @@ def test_the_pipeline_imports_no_layer_and_no_endpoint() -> None:
 def answers(request: httpx.Request) -> httpx.Response:
     """A plausible answer for any endpoint (a stream for a streamed request)."""
     path = request.url.path
-    body = json.loads(request.content) if request.content else {}
+    body = json.loads(request.read()) if "json" in request.headers.get("content-type", "") else {}
     usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     if body.get("stream") and path.endswith("chat/completions"):
         choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
@@ -158,6 +158,7 @@ def answers(request: httpx.Request) -> httpx.Response:
         "/v1/api-key": {"redacted_api_key": "xai-...", "team_id": "t", "api_key_id": "k"},
         "/v1/tokenize-text": {"token_ids": []},
         "/v1/batches": {"batches": [], **batch} if request.method == "POST" else {"batches": []},
+        "/v1/files": {"id": "file_1", "object": "file", "bytes": 2, "filename": "batch.jsonl"},
     }
     if path in by_path:
         return httpx.Response(200, json=by_path[path])
@@ -203,7 +204,8 @@ HOOK_CALLS: dict[str, Any] = {
     "start_response": lambda h: h.start_response(input="hi"),
     "get_response": lambda h: h.get_response("r"),
     "delete_response": lambda h: h.delete_response("r"),
-    "create_batch": lambda h: h.create_batch("n"),
+    "create_batch": lambda h: h.create_batch("n", input_file_id="file_1"),
+    "upload_batch_input_file": lambda h: h.upload_batch_input_file(b"{}\n"),
     "get_batch": lambda h: h.get_batch("b"),
     "cancel_batch": lambda h: h.cancel_batch("b"),
     "list_batches": lambda h: list(h.list_batches()),
