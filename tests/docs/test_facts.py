@@ -137,7 +137,7 @@ def test_the_scale_page_quotes_the_scale_run() -> None:
     quoted = [
         f"{off['refused_429']:,} 429s and {off['failed_tasks']} failed tasks for {off['requests']:,} requests",
         f"client limit of {run['client_rps']} it gave {on['refused_429']:,} 429 for {on['requests']:,} requests and\n"
-        f"  {on['throughput_share_of_limit']:.0%} of the limit",
+        f"  {on['throughput_share_of_limit']:.1%} of the limit",
         f"{conf['mapped']} mapped tasks sent {conf['mapped']} requests while {conf['fanouts']} `chat_many` tasks sent "
         f"{conf['fanouts'] * conf['per_fanout']:,}",
         f"| failed tasks | {on['failed_tasks']} | {off['failed_tasks']} |",
@@ -148,7 +148,7 @@ def test_the_scale_page_quotes_the_scale_run() -> None:
         f"{off['duplicated_answers']} / {off['crossed_answers']} |",
         f"| {on['rollup_requests']:,} and {on['rollup_total_tokens']:,}, what the tasks recorded | "
         f"{off['rollup_requests']:,} and {off['rollup_total_tokens']:,}, what the tasks recorded |",
-        f"| {on['throughput_rps']} per second, {on['throughput_share_of_limit']:.0%} of R | "
+        f"| {on['throughput_rps']} per second, {on['throughput_share_of_limit']:.1%} of R | "
         f"{off['throughput_rps']} per second |",
         f"| DAG run | {on['dag_run_s']} s | {off['dag_run_s']} s |",
     ]
