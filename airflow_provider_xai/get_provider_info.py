@@ -40,6 +40,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.operators.chat",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
+                    "airflow_provider_xai.operators.collections",
+                    "airflow_provider_xai.operators.voice",
                 ],
             }
         ],
@@ -51,6 +53,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.triggers.deferred",
                     "airflow_provider_xai.triggers.batch",
                     "airflow_provider_xai.triggers.usage",
+                    "airflow_provider_xai.triggers.collections",
                 ],
             }
         ],

@@ -5,13 +5,32 @@ is refused before anything is sent, naming the connection field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_xai.endpoints import collections as api
+from airflow_provider_xai.exceptions import XAIDeferredTimeoutError
 from airflow_provider_xai.hooks.paging import apages, pages
 from airflow_provider_xai.pipeline.transport import XAITransport
-from airflow_provider_xai.schemas.collections import MAX_PAGE_SIZE, Collection, Document, SearchResults
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
+from airflow_provider_xai.schemas.collections import MAX_PAGE_SIZE, Document, SearchResults
+from airflow_provider_xai.schemas.collections import Collection as XAICollection
+
+log = logging.getLogger(__name__)
+
+
+def not_indexed(documents: Iterable[Document], file_ids: Collection[str]) -> list[str]:
+    """The ids of ``file_ids`` whose documents are not indexed yet (processed or failed); one
+    missing from ``documents`` counts as not yet (a listing may lag behind an attach)."""
+    indexed = {d.file_id for d in documents if d.indexed}
+    return [f for f in file_ids if f not in indexed]
+
+
+def indexing_progress(documents: Iterable[Document], file_ids: Collection[str]) -> str:
+    waiting = len(not_indexed(documents, file_ids))
+    return f"{len(file_ids) - waiting} of {len(file_ids)} documents indexed"
 
 
 class XAICollectionsMixin:
@@ -28,24 +47,24 @@ class XAICollectionsMixin:
         *,
         description: str | None = None,
         field_definitions: Sequence[Mapping[str, Any]] = (),
-    ) -> Collection:
+    ) -> XAICollection:
         """``POST /v1/collections``. ``field_definitions``: the document fields it declares
         (``{"key": ..., "required"?, "unique"?, "inject_into_chunk"?}``)."""
         return self.transport.send(api.create(name, description, field_definitions))
 
-    def get_collection(self, collection_id: str) -> Collection:
+    def get_collection(self, collection_id: str) -> XAICollection:
         """``GET /v1/collections/{id}``."""
         return self.transport.send(api.get(collection_id))
 
-    async def aget_collection(self, collection_id: str) -> Collection:
+    async def aget_collection(self, collection_id: str) -> XAICollection:
         """Async :meth:`get_collection`."""
         return await self.transport.asend(api.get(collection_id))
 
-    def list_collections(self) -> Iterator[Collection]:
+    def list_collections(self) -> Iterator[XAICollection]:
         """``GET /v1/collections``: every collection of the team, fetched lazily."""
         yield from pages(self.transport.send, api.collections_page, lambda p: p.collections, self.collections_page_size)
 
-    def find_collection(self, name: str) -> Collection | None:
+    def find_collection(self, name: str) -> XAICollection | None:
         """The first collection called ``name``, or None."""
         return next((c for c in self.list_collections() if c.collection_name == name), None)
 
@@ -77,6 +96,37 @@ class XAICollectionsMixin:
             self.collections_page_size,
         )
         return [document async for document in found]
+
+    def wait_for_documents(
+        self,
+        collection_id: str,
+        file_ids: Collection[str],
+        *,
+        poll_interval: float = 10.0,
+        timeout: float = 3600.0,
+        max_poll_failures: int = DEFAULT_MAX_POLL_FAILURES,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[Document]:
+        """Poll (blocking) until every document of ``file_ids`` is indexed; return the
+        collection's documents. Raises :class:`XAIDeferredTimeoutError` at ``timeout``.
+        Transient poll failures are tolerated as in the triggers (``polling.py``)."""
+        progress = ProgressLog(lambda: log, f"xAI collection {collection_id}")
+        outcome = poll(
+            Poller(poll_interval, clock() + timeout, max_poll_failures, clock=clock),
+            lambda: list(self.list_documents(collection_id)),
+            lambda documents: not not_indexed(documents, file_ids),
+            on_value=lambda documents: progress.update(indexing_progress(documents, file_ids)),
+            on_failure=progress.failure,
+            sleep=sleep,
+        )
+        if outcome.action is Action.FINISH and outcome.value is not None:
+            return outcome.value
+        if outcome.action is Action.GIVE_UP and outcome.error is not None:
+            raise outcome.error
+        raise XAIDeferredTimeoutError(
+            f"xAI collection {collection_id}: documents not indexed within {timeout:g}s ({progress.last})"
+        )
 
     def get_document(self, collection_id: str, file_id: str) -> Document:
         """``GET /v1/collections/{id}/documents/{file_id}``."""
@@ -115,4 +165,4 @@ class XAICollectionsMixin:
         return await self.transport.asend(api.search(api.search_request(query, collection_ids, **options)))
 
 
-__all__ = ["XAICollectionsMixin"]
+__all__ = ["XAICollectionsMixin", "indexing_progress", "not_indexed"]
