@@ -255,7 +255,8 @@ class XAICollectionSyncOperator(XAIBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the report (carried by the event) with the indexing outcome."""
-        report = (event or {}).get("report")
+        event = event or {}
+        report = event.get("report")
         if not isinstance(report, dict) or "collection_id" not in report:
             raise XAIDeferredError("xAI collection sync resumed without a trigger event")
         if event.get("status") == "error":
