@@ -37,6 +37,8 @@ def record_of(line: str) -> UsageRecord:
     cost, tools = shown.pop("cost_usd", "unknown"), shown.pop("server_side_tool_usage", "none")
     return UsageRecord(
         model=shown.pop("model"),
+        units=float(shown.pop("units", 0)),
+        unit=shown.pop("unit", None),
         cost_source=shown.pop("cost_source", "unknown"),  # type: ignore[arg-type]
         cost_usd=None if cost == "unknown" else float(cost),
         server_side_tool_usage={t: int(n) for t, n in (p.split(":") for p in tools.split(",") if tools != "none")},
@@ -101,6 +103,24 @@ def _vision_arguments() -> set[str]:
     return _arguments(XAIVisionOperator)
 
 
+def _sync_arguments() -> set[str]:
+    from airflow_provider_xai.operators.collections import XAICollectionSyncOperator
+
+    return _arguments(XAICollectionSyncOperator)
+
+
+def _speech_arguments() -> set[str]:
+    from airflow_provider_xai.operators.voice import XAITextToSpeechOperator
+
+    return _arguments(XAITextToSpeechOperator)
+
+
+def _transcription_arguments() -> set[str]:
+    from airflow_provider_xai.operators.voice import XAISpeechToTextOperator
+
+    return _arguments(XAISpeechToTextOperator)
+
+
 #: (page, the first header of its table) -> the names the code has.
 TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/chat.md", "Argument"): _chat_arguments,
@@ -109,6 +129,9 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
+    ("docs/collections.md", "Argument"): _sync_arguments,
+    ("docs/voice.md", "Argument"): _speech_arguments,
+    ("docs/voice.md", "Speech-to-text argument"): _transcription_arguments,
 }
 
 
