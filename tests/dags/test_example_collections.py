@@ -5,6 +5,7 @@ with citations, the answer spoken to a WAV file and heard back; a second run cha
 from __future__ import annotations
 
 import wave
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,18 @@ def mutations(journal: list[Any]) -> list[str]:
     """The uploads, attaches and deletes a journal shows."""
     return [f"{e.method} {e.path}" for e in journal
             if any(e.method == m and (p in e.path) for m, p in MUTATIONS)]  # fmt: skip
+
+
+def usage_page_kinds(dag_run: Any) -> dict[str, dict[str, Any]]:
+    """The usage page's rows by kind for the run's DAG (today, UTC, and the days around)."""
+    from airflow.utils.session import create_session
+
+    from airflow_provider_xai.dashboard.query import Window, usage_report
+
+    today = datetime.now(timezone.utc).date()
+    with create_session() as session:
+        report = usage_report(session, {dag_run.dag_id}, Window(today - timedelta(days=1), today + timedelta(days=1)))
+    return {row["kind"]: row for row in report["by_kind"]}
 
 
 def test_example_collections_dag_runs_green(dagbag: Any, xai_server: Any, tmp_path: Path) -> None:
@@ -47,6 +60,10 @@ def test_example_collections_dag_runs_green(dagbag: Any, xai_server: Any, tmp_pa
     for task, unit in (("speak", "characters"), ("transcribe", "audio_seconds")):
         usage = xcom_values(dr, task, "xai_usage")[-1]
         assert usage["unit"] == unit and usage["units"] > 0 and usage["cost_usd"] > 0, usage
+    # the voice calls are on the usage page, by kind, with their cost
+    kinds = usage_page_kinds(dr)
+    assert kinds["tts"]["requests"] == kinds["stt"]["requests"] == 1, kinds
+    assert kinds["tts"]["cost_usd"] > 0 and kinds["stt"]["cost_usd"] > 0 and kinds["responses"]["requests"] == 1
     # collections went to the Management API with its own key, the API key never
     assert all(e.path.startswith("/management/") for e in xai_server.journal if "/collections" in e.path)
     assert len(mutations(xai_server.journal)) == 2 * len(docs)  # one upload and one attach each

@@ -41,8 +41,8 @@ def test_the_collections_example_leaks_no_key(
     keys = [keyed.api_key, keyed.management_key]
     conf = {"output_uri": f"file://{tmp_path}"}
     with memory_spans(monkeypatch) as spans:
-        dag_run, sources = run_and_scan(lambda: run_dag(dagbag, DAG_ID, run_conf=conf), keys, keyed, capfd, caplog,
-                                        tmp_path)  # fmt: skip
+        dag_run, _ = run_and_scan(lambda: run_dag(dagbag, DAG_ID, run_conf=conf), keys, keyed, capfd, caplog,
+                                  tmp_path)  # fmt: skip
     assert set(task_states(dag_run).values()) == {"success"}
     traced = span_text(spans)
     assert_no_leak(keys, {"spans": traced})
