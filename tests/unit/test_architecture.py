@@ -262,6 +262,7 @@ HOOK_CALLS: dict[str, Any] = {
     "list_documents": lambda h: list(h.list_documents("collection_1")),
     "get_document": lambda h: h.get_document("collection_1", "file_1"),
     "remove_document": lambda h: h.remove_document("collection_1", "file_1"),
+    "wait_for_documents": lambda h: h.wait_for_documents("collection_1", ["file_1"], poll_interval=0.01, timeout=5),
     "search_documents": lambda h: h.search_documents("hi", "collection_1"),
     "text_to_speech": lambda h: h.text_to_speech("hi", sample("hi.mp3", b"")),
     "speech_to_text": lambda h: h.speech_to_text(sample("hi.wav")),
