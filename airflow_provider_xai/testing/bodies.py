@@ -25,16 +25,16 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
         raise ServedError(400, f"Failed to parse the request body as JSON: {exc}") from None
 
 
-class FilePart(NamedTuple):
+class UploadedPart(NamedTuple):
     filename: str
     content: bytes
 
 
-Parts = list[tuple[str, "str | FilePart"]]
+Parts = list[tuple[str, "str | UploadedPart"]]
 
 
 async def form_parts(request: Request) -> Parts:
-    """A multipart form's parts in order: text fields as text, files as :class:`FilePart`."""
+    """A multipart form's parts in order: text fields as text, files as :class:`UploadedPart`."""
     if request.headers.get("content-type", "").split(";")[0].lower() != "multipart/form-data":
         raise ServedError(415, "Expected request with `Content-Type: multipart/form-data`")
     form = await request.form()
@@ -42,7 +42,7 @@ async def form_parts(request: Request) -> Parts:
     try:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                parts.append((name, FilePart(value.filename or name, await value.read())))
+                parts.append((name, UploadedPart(value.filename or name, await value.read())))
             else:
                 parts.append((name, value))
     finally:
@@ -64,4 +64,4 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
-__all__ = ["FilePart", "Parts", "form_parts", "json_body", "query_int"]
+__all__ = ["Parts", "UploadedPart", "form_parts", "json_body", "query_int"]

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import files as file_endpoints
 from airflow_provider_xai.endpoints.routes import route
-from airflow_provider_xai.testing.bodies import FilePart, Parts, form_parts, json_body, query_int
+from airflow_provider_xai.testing.bodies import Parts, UploadedPart, form_parts, json_body, query_int
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.files import SORT_KEYS, ServedFile, file_json, lifetime, not_found
 from airflow_provider_xai.testing.state import ServerState
@@ -55,7 +55,7 @@ def create_files_router(state: ServerState) -> APIRouter:
         names = [name for name, _ in parts]
         at = names.index("file") if "file" in names else -1
         file = parts[at][1] if at >= 0 else None
-        if not isinstance(file, FilePart):
+        if not isinstance(file, UploadedPart):
             raise ServedError(400, "The form has no file: send the file as the `file` part.")
         if any(name.startswith("expires_after") for name in names[at + 1:]):
             raise ServedError(400, "expires_after must come before file in the form.")

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import voice as voice_endpoints
 from airflow_provider_xai.endpoints.routes import route
-from airflow_provider_xai.testing.bodies import FilePart, form_parts, json_body
+from airflow_provider_xai.testing.bodies import UploadedPart, form_parts, json_body
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.state import ServerState
 from airflow_provider_xai.testing.voice import (
@@ -51,7 +51,7 @@ def create_voice_router(state: ServerState) -> APIRouter:
         if "file" not in names:
             raise ServedError(400, "The form has no file: send the audio as the `file` part (last).")
         file = parts[-1][1]
-        if names[-1] != "file" or names.count("file") > 1 or not isinstance(file, FilePart):
+        if names[-1] != "file" or names.count("file") > 1 or not isinstance(file, UploadedPart):
             raise ServedError(400, "The file part must be the last field of the form.")
         fields = {name: value for name, value in parts[:-1] if isinstance(value, str)}
         unknown = sorted(set(fields) - set(STT_FIELDS))
