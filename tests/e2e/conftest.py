@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
+from airflow_provider_xai.testing.state import ServerState
 from scripts import ensure_browser
 from tests.conftest import REPO
 from tests.e2e.waiting import file_sizes, wait_while_moving
@@ -222,9 +223,11 @@ def chromium() -> str:
 
 @pytest.fixture(scope="session")
 def e2e_xai() -> Iterator[XAIServer]:
-    """A local xAI server for the real deployment, with a key that appears nowhere else."""
-    server = XAIServer(api_key=f"xai-e2e-{secrets.token_hex(12)}",
-                       management_key=f"xai-e2e-management-{secrets.token_hex(12)}").start()
+    """A local xAI server for the real deployment, with keys (API, management) that appear
+    nowhere else, kept across ``reset()``."""
+    management_key = f"xai-e2e-management-{secrets.token_hex(12)}"
+    state = ServerState(f"xai-e2e-{secrets.token_hex(12)}", management_key=management_key)
+    server = XAIServer(state=state).start()
     try:
         yield server
     finally:
