@@ -14,7 +14,7 @@ from airflow_provider_xai.endpoints import collections as api
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError
 from airflow_provider_xai.hooks.paging import apages, pages
 from airflow_provider_xai.pipeline.transport import XAITransport
-from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Poller, ProgressLog, poll
 from airflow_provider_xai.schemas.collections import MAX_PAGE_SIZE, Document, SearchResults
 from airflow_provider_xai.schemas.collections import Collection as XAICollection
 
@@ -120,10 +120,8 @@ class XAICollectionsMixin:
             on_failure=progress.failure,
             sleep=sleep,
         )
-        if outcome.action is Action.FINISH and outcome.value is not None:
-            return outcome.value
-        if outcome.action is Action.GIVE_UP and outcome.error is not None:
-            raise outcome.error
+        if (documents := outcome.finished()) is not None:
+            return documents
         raise XAIDeferredTimeoutError(
             f"xAI collection {collection_id}: documents not indexed within {timeout:g}s ({progress.last})"
         )
