@@ -38,6 +38,8 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "xAI",
                 "python-modules": [
                     "airflow_provider_xai.operators.chat",
+                    "airflow_provider_xai.operators.responses",
+                    "airflow_provider_xai.operators.branch",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
                     "airflow_provider_xai.operators.collections",
@@ -52,6 +54,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_xai.triggers.deferred",
                     "airflow_provider_xai.triggers.batch",
+                    "airflow_provider_xai.triggers.responses",
                     "airflow_provider_xai.triggers.usage",
                     "airflow_provider_xai.triggers.collections",
                 ],
@@ -71,7 +74,10 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
-        "task-decorators": [{"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"}],
+        "task-decorators": [
+            {"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"},
+            {"class-name": "airflow_provider_xai.decorators.xai.xai_branch_task", "name": "xai_branch"},
+        ],
         "connection-types": [
             {
                 "connection-type": "xai",

@@ -59,6 +59,11 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+#: What xAI's service tiers cost against the default, as published with the prices above:
+#: ``priority`` is billed twice, and only when the answer says it was served so.
+TIER_PRICE_FACTORS: dict[str, float] = {"priority": 2.0}
+
+
 def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
     """Read price overrides (``{"model": {"input": .., "cached_input": .., "output": ..}}``)."""
     prices: dict[str, Price] = {}

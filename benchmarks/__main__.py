@@ -29,6 +29,7 @@ BENCHMARKS = {
     "7": ("benchmarks.tracing", "OpenTelemetry span cost"),
     "8": ("benchmarks.dashboard", "usage page query at 100,000 records"),
     "9": ("benchmarks.rate_limit", "shared rate limiter overhead"),
+    "10": ("benchmarks.agents", "deferrable agent calls and prompt-cache routing"),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_xai.arguments import check_number
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredTimeoutError,
@@ -26,7 +26,7 @@ from airflow_provider_xai.exceptions import (
     XAIValidationError,
     error_from_dict,
 )
-from airflow_provider_xai.operators.base import XAIBaseOperator
+from airflow_provider_xai.operators.base import TaskState, XAIBaseOperator
 from airflow_provider_xai.operators.batch_inputs import (
     PreparedRequest,
     RequestDefaults,
@@ -121,8 +121,8 @@ class XAIBatchOperator(XAIBaseOperator):
         self._batch_id: str | None = None
         check_number("temperature", temperature, 0, 2)
         check_number("max_tokens", max_tokens, 1, integer=True)
-        check_number("poll_interval", poll_interval, 0, positive=True)
-        check_number("batch_timeout", batch_timeout, 0, positive=True)
+        check_number("poll_interval", poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("batch_timeout", batch_timeout, 0, MAX_WAIT_SECONDS, positive=True)
         _ = self.output_spec
 
     @cached_property
@@ -197,10 +197,9 @@ class XAIBatchOperator(XAIBaseOperator):
         """Re-attach to this task instance's live batch (state store, then name), else create it."""
         ti = context["ti"]
         name = batch_name_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        store, stored, batch = context.get("task_state_store"), None, None
-        with contextlib.suppress(Exception):  # the store is optional: the name lookup suffices
-            stored = store.get(STATE_BATCH_ID_KEY) if store is not None else None
-        if isinstance(stored, str) and stored:
+        state = TaskState(context, STATE_BATCH_ID_KEY, self.log, "xAI batch id")
+        stored, batch = state.get(), None  # the store is optional: the name lookup suffices
+        if stored is not None:
             with contextlib.suppress(XAINotFoundError):
                 found = self.hook.get_batch(stored)
                 batch = found if found.name == name and not found.ended else None
@@ -213,9 +212,7 @@ class XAIBatchOperator(XAIBaseOperator):
             self.log.info("Re-attaching to xAI batch %s (%s): %s", batch.batch_id, name, batch.progress())
         self._batch_id = batch.batch_id
         ti.xcom_push(key=XCOM_BATCH_ID_KEY, value=batch.batch_id)  # at once: a crash must not lose it
-        with contextlib.suppress(Exception):
-            if store is not None:
-                store.set(STATE_BATCH_ID_KEY, batch.batch_id)
+        state.set(batch.batch_id)
         return batch, reattached
 
     def _defer(self, batch_id: str) -> None:

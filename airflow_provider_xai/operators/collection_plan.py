@@ -130,12 +130,13 @@ class SyncState:
     deleting: list[str] = field(default_factory=list)
 
     @classmethod
-    def decode(cls, text: str | None) -> tuple[SyncState, str | None]:
-        """The state in ``text`` (absent: an empty one), and the problem of one unreadable."""
-        if not text:
+    def decode(cls, stored: Any) -> tuple[SyncState, str | None]:
+        """The state a try stored (absent: an empty one), and the problem of one unreadable
+        (the state starts afresh: the collection still says what is there)."""
+        if stored is None:
             return cls(), None
         try:
-            data = json.loads(text)
+            data = json.loads(stored) if isinstance(stored, str) else dict(stored)
             state = cls(
                 collection_id=data.get("collection_id") if isinstance(data.get("collection_id"), str) else None,
                 uploads={k: [str(v[0]), str(v[1])] for k, v in dict(data.get("uploads") or {}).items()
@@ -146,8 +147,9 @@ class SyncState:
             return cls(), f"unreadable sync state ({type(exc).__name__})"
         return state, None
 
-    def encode(self) -> str:
-        return json.dumps({"collection_id": self.collection_id, "uploads": self.uploads, "deleting": self.deleting})
+    def encode(self) -> dict[str, Any]:
+        """The state as the task state store keeps it (JSON-safe)."""
+        return {"collection_id": self.collection_id, "uploads": dict(self.uploads), "deleting": list(self.deleting)}
 
     def pending_upload(self, file: SourceFile) -> str | None:
         """The file id an earlier try uploaded for this very content, if any."""

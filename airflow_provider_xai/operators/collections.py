@@ -22,7 +22,7 @@ from airflow_provider_xai.exceptions import (
     XAIValidationError,
     error_from_dict,
 )
-from airflow_provider_xai.operators.base import TaskState, XAIBaseOperator
+from airflow_provider_xai.operators.base import XAIBaseOperator
 from airflow_provider_xai.operators.collection_plan import (
     FAILED,
     FIELD_DEFINITIONS,
@@ -35,6 +35,7 @@ from airflow_provider_xai.operators.collection_plan import (
     report_of,
     synced_documents,
 )
+from airflow_provider_xai.task_state import StoredValue
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -160,13 +161,13 @@ class XAICollectionSyncOperator(XAIBaseOperator):
         from airflow_provider_xai.schemas.files import MAX_FILE_BYTES
 
         files = self.scan()
-        stored = TaskState(context, STATE_KEY, self.log)
-        state, problem = SyncState.decode(stored.get())
+        stored = StoredValue(context, STATE_KEY, self.log, "xAI collection sync state")
+        state, problem = SyncState.decode(stored.read())
         if problem:
-            self.log.warning("xAI collection sync: %s in the task state store; starting afresh", problem)
+            stored.skipped(1, f"{problem}: starting afresh")
         collection = self.collection(context, state)
         cid = state.collection_id = collection.collection_id
-        stored.set(state.encode())
+        stored.write(state.encode())
         documents, others = synced_documents(self.hook.list_documents(cid))
         if others:
             self.log.info("%d documents of %s were not put there by a sync: left alone", others, cid)
@@ -184,7 +185,7 @@ class XAICollectionSyncOperator(XAIBaseOperator):
         )
         return self.finish_sync(context, report, {d.file_id: [d.status, d.error_message] for d in indexed})
 
-    def apply(self, cid: str, plan: Plan, state: SyncState, stored: TaskState, attached: set[str]) -> dict[str, str]:
+    def apply(self, cid: str, plan: Plan, state: SyncState, stored: StoredValue, attached: set[str]) -> dict[str, str]:
         """Upload and attach, then remove; the state saved before each step that may be cut
         short. Returns the attached file ids (file id -> path)."""
         kept, removed = {d.file_id for d in plan.unchanged}, set()
@@ -209,10 +210,10 @@ class XAICollectionSyncOperator(XAIBaseOperator):
             if file_id not in new and file_id not in attached:
                 self.forget(file_id)
             del state.uploads[key]
-        stored.set(state.encode())
+        stored.write(state.encode())
         return new
 
-    def attach(self, cid: str, file: SourceFile, state: SyncState, stored: TaskState) -> str:
+    def attach(self, cid: str, file: SourceFile, state: SyncState, stored: StoredValue) -> str:
         """Upload ``file`` (or reuse what an earlier try uploaded of it) and attach it."""
         file_id = state.pending_upload(file)
         if file_id is not None:
@@ -223,15 +224,15 @@ class XAICollectionSyncOperator(XAIBaseOperator):
                 self.log.info("Upload %s of %s is gone; uploading again", file_id, file.key)
         file_id = self.hook.upload_file(file.path, filename=file.path.name).id
         state.uploads[file.key] = [file.sha256, file_id]
-        stored.set(state.encode())  # before attaching: a retry attaches it instead of uploading again
+        stored.write(state.encode())  # before attaching: a retry attaches it instead of uploading again
         self.hook.add_document(cid, file_id, fields=file.fields)
         return file_id
 
-    def remove(self, cid: str, file_id: str, state: SyncState, stored: TaskState) -> None:
+    def remove(self, cid: str, file_id: str, state: SyncState, stored: StoredValue) -> None:
         """Remove a document (and its file): already gone counts as removed."""
         if file_id not in state.deleting:
             state.deleting.append(file_id)
-            stored.set(state.encode())
+            stored.write(state.encode())
         with contextlib.suppress(XAINotFoundError):
             self.hook.remove_document(cid, file_id)
         self.forget(file_id)

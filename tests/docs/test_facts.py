@@ -35,13 +35,15 @@ def record_of(line: str) -> UsageRecord:
     """The record a usage line shows (a field the record does not have is a TypeError)."""
     shown = dict(pair.split("=", 1) for pair in line.split())
     cost, tools = shown.pop("cost_usd", "unknown"), shown.pop("server_side_tool_usage", "none")
+    shown.pop("cache_hit_share", None)  # derived from the counts: the round trip checks it
+    units, unit = float(shown.pop("units", 0)), shown.pop("unit", None)
     return UsageRecord(
         model=shown.pop("model"),
-        units=float(shown.pop("units", 0)),
-        unit=shown.pop("unit", None),
         cost_source=shown.pop("cost_source", "unknown"),  # type: ignore[arg-type]
         cost_usd=None if cost == "unknown" else float(cost),
         server_side_tool_usage={t: int(n) for t, n in (p.split(":") for p in tools.split(",") if tools != "none")},
+        units=units,
+        unit=unit,
         **{field: int(value) for field, value in shown.items()},
     )
 

@@ -74,7 +74,7 @@ def check_vision(api: httpx.Client, run_id: str, stack: AirflowStack, server: XA
     summary = result["summary"]
     images = sorted(p for p in (DAGS_FOLDER / "sample_images").iterdir() if p.suffix in {".png", ".jpg"})
     assert summary["images"] == len(images) > 0
-    assert summary["image_tokens"] > 0 and summary["cost_usd"] > 0
+    assert summary["prompt_tokens"] > 0 and summary["cost_usd"] > 0
     report = Path(urlsplit(result["path"]).path)
     assert report.is_relative_to(stack.home / "xai_reports") and report.is_file(), (report, stack.home)
     for index in range(len(images)):
@@ -107,6 +107,15 @@ def check_collections(api: httpx.Client, run_id: str, stack: AirflowStack, serve
     assert collections and all(path.startswith("/management/v1/") for path in collections)
 
 
+def check_agents(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    # The deferrable research call was sent once and collected by the triggerer.
+    sent = [e for e in server.journal if e.method == "POST" and e.path.endswith("/responses")
+            and any(t.get("type") == "code_interpreter" for t in (e.body or {}).get("tools", []))]
+    assert len(sent) == 1, sent
+    assert xcom(api, "example_xai_agents", run_id, "triage", "xai_branch_reason")
+    assert xcom(api, "example_xai_agents", run_id, "escalate").startswith("escalated with context")
+
+
 #: What each known example must leave in XCom; any other example DAG must at least succeed.
 CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] = {
     "example_xai_chat": check_chat,
@@ -114,6 +123,7 @@ CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] 
     "example_xai_usage": check_usage,
     "example_xai_batch": check_batch,
     "example_xai_collections": check_collections,
+    "example_xai_agents": check_agents,
 }
 
 

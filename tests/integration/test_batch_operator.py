@@ -166,6 +166,25 @@ class TestOperator:
         assert summary["succeeded"] == 3
 
     @pytest.mark.parametrize(
+        "response_format",
+        ["json_object", {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}],
+        ids=["json_object", "schema dict"],
+    )
+    def test_an_answer_that_is_not_json_fails_its_line_instead_of_succeeding(
+        self, xai_server: Any, tmp_path: Path, response_format: Any
+    ) -> None:
+        """Without a pydantic model: garbage must never be written as a succeeded answer."""
+        plain = {"messages": [{"role": "user", "content": "Just say hi"}], "response_format": {"type": "text"}}
+        inputs = ["Answer as JSON", {"custom_id": "plain", "body": plain}]  # this one answers plain text
+        summary = run(operator(tmp_path, inputs, response_format=response_format), context())
+        good, bad = lines(tmp_path)
+        assert good["status"] == "succeeded" and isinstance(good["answer"], dict)
+        assert bad["status"] == "failed" and bad["answer"] is None
+        assert "not valid JSON" in bad["error"] and "Grok (local) heard: Just say hi" in bad["error"]
+        assert bad["usage"]["total_tokens"] > 0  # billed all the same, and counted
+        assert (summary["succeeded"], summary["failed"], summary["usage"]["requests"]) == (1, 1, 2)
+
+    @pytest.mark.parametrize(
         ("kwargs", "field"),
         [
             ({"inputs": []}, "inputs"),
@@ -324,7 +343,7 @@ class TestIdempotency:
         store = FakeStore()
         prompts = ["a", "b", "c"]
         run(operator(tmp_path, prompts), context(1, store))
-        assert store["xai_batch_id"] in xai_server.state.batches
+        assert store["xai_batch_id"]["value"] in xai_server.state.batches
         seen = len(xai_server.journal)
         summary = run(operator(tmp_path, prompts), context(2, store))  # cleared, runs again
         second = [(e.method, e.path.rsplit("/v1/", 1)[1]) for e in xai_server.journal[seen:]]
@@ -333,6 +352,15 @@ class TestIdempotency:
         assert summary["succeeded"] == 3
         (folded,) = store["xai_usage_ledger"]
         assert folded["requests"] == 3, "re-attaching records no usage twice"
+
+    def test_a_stored_batch_id_of_another_kind_is_skipped_and_logged(
+        self, xai_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        store = FakeStore({"xai_batch_id": {"not": "an id"}})
+        capfd.readouterr()
+        summary = run(operator(tmp_path, ["a"]), context(1, store))
+        assert summary["succeeded"] == 1 and store["xai_batch_id"]["value"] == summary["batch_id"]
+        assert "xAI batch id in the task state store: skipped 1 unusable item(s)" in "".join(capfd.readouterr())
 
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
@@ -442,14 +470,28 @@ class TestLocalServerBatchAPI:
         assert len(xai_server.requests("/results", "GET")) - before == 3
 
     def test_request_delay_and_results_before_completion(self, xai_server: Any) -> None:
-        xai_server.configure(batch_pending_polls=0, batch_request_delay=0.15)
+        """Waits on progress, not on a margin: it looks until the batch is done, and judges each
+        look by when it happened (the server shares this process's clock): a look that ended
+        before the delay ran out must see the requests pending, and none may see them done
+        before it; results never run ahead of the state."""
+        delay = 0.15
+        xai_server.configure(batch_pending_polls=0, batch_request_delay=delay)
         hook = XAIHook()
         batch = hook.create_batch("slow")
+        ready = time.time() + delay  # no earlier than when the server stamps the requests
         hook.add_batch_requests(batch.batch_id, self.items(2))
-        assert hook.get_batch(batch.batch_id).state.num_pending == 2
-        assert list(hook.iter_batch_results(batch.batch_id)) == []
-        time.sleep(0.2)
-        assert hook.get_batch(batch.batch_id).done
+        while True:
+            state = hook.get_batch(batch.batch_id).state
+            results = list(hook.iter_batch_results(batch.batch_id))
+            after = hook.get_batch(batch.batch_id).state
+            looked = time.time()  # the server answered all three by now
+            assert state.num_success <= len(results) <= after.num_success
+            if looked < ready:
+                assert (after.num_pending, results) == (2, [])
+            if state.num_pending == 0:  # done before the results were read: they are all there
+                break
+            time.sleep(0.01)
+        assert looked >= ready and hook.get_batch(batch.batch_id).done and len(results) == 2
 
     def test_body_limit_duplicates_cancel_and_errors(self, xai_server: Any) -> None:
         hook = XAIHook()

@@ -153,7 +153,7 @@ def test_a_sync_killed_between_upload_and_attach_resumes_without_duplicates(
     kill(killed, "add_document", 2, after=False)  # the second file is uploaded, not attached
     with pytest.raises(Killed):
         run(killed, store)
-    assert requests(xai_server)["upload"] == 2 and json.loads(store.data[STATE_KEY])["uploads"]
+    assert requests(xai_server)["upload"] == 2 and store.data[STATE_KEY]["uploads"]
 
     report, _ = run(sync(folder), store)  # the retry: a new worker, the same task state store
     paths = [p for p, _ in documents(xai_server, report["collection_id"])]
@@ -161,7 +161,7 @@ def test_a_sync_killed_between_upload_and_attach_resumes_without_duplicates(
     counts = requests(xai_server)
     assert counts["upload"] == 3, "the upload the killed try made was attached, not made again"
     assert counts["attach"] == 3 and counts["delete_file"] == 0
-    assert json.loads(store.data[STATE_KEY])["uploads"] == {}
+    assert store.data[STATE_KEY]["uploads"] == {}
     assert len(xai_server.state.files.page(100, None, "desc", None)[0]) == 3  # no orphan file
 
 
@@ -173,7 +173,7 @@ def test_a_sync_killed_mid_replacement_resumes_without_duplicates(xai_server: XA
     kill(killed, "add_document", 1, after=True)  # the new version attached, the old one still there
     with pytest.raises(Killed):
         run(killed, store)
-    cid = json.loads(store.data[STATE_KEY])["collection_id"]
+    cid = store.data[STATE_KEY]["collection_id"]
     assert [p for p, _ in documents(xai_server, cid)].count("expenses.md") == 2
 
     mark = len(xai_server.journal)

@@ -27,10 +27,10 @@ ROOT = Path(airflow_provider_xai.__file__).parent
 PACKAGE = "airflow_provider_xai"
 #: Lowest first: a module may import its own layer and the layers below, never one above.
 LAYERS = (
-    ("", "exceptions", "defaults", "secrets"),
+    ("", "exceptions", "defaults", "secrets", "task_state"),
     (
         "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info",
+        "structured", "retry_policy", "get_provider_info", "functions",
     ),
     ("connection",),
     ("pipeline", "polling"),
@@ -236,6 +236,7 @@ HOOK_CALLS: dict[str, Any] = {
     "create_response_structured": lambda h: unparsed(h.create_response_structured, input="hi"),
     "iter_response_events": lambda h: list(h.iter_response_events(input="hi")),
     "stream_response": lambda h: h.stream_response(input="hi"),
+    "start_response": lambda h: h.start_response(input="hi"),
     "get_response": lambda h: h.get_response("r"),
     "delete_response": lambda h: h.delete_response("r"),
     "create_batch": lambda h: h.create_batch("n"),

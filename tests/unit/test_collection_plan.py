@@ -102,12 +102,12 @@ class TestSyncState:
         assert again.pending_upload(file("a.md", "1")) == "file-1"
         assert again.pending_upload(file("a.md", "2")) is None  # the file changed since
 
-    @pytest.mark.parametrize("stored", ["{not json", "[1, 2]", '{"uploads": 5}'])
+    @pytest.mark.parametrize("stored", ["{not json", "[1, 2]", {"uploads": 5}, 42])
     def test_an_unreadable_state_starts_afresh_and_says_so(self, stored: Any) -> None:
         state, problem = SyncState.decode(stored)
         assert state == SyncState() and problem and "unreadable" in problem
 
     def test_bad_entries_are_skipped_the_rest_kept(self) -> None:
-        stored = '{"collection_id": 3, "uploads": {"a.md": ["1", "f"], "b.md": "x"}, "deleting": ["f2", 7]}'
+        stored = {"collection_id": 3, "uploads": {"a.md": ["1", "f"], "b.md": "x"}, "deleting": ["f2", 7]}
         state, problem = SyncState.decode(stored)
         assert problem is None and state == SyncState(None, {"a.md": ["1", "f"]}, ["f2"])
