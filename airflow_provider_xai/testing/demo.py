@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 PACKAGED_DAGS = Path(__file__).resolve().parent.parent / "example_dags"
-USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+(?: units=\S+ unit=\S+)?")
+#: A usage line to its end (the cache-hit share, and units for calls billed beyond tokens, follow the tools).
+USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+(?: cache_hit_share=\S+)?(?: units=\S+ unit=\S+)?")
 CITATION_RE = re.compile(r"xAI \| \[\d+\] \S+")
 RETURN_RE = re.compile(r"Done\. Returned value was: (.*?) \[airflow\.task")
 
