@@ -23,7 +23,7 @@ from airflow_provider_xai.endpoints import batches as api
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
 from airflow_provider_xai.pipeline.call import Call
 from airflow_provider_xai.pipeline.transport import XAITransport
-from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Poller, ProgressLog, poll
 from airflow_provider_xai.ratelimit.layer import RateLimitLayer
 from airflow_provider_xai.schemas.batch import (
     Batch,
@@ -266,10 +266,8 @@ class XAIBatchMixin:
             on_failure=progress.failure,
             sleep=sleep,
         )
-        if outcome.action is Action.FINISH and outcome.value is not None:
-            return outcome.value
-        if outcome.action is Action.GIVE_UP and outcome.error is not None:
-            raise outcome.error
+        if (batch := outcome.finished()) is not None:
+            return batch
         batch = self.cancel_batch(batch_id) if cancel_on_timeout else self.get_batch(batch_id)
         raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))
 

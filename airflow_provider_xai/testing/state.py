@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_xai.testing.collections import CollectionStore
 from airflow_provider_xai.testing.errors import error_body
+from airflow_provider_xai.testing.files import MAX_FILE_BYTES, FileStore
 from airflow_provider_xai.testing.models import MODELS, ModelSpec, resolve_model
 from airflow_provider_xai.testing.rate_limit import (
     LimitKey,
@@ -27,6 +29,8 @@ from airflow_provider_xai.testing.rate_limit import (
 )
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
+#: The Management API's own key (collections); the API key is refused on its routes.
+DEFAULT_MANAGEMENT_KEY = "xai-management-test-key-9876543210"
 #: ASGI scope key under which the gateway hands a route its consumed ``Fault``.
 FAULT_SCOPE_KEY = "xai.fault"
 #: ASGI scope key under which the gateway hands a rate-limited route its ``LimitKey``.
@@ -192,9 +196,12 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "rate_limit_rps": (int,),
     "rate_limit_tpm": (int,),
     "rate_limit_retry_after": (bool,),
+    "management_key": (str,),
+    "files_max_bytes": (int,),
+    "documents_pending_polls": (int,),
 }
 #: Config fields the control endpoints never show.
-SECRET_FIELDS = frozenset({"api_key"})
+SECRET_FIELDS = frozenset({"api_key", "management_key"})
 
 
 class ServerState:
@@ -241,6 +248,12 @@ class ServerState:
         self.rate_limit_tpm: int = 0
         self.rate_limit_retry_after = False
         self.rate_limiter = ServerRateLimiter(clock)
+        #: files, collections and their documents (see ``files.py``, ``collections.py``)
+        self.management_key = DEFAULT_MANAGEMENT_KEY
+        self.files_max_bytes: int = MAX_FILE_BYTES  # uploads above it: 413
+        self.documents_pending_polls: int = 2  # reads of a document before it is indexed
+        self.files = FileStore()
+        self.collections = CollectionStore()
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
@@ -305,6 +318,8 @@ class ServerState:
             self.batches.clear()
             self.batch_files.clear()
             self._responses.clear()
+            self.files.clear()
+            self.collections.clear()
             self.models = dict(MODELS)
             self.rate_limiter.reset()
             self.set_chaos(None)
@@ -408,6 +423,11 @@ class ServerState:
     def delete_response(self, response_id: str) -> bool:
         with self._lock:
             return self._responses.pop(response_id, None) is not None
+
+    def file_search_collections(self) -> dict[str, list[dict[str, str]]]:
+        """What the Responses ``file_search`` tool searches: the configured
+        ``responses_collections`` and the indexed documents of real collections."""
+        return {**self.collections.file_search_documents(), **self.responses_collections}
 
     # -- prompt cache ----------------------------------------------------------------
     def cached_prefix(self, keys: list[str], route: str | None = None) -> int:
