@@ -8,6 +8,7 @@ it arrives, bounded by its own size limit rather than the connection's answer li
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,12 +17,13 @@ from airflow_provider_xai.endpoints.common import fixed_body, read, segment
 from airflow_provider_xai.endpoints.storage import (
     StorageSink,
     WrittenFile,
+    content_type_of,
     storage_path,
     stored_file,
     written,
 )
 from airflow_provider_xai.exceptions import XAIValidationError
-from airflow_provider_xai.pipeline.body import Form
+from airflow_provider_xai.pipeline.body import Form, FormFile
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.schemas.files import (
     MAX_EXPIRES_AFTER,
@@ -68,9 +70,18 @@ def upload(
     if filename is not None and (not isinstance(filename, str) or not filename.strip() or "\n" in filename):
         raise XAIValidationError("filename", f"must be a non-empty one-line name, got {filename!r}")
     lifetime = expires_after(expires_after_seconds)
-    file = stored_file(source, field, MAX_FILE_BYTES)
+    return _upload(stored_file(source, field, MAX_FILE_BYTES).form_file("file", filename), lifetime)
+
+
+def upload_content(content: bytes, filename: str, expires_after_seconds: int | None = None) -> Call[FileObject]:
+    """Upload ``content`` held in memory (a batch's JSONL input file) as ``filename``."""
+    part = FormFile("file", filename, lambda: io.BytesIO(content), content_type_of(filename))
+    return _upload(part, expires_after(expires_after_seconds))
+
+
+def _upload(part: FormFile, lifetime: int | None) -> Call[FileObject]:
     fields = [] if lifetime is None else [("expires_after", str(lifetime))]
-    form = Form(fields, [file.form_file("file", filename)])  # the fields go before the file
+    form = Form(fields, [part])  # the fields go before the file, as xAI requires
     return Call(UPLOAD, read(FileObject, "file"), body=fixed_body(form))
 
 
@@ -139,4 +150,5 @@ __all__ = [
     "public_url",
     "revoke_url",
     "upload",
+    "upload_content",
 ]

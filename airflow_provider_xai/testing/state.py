@@ -230,7 +230,6 @@ class ServerState:
         #: how Responses batch requests are answered: "chat" (xAI's chat-completion shape) or "responses"
         self.batch_responses_shape = "chat"
         self.batch_file_load_polls: int = 1  # polls before an input file's lines show as requests
-        self.batch_files: dict[str, Any] = {}  # file id -> testing.batch_files.StoredFile
         self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
         #: Seconds a Responses request with server-side tools takes (the tools "run"): a stream
         #: pauses after ``response.in_progress``; a stored response reads as in progress until
@@ -316,7 +315,6 @@ class ServerState:
             self._deferred.clear()
             self._seen_prefixes.clear()
             self.batches.clear()
-            self.batch_files.clear()
             self._responses.clear()
             self.files.clear()
             self.collections.clear()
