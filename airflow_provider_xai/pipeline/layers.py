@@ -17,6 +17,7 @@ the :class:`Exchange`; the transport never imports a layer.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -53,14 +54,18 @@ class Exchange:
     @property
     def record(self) -> UsageRecord | None:
         """The answer's usage record, read once through the endpoint's declaration when first
-        asked for (by a layer, or by whoever records the answer); None when nothing was billed."""
+        asked for (by a layer, or by whoever records the answer); None when nothing was billed.
+        A billed answer keeps it (:meth:`usage_reader` attached), so all read the same record."""
         if not self._recorded and self.answer is not None:
-            record_of = self.call.endpoint.record
-            self._record = record_of(self.answer, self.prices) if record_of is not None else None
-            if self._record is not None and self.request_id:
-                self._record.request_id = self.request_id
+            answer = self.answer
+            self._record = answer.usage_record if hasattr(answer, "usage_record") else self.usage_reader()(answer)
             self._recorded = True
         return self._record
+
+    def usage_reader(self) -> Callable[[Any], UsageRecord | None]:
+        """What reads the usage record of an answer to this call (holding no reference to the
+        exchange or the answer)."""
+        return functools.partial(read_record, self.call.endpoint.record, self.prices, self.request_id)
 
     @property
     def model(self) -> str | None:
@@ -68,6 +73,19 @@ class Exchange:
         body = self.body
         model = body.get("model") if isinstance(body, dict) else None
         return model if isinstance(model, str) else None
+
+
+def read_record(
+    record_of: Callable[..., UsageRecord | None] | None,
+    prices: Mapping[str, Price],
+    request_id: str | None,
+    answer: Any,
+) -> UsageRecord | None:
+    """The usage record of ``answer`` as its endpoint declares it, with the request id."""
+    record = record_of(answer, prices) if record_of is not None else None
+    if record is not None and request_id:
+        record.request_id = request_id
+    return record
 
 
 class Scope:

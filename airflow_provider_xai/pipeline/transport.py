@@ -513,7 +513,7 @@ class XAITransport:
         (read once, when first asked for) for whoever records it."""
         ex.answer = result
         if ex.call.endpoint.record is not None and hasattr(result, "attach_usage"):
-            result.attach_usage(lambda: ex.record)
+            result.attach_usage(ex.usage_reader())
         return result
 
     def _billed_failure(self, ex: Exchange, exc: XAIError, scopes: list[Scope]) -> None:

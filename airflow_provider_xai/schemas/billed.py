@@ -20,11 +20,13 @@ class Billed(BaseModel):
         pipeline did not read it, e.g. after a round trip through a trigger event). Typed loosely:
         the wire models sit below the usage records, which read them."""
         if callable(self._usage_record):  # read when first asked for
-            self._usage_record = self._usage_record()
+            self._usage_record = self._usage_record(self)
         return self._usage_record
 
-    def attach_usage(self, record: Any | Callable[[], Any]) -> None:
-        """Attach the usage record, or what reads it when first asked for."""
+    def attach_usage(self, record: Any | Callable[[Billed], Any]) -> None:
+        """Attach the usage record, or what reads it from this answer when first asked for
+        (given the answer, so that the reader holds no reference to it: no cycle keeps an
+        answer alive until the garbage collector runs)."""
         self._usage_record = record
 
 

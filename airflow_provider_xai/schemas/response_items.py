@@ -9,11 +9,21 @@ kept as an ``Unknown*`` model holding every field, never an error. Both the 2026
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, NamedTuple, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from airflow_provider_xai.schemas.chat import ToolUsage
 
@@ -24,42 +34,67 @@ class _Tolerant(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def tolerant_list(kinds: Mapping[str, type[BaseModel]], unknown: type[BaseModel]) -> Callable[[Any], list[Any]]:
-    """A before-validator reading a list whose elements dispatch on ``type``: a known type is
-    validated as its model, falling back to ``unknown`` (which keeps every field) when its shape
-    is not the one known; None is an empty list; a non-object element is kept as ``{"value": ...}``."""
-    classes = (*kinds.values(), unknown)
+class TolerantList:
+    """A list whose elements dispatch on ``type``: a known type is validated as its model,
+    falling back to ``unknown`` (which keeps every field) when its shape is not the one known;
+    None is an empty list; a non-object element is kept as ``{"value": ...}``.
 
-    def parse(value: Any) -> list[Any]:
+    :attr:`type` is the annotation: the list is validated by pydantic-core as a tagged union
+    (the common case, in one pass), and only a list that does not fit is read element by
+    element by :meth:`parse`, which never fails."""
+
+    def __init__(self, kinds: Mapping[str, type[BaseModel]], unknown: type[BaseModel]) -> None:
+        self.kinds, self.unknown = dict(kinds), unknown
+        self.classes = (*kinds.values(), unknown)
+        members = {id(model): model for model in self.classes}.values()  # each model once
+        tagged = tuple(Annotated[model, Tag(model.__name__)] for model in members)
+        element = Annotated[Union[tagged], Discriminator(self._tag)]  # type: ignore[valid-type]  # noqa: UP007
+        self.type: Any = Annotated[list[element], WrapValidator(self._validate)]  # type: ignore[valid-type]
+
+    def _model(self, kind: str) -> type[BaseModel]:
+        model = self.kinds.get(kind)
+        if model is None and kind.endswith("_call") and "*_call" in self.kinds:
+            model = self.kinds["*_call"]
+        return model or self.unknown
+
+    def _tag(self, element: Any) -> str | None:
+        kind = element.get("type") if isinstance(element, Mapping) else getattr(element, "type", None)
+        return self._model(kind).__name__ if isinstance(kind, str) else None
+
+    def _validate(self, value: Any, handler: ValidatorFunctionWrapHandler) -> list[Any]:
+        try:
+            result: list[Any] = handler(value)
+            return result
+        except ValidationError:
+            return self.parse(value)
+
+    def parse(self, value: Any) -> list[Any]:
+        """The elements of ``value`` one by one, never failing."""
         if value is None:
             return []
-        return [_one(element) for element in (value if isinstance(value, list | tuple) else [value])]
+        return [self._one(element) for element in (value if isinstance(value, list | tuple) else [value])]
 
-    def _one(element: Any) -> Any:
-        if isinstance(element, classes):
+    def _one(self, element: Any) -> Any:
+        if isinstance(element, self.classes):
             return element
         if isinstance(element, BaseModel):
             element = element.model_dump()
         if not isinstance(element, Mapping):
-            return unknown.model_validate({"type": "", "value": element})
+            return self.unknown.model_validate({"type": "", "value": element})
         kind = element.get("type")
         if not isinstance(kind, str):
             element = {**element, "type": "" if kind is None else str(kind)}
             kind = element["type"]
-        model = kinds.get(kind)
-        if model is None and kind.endswith("_call") and "*_call" in kinds:
-            model = kinds["*_call"]
-        if model is not None:
+        model = self._model(kind)
+        if model is not self.unknown:
             try:
                 return model.model_validate(element)
             except (ValidationError, RecursionError):
                 pass
         try:
-            return unknown.model_validate(element)
+            return self.unknown.model_validate(element)
         except (ValidationError, RecursionError):
-            return unknown.model_validate({"type": kind})
-
-    return parse
+            return self.unknown.model_validate({"type": kind})
 
 
 def _text_list(value: Any) -> Any:
@@ -84,13 +119,17 @@ class UnknownAnnotation(_Tolerant):
 
 
 AnnotationT = Union[UrlCitation, UnknownAnnotation]  # noqa: UP007 (a runtime alias for pydantic)
-_annotations = tolerant_list({"url_citation": UrlCitation}, UnknownAnnotation)
+_annotations = TolerantList({"url_citation": UrlCitation}, UnknownAnnotation)
+if TYPE_CHECKING:  # what the annotations are, statically; pydantic reads the tolerant list
+    Annotations = list[AnnotationT]
+else:
+    Annotations = _annotations.type
 
 
 class OutputText(_Tolerant):
     type: str = "output_text"
     text: str = ""
-    annotations: Annotated[list[AnnotationT], BeforeValidator(_annotations)] = Field(default_factory=list)
+    annotations: Annotations = Field(default_factory=list)
     logprobs: list[Any] | None = None
 
 
@@ -111,11 +150,14 @@ class UnknownPart(_Tolerant):
 
 
 PartT = Union[OutputText, Refusal, TextPart, UnknownPart]  # noqa: UP007
-_parts = tolerant_list(
+_parts = TolerantList(
     {"output_text": OutputText, "refusal": Refusal, "summary_text": TextPart, "reasoning_text": TextPart},
     UnknownPart,
 )
-Parts = Annotated[list[PartT], BeforeValidator(_parts)]
+if TYPE_CHECKING:
+    Parts = list[PartT]
+else:
+    Parts = _parts.type
 
 
 # --- output items ---------------------------------------------------------------------------
@@ -315,8 +357,12 @@ ITEM_TYPES: dict[str, type[BaseModel]] = {
     "custom_tool_call": CustomToolCallItem,
     "*_call": ServerToolCallItem,
 }
-parse_items = tolerant_list(ITEM_TYPES, UnknownItem)
-OutputItems = Annotated[list[OutputItem], BeforeValidator(parse_items)]
+_items = TolerantList(ITEM_TYPES, UnknownItem)
+parse_items = _items.parse
+if TYPE_CHECKING:
+    OutputItems = list[OutputItem]
+else:
+    OutputItems = _items.type
 
 
 def parse_item(raw: Any) -> OutputItem:
