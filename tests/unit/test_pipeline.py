@@ -418,3 +418,31 @@ class TestForms:
         assert len(bodies) == 2 and all(b"PDF-CONTENT" in body for body in bodies)  # the file, sent twice
         assert bodies[1].index(b'name="expires_after"') < bodies[1].index(b'name="file"; filename="a.pdf"')
         assert b"PDF-CONTENT" in bodies[1] and len(opened) == 2 and all(f.closed for f in opened)
+
+
+class TestNoCycles:
+    """An answer and its exchange are freed as soon as the caller drops them (by reference
+    counting): nothing of a call waits for the garbage collector."""
+
+    @pytest.mark.parametrize("api", ["chat", "responses"])
+    def test_an_answer_is_freed_when_dropped_and_keeps_its_usage_record(self, api: str) -> None:
+        import gc
+        import weakref
+
+        body = completion("hi") if api == "chat" else TIDE_RESPONSE
+        hook = hook_with(Recorder(httpx.Response(200, json=body, headers={"x-request-id": "req-7"})))
+        send = (lambda: hook.chat(messages=[{"role": "user", "content": "Hi"}])) if api == "chat" else (
+            lambda: hook.create_response(input="Hi")
+        )
+        read = send()
+        record = read.usage_record
+        assert record is not None and record.request_id == "req-7" and read.usage_record is record
+        gc.collect()
+        gc.disable()
+        try:
+            answer = send()  # its usage record not read: the reader is still attached
+            freed = weakref.ref(answer)
+            del answer
+            assert freed() is None
+        finally:
+            gc.enable()
