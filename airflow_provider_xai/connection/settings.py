@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from airflow_provider_xai import __version__, secrets
-from airflow_provider_xai.connection.rate_limits import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
+from airflow_provider_xai.connection.rate_limits import (
+    DEFAULT_BUCKET_RATES,
+    RATE_LIMIT_FIELDS,
+    RateLimitConfig,
+    bucket_rates,
+    rate_limit_config,
+)
 from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
 from airflow_provider_xai.pricing import Price, parse_prices
@@ -56,6 +62,9 @@ class ClientSettings:
     max_sse_line_length: int = DEFAULT_MAX_SSE_LINE_LENGTH
     #: The shared client-side rate limit (``rate_limit_*`` extras); None: no client-side limit.
     rate_limit: RateLimitConfig | None = None
+    #: Requests per second of the endpoint families xAI limits on their own (``images``,
+    #: ``videos``), shared through the same store (0: no client-side limit for that bucket).
+    bucket_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BUCKET_RATES))
     #: xAI's Management API (collections, billing): its root and its own key (None: not set).
     management_base_url: str = DEFAULT_MANAGEMENT_URL
     management_key: str | None = field(default=None, repr=False)
@@ -193,6 +202,7 @@ def settings_from_connection(
         rate_limit=rate_limit_config(
             {name: _extra(extra, f"rate_limit_{name}") for name in RATE_LIMIT_FIELDS}, conn_id
         ),
+        bucket_rates=bucket_rates(_extra(extra, "rate_limit_buckets"), conn_id),
         **values,
     )
 

@@ -24,6 +24,7 @@ from airflow_provider_xai.endpoints import models as models_api
 from airflow_provider_xai.endpoints.chat import RequestLike
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, XAIValidationError
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
+from airflow_provider_xai.hooks.media import XAIMediaMixin
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
@@ -51,7 +52,7 @@ class StructuredResult:
     completion: ChatCompletion
 
 
-class XAIHook(XAIResponsesMixin, XAIBatchMixin, BaseHook):
+class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).

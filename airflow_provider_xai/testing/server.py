@@ -56,6 +56,7 @@ from airflow_provider_xai.testing.errors import (
     mask_key,
     redact_key,
 )
+from airflow_provider_xai.testing.media import create_media_files_router, create_media_router
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.responses_routes import create_responses_router
 from airflow_provider_xai.testing.state import (
@@ -351,6 +352,7 @@ def _v1_router(state: ServerState) -> APIRouter:
 
     r.include_router(create_batch_router(state))
     r.include_router(create_responses_router(state))
+    r.include_router(create_media_router(state))
     return r
 
 
@@ -362,6 +364,7 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
     app.state.xai = state
     app.include_router(_v1_router(state), prefix=f"{prefix}/v1")
     app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
+    app.include_router(create_media_files_router(state), prefix=prefix)
 
     async def on_served_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServedError)
