@@ -14,12 +14,12 @@ from typing import Any
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints.common import segment, unknown_is_expired
 from airflow_provider_xai.endpoints.media import media_record
+from airflow_provider_xai.media_options import DEFAULT_IMAGE_MODEL
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pricing import Price
 from airflow_provider_xai.schemas import parse_response
 from airflow_provider_xai.schemas.media import (
-    DEFAULT_IMAGE_MODEL,
     ImageRequest,
     ImageResult,
     Submitted,

@@ -24,28 +24,25 @@ from pydantic import (
 )
 
 from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.media_options import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_VIDEO_MODEL,
+    EXTENSION_SECONDS,
+    GENERATION_SECONDS,
+    IMAGE_ASPECT_RATIOS,
+    IMAGE_RESOLUTIONS,
+    MAX_IMAGES,
+    MAX_REFERENCE_IMAGES,
+    VIDEO_ACTIONS,
+    VIDEO_ASPECT_RATIOS,
+    VIDEO_RESOLUTIONS,
+)
 from airflow_provider_xai.schemas.billed import Billed
 from airflow_provider_xai.schemas.chat import RequestModel, describe_validation_error, unsendable_value
 
-DEFAULT_IMAGE_MODEL = "grok-imagine-image"
-DEFAULT_VIDEO_MODEL = "grok-imagine-video"
-MAX_IMAGES = 10
-IMAGE_ASPECT_RATIOS = (
-    "1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "9:19.5", "19.5:9", "9:20", "20:9", "1:2", "2:1",
-    "21:9", "5:2", "auto",
-)  # fmt: skip
-IMAGE_RESOLUTIONS = ("1k", "1.5k", "2k")
-VIDEO_ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
-VIDEO_RESOLUTIONS = ("480p", "720p", "1080p")
-#: Seconds of video a generation (1-15) and an extension (2-10) may ask for.
-GENERATION_SECONDS = (1, 15)
-EXTENSION_SECONDS = (2, 10)
-#: The most reference images of an image-to-video generation.
-MAX_REFERENCE_IMAGES = 7
+VideoAction = Literal["generate", "edit", "extend"]
 #: Bounds of what a server's answer may say (a longer "video" is read as unknown).
 MAX_VIDEO_SECONDS = 3600.0
-VideoAction = Literal["generate", "edit", "extend"]
-VIDEO_ACTIONS: tuple[VideoAction, ...] = ("generate", "edit", "extend")
 
 
 class _Answer(BaseModel):
@@ -287,16 +284,6 @@ class VideoJob(Billed, _Answer):
 
 
 __all__ = [
-    "DEFAULT_IMAGE_MODEL",
-    "DEFAULT_VIDEO_MODEL",
-    "EXTENSION_SECONDS",
-    "GENERATION_SECONDS",
-    "IMAGE_ASPECT_RATIOS",
-    "IMAGE_RESOLUTIONS",
-    "MAX_IMAGES",
-    "VIDEO_ACTIONS",
-    "VIDEO_ASPECT_RATIOS",
-    "VIDEO_RESOLUTIONS",
     "ImageData",
     "ImageRequest",
     "ImageResult",

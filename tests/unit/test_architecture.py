@@ -25,10 +25,10 @@ ROOT = Path(airflow_provider_xai.__file__).parent
 PACKAGE = "airflow_provider_xai"
 #: Lowest first: a module may import its own layer and the layers below, never one above.
 LAYERS = (
-    ("", "exceptions", "defaults", "secrets"),
+    ("", "exceptions", "defaults", "secrets", "media_options"),
     (
         "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info",
+        "structured", "retry_policy", "get_provider_info", "media_inputs",
     ),
     ("connection",),
     ("pipeline", "polling"),
