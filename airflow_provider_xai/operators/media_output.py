@@ -100,8 +100,8 @@ class StorageSink:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{self.stem}.{ext}"
         self.handle = self.path.open("wb")
-        head, self.head = self.head, b""
-        self.write(head)
+        self.handle.write(self.head)
+        self.size, self.head = len(self.head), b""
 
     def result(self) -> Written:
         if self.handle is None:

@@ -148,6 +148,18 @@ def answers(request: httpx.Request) -> httpx.Response:
                   {"type": "response.completed", "sequence_number": 1, "response": response}]  # fmt: skip
         text = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
         return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+    if request.url.host == "media.x.test":  # a generated file, at the URL xAI handed out
+        return httpx.Response(200, content=JPEG)
+    image = {"url": "https://media.x.test/i.jpeg", "revised_prompt": "p"}
+    if path in ("/v1/images/generations", "/v1/images/edits"):
+        return httpx.Response(200, json={"request_id": "i"} if body.get("deferred") else {"data": [image]})
+    if path.startswith("/v1/images/"):
+        return httpx.Response(200, json={"status": "done", "data": [image], "usage": {"cost_in_usd_ticks": 1}})
+    if path.startswith("/v1/videos/") and request.method == "POST":
+        return httpx.Response(200, json={"request_id": "v"})
+    if path.startswith("/v1/videos/"):
+        video = {"url": "https://media.x.test/v.mp4", "duration": 1}
+        return httpx.Response(200, json={"status": "done", "video": video, "usage": {"cost_in_usd_ticks": 1}})
     batch = {"batch_id": "b", "name": "n", "state": {"num_requests": 1, "num_pending": 0}}
     by_path: dict[str, Any] = {
         "/v1/chat/completions": {"request_id": "d"} if body.get("deferred") else
@@ -174,6 +186,25 @@ def answers(request: httpx.Request) -> httpx.Response:
     if path.endswith("/results"):
         return httpx.Response(200, json={"results": []})
     return httpx.Response(200, json=batch)
+
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60
+
+
+class Kept:
+    """A sink that keeps a download in memory (the operators' write to object storage)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, chunk: bytes) -> None:
+        self.data += chunk
+
+    def result(self) -> bytes:
+        return self.data
+
+    def discard(self) -> None:
+        self.data = b""
 
 
 def unparsed(method: Any, **kwargs: Any) -> None:
@@ -210,6 +241,17 @@ HOOK_CALLS: dict[str, Any] = {
     "add_batch_requests": lambda h: h.add_batch_requests("b", [{"batch_request_id": "r", "batch_request": {}}]),
     "list_batch_requests": lambda h: list(h.list_batch_requests("b")),
     "iter_batch_results": lambda h: list(h.iter_batch_results("b")),
+    "generate_images": lambda h: h.generate_images(prompt="a cat"),
+    "edit_images": lambda h: h.edit_images(prompt="make it blue", images=[JPEG]),
+    "submit_images": lambda h: h.submit_images(prompt="a cat", n=6),
+    "get_images": lambda h: h.get_images("i"),
+    "wait_for_images": lambda h: h.wait_for_images("i"),
+    "generate_video": lambda h: h.generate_video(prompt="a cat", duration=2),
+    "edit_video": lambda h: h.edit_video(prompt="blue", video="https://x.test/v.mp4"),
+    "extend_video": lambda h: h.extend_video(prompt="on", video={"file_id": "file_1"}, duration=3),
+    "get_video": lambda h: h.get_video("v"),
+    "wait_for_video": lambda h: h.wait_for_video("v"),
+    "download_media": lambda h: h.download_media("https://media.x.test/i.jpeg", Kept),
 }
 
 
@@ -224,7 +266,7 @@ def test_every_api_method_of_the_hook_is_exercised_here() -> None:
         and member.__module__.startswith(PACKAGE)
     }  # fmt: skip
     public |= {"get_deferred", "get_language_model", "get_api_key_info", "get_response", "get_batch",
-               "add_batch_requests", "cancel_batch"}  # fmt: skip
+               "add_batch_requests", "cancel_batch", "get_images", "get_video"}  # fmt: skip
     assert public <= set(HOOK_CALLS), sorted(public - set(HOOK_CALLS))
 
 
@@ -249,8 +291,13 @@ def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.
     assert sent and calls
     for call in calls:
         assert call.endpoint in ENDPOINTS, f"{method}: {call.endpoint} is not declared in endpoints/"
+        if call.endpoint.host == "media":  # an absolute URL xAI handed out
+            assert call.target.startswith("https://") and call.url == call.target, (method, call.target)
+            continue
         assert call.endpoint.matches(call.endpoint.method, call.target), (method, call.target)
     for request in sent:
+        if request.url.host != "api.x.ai":
+            continue
         path = request.url.path.removeprefix("/v1/")
         assert declaration_of(request.method, path) is not None, f"{method}: {request.method} {path}"
 
@@ -265,5 +312,6 @@ def test_the_local_server_serves_every_declared_endpoint() -> None:
 
     app = create_app(ServerState())
     served = {(method, r.path) for r in app.routes if isinstance(r, APIRoute) for method in r.methods}
-    missing = [f"{e.method} /v1{route(e)}" for e in ENDPOINTS if (e.method, f"/v1{route(e)}") not in served]
+    api = [e for e in ENDPOINTS if e.host == "api"]  # the others are other hosts' (media URLs: /media)
+    missing = [f"{e.method} /v1{route(e)}" for e in api if (e.method, f"/v1{route(e)}") not in served]
     assert missing == []
