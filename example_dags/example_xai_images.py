@@ -29,8 +29,12 @@ from pydantic import BaseModel, Field
 from airflow_provider_xai.operators.images import XAIImageOperator
 from airflow_provider_xai.operators.vision import XAIVisionOperator
 
-DATA = os.environ.get("XAI_EXAMPLE_DATA", f"file://{tempfile.gettempdir()}/airflow-xai-examples")
-MEDIA = f"{DATA.rstrip('/')}/media"
+
+
+def media_folder() -> str:
+    """Where the files go: ``$XAI_EXAMPLE_DATA/media``, read when the task runs."""
+    data = os.environ.get("XAI_EXAMPLE_DATA", f"file://{tempfile.gettempdir()}/airflow-xai-examples")
+    return f"{data.rstrip('/')}/media"
 PRODUCTS = [
     {"name": "Harbour mug", "colour": "sea green", "material": "glazed stoneware"},
     {"name": "Dune lamp", "colour": "sand", "material": "linen and oak"},
@@ -53,6 +57,8 @@ class ImageCheck(BaseModel):
     tags=["example", "xai", "images"],
 )
 def example_xai_images() -> None:
+    folder = task(media_folder)()
+
     @task
     def products() -> list[dict[str, str]]:
         return PRODUCTS
@@ -67,7 +73,7 @@ def example_xai_images() -> None:
 
     shots = XAIImageOperator.partial(
         task_id="product_shot",
-        output_folder=MEDIA,
+        output_folder=folder,
         aspect_ratio="1:1",
         on_moderated="continue",
     ).expand(prompt=prompts(products()))
@@ -76,7 +82,7 @@ def example_xai_images() -> None:
         task_id="lifestyle_edit",
         prompt="Put this product on a sunny kitchen table, keep the product exactly as it is",
         images="{{ ti.xcom_pull(task_ids='product_shot', map_indexes=0)['paths'][0] }}",
-        output_folder=MEDIA,
+        output_folder=folder,
     )
     shots >> edit
 
@@ -97,7 +103,7 @@ def example_xai_images() -> None:
     @task
     def write_report(
         shots: list[dict[str, Any]], edit: dict[str, Any], paths: list[str], checks: list[dict[str, Any]],
-        **context: Any,
+        folder: str, **context: Any,
     ) -> dict[str, Any]:
         results = [*shots[:], edit]
         pulled = context["ti"].xcom_pull(task_ids=["product_shot", "lifestyle_edit", "check_image"], key="xai_usage")
@@ -112,12 +118,12 @@ def example_xai_images() -> None:
             "image_cost_usd": round(sum(r["cost_usd"] or 0.0 for r in results), 6),
         }
         run = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
-        out = ObjectStoragePath(MEDIA) / f"report_{run}.json"
+        out = ObjectStoragePath(folder) / f"report_{run}.json"
         out.write_text(json.dumps({"run_id": context["run_id"], "summary": summary, "images": verdicts}, indent=2))
         print(f"Wrote {out}: {summary}")
         return {"path": str(out), "summary": summary}
 
-    write_report(shots.output, edit.output, paths, checks.output)
+    write_report(shots.output, edit.output, paths, checks.output, folder)
 
 
 example_xai_images()

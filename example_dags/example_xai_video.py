@@ -22,8 +22,12 @@ from airflow.sdk import dag, task
 from airflow_provider_xai.operators.images import XAIImageOperator
 from airflow_provider_xai.operators.video import XAIVideoOperator
 
-DATA = os.environ.get("XAI_EXAMPLE_DATA", f"file://{tempfile.gettempdir()}/airflow-xai-examples")
-MEDIA = f"{DATA.rstrip('/')}/media"
+
+
+def media_folder() -> str:
+    """Where the files go: ``$XAI_EXAMPLE_DATA/media``, read when the task runs."""
+    data = os.environ.get("XAI_EXAMPLE_DATA", f"file://{tempfile.gettempdir()}/airflow-xai-examples")
+    return f"{data.rstrip('/')}/media"
 
 
 @dag(
@@ -34,11 +38,12 @@ MEDIA = f"{DATA.rstrip('/')}/media"
     tags=["example", "xai", "video"],
 )
 def example_xai_video() -> None:
+    folder = task(media_folder)()
     still = XAIImageOperator(
         task_id="still",
         prompt="A paper boat on a calm blue lake at sunrise, wide shot",
         aspect_ratio="16:9",
-        output_folder=MEDIA,
+        output_folder=folder,
     )
 
     teaser = XAIVideoOperator(
@@ -47,7 +52,7 @@ def example_xai_video() -> None:
         image="{{ ti.xcom_pull(task_ids='still')['paths'][0] }}",
         duration=5,
         aspect_ratio="16:9",
-        output_folder=MEDIA,
+        output_folder=folder,
         poll_interval=2.0,
     )
 

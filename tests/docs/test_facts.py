@@ -95,6 +95,18 @@ def _responses_arguments() -> set[str]:
     return _arguments(XAIResponsesOperator)
 
 
+def _image_arguments() -> set[str]:
+    from airflow_provider_xai.operators.images import XAIImageOperator
+
+    return _arguments(XAIImageOperator)
+
+
+def _video_arguments() -> set[str]:
+    from airflow_provider_xai.operators.video import XAIVideoOperator
+
+    return _arguments(XAIVideoOperator)
+
+
 def _vision_arguments() -> set[str]:
     from airflow_provider_xai.operators.vision import XAIVisionOperator
 
@@ -107,6 +119,8 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
+    ("docs/operators/images.md", "Argument"): _image_arguments,
+    ("docs/operators/video.md", "Argument"): _video_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
 }
