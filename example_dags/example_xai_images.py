@@ -30,7 +30,6 @@ from airflow_provider_xai.operators.images import XAIImageOperator
 from airflow_provider_xai.operators.vision import XAIVisionOperator
 
 
-
 def media_folder() -> str:
     """Where the files go: ``$XAI_EXAMPLE_DATA/media``, read when the task runs."""
     data = os.environ.get("XAI_EXAMPLE_DATA", f"file://{tempfile.gettempdir()}/airflow-xai-examples")
