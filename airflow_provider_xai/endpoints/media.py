@@ -35,15 +35,16 @@ def media_record(
     usage: MediaUsage | None,
     completion_id: str | None,
     resolution: str | None = None,
+    discount: float = 1.0,
 ) -> UsageRecord:
     """The usage record of a media call: ``units`` images or seconds, costed from xAI's
-    ``cost_in_usd_ticks``, else estimated from the dated media price table (unpriced when the
-    model, or the number of units, is unknown)."""
+    ``cost_in_usd_ticks``, else estimated from the dated media price table times ``discount``
+    (a batch's), unpriced when the model, or the number of units, is unknown."""
     record = UsageRecord(model=model, kind=kind, completion_id=completion_id, units=units, unit=unit)
     if usage is not None and usage.cost_in_usd_ticks is not None:
         record.cost_usd, record.cost_source = usage.cost_in_usd_ticks / TICKS_PER_USD, "xai"
     elif (price := MEDIA_PRICES.get(model)) is not None and units > 0:
-        record.cost_usd, record.cost_source = price.cost(units, resolution), "estimate"
+        record.cost_usd, record.cost_source = discount * price.cost(units, resolution), "estimate"
     return record
 
 

@@ -60,7 +60,11 @@ class XAIBatchOperator(XAIBaseOperator):
         (``ObjectStoragePath`` or path/URI string) with one such item per line. A dict has
         ``prompt``, ``messages`` or a full chat ``body`` (xAI's JSONL upload format: ``custom_id``,
         ``method``, ``url``, ``body``), and optionally ``custom_id`` and ``model``. Missing
-        ``custom_id`` s are ``req-000000``, ``req-000001``... by position. (templated)
+        ``custom_id`` s are ``req-000000``, ``req-000001``... by position. A ``url`` of
+        ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/videos/generations`` or
+        ``/v1/videos/extensions`` makes the line that image or video request (its ``body``: the
+        API's fields); its files are written beside ``output_path`` (``<stem>_media/<custom_id>/``)
+        and its line's ``answer`` is ``{"paths", "refused"}``. (templated)
     :param output_path: where to write the results (``ObjectStoragePath`` or URI), one JSON
         line per input: ``custom_id``, ``index``, ``status`` (succeeded/failed/cancelled/
         missing), ``answer`` (text, or the validated object with ``response_format``),
@@ -173,7 +177,7 @@ class XAIBatchOperator(XAIBaseOperator):
         self.ledger(context)  # re-publishes the usage of earlier tries
         prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
-        items = [api.batch_request(p.custom_id, p.body) for p in prepared if p.refused is None]
+        items = [api.batch_request(p.custom_id, p.body, p.kind) for p in prepared if p.refused is None]
         max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
         batch, reattached = self._find_or_create(context)
         known = set()
@@ -253,7 +257,7 @@ class XAIBatchOperator(XAIBaseOperator):
 
         ledger = self.ledger(context)
         results = {r.batch_request_id: r for r in self.hook.iter_batch_results(batch.batch_id)}
-        records = self._records(results)
+        records = self._records(results, {p.custom_id: p for p in prepared})
         # One folded record per model keeps thousands of results out of XCom; its id names the
         # batch, so a re-attached retry does not count the same batch twice.
         done = {r.get("completion_id") for r in ledger.records if r.get("kind") == "batch"}
@@ -295,15 +299,20 @@ class XAIBatchOperator(XAIBaseOperator):
             )
         return summary
 
-    def _records(self, results: dict[str, BatchResult]) -> dict[str, UsageRecord]:
-        """One usage record (``kind="batch"``) per billed result, by custom_id."""
+    def _records(self, results: dict[str, BatchResult], prepared: dict[str, PreparedRequest]) -> dict[str, UsageRecord]:
+        """One usage record (``kind="batch"``) per billed result, by custom_id (an image or
+        video result's per image or per second)."""
         from airflow_provider_xai.hooks.batch import BATCH_DISCOUNT
+        from airflow_provider_xai.operators.batch_media import media_record
         from airflow_provider_xai.usage import build_record
 
         prices, records = self.hook.get_prices(), {}
         for custom_id, result in results.items():
-            with contextlib.suppress(XAIError):  # a malformed completion becomes a failed line
-                if (c := result.completion) is not None:
+            with contextlib.suppress(XAIError, ValueError):  # a malformed result becomes a failed line
+                if (media := result.media) is not None:
+                    model = str(prepared[custom_id].body.get("model", "")) if custom_id in prepared else ""
+                    records[custom_id] = media_record(custom_id, *media, model, BATCH_DISCOUNT)
+                elif (c := result.completion) is not None:
                     records[custom_id] = build_record(
                         c.usage, c.model, completion_id=c.id, request_id=custom_id, prices=prices,
                         kind="batch", discount=BATCH_DISCOUNT,
@@ -333,6 +342,12 @@ class XAIBatchOperator(XAIBaseOperator):
 
             line["model"] = record.model
             line["usage"] = {**{f: getattr(record, f) for f in TOKEN_FIELDS}, "cost_usd": record.cost_usd}
+        if (media := result.media) is not None:
+            from airflow_provider_xai.operators.batch_media import media_line
+
+            model = str(req.body.get("model", ""))
+            line.update(media_line(self.hook, *media, model, self._output(), req.custom_id))
+            return line
         try:
             completion = result.completion
             if completion is None:

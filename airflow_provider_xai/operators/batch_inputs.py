@@ -1,5 +1,8 @@
 """Inputs of :class:`XAIBatchOperator`: a list of prompts or request dicts, or a JSONL file at
-an ``ObjectStoragePath``, validated and turned into chat bodies before anything is sent.
+an ``ObjectStoragePath``, validated and turned into chat bodies before anything is sent. A line
+whose ``url`` names an image or video endpoint (``/v1/images/generations``, ``/v1/images/edits``,
+``/v1/videos/generations``, ``/v1/videos/extensions``) carries that request's ``body`` instead,
+checked as the image and video operators check theirs.
 
 A bad input (an unreadable line, a bad field) is refused on its own: it is never sent and its
 output line says why, while the others go through.
@@ -25,11 +28,17 @@ ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "body", "model", "meth
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """One input: its join key and its chat-completion body, or why it was refused (never sent)."""
+    """One input: its join key, its body and the kind of request it is (a chat completion, or an
+    image or video request), or why it was refused (never sent)."""
 
     custom_id: str
     body: dict[str, Any]
     refused: str | None = None
+    kind: str = "chat_get_completion"
+
+    @property
+    def is_media(self) -> bool:
+        return self.kind != "chat_get_completion"
 
 
 @dataclass(frozen=True)
@@ -112,19 +121,21 @@ def _prepare_one(
 ) -> PreparedRequest:
     if isinstance(item, UnreadableLine):
         raise item.error
-    custom_id, body = item_body(i, item, defaults)
-    try:
-        request = build(body)
-    except XAIValidationError as exc:
-        raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
-    if request.stream or request.deferred:
-        raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
-    prepared = PreparedRequest(custom_id, request.to_body())
+    prepared = media_request(i, item)
+    if prepared is None:
+        custom_id, body = item_body(i, item, defaults)
+        try:
+            request = build(body)
+        except XAIValidationError as exc:
+            raise XAIValidationError(f"inputs[{i}].{exc.field}", exc.problem) from None
+        if request.stream or request.deferred:
+            raise XAIValidationError(f"inputs[{i}]", "batch requests cannot be streamed or deferred")
+        prepared = PreparedRequest(custom_id, request.to_body())
     if max_bytes is not None:
         from airflow_provider_xai.hooks import batch as api
 
         try:
-            api.chunk_batch_requests([api.batch_request(custom_id, prepared.body)], max_bytes)
+            api.chunk_batch_requests([api.batch_request(prepared.custom_id, prepared.body, prepared.kind)], max_bytes)
         except XAIValidationError as exc:
             raise XAIValidationError(f"inputs[{i}]", exc.problem) from None
     return prepared
@@ -136,12 +147,41 @@ def _given_custom_id(i: int, item: Any) -> str:
     return given if isinstance(given, str) and given.strip() else f"req-{i:06d}"
 
 
-def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[str, Any]]:
-    """(custom_id, chat body with the shared defaults applied) of one input."""
+def media_kind(url: Any) -> str | None:
+    """The batch kind of an image or video endpoint's URL (``/v1/images/generations``...)."""
+    from airflow_provider_xai.schemas.batch import BATCH_KINDS
+
+    path = str(url or "").strip().lstrip("/").removeprefix("v1/")
+    kind = BATCH_KINDS.get(path)
+    return kind if kind is not None and kind != "chat_get_completion" else None
+
+
+def media_request(i: int, item: Any) -> PreparedRequest | None:
+    """An image or video request (``url`` naming its endpoint, ``body`` its fields), checked;
+    None for any other input."""
+    if not isinstance(item, Mapping) or (kind := media_kind(item.get("url"))) is None:
+        return None
+    from airflow_provider_xai.schemas.media import image_request, video_request
+
     where = f"inputs[{i}]"
-    item = {"prompt": item} if isinstance(item, str) else item
-    if not isinstance(item, Mapping):
-        raise XAIValidationError(where, f"expected a prompt string or a dict, got {type(item).__name__}")
+    custom_id = _checked_custom_id(where, i, item)
+    body = item.get("body")
+    if not isinstance(body, Mapping):
+        problem = f"expected the request's fields for {item.get('url')}, got {body!r:.80}"
+        raise XAIValidationError(f"{where}.body", problem)
+    try:
+        request: Any = (
+            image_request(body) if kind.startswith("image")
+            else video_request(body, "generate" if kind == "video_generation" else "extend")
+        )  # fmt: skip
+    except XAIValidationError as exc:
+        raise XAIValidationError(f"{where}.body.{exc.field}", exc.problem) from None
+    if getattr(request, "deferred", None):
+        raise XAIValidationError(f"{where}.body.deferred", "batch requests cannot be deferred")
+    return PreparedRequest(custom_id, request.model_dump(exclude_none=True), kind=kind)
+
+
+def _checked_custom_id(where: str, i: int, item: Mapping[str, Any]) -> str:
     if unknown := sorted(set(item) - ITEM_KEYS):
         raise XAIValidationError(
             f"{where}.{unknown[0]}", f"unknown key; expected some of {sorted(ITEM_KEYS)}"
@@ -151,6 +191,16 @@ def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[s
         raise XAIValidationError(f"{where}.custom_id", f"expected a non-empty string, got {custom_id!r}")
     if not _is_unicode(custom_id):
         raise XAIValidationError(f"{where}.custom_id", "contains a lone surrogate (not valid Unicode)")
+    return custom_id
+
+
+def item_body(i: int, item: Any, defaults: RequestDefaults) -> tuple[str, dict[str, Any]]:
+    """(custom_id, chat body with the shared defaults applied) of one input."""
+    where = f"inputs[{i}]"
+    item = {"prompt": item} if isinstance(item, str) else item
+    if not isinstance(item, Mapping):
+        raise XAIValidationError(where, f"expected a prompt string or a dict, got {type(item).__name__}")
+    custom_id = _checked_custom_id(where, i, item)
     forms = [k for k in ("prompt", "messages", "body") if k in item]
     if len(forms) != 1:
         raise XAIValidationError(where, "give exactly one of 'prompt', 'messages' or 'body'")

@@ -10,7 +10,6 @@ map index and image number; the task returns their paths, never their bytes. Lar
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -180,27 +179,22 @@ class XAIImageOperator(XAIMediaOperator):
 
     def complete(self, context: Context, job: ImageResult) -> Any:
         """Usage first, then each image to object storage, then the XComs and the outcome."""
-        from airflow_provider_xai.operators.media_output import StorageSink, task_folder, write_base64
+        from airflow_provider_xai.operators.media_output import task_folder, write_images
 
         if job.status != "done":
             self.failed(context, job)
         ledger = self.ledger(context)
         self.record_once(ledger, job)
-        folder = task_folder(self.folder(), context)
+
+        def download(index: int, url: str, sink: Callable[[], Any]) -> Any:
+            refresh = None if job.request_id is None else self.refreshed_url(job.request_id, index, job.model)
+            return self.fetch(url, sink, refresh)
+
         written: list[dict[str, Any]] = []
-        for index, item in enumerate(job.data):
-            if item.refused:
-                continue
-            stem = f"image_{index:02d}"
-            if item.b64_json:
-                out = write_base64(item.b64_json, StorageSink(folder, stem))
-            else:
-                assert item.url is not None
-                refresh = None if job.request_id is None else self.refreshed_url(job.request_id, index, job.model)
-                out = self.fetch(item.url, functools.partial(StorageSink, folder, stem), refresh)
+        for index, out in write_images(job.data, task_folder(self.folder(), context), download):
             self.log.info("Image %d: %s (%s, %d bytes)", index, out.path, out.mime_type, out.bytes)
             written.append({"index": index, "path": out.path, "mime_type": out.mime_type, "bytes": out.bytes,
-                            "revised_prompt": item.revised_prompt})  # fmt: skip
+                            "revised_prompt": job.data[index].revised_prompt})  # fmt: skip
         result = {
             "paths": [w["path"] for w in written],
             "images": written,

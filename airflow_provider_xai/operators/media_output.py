@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import functools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,5 +138,22 @@ def write_base64(text: str, sink: StorageSink) -> Written:
         raise
 
 
-__all__ = ["FORMATS", "IMAGE_FORMATS", "VIDEO_FORMATS", "StorageSink", "Written", "output_folder", "safe",
-           "task_folder", "write_base64"]
+#: Downloads one image: (its number, its URL, a factory of the sink it goes into) -> the file.
+Download = Callable[[int, str, Callable[[], StorageSink]], Written]
+
+
+def write_images(items: Sequence[Any], folder: ObjectStoragePath, download: Download) -> list[tuple[int, Written]]:
+    """Every image of an answer (``ImageData``) into ``folder/image_NN.<ext>``: ``b64_json``
+    decoded, URLs handed to ``download``; the ones moderation withheld are skipped."""
+    written = []
+    for index, item in enumerate(items):
+        if item.refused:
+            continue
+        sink = functools.partial(StorageSink, folder, f"image_{index:02d}")
+        out = write_base64(item.b64_json, sink()) if item.b64_json else download(index, item.url, sink)
+        written.append((index, out))
+    return written
+
+
+__all__ = ["FORMATS", "IMAGE_FORMATS", "VIDEO_FORMATS", "Download", "StorageSink", "Written", "output_folder",
+           "safe", "task_folder", "write_base64", "write_images"]

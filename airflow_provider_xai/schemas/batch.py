@@ -19,6 +19,17 @@ from airflow_provider_xai.exceptions import XAIResponseError
 from airflow_provider_xai.schemas.chat import ChatCompletion
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+#: The batch request kinds xAI takes, by the API path (under ``/v1/``) a JSONL line names.
+BATCH_KINDS = {
+    "chat/completions": "chat_get_completion",
+    "images/generations": "image_generation",
+    "images/edits": "image_edit",
+    "videos/generations": "video_generation",
+    "videos/extensions": "video_extension",
+}
+#: The kinds of a finished image or video request's result (xAI may name an edit's result by
+#: its generation kind).
+MEDIA_KINDS = ("image_generation", "image_edit", "video_generation", "video_extension")
 
 
 class _Model(BaseModel):
@@ -144,6 +155,15 @@ class BatchResult(_Model):
             ) from None
 
     @property
+    def media(self) -> tuple[str, dict[str, Any]] | None:
+        """(kind, body) of an image or video result (``image_generation``...), else None."""
+        response = self._response()
+        for kind in MEDIA_KINDS:
+            if isinstance(body := response.get(kind), dict):
+                return kind, body
+        return None
+
+    @property
     def error(self) -> str | None:
         """xAI's error message for a failed request; None when it succeeded.
 
@@ -158,7 +178,7 @@ class BatchResult(_Model):
             return str(raw)
         if not self._response():
             return "xAI returned neither a response nor an error for this request"
-        if "chat_get_completion" not in self._response():
+        if "chat_get_completion" not in self._response() and self.media is None:
             return f"unsupported batch response kind: {sorted(self._response())}"
         return None
 
@@ -168,6 +188,7 @@ class BatchResultList(_Model):
     pagination_token: str | None = None
 
 
-def batch_request(custom_id: str, chat_body: Mapping[str, Any]) -> dict[str, Any]:
-    """One item of ``POST /v1/batches/{id}/requests`` for a chat-completion body."""
-    return {"batch_request_id": custom_id, "batch_request": {"chat_get_completion": dict(chat_body)}}
+def batch_request(custom_id: str, body: Mapping[str, Any], kind: str = "chat_get_completion") -> dict[str, Any]:
+    """One item of ``POST /v1/batches/{id}/requests``: a chat-completion body, or an image or
+    video request's (``kind`` one of :data:`BATCH_KINDS`' values)."""
+    return {"batch_request_id": custom_id, "batch_request": {kind: dict(body)}}

@@ -6,7 +6,9 @@ Behaviour (deterministic, documented for tests):
   ``GET /v1/batches`` lists newest first; ``GET /v1/batches/{id}`` returns one batch and counts
   as a *poll*; ``POST /v1/batches/{id}:cancel`` cancels every pending request.
 * ``POST /v1/batches/{id}/requests`` ``{"batch_requests": [...]}``: bodies over
-  ``state.batch_max_body_bytes`` -> 413; only ``chat_get_completion`` requests are served; a
+  ``state.batch_max_body_bytes`` -> 413; ``chat_get_completion``, ``image_generation``,
+  ``image_edit``, ``video_generation`` and ``video_extension`` requests are served (an image or
+  video result is what ``testing/media.py`` answers, its files at this server's URLs); a
   ``batch_request_id`` already in the batch is ignored (adding is idempotent); a missing id
   gets a UUID. Answers ``{}``.
 * Requests finish over time: request ``k`` of a batch (in add order) needs
@@ -37,6 +39,7 @@ from airflow_provider_xai.endpoints import batches
 from airflow_provider_xai.endpoints.routes import route
 from airflow_provider_xai.testing.chat import build_completion, parse_chat_request
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
+from airflow_provider_xai.testing.media import MediaRoutes, server_root
 from airflow_provider_xai.testing.state import ServerState
 
 BATCH_DISCOUNT = 0.5
@@ -44,7 +47,10 @@ FAIL_MARKER = "[fail]"
 EXPIRE_SECONDS = 24 * 3600
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-KINDS = ("chat_get_completion", "responses", "image_generation")
+KINDS = ("chat_get_completion", "responses", "image_generation", "image_edit", "video_generation", "video_extension")
+#: The kinds served besides chat, and the key their result comes under.
+MEDIA_RESULTS = {"image_generation": "image_generation", "image_edit": "image_generation",
+                 "video_generation": "video_generation", "video_extension": "video_generation"}  # fmt: skip
 
 
 def _iso(ts: float | None) -> str | None:
@@ -63,6 +69,8 @@ class BatchRequestRecord:
     created: float
     ready_poll: int
     ready_at: float
+    kind: str = "chat_get_completion"
+    root: str = ""  # the server's address, for the URLs of an image or video result
     state: str = "pending"
     finished: float | None = None
     result: dict[str, Any] | None = None
@@ -70,7 +78,7 @@ class BatchRequestRecord:
     def metadata(self) -> dict[str, Any]:
         return {
             "batch_request_id": self.id,
-            "endpoint": "chat_get_completion",
+            "endpoint": self.kind,
             "model": self.model,
             "state": self.state,
             "create_time": _iso(self.created),
@@ -143,12 +151,32 @@ def _run(state: ServerState, body: dict[str, Any]) -> tuple[str, dict[str, Any]]
     return "succeeded", {"response": {"chat_get_completion": completion}}
 
 
+def _run_media(state: ServerState, req: BatchRequestRecord) -> tuple[str, dict[str, Any]]:
+    """Answer one image or video request as its endpoint would, at the batch discount."""
+    media = MediaRoutes(state)
+    try:
+        if req.kind.startswith("image"):
+            answer = media.image_answer(req.root, dict(req.body), edit=req.kind == "image_edit")
+        else:
+            action = "extend" if req.kind == "video_extension" else "generate"
+            answer = media.video_answer(req.root, dict(req.body), action)
+    except ServedError as exc:
+        return "failed", {"error": exc.message}
+    if answer.get("status") == "failed":
+        return "failed", {"error": answer["error"]["message"]}
+    usage = answer.get("usage") or {}
+    if "cost_in_usd_ticks" in usage:
+        usage["cost_in_usd_ticks"] = round(usage["cost_in_usd_ticks"] * BATCH_DISCOUNT)
+    return "succeeded", {"response": {MEDIA_RESULTS[req.kind]: answer}}
+
+
 def advance(state: ServerState, batch: BatchRecord, now: float | None = None) -> None:
     """Finish every pending request whose poll count and delay have been reached."""
     now = time.time() if now is None else now
     for req in batch.requests.values():
         if req.state == "pending" and batch.polls >= req.ready_poll and now >= req.ready_at:
-            req.state, req.result = _run(state, req.body)
+            chat = req.kind == "chat_get_completion"
+            req.state, req.result = _run(state, req.body) if chat else _run_media(state, req)
             req.finished = now
             batch.finished_order.append(req.id)
 
@@ -184,8 +212,8 @@ def _page(request: Request, items: list[Any], kind: str, key: str) -> tuple[list
     return page, token
 
 
-def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, dict[str, Any]]]:
-    """Validate an add-requests body; return new (id, chat body) pairs (known ids skipped)."""
+def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, str, dict[str, Any]]]:
+    """Validate an add-requests body; return new (id, kind, body) triples (known ids skipped)."""
     if not isinstance(body, dict):
         raise invalid_type("body", body, "a map")
     if "batch_requests" not in body:
@@ -193,7 +221,7 @@ def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, dict[str, Any
     items = body["batch_requests"]
     if not isinstance(items, list):
         raise invalid_type("batch_requests", items, "a sequence")
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("batch_request"), dict):
             raise ServedError(
@@ -208,19 +236,18 @@ def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, dict[str, Any
                 "Failed to deserialize the JSON body into the target type: "
                 f"batch_request: expected exactly one of {', '.join(KINDS)}",
             )
-        if kinds[0] != "chat_get_completion":
-            raise ServedError(
-                400, f"The local xAI server only serves chat_get_completion batch requests, not {kinds[0]}."
-            )
-        chat = item["batch_request"]["chat_get_completion"]
+        kind = kinds[0]
+        if kind == "responses":
+            raise ServedError(400, "The local xAI server does not serve responses batch requests.")
+        chat = item["batch_request"][kind]
         if not isinstance(chat, dict):
-            raise invalid_type("chat_get_completion", chat, "a map")
+            raise invalid_type(kind, chat, "a map")
         rid = item.get("batch_request_id") or str(uuid.uuid4())
         if not isinstance(rid, str):
             raise invalid_type("batch_request_id", rid, "a string")
         if rid not in batch.requests:
-            out.setdefault(rid, chat)
-    return list(out.items())
+            out.setdefault(rid, (kind, chat))
+    return [(rid, kind, chat) for rid, (kind, chat) in out.items()]
 
 
 def create_batch_router(state: ServerState) -> APIRouter:
@@ -305,7 +332,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
             if batch.cancelled is not None:
                 raise ServedError(400, f"Batch {batch_id} is cancelled; no requests can be added.")
             now, polls = time.time(), max(state.batch_pending_polls, 0)
-            for rid, chat in items:
+            for rid, kind, chat in items:
                 k = len(batch.requests)
                 batch.requests[rid] = BatchRequestRecord(
                     id=rid,
@@ -314,6 +341,8 @@ def create_batch_router(state: ServerState) -> APIRouter:
                     created=now,
                     ready_poll=batch.polls + (1 + k % polls if polls else 0),
                     ready_at=now + state.batch_request_delay,
+                    kind=kind,
+                    root=server_root(request),
                 )
             advance(state, batch, now)
         return JSONResponse({})

@@ -145,7 +145,7 @@ def _moderated(prompt: str, n: int) -> int:
     return min(n, int(found.group(1))) if found.group(1) else n
 
 
-def _root(request: Request) -> str:
+def server_root(request: Request) -> str:
     """This server's address and path prefix, as the client reached it."""
     return str(request.url).split("/v1/", 1)[0]
 
@@ -157,18 +157,16 @@ class MediaRoutes:
         self.state = state
 
     # --- files -----------------------------------------------------------------------------------------
-    def add_file(self, request: Request, media: MediaFile) -> str:
+    def add_file(self, root: str, media: MediaFile) -> str:
         ext = {"jpeg": "jpeg", "png": "png", "mp4": "mp4"}[media.kind]
         prefix = "xai-video" if media.kind == "mp4" else "xai-tmp-imgen"
         name = f"{prefix}-{uuid.uuid4()}.{ext}"
         with self.state._lock:
             self.state.media_files[name] = media
-        return f"{_root(request)}{MEDIA_PATH}/{name}"
+        return f"{root}{MEDIA_PATH}/{name}"
 
     # --- images ----------------------------------------------------------------------------------------
-    def image_items(
-        self, request: Request, body: dict[str, Any], prompt: str, n: int, inputs: list[str]
-    ) -> list[Any]:
+    def image_items(self, root: str, body: dict[str, Any], prompt: str, n: int, inputs: list[str]) -> list[Any]:
         fmt = body.get("response_format") or "url"
         width, height = size_for(body.get("aspect_ratio"))
         refused = _moderated(prompt, n)
@@ -185,11 +183,24 @@ class MediaRoutes:
                 data = png_bytes(seed, width, height) if kind == "png" else jpeg_bytes(seed, width, height)
                 item["b64_json"] = base64.b64encode(data).decode("ascii")
             else:
-                item["url"] = self.add_file(request, MediaFile(kind, seed, time.time(), width, height))
+                item["url"] = self.add_file(root, MediaFile(kind, seed, time.time(), width, height))
             items.append(item)
         return items
 
     def images(self, request: Request, body: dict[str, Any], edit: bool) -> Response:
+        answer = self.image_answer(server_root(request), body, edit)
+        if not body.get("deferred"):
+            return JSONResponse(answer)
+        request_id = str(uuid.uuid4())
+        answer.update(request_id=request_id, status="done")
+        if "[failed]" in body["prompt"]:
+            error = {"code": "internal_error", "message": "Image generation failed (simulated)."}
+            answer = {"request_id": request_id, "status": "failed", "error": error}
+        self.add_job(request_id, MediaJob("images", self.state.media_pending_polls, answer))
+        return JSONResponse({"request_id": request_id})
+
+    def image_answer(self, root: str, body: dict[str, Any], edit: bool) -> dict[str, Any]:
+        """The answer to an image request (checked as xAI checks it), its files at ``root``."""
         if "size" in body:
             raise ServedError(400, "Argument not supported: size")
         prompt = _prompt(body)
@@ -205,16 +216,7 @@ class MediaRoutes:
         _enum(body, "resolution", ("1k", "1.5k", "2k"))
         inputs = self.image_inputs(body, edit)
         usage = {} if self.state.omit_cost else {"cost_in_usd_ticks": n * _price_ticks(IMAGE_PRICES[model])}
-        answer: dict[str, Any] = {"data": self.image_items(request, body, prompt, n, inputs), "usage": usage}
-        if not body.get("deferred"):
-            return JSONResponse(answer)
-        request_id = str(uuid.uuid4())
-        answer.update(request_id=request_id, status="done")
-        if "[failed]" in prompt:
-            error = {"code": "internal_error", "message": "Image generation failed (simulated)."}
-            answer = {"request_id": request_id, "status": "failed", "error": error}
-        self.add_job(request_id, MediaJob("images", self.state.media_pending_polls, answer))
-        return JSONResponse({"request_id": request_id})
+        return {"data": self.image_items(root, body, prompt, n, inputs), "usage": usage, "model": model}
 
     def image_inputs(self, body: dict[str, Any], edit: bool) -> list[str]:
         single, many = body.get("image"), body.get("images")
@@ -232,6 +234,13 @@ class MediaRoutes:
 
     # --- video -----------------------------------------------------------------------------------------
     def video(self, request: Request, body: dict[str, Any], action: str) -> Response:
+        request_id = str(uuid.uuid4())
+        finished = self.video_answer(server_root(request), body, action)
+        self.add_job(request_id, MediaJob("videos", self.state.media_pending_polls, finished))
+        return JSONResponse({"request_id": request_id})
+
+    def video_answer(self, root: str, body: dict[str, Any], action: str) -> dict[str, Any]:
+        """The finished job of a video request (checked as xAI checks it), its file at ``root``."""
         prompt = _prompt(body, required=not (action == "generate" and body.get("image") is not None))
         model = body.setdefault("model", "grok-imagine-video")
         if model not in VIDEO_PRICES:
@@ -254,15 +263,9 @@ class MediaRoutes:
             raise ServedError(400, "Invalid request: video is not supported for generations.")
         if action != "generate" and body.get("video") is None:
             raise ServedError(422, "Failed to deserialize the JSON body into the target type: missing field `video`")
-        seconds = float(duration or default)
-        request_id = str(uuid.uuid4())
-        self.add_job(request_id, MediaJob("videos", self.state.media_pending_polls,
-                                          self.finished_video(request, prompt, model, resolution, seconds)))
-        return JSONResponse({"request_id": request_id})
+        return self.finished_video(root, prompt, model, resolution, float(duration or default))
 
-    def finished_video(
-        self, request: Request, prompt: str, model: str, resolution: str, seconds: float
-    ) -> dict[str, Any]:
+    def finished_video(self, root: str, prompt: str, model: str, resolution: str, seconds: float) -> dict[str, Any]:
         if "[failed]" in prompt:
             error = {"code": "internal_error", "message": "Video generation failed (simulated)."}
             return {"status": "failed", "error": error}
@@ -276,7 +279,7 @@ class MediaRoutes:
         else:
             seed = f"{model}|{prompt}"
             media = MediaFile("mp4", seed, time.time(), seconds=seconds, min_bytes=self.state.video_bytes)
-            video["url"] = self.add_file(request, media)
+            video["url"] = self.add_file(root, media)
         return {"status": "done", "video": video, "model": model, "usage": usage, "progress": 100}
 
     # --- jobs ------------------------------------------------------------------------------------------
@@ -389,5 +392,5 @@ def create_media_files_router(state: ServerState) -> APIRouter:
     return r
 
 
-__all__ = ["IMAGE_PRICES", "MEDIA_PATH", "VIDEO_PRICES", "MediaFile", "MediaJob", "create_media_files_router",
-           "create_media_router"]
+__all__ = ["IMAGE_PRICES", "MEDIA_PATH", "VIDEO_PRICES", "MediaFile", "MediaJob", "MediaRoutes",
+           "create_media_files_router", "create_media_router", "server_root"]

@@ -176,7 +176,10 @@ class TestOperator:
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
-            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].body"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/videos/edits"}]}, "inputs[0].body"),
+            ({"inputs": [{"body": {"prompt": "x", "n": 11}, "url": "/v1/images/generations"}]}, "inputs[0].body.n"),
+            ({"inputs": [{"body": {"prompt": "x", "duration": 30}, "url": "/v1/videos/generations"}]},
+             "inputs[0].body.duration"),
         ],
     )  # fmt: skip
     def test_bad_input_fails_before_any_request(
@@ -478,3 +481,41 @@ class TestLocalServerBatchAPI:
         before = len(xai_server.requests("/v1/batches", "GET"))
         assert hook.find_batch("b0").batch_id == ids[0]
         assert len(xai_server.requests("/v1/batches", "GET")) - before == 3
+
+
+class TestMediaRequests:
+    """Image and video requests in a batch: their files beside the output, paths in its lines."""
+
+    def test_images_and_videos_go_through_a_batch_to_object_storage(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_pending_polls=0)
+        inputs = [
+            {"custom_id": "chat", "prompt": "Say hi"},
+            {"custom_id": "shots", "url": "/v1/images/generations", "body": {"prompt": "a mug", "n": 2}},
+            {"custom_id": "held", "url": "/v1/images/generations", "body": {"prompt": "a mug [moderated]"}},
+            {"custom_id": "clip", "url": "/v1/videos/generations", "body": {"prompt": "a boat", "duration": 2}},
+            {"custom_id": "broken", "url": "/v1/videos/generations", "body": {"prompt": "a boat [failed]"}},
+        ]
+        ctx = context()
+        summary = run(operator(tmp_path, inputs), ctx)
+        lines = {line["custom_id"]: line for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+        assert (summary["succeeded"], summary["failed"]) == (4, 1)
+        media = tmp_path / "out_media"
+        assert lines["shots"]["answer"] == {
+            "paths": [f"file://{media}/shots/image_00.jpeg", f"file://{media}/shots/image_01.jpeg"], "refused": [],
+        }  # fmt: skip
+        assert lines["held"]["answer"] == {"paths": [], "refused": [0]}
+        assert lines["clip"]["answer"]["paths"] == [f"file://{media}/clip/video.mp4"]
+        assert (media / "clip" / "video.mp4").read_bytes()[4:8] == b"ftyp"
+        assert lines["broken"]["status"] == "failed" and "simulated" in lines["broken"]["error"]
+        sent = {item["batch_request_id"]: set(item["batch_request"]) for e in xai_server.requests("/requests", "POST")
+                for item in e.body["batch_requests"]}  # fmt: skip
+        assert sent == {"chat": {"chat_get_completion"}, "shots": {"image_generation"}, "held": {"image_generation"},
+                        "clip": {"video_generation"}, "broken": {"video_generation"}}  # fmt: skip
+        # Per image and per second, at the batch discount (xAI's ticks, halved by the batch).
+        (ledger,) = ctx["ti"].pushed("xai_usage_ledger")[-1:]
+        by_model = {r["model"]: r for r in ledger}
+        images, video = by_model["grok-imagine-image"], by_model["grok-imagine-video"]
+        assert (images["units"], images["unit"], images["requests"]) == (3, "image", 2)
+        assert images["cost_usd"] == pytest.approx(3 * 0.02 / 2)
+        assert (video["units"], video["unit"], video["cost_usd"]) == (2, "second", pytest.approx(2 * 0.05 / 2))
+        assert lines["shots"]["usage"]["cost_usd"] == pytest.approx(0.02)
