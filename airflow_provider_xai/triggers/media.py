@@ -10,7 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.hooks.media import progress_of
-from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.hooks.shared import shared_hook
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 
 KINDS = ("images", "videos")
@@ -64,18 +64,17 @@ class XAIMediaTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base = {"request_id": self.request_id, "kind": self.kind}
-        poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures)
+        poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures, within_interval=True)
         what = f"xAI {'video' if self.kind == 'videos' else 'images'} {self.request_id}"
         progress = ProgressLog(lambda: self.log, what)
+        async with shared_hook(self.xai_conn_id) as shared:
 
-        def fetch() -> Any:
-            if self.kind == "videos":
-                return hook.aget_video(self.request_id)
-            return hook.aget_images(self.request_id, self.model)
+            def fetch() -> Any:
+                if self.kind == "videos":
+                    return shared.call(lambda hook: hook.aget_video(self.request_id))
+                return shared.call(lambda hook: hook.aget_images(self.request_id, self.model))
 
-        try:
             outcome = await apoll(
                 poller,
                 fetch,
@@ -84,8 +83,6 @@ class XAIMediaTrigger(BaseTrigger):
                 on_failure=progress.failure,
                 spread_start=True,
             )
-        finally:
-            await hook.aclose()
         if outcome.action is Action.FINISH and outcome.value is not None:
             job = outcome.value.model_dump(mode="json", exclude_none=True)
             yield TriggerEvent({**base, "status": "success", "job": job})
