@@ -309,3 +309,18 @@ def test_a_generation_is_a_generate_content_span_with_its_units(monkeypatch: pyt
         1, "image", "xai",
     )  # fmt: skip
     assert KEY not in span.to_json()
+
+
+def test_media_costs_count_in_run_totals_and_budgets() -> None:
+    from airflow_provider_xai.usage_summary import Budget, evaluate_budget, summarize
+
+    images = media_record("images", "grok-imagine-image", 3, "image", MediaUsage(cost_in_usd_ticks=600_000_000), "i")
+    video = media_record("videos", "grok-imagine-video", 8, "second", None, "v")  # estimated: $0.40
+    for record, task in ((images, "shots"), (video, "teaser")):
+        record.task_id = task
+    summary = summarize([images, video])
+    assert summary.totals.cost_usd == pytest.approx(0.46) and summary.totals.requests == 2
+    status = evaluate_budget(summary, Budget(max_cost_usd=0.25))
+    assert status["status"] == "exceeded" and status["top_tasks"][0]["task_id"] == "teaser"
+    unpriced = media_record("videos", "grok-imagine-video", 0, "second", None, "x")
+    assert not evaluate_budget(summarize([unpriced]), Budget(max_cost_usd=1))["cost_complete"]
