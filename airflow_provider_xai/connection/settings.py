@@ -85,7 +85,10 @@ class ClientSettings:
         return httpx.Timeout(self.timeout, connect=min(self.timeout, DEFAULT_CONNECT_TIMEOUT))
 
     def url(self, path: str) -> str:
-        """The full URL of an API path (for messages; requests use the client's base URL)."""
+        """The full URL of an API path (for messages; requests use the client's base URL); an
+        absolute URL (a media file's) without its query, which may hold a signature."""
+        if "://" in path:
+            return path.split("?", 1)[0]
         return f"{self.base_url}/{path}"
 
 

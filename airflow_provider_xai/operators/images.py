@@ -145,13 +145,8 @@ class XAIImageOperator(XAIMediaOperator):
             request_id = request_id if found is not None else None
         if request_id is None:
             request_id = self.hook.submit_images(fields)
-            self.remember(context, fields, request_id)
             self.log.info("Submitted xAI images %s (%d images)", request_id, self.n)
-        else:
-            self.remember(context, fields, request_id)
-        if self.deferrable is False:
-            return self.complete(context, self.hook.wait_for_images(request_id, poll_interval=self.poll_interval,
-                                                                    timeout=self.timeout))  # fmt: skip
+        self.remember(context, fields, request_id)
         self.defer_on(request_id, fields.get("model"))
 
     def _look_up(self, request_id: str, fields: dict[str, Any]) -> ImageResult | None:

@@ -324,3 +324,18 @@ def test_media_costs_count_in_run_totals_and_budgets() -> None:
     assert status["status"] == "exceeded" and status["top_tasks"][0]["task_id"] == "teaser"
     unpriced = media_record("videos", "grok-imagine-video", 0, "second", None, "x")
     assert not evaluate_budget(summarize([unpriced]), Budget(max_cost_usd=1))["cost_complete"]
+
+
+def test_a_failed_download_never_shows_the_urls_signature(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow_provider_xai.exceptions import XAIConnectionError
+
+    set_connection(monkeypatch)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(refuse)})
+    url = "https://imgen.x.test/xai-tmp-imgen-1.jpeg?X-Signature=s3cr3t-signature"
+    with pytest.raises(XAIConnectionError) as info:
+        hook.download_media(url, lambda: StorageSink(folder(tmp_path), "image_00"))
+    assert "https://imgen.x.test/xai-tmp-imgen-1.jpeg" in str(info.value) and "s3cr3t" not in str(info.value)
