@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit docs bench clean test-compat test-scale services
+.PHONY: demo test lint typecheck unit docs bench clean test-compat test-scale services mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,20 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Mutation testing (mutmut; docs/development.md, "Mutation testing"): small bugs planted one at a
+# time in the modules that pyproject.toml's [tool.mutmut] only_mutate names (where a bug costs
+# users money or secrets), each run against the unit tests that reach it. Not part of `make test`.
+# Incremental: a second run redoes only what changed (`rm -rf mutants` starts afresh). Then the
+# score per module, and the survivors (`$(BIN)/mutmut show NAME` shows one).
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) > mutants.log 2>&1 || { tail -n 40 mutants.log; exit 1; }
+	$(BIN)/mutmut results --all true > mutants.txt
+	$(BIN)/python scripts/mutation_score.py < mutants.txt
+	@grep -E ": (survived|no tests)$$" mutants.txt || echo "No survivors."
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache site $(COMPAT_ENVS:%=.venv-%) $(SERVICES_ENV)
+	rm -rf $(VENV) .mypy_cache .ruff_cache site $(COMPAT_ENVS:%=.venv-%) $(SERVICES_ENV) mutants mutants.log mutants.txt
 
 # Declared support is tested support (docs/development.md, "Supported versions"): the unit and
 # integration suites also run on the oldest supported Airflow with the oldest Python, and on the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -148,6 +149,28 @@ def coerce_messages(value: Any, field: str = "messages", *, typed_items: bool = 
     return value
 
 
+#: The longest wait an argument may ask for (seconds): a timeout or interval of more than a
+#: year is a mistake, and would overflow the sleeps and dates it feeds.
+MAX_WAIT_SECONDS = 366 * 24 * 3600.0
+
+
+def is_finite_number(value: Any, *, integer: bool = False) -> bool:
+    """A number (an int, or a float unless ``integer``; never a bool) that is neither NaN nor
+    infinite: every range check starts here, since NaN passes any comparison unrefused."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def check_wait(poll_interval: Any, end_time: Any, max_poll_failures: Any = 1) -> None:
+    """A trigger's wait arguments (what :class:`~airflow_provider_xai.polling.Poller`
+    takes): a poll interval of 0 to :data:`MAX_WAIT_SECONDS`, a finite deadline (epoch seconds)
+    or none, at least one tolerated failure."""
+    check_number("poll_interval", poll_interval, 0, MAX_WAIT_SECONDS)
+    check_number("end_time", end_time, 0)
+    check_number("max_poll_failures", max_poll_failures, 1, integer=True)
+
+
 def check_number(
     field: str,
     value: Any,
@@ -157,12 +180,15 @@ def check_number(
     integer: bool = False,
     positive: bool = False,
 ) -> None:
-    """``value`` is None or a number (not a bool) in ``[low, high]`` (``> 0`` with ``positive``)."""
+    """``value`` is None or a finite number (not a bool) in ``[low, high]`` (``> 0`` with
+    ``positive``)."""
     if value is None:
         return
-    typed = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if not typed or value < low or (positive and value <= 0) or (high is not None and value > high):
-        rule = f"from {low} to {high}" if high is not None else ("> 0" if positive else f">= {low}")
+    if not is_finite_number(value, integer=integer) or not (
+        value >= low and (value > 0 or not positive) and (high is None or value <= high)
+    ):
+        bounds = ["> 0" if positive else f">= {low:.10g}", *([f"<= {high:.10g}"] if high is not None else [])]
+        rule = " and ".join(bounds)
         raise XAIValidationError(
-            field, f"must be {'an integer' if integer else 'a number'} {rule}, got {value!r}"
+            field, f"must be {'an integer' if integer else 'a finite number'} {rule}, got {value!r}"
         )

@@ -38,6 +38,8 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "xAI",
                 "python-modules": [
                     "airflow_provider_xai.operators.chat",
+                    "airflow_provider_xai.operators.responses",
+                    "airflow_provider_xai.operators.branch",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
                     "airflow_provider_xai.operators.images",
@@ -52,6 +54,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_xai.triggers.deferred",
                     "airflow_provider_xai.triggers.batch",
+                    "airflow_provider_xai.triggers.responses",
                     "airflow_provider_xai.triggers.usage",
                     "airflow_provider_xai.triggers.media",
                 ],
@@ -73,6 +76,7 @@ def get_provider_info() -> dict[str, Any]:
         },
         "task-decorators": [
             {"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"},
+            {"class-name": "airflow_provider_xai.decorators.xai.xai_branch_task", "name": "xai_branch"},
             {"class-name": "airflow_provider_xai.decorators.media.xai_image_task", "name": "xai_image"},
             {"class-name": "airflow_provider_xai.decorators.media.xai_video_task", "name": "xai_video"},
         ],
@@ -151,7 +155,7 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Rate limit: requests per second",
                         "description": (
                             "Shared by every worker using this key, per model (empty: no client-side "
-                            "limit). Set it a little under the team's limit."
+                            "limit). The team's limit for the model, as xAI states it."
                         ),
                         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
                     },

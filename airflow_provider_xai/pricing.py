@@ -59,6 +59,11 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+#: What xAI's service tiers cost against the default, as published with the prices above:
+#: ``priority`` is billed twice, and only when the answer says it was served so.
+TIER_PRICE_FACTORS: dict[str, float] = {"priority": 2.0}
+
+
 @dataclass(frozen=True)
 class UnitPrice:
     """USD per unit of what a media call makes: per ``image``, or per ``second`` of video

@@ -4,7 +4,8 @@ Airflow 3.3 lets a task carry a ``retry_policy`` whose ``evaluate`` the worker c
 real exception when the task fails. This policy reads the provider's typed errors:
 
 * a rate limit (429) retries the task after the error's ``retry_after`` (the server's
-  ``retry-after``, or the cool-down the team shares), else after the task's ``retry_delay``;
+  ``retry-after``, or the cool-down the team shares) when it is 0 to an hour, else (none, NaN,
+  negative, beyond an hour) after the task's ``retry_delay``;
 * a refused request, bad input or settings, authentication, permission, exhausted credits, an
   unknown model or retired feature, a budget overrun, or a structured-output failure caused
   by the schema itself (``XAIStructuredOutputError.permanent``) fails at once: trying again
@@ -49,6 +50,11 @@ else:
         from airflow.sdk.definitions.retry_policy import RetryPolicy as _PolicyBase
     except ImportError:  # Airflow 3.2: no retry policies
         _PolicyBase = object
+
+#: Longest delay a rate limit's ``retry_after`` may set for a task retry (seconds). Longer than
+#: the hook's own ``MAX_RETRY_AFTER`` (a task retry frees its worker slot while it waits), but
+#: bounded: beyond it (``retry-after: 1e15``) the task's ``retry_delay`` applies, as for none.
+MAX_TASK_RETRY_AFTER = 3600.0
 
 #: Errors a retry cannot fix, checked in order (the first match names the reason).
 PERMANENT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
@@ -111,12 +117,14 @@ class XAIRetryPolicy(_PolicyBase):
             return RetryDecision.fail(
                 f"the requested schema cannot be checked: failing without retries ({_describe(error)})")
         if isinstance(error, XAIRateLimitError):
-            delay = _usable_delay(getattr(error, "retry_after", None))
-            if delay is None:
-                return RetryDecision.retry(
-                    reason="xAI rate limit: no retry-after, retrying after the task's retry_delay")
-            return RetryDecision.retry(timedelta(seconds=delay),
-                                       f"xAI rate limit: retrying in {_seconds(delay)}")
+            retry_after = getattr(error, "retry_after", None)
+            delay = _usable_delay(retry_after)
+            if delay is not None:
+                return RetryDecision.retry(timedelta(seconds=delay),
+                                           f"xAI rate limit: retrying in {_seconds(delay)}")
+            problem = "no retry-after" if retry_after is None else f"unusable retry-after {_shown(retry_after)}"
+            return RetryDecision.retry(
+                reason=f"xAI rate limit: {problem}, retrying after the task's retry_delay")
         return RetryDecision(reason=f"{_describe(error)}: the task's retries apply")
 
     def serialize(self) -> dict[str, Any]:
@@ -132,11 +140,20 @@ class XAIRetryPolicy(_PolicyBase):
 
 
 def _usable_delay(value: Any) -> float | None:
-    try:
-        delay = float(value) if value is not None else None
-    except (TypeError, ValueError):
+    """Seconds from 0 to :data:`MAX_TASK_RETRY_AFTER`, else None (absent, not a number, NaN,
+    negative, or beyond any sane horizon: then the task's own bounded ``retry_delay`` applies)."""
+    if value is None or isinstance(value, bool):
         return None
-    return delay if delay is not None and 0 <= delay < float("inf") else None
+    try:
+        delay = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return delay if 0 <= delay <= MAX_TASK_RETRY_AFTER else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _describe(error: XAIError) -> str:

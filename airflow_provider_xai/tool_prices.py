@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +40,10 @@ def tool_price_table(overrides: Mapping[str, Any] | None = None) -> dict[str, fl
     """The default tool fees (USD per 1,000 calls, by usage key) with overrides applied on top."""
     table = dict(DEFAULT_TOOL_PRICES)
     for tool, price in (overrides or {}).items():
-        if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
-            raise ValueError(f"tool price for {tool!r} must be USD per 1,000 calls (a number >= 0), got {price!r}")
+        if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < math.inf:
+            raise ValueError(
+                f"tool price for {tool!r} must be USD per 1,000 calls (a finite number >= 0), got {price!r}"
+            )
         table[tool] = float(price)
     return table
 

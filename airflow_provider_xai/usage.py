@@ -16,9 +16,11 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from airflow_provider_xai.pricing import DEFAULT_PRICES, Price
+import msgspec
+
+from airflow_provider_xai.pricing import DEFAULT_PRICES, TIER_PRICE_FACTORS, Price
 from airflow_provider_xai.tool_prices import tool_fees
 
 if TYPE_CHECKING:
@@ -32,6 +34,30 @@ STATE_LEDGER_KEY = "xai_usage_ledger"
 METRIC_PREFIX = "xai"
 CostSource = Literal["xai", "estimate", "unknown"]
 log = logging.getLogger(__name__)
+
+#: The numbers a stored record may hold (checked only when a record is read back, by
+#: :meth:`UsageRecord.from_stored` and the usage page): counts >= 0, a cost from 0 to a
+#: trillion USD, a time from 1970 to the year 9999. A stored value outside them is skipped.
+MAX_RECORD_USD = 1e12
+MAX_TIMESTAMP = 253402300799.0
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+USD = Annotated[float, msgspec.Meta(ge=0, le=MAX_RECORD_USD)]
+#: Units billed beyond tokens (images, seconds, characters): >= 0 and at most a trillion.
+Units = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+Epoch = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)]
+T = TypeVar("T")
+
+
+def stored_as(data: Any, kind: type[T]) -> T | None:
+    """A stored usage record (a mapping) as ``kind`` (:class:`UsageRecord`, or a struct of some
+    of its fields), every field's type and bounds checked (nulls count as absent, unknown fields
+    are ignored); None when ``data`` is no usage record, for the caller to skip and count."""
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return msgspec.convert({k: v for k, v in data.items() if v is not None}, kind)
+    except (msgspec.ValidationError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,13 +96,13 @@ class UsageRecord:
     """
 
     model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-    image_tokens: int = 0
-    total_tokens: int = 0
-    cost_usd: float | None = None
+    prompt_tokens: NonNegInt = 0
+    completion_tokens: NonNegInt = 0
+    reasoning_tokens: NonNegInt = 0
+    cached_tokens: NonNegInt = 0
+    image_tokens: NonNegInt = 0
+    total_tokens: NonNegInt = 0
+    cost_usd: USD | None = None
     cost_source: CostSource = "unknown"
     completion_id: str | None = None
     request_id: str | None = None
@@ -85,17 +111,19 @@ class UsageRecord:
     run_id: str | None = None
     map_index: int = -1
     try_number: int | None = None
-    timestamp: float = field(default_factory=time.time)
+    timestamp: Epoch = field(default_factory=time.time)
     kind: str = "chat"
-    requests: int = 1
+    requests: NonNegInt = 1
     # Added later: defaults keep records written before them readable.
-    num_sources_used: int = 0
-    num_server_side_tools_used: int = 0
-    server_side_tool_usage: dict[str, int] = field(default_factory=dict)
+    num_sources_used: NonNegInt = 0
+    num_server_side_tools_used: NonNegInt = 0
+    server_side_tool_usage: dict[str, NonNegInt] = field(default_factory=dict)
     #: What a call billed that is not tokens: images made, seconds of video, characters spoken,
     #: seconds of audio transcribed (``unit`` says which; None for token-billed calls).
-    units: float = 0.0
+    units: Units = 0.0
     unit: str | None = None
+    #: The service tier xAI served the answer in, when it said (``priority`` costs 2x).
+    service_tier: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -105,6 +133,12 @@ class UsageRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_stored(cls, data: Any) -> UsageRecord | None:
+        """A record read back from XCom or the task state store, checked (see
+        :func:`stored_as`), or None when ``data`` is no usage record."""
+        return stored_as(data, cls)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -134,6 +168,12 @@ def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int
     return prompt, completion, reasoning, usage.cached_tokens, usage.image_tokens, total
 
 
+def served_tier(answer: Any) -> str | None:
+    """The service tier an answer says it was served in (``service_tier``), if any."""
+    tier = getattr(answer, "service_tier", None)
+    return tier if isinstance(tier, str) and tier else None
+
+
 def build_record(
     usage: Usage | ResponseUsage | None,
     model: str,
@@ -144,6 +184,7 @@ def build_record(
     kind: str | None = None,
     discount: float = 1.0,
     tool_prices: Mapping[str, float] | None = None,
+    service_tier: str | None = None,
 ) -> UsageRecord:
     """Make a record from an API ``usage`` object, Chat Completions (:class:`Usage`) or
     Responses (:class:`ResponseUsage`; ``completion_id`` is then the response id), costing it.
@@ -155,7 +196,9 @@ def build_record(
     """
     responses = usage is not None and "input_tokens" in type(usage).model_fields
     kind = kind or ("responses" if responses else "chat")
-    record = UsageRecord(model=model, completion_id=completion_id, request_id=request_id, kind=kind)
+    record = UsageRecord(
+        model=model, completion_id=completion_id, request_id=request_id, kind=kind, service_tier=service_tier
+    )
     if usage is None:
         return record
     (
@@ -173,6 +216,7 @@ def build_record(
         record.cost_usd = usage.cost_in_usd_ticks / TICKS_PER_USD
         record.cost_source = "xai"
     elif (price := (prices if prices is not None else DEFAULT_PRICES).get(model)) is not None:
+        discount *= TIER_PRICE_FACTORS.get(service_tier or "", 1.0)
         record.cost_usd = discount * price.cost(
             prompt=record.prompt_tokens,
             cached=record.cached_tokens,
@@ -204,8 +248,13 @@ def format_usage_line(record: UsageRecord) -> str:
     units = f" units={record.units:g} unit={record.unit}" if record.unit else ""
     return (
         f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
-        f"{others} server_side_tool_usage={by_tool}{units}"
+        f"{others} server_side_tool_usage={by_tool} cache_hit_share={cache_hit_share(record):.2f}{units}"
     )
+
+
+def cache_hit_share(record: UsageRecord) -> float:
+    """The share of the prompt xAI served from its prompt cache (0 without a prompt)."""
+    return min(record.cached_tokens / record.prompt_tokens, 1.0) if record.prompt_tokens > 0 else 0.0
 
 
 def airflow_stats() -> Any:
@@ -298,30 +347,31 @@ class UsageLedger:
     """
 
     def __init__(self, context: Mapping[str, Any], log: logging.Logger | Any) -> None:
+        from airflow_provider_xai.task_state import StoredValue
+
         self.context = context
         self.log = log
-        self.store = context.get("task_state_store")
+        self.state = StoredValue(context, STATE_LEDGER_KEY, log, "xAI usage ledger")
+        #: Stored items that were no usage record (left out, and dropped at the next publish).
+        self.skipped = 0
         self.records: list[dict[str, Any]] = self._load()
         if self.records:
             self._publish()
 
     def _load(self) -> list[dict[str, Any]]:
-        if self.store is None:
+        stored = self.state.read()
+        if stored is None:
             return []
-        try:
-            stored = self.store.get(STATE_LEDGER_KEY, [])
-        except Exception as exc:  # state store unavailable: XCom still carries this attempt
-            self.log.debug("xAI usage ledger not readable from the task state store: %s", exc)
-            return []
-        return list(stored) if isinstance(stored, list) else []
+        items = stored if isinstance(stored, list) else [stored]
+        records = [item for item in items if UsageRecord.from_stored(item) is not None]
+        self.skipped = len(items) - len(records)
+        if self.skipped:
+            self.state.skipped(self.skipped, "not usage records")
+        return records
 
     def _publish(self) -> None:
         self.context["ti"].xcom_push(key=XCOM_LEDGER_KEY, value=self.records)
-        if self.store is not None:
-            try:
-                self.store.set(STATE_LEDGER_KEY, self.records)
-            except Exception as exc:
-                self.log.debug("xAI usage ledger not writable to the task state store: %s", exc)
+        self.state.write(self.records)
 
     def record(self, record: UsageRecord) -> UsageRecord:
         """Log, publish and count one billed response (call it before anything can fail)."""

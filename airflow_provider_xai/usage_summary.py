@@ -19,17 +19,20 @@ FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", 
 
 
 # --- records ------------------------------------------------------------------------------------
-def records_from_values(values: Iterable[Any]) -> list[UsageRecord]:
+def records_from_values(values: Iterable[Any]) -> tuple[list[UsageRecord], int]:
     """Records from XCom values (a record dict, a ledger list, or None), de-duplicated by
-    identity and ordered by task, map index and time."""
+    identity and ordered by task, map index and time; and how many values or ledger items were
+    no usage record (:meth:`UsageRecord.from_stored`), skipped."""
     seen: dict[tuple[Any, ...], UsageRecord] = {}
+    skipped = 0
     for value in values:
-        items = value if isinstance(value, list) else [value]
-        for item in items:
-            if isinstance(item, Mapping) and "model" in item:
-                record = UsageRecord.from_dict(item)
+        for item in value if isinstance(value, list) else [value]:
+            if (record := UsageRecord.from_stored(item)) is not None:
                 seen.setdefault(record.key, record)
-    return sorted(seen.values(), key=lambda r: (r.task_id or "", r.map_index, r.try_number or 0, r.timestamp))
+            elif item is not None:
+                skipped += 1
+    records = sorted(seen.values(), key=lambda r: (r.task_id or "", r.map_index, r.try_number or 0, r.timestamp))
+    return records, skipped
 
 
 def cost_ticks(record: UsageRecord) -> int | None:

@@ -1,12 +1,12 @@
-"""10. Video: a 200 MB MP4 streamed into object storage, and 500 pending video jobs on one loop.
+"""11. Video: a 200 MB MP4 streamed into object storage, and 500 pending video jobs on one loop.
 
-* **10a** (memory): a fresh interpreter (``python -m benchmarks.media --child DIR``) imports
+* **11a** (memory): a fresh interpreter (``python -m benchmarks.media --child DIR``) imports
   everything and does one small video download first (a warm-up), records its RSS, resets the
   high-water mark (``/proc/self/clear_refs``) and then runs ``XAIVideoOperator`` on the worker
   (``deferrable=False``): start the job, poll it, stream the 200 MB MP4 into a ``file://``
   ``ObjectStoragePath`` folder. The figure is the high-water mark minus that RSS, in MiB; the
   file is checked to be whole.
-* **10b/10c** (the triggerer's loop): 500 video jobs are started (outside the timing), then 500
+* **11b/11c** (the triggerer's loop): 500 video jobs are started (outside the timing), then 500
   ``XAIMediaTrigger.run()`` poll them on one event loop, as in benchmark 6: the longest gap
   between a 10 ms ticker's wake-ups, and the slowest pick-up after a job became ready (or the
   triggers started) over the poll interval (1 s). Pending polls answer 202 with progress.
@@ -121,7 +121,7 @@ def run(quick: bool = False) -> list[Figure]:
     whole = measured["bytes"] == measured["reported_bytes"] >= VIDEO_BYTES and measured["head"] == "ftyp"
     figures = [
         Figure(
-            "10a_video_download_peak_rss",
+            "11a_video_download_peak_rss",
             "200 MB video: XAIVideoOperator streams it into object storage, peak RSS increase",
             measured["increase_bytes"] / MIB if whole else None,
             64.0,
@@ -131,7 +131,7 @@ def run(quick: bool = False) -> list[Figure]:
             error=None if whole else f"the file written is not the whole video: {measured}",
         ),
     ]
-    figures += loop_figures(("10b_video_polls_loop_gap", "10c_video_polls_pickup"), "500 pending video jobs",
+    figures += loop_figures(("11b_video_polls_loop_gap", "11c_video_polls_pickup"), "500 pending video jobs",
                             data, data["delays"], POLL_INTERVAL, SERVER)  # fmt: skip
     return figures
 

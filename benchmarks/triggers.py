@@ -1,4 +1,4 @@
-"""What the trigger benchmarks (6: deferred completions, 10b/10c: video jobs) share: many
+"""What the trigger benchmarks (6: deferred completions, 11b/11c: video jobs) share: many
 triggers' ``run()`` on one event loop, as the triggerer runs them, beside a ticker coroutine
 that records the longest gap between its 10 ms wake-ups (the longest time the loop was
 blocked, plus the 10 ms), and each trigger's event time, for the pick-up delay after its job

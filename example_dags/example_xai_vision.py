@@ -88,7 +88,7 @@ def example_xai_vision() -> None:
         summary = {
             "images": len(entries),
             "with_text": [e["image"] for e in entries if e["has_text"]],
-            "image_tokens": sum(u["image_tokens"] for u in usage),
+            "prompt_tokens": sum(u["prompt_tokens"] for u in usage),  # the images are billed as input
             "total_tokens": sum(u["total_tokens"] for u in usage),
             "cost_usd": round(sum(u["cost_usd"] or 0.0 for u in usage), 6),
         }

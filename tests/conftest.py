@@ -25,6 +25,18 @@ for _name in list(os.environ):
 #: The local xAI server's fixtures, and the built wheel in a clean venv (``dist``, ``installed``).
 pytest_plugins = ["airflow_provider_xai.testing.pytest_plugin", "tests.helpers.release"]
 
+if "MUTANT_UNDER_TEST" in os.environ:  # under `make mutate` (mutmut): one pytest process runs the
+    from hypothesis import HealthCheck, settings  # same tests again and again, so the same examples
+
+    settings.register_profile(
+        "mutmut",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.differing_executors, HealthCheck.too_slow],
+    )
+    settings.load_profile("mutmut")
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[None]:

@@ -1,7 +1,7 @@
 """The shared rate limit's connection settings (``rate_limit_*`` extras), checked on reading.
 
 Kept apart from the limiter so reading a connection imports nothing of it (no limit set: no
-limiter, no store, no pyrate-limiter import).
+limiter, no store opened).
 """
 
 from __future__ import annotations

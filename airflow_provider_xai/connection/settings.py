@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from airflow_provider_xai import __version__, secrets
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, is_finite_number
 from airflow_provider_xai.connection.rate_limits import (
     DEFAULT_BUCKET_RATES,
     RATE_LIMIT_FIELDS,
@@ -211,17 +212,25 @@ def settings_from_connection(
 
 
 def _number(conn_id: str, name: str, kind: type[float] | type[int], *candidates: Any) -> Any:
-    """The first given value as a number above 0 (``max_retries`` may be 0), naming the field."""
+    """The first given value as a finite number above 0 (``max_retries`` may be 0; ``timeout``
+    at most a year, which a socket can still take), naming the field."""
     value = _first(*candidates)
     try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)  # True is no number; 2.5 (or NaN) no integer
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise XAIConfigurationError(
             f"Connection {conn_id!r}: {name} must be {'an integer' if kind is int else 'a number'}, "
             f"got {value!r}"
         ) from None
-    if not (number > 0 or (name == "max_retries" and number == 0)):
-        raise XAIConfigurationError(f"Connection {conn_id!r}: {name} must be > 0, got {value!r}")
+    problem = None
+    if not is_finite_number(number) or not (number > 0 or (name == "max_retries" and number == 0)):
+        problem = f"must be a finite number {'>= 0' if name == 'max_retries' else '> 0'}"
+    elif name == "timeout" and number > MAX_WAIT_SECONDS:
+        problem = f"must be at most {MAX_WAIT_SECONDS:.0f} (a year)"
+    if problem:
+        raise XAIConfigurationError(f"Connection {conn_id!r}: {name} {problem}, got {value!r}")
     return number
 
 

@@ -24,6 +24,13 @@ STATIC = Path(__file__).with_name("static")
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 NO_STORE = {"Cache-Control": "no-store"}
+#: The days a view may cover: usage records are stamped from 1970 (epoch seconds), and a
+#: window ends at midnight after its last day, which must still be a date.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date.max - timedelta(days=1)
+#: DAG filter: at most this many ``dag_id`` values, each at most Airflow's id length.
+MAX_DAG_FILTER = 1000
+MAX_DAG_ID_LENGTH = 250
 
 
 def readable_dag_ids(user: GetUserDep, session: SessionDep) -> set[str]:
@@ -37,7 +44,11 @@ ReadableDagIds = Annotated[set[str], Depends(readable_dag_ids)]
 
 
 def window_of(start: date | None, end: date | None) -> Window:
-    """The requested days (default: the last 30 UTC days up to today), checked."""
+    """The requested days (default: the last 30 UTC days up to today), checked: a 422 names
+    the parameter that is out of range."""
+    for name, day in (("start", start), ("end", end)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise HTTPException(422, f"{name}: must be from {FIRST_DAY} to {LAST_DAY}, got {day}")
     last = end or datetime.now(timezone.utc).date()
     first = start or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
@@ -45,6 +56,16 @@ def window_of(start: date | None, end: date | None) -> Window:
     if (last - first).days >= MAX_DAYS:
         raise HTTPException(422, f"start: at most {MAX_DAYS} days per view")
     return Window(first, last)
+
+
+def check_dag_filter(dag_ids: list[str] | None) -> None:
+    """The ``dag_id`` filter: a 422 naming it when it holds too many or too long ids."""
+    if dag_ids is None:
+        return
+    if len(dag_ids) > MAX_DAG_FILTER:
+        raise HTTPException(422, f"dag_id: at most {MAX_DAG_FILTER} DAG ids, got {len(dag_ids)}")
+    if too_long := next((d for d in dag_ids if len(d) > MAX_DAG_ID_LENGTH), None):
+        raise HTTPException(422, f"dag_id: a DAG id has at most {MAX_DAG_ID_LENGTH} characters, got {len(too_long)}")
 
 
 def create_app() -> FastAPI:
@@ -73,6 +94,7 @@ def create_app() -> FastAPI:
     ) -> JSONResponse:
         """Totals, per-day series, breakdowns and top runs (see :func:`usage_report`)."""
         window = window_of(start, end)
+        check_dag_filter(dag_id)
         dag_ids = readable & set(dag_id) if dag_id else readable
         report: dict[str, Any] = usage_report(session, dag_ids, window)
         report["dags"] = usage_dag_ids(session, readable)

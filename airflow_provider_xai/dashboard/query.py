@@ -13,17 +13,17 @@ and MySQL.
 from __future__ import annotations
 
 import heapq
-import json
+import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
-from airflow_provider_xai.dashboard.records import counted_rows, decode
+from airflow_provider_xai.dashboard.records import counted_rows, decode, decode_summary
 from airflow_provider_xai.sensors.usage import XCOM_SUMMARY_KEY
 from airflow_provider_xai.usage import COUNT_FIELDS, TICKS_PER_USD, XCOM_LEDGER_KEY, XCOM_USAGE_KEY
 
@@ -36,6 +36,7 @@ SUMS = ("records", "requests", *COUNT_FIELDS, "cost_ticks", "estimate_ticks", "u
 _DAY = 86400
 _TICKS, _TOKENS = SUMS.index("cost_ticks"), SUMS.index("total_tokens")
 _counts = attrgetter(*COUNT_FIELDS)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,18 @@ def _column_sums(rows: Iterable[tuple[int, ...]]) -> list[int]:
     return [sum(column) for column in zip(*rows, strict=True)]
 
 
-def _collect(session: Session, dag_ids: Collection[str], window: Window) -> tuple[dict, dict, dict]:
-    """Fine groups, runs and tool calls of the counted records in ``window``, summed."""
+def _collect(session: Session, dag_ids: Collection[str], window: Window) -> tuple[dict, dict, dict, int]:
+    """Fine groups, runs and tool calls of the counted records in ``window``, summed; and how
+    many stored values or ledger items were no usage record (skipped)."""
     fine: dict[tuple[Any, ...], list[tuple[int, ...]]] = {}  # (day, dag, task, model, kind, cost source)
     by_run: dict[tuple[str, str], list[tuple[int, ...]]] = {}
     tools: dict[str, list[tuple[int, int]]] = {}
+    skipped = 0
     start, end = window.start.timestamp(), window.end.timestamp()
     for dag_id, run_id, task_id, text in counted_rows(session, dag_ids, window.start):
-        for rec in decode(text):
+        records, bad = decode(text)
+        skipped += bad
+        for rec in records:
             stamp = rec.timestamp
             if not start <= stamp < end:
                 continue
@@ -87,6 +92,7 @@ def _collect(session: Session, dag_ids: Collection[str], window: Window) -> tupl
         {key: _column_sums(rows) for key, rows in fine.items()},
         {key: _column_sums(rows) for key, rows in by_run.items()},
         {tool: _column_sums(rows) for tool, rows in tools.items()},
+        skipped,
     )
 
 
@@ -106,6 +112,9 @@ def _rows(groups: Mapping[Any, list[int]], names: tuple[str, ...]) -> list[dict[
         row.update(zip(SUMS, sums, strict=True))
         row["cost_usd"] = row["cost_ticks"] / TICKS_PER_USD
         row["estimated_cost_usd"] = row["estimate_ticks"] / TICKS_PER_USD
+        # The cached part of the prompt: what prompt-cache routing bought (0 without a prompt).
+        prompt = row["prompt_tokens"]
+        row["cache_hit_share"] = round(min(row["cached_tokens"] / prompt, 1.0), 4) if prompt else 0.0
         rows.append(row)
     return sorted(rows, key=lambda r: (-r["cost_ticks"], -r["total_tokens"], [str(r[n]) for n in names]))
 
@@ -116,7 +125,11 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
 
     ``dag_ids`` must already be only what the user may read: nothing else is looked at.
     """
-    fine, by_run, tools = _collect(session, dag_ids, window)
+    fine, by_run, tools, skipped = _collect(session, dag_ids, window)
+    exceeded, bad_summaries = _exceeded_runs(session, dag_ids, window)
+    skipped += bad_summaries
+    if skipped:
+        log.warning("xAI usage page: skipped %d stored value(s) that are no usage record or summary", skipped)
     rollups: dict[str, dict[Any, list[int]]] = {name: {} for name in ("total", "daily", "dag", "task", "model", "kind")}
     days: dict[int, str] = {}
     for (day, dag_id, task_id, model, kind, _), sums in fine.items():
@@ -131,7 +144,7 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
         )
         for name, key in keys:
             _add(rollups[name], key, sums)
-    runs = _top_runs(session, by_run, dag_ids, window)
+    runs = _top_runs(by_run, exceeded)
     return {
         "window": {"first": window.first.isoformat(), "last": window.last.isoformat(), "days": window.days()},
         "totals": _rows({(): rollups["total"].get((), [0] * len(SUMS))}, ())[0],
@@ -145,6 +158,7 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
             for tool, (calls, records) in sorted(tools.items(), key=lambda kv: (-kv[1][0], kv[0]))
         ],
         "runs": runs,
+        "skipped_records": skipped,
         "exceeded_runs": sorted(
             ({"dag_id": r["dag_id"], "run_id": r["run_id"], **r["budget"]} for r in runs if r["budget"]),
             key=lambda r: (r["dag_id"], r["run_id"]),
@@ -153,11 +167,11 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
 
 
 def _top_runs(
-    session: Session, by_run: dict[tuple[str, str], list[int]], dag_ids: Collection[str], window: Window
+    by_run: dict[tuple[str, str], list[int]], over_budget: Mapping[tuple[str, str], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The most expensive runs (by cost, then tokens) and every run over budget (that has usage
     in the window), each over-budget run carrying its ``budget``."""
-    exceeded = {key: budget for key, budget in _exceeded_runs(session, dag_ids, window).items() if key in by_run}
+    exceeded = {key: budget for key, budget in over_budget.items() if key in by_run}
     top = heapq.nsmallest(TOP_RUNS, by_run, key=lambda run: (-by_run[run][_TICKS], -by_run[run][_TOKENS], run))
     runs = _rows({run: by_run[run] for run in [*top, *exceeded]}, ("dag_id", "run_id"))  # the order of _rows
     for run in runs:
@@ -165,23 +179,27 @@ def _top_runs(
     return runs
 
 
-def _exceeded_runs(session: Session, dag_ids: Collection[str], window: Window) -> dict[tuple[str, str], dict[str, Any]]:
-    """Runs whose usage sensor found them over budget (it writes ``xai_usage_summary`` then)."""
+def _exceeded_runs(
+    session: Session, dag_ids: Collection[str], window: Window
+) -> tuple[dict[tuple[str, str], dict[str, Any]], int]:
+    """Runs whose usage sensor found them over budget (it writes ``xai_usage_summary`` then),
+    and how many values under that key were no summary (skipped)."""
     from airflow.models.xcom import XComModel as X
 
     if not dag_ids:
-        return {}
-    stmt = select(X.dag_id, X.run_id, X.value).where(
+        return {}, 0
+    stmt = select(X.dag_id, X.run_id, cast(X.value, Text)).where(
         X.key == XCOM_SUMMARY_KEY, X.dag_id.in_(sorted(dag_ids)), X.timestamp >= window.start
     )
-    out = {}
-    for dag_id, run_id, value in session.execute(stmt):
-        if isinstance(value, str):
-            value = json.loads(value)
-        budget = value.get("budget") if isinstance(value, Mapping) else None
+    out, skipped = {}, 0
+    for dag_id, run_id, text in session.connection().execute(stmt):
+        summary = decode_summary(text) if text is not None else None
+        budget = summary.get("budget") if summary is not None else None
         if isinstance(budget, Mapping) and budget.get("status") == "exceeded":
             out[(dag_id, run_id)] = {name: budget.get(name) for name in BUDGET_FIELDS}
-    return out
+        elif text is not None and summary is None:
+            skipped += 1
+    return out, skipped
 
 
 def usage_dag_ids(session: Session, dag_ids: Collection[str]) -> list[str]:

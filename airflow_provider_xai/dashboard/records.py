@@ -14,63 +14,98 @@ value straight into :class:`Record` (the fields the page adds up, nothing else).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import json
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import msgspec
 from sqlalchemy import Text, cast, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from airflow_provider_xai.usage import XCOM_LEDGER_KEY, XCOM_USAGE_KEY
+from airflow_provider_xai.usage import USD, XCOM_LEDGER_KEY, XCOM_USAGE_KEY, Epoch, NonNegInt, stored_as
 
 
 class Record(msgspec.Struct, gc=False):
     """What the page reads of a usage record (``UsageRecord.to_dict``); absent fields default
-    as in :class:`~airflow_provider_xai.usage.UsageRecord`, other fields are skipped."""
+    as in :class:`~airflow_provider_xai.usage.UsageRecord`, other fields are skipped. As
+    there, a record has a model and its numbers are bounded (``NonNegInt``, ``USD``, ``Epoch``)."""
 
-    timestamp: float = 0.0
-    model: str | None = None
+    model: str
+    timestamp: Epoch = 0.0
     kind: str = "chat"
     cost_source: str | None = None
-    cost_usd: float | None = None
-    requests: int = 1
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-    image_tokens: int = 0
-    total_tokens: int = 0
-    num_sources_used: int = 0
-    num_server_side_tools_used: int = 0
-    server_side_tool_usage: dict[str, int] | None = None
+    cost_usd: USD | None = None
+    requests: NonNegInt = 1
+    prompt_tokens: NonNegInt = 0
+    completion_tokens: NonNegInt = 0
+    reasoning_tokens: NonNegInt = 0
+    cached_tokens: NonNegInt = 0
+    image_tokens: NonNegInt = 0
+    total_tokens: NonNegInt = 0
+    num_sources_used: NonNegInt = 0
+    num_server_side_tools_used: NonNegInt = 0
+    server_side_tool_usage: dict[str, NonNegInt] | None = None
 
 
 # A ledger (list), one record (``xai_usage``), or either stored as a JSON string.
 _DECODER = msgspec.json.Decoder(list[Record] | Record | str)
 _LENIENT = msgspec.json.Decoder()
+#: What reading a value that is no JSON (or nests absurdly deep) raises.
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError)
 
 
-def decode(text: str | bytes) -> list[Record]:
-    """The records of one XCom value. A value that does not fit :class:`Record` (nulls, other
-    items in the list) is read leniently: nulls as absent, items that are no record skipped."""
+def _parse(text: str | bytes, loads: Callable[[Any], Any]) -> Any:
+    """``text`` decoded; a value written through serialize_value (JSON inside a JSON string)
+    is decoded once more."""
+    value = loads(text)
+    return loads(value) if isinstance(value, str) else value
+
+
+def _loose(text: str | bytes) -> Any:
+    """Any JSON value in ``text``, also with ``NaN`` or ``Infinity`` (which Airflow's XCom
+    encoder writes and msgspec refuses: only then is the slower :func:`json.loads` used)."""
     try:
-        value = _DECODER.decode(text)
-    except msgspec.ValidationError:
-        value = _LENIENT.decode(text)
-        items = value if isinstance(value, list) else [value]
-        return [record for item in items if (record := _lenient(item)) is not None]
-    if isinstance(value, str):  # written through serialize_value: JSON inside a JSON string
-        return decode(value)
-    return value if isinstance(value, list) else [value]
+        return _parse(text, _LENIENT.decode)
+    except _UNREADABLE:
+        return _parse(text, json.loads)
 
 
-def _lenient(item: Any) -> Record | None:
-    if not isinstance(item, dict):
-        return None
+def decode(text: str | bytes) -> tuple[list[Record], int]:
+    """The records of one XCom value, and how many of its items were skipped. A value that
+    does not fit :class:`Record` is read item by item: nulls as absent, an item that is no
+    record (or out of bounds) skipped and counted; a value that is no JSON at all (a foreign
+    task's text under a usage key) counts as one skipped item. Never raises."""
     try:
-        return msgspec.convert({k: v for k, v in item.items() if v is not None}, Record)
-    except msgspec.ValidationError:
+        value = _parse(text, _DECODER.decode)
+    except _UNREADABLE:
+        return _lenient(text)
+    if isinstance(value, str):
+        return [], 1
+    return (value, 0) if isinstance(value, list) else ([value], 0)
+
+
+def _lenient(text: str | bytes) -> tuple[list[Record], int]:
+    try:
+        value = _loose(text)
+    except _UNREADABLE:
+        return [], 1
+    if value is None:
+        return [], 0
+    items = value if isinstance(value, list) else [value]
+    records = [record for item in items if (record := stored_as(item, Record)) is not None]
+    return records, len(items) - len(records)
+
+
+def decode_summary(text: str | bytes) -> dict[str, Any] | None:
+    """The usage sensor's summary (``xai_usage_summary``, a JSON object) in one XCom value, or
+    None when the value is none. Never raises."""
+    try:
+        value = _loose(text)
+    except _UNREADABLE:
         return None
+    return value if isinstance(value, dict) else None
+
+
 
 
 def counted_rows(session: Session, dag_ids: Collection[str], since: Any) -> Iterator[tuple[str, str, str, str]]:

@@ -1,5 +1,6 @@
-"""``@task.xai``: the decorated function returns the prompt (or a message list) and the
-decorator's keyword arguments are :class:`XAIChatOperator`'s."""
+"""``@task.xai`` and ``@task.xai_branch``: the decorated function returns the prompt (or a
+message list); the decorator's keyword arguments are :class:`XAIChatOperator`'s (or
+:class:`XAIBranchOperator`'s)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,20 @@ from airflow.sdk.definitions._internal.types import SET_DURING_EXECUTION
 from airflow.sdk.definitions.context import context_merge
 
 from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.operators.branch import XAIBranchOperator
 from airflow_provider_xai.operators.chat import XAIChatOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _XAIDecoratedOperator(DecoratedOperator, XAIChatOperator):
-    """Runs the callable, then sends what it returned to Grok."""
+class _PromptFromCallable(DecoratedOperator):
+    """Runs the callable; what it returned becomes the prompt (a string) or the messages (a list)."""
 
-    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *XAIChatOperator.template_fields)
-    template_fields_renderers: ClassVar[dict[str, str]] = {
-        **DecoratedOperator.template_fields_renderers,
-        **XAIChatOperator.template_fields_renderers,
-    }
     custom_operator_name: str = "@task.xai"
     overwrite_rtif_after_execution: bool = True
+    prompt: str | None
+    messages: list[dict[str, Any]] | str | None
 
     def __init__(
         self,
@@ -49,7 +48,7 @@ class _XAIDecoratedOperator(DecoratedOperator, XAIChatOperator):
             **kwargs,
         )
 
-    def execute(self, context: Context) -> Any:
+    def take_prompt(self, context: Context) -> None:
         context_merge(context, self.op_kwargs)
         kwargs = determine_kwargs(self.python_callable, self.op_args, context)
         value = self.python_callable(*self.op_args, **kwargs)
@@ -60,9 +59,39 @@ class _XAIDecoratedOperator(DecoratedOperator, XAIChatOperator):
         else:
             raise XAIValidationError(
                 "return value",
-                f"@task.xai functions return a prompt string or a message list, got {type(value).__name__}",
+                f"{self.custom_operator_name} functions return a prompt string or a message list, "
+                f"got {type(value).__name__}",
             )
+
+
+class _XAIDecoratedOperator(_PromptFromCallable, XAIChatOperator):
+    """Runs the callable, then sends what it returned to Grok."""
+
+    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *XAIChatOperator.template_fields)
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **DecoratedOperator.template_fields_renderers,
+        **XAIChatOperator.template_fields_renderers,
+    }
+    custom_operator_name: str = "@task.xai"
+
+    def execute(self, context: Context) -> Any:
+        self.take_prompt(context)
         return XAIChatOperator.execute(self, context)
+
+
+class _XAIBranchDecoratedOperator(_PromptFromCallable, XAIBranchOperator):
+    """Runs the callable, then lets Grok choose among the downstream tasks."""
+
+    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *XAIBranchOperator.template_fields)
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **DecoratedOperator.template_fields_renderers,
+        **XAIBranchOperator.template_fields_renderers,
+    }
+    custom_operator_name: str = "@task.xai_branch"
+
+    def execute(self, context: Context) -> Any:
+        self.take_prompt(context)
+        return XAIBranchOperator.execute(self, context)
 
 
 def xai_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
@@ -70,5 +99,15 @@ def xai_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -
     return task_decorator_factory(
         python_callable=python_callable,
         decorated_operator_class=_XAIDecoratedOperator,
+        **kwargs,
+    )
+
+
+def xai_branch_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
+    """Wrap a function returning a prompt into an :class:`XAIBranchOperator`
+    (``@task.xai_branch(choices=[...])``): Grok chooses which downstream task runs."""
+    return task_decorator_factory(
+        python_callable=python_callable,
+        decorated_operator_class=_XAIBranchDecoratedOperator,
         **kwargs,
     )

@@ -2,10 +2,15 @@
 
 A batch's requests are billed when xAI runs them; their usage is read from the results (at the
 batch discount when xAI sends no cost), not from these calls, which cost nothing themselves.
+
+A batch made from a JSONL input file needs the file uploaded first (``POST /v1/files``): the
+smallest upload call lives here, :data:`UPLOAD_INPUT_FILE`, until the Files API has its own
+family.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -13,8 +18,15 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from airflow_provider_xai.endpoints.common import fixed_body, ignore, read, segment
+from airflow_provider_xai.pipeline.body import Form, FormFile
 from airflow_provider_xai.pipeline.call import Call, Endpoint
-from airflow_provider_xai.schemas.batch import Batch, BatchList, BatchRequestList, BatchResultList
+from airflow_provider_xai.schemas.batch import (
+    Batch,
+    BatchList,
+    BatchRequestList,
+    BatchResultList,
+    UploadedFile,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,15 +39,27 @@ CANCEL = Endpoint("batches", "POST", "batches/{batch_id}:cancel", response=Batch
 ADD_REQUESTS = Endpoint("batches", "POST", "batches/{batch_id}/requests", bucket="batch-add-requests")
 LIST_REQUESTS = Endpoint("batches", "GET", "batches/{batch_id}/requests", response=BatchRequestList)
 RESULTS = Endpoint("batches", "GET", "batches/{batch_id}/results", response=BatchResultList)
-ENDPOINTS = (CREATE, LIST, GET, CANCEL, ADD_REQUESTS, LIST_REQUESTS, RESULTS)
+#: A batch's JSONL input file (multipart: ``expires_after`` before ``file``).
+UPLOAD_INPUT_FILE = Endpoint("files", "POST", "files", response=UploadedFile)
+ENDPOINTS = (CREATE, LIST, GET, CANCEL, ADD_REQUESTS, LIST_REQUESTS, RESULTS, UPLOAD_INPUT_FILE)
 
 
 def _path(batch_id: str, suffix: str = "") -> str:
     return f"batches/{segment(batch_id)}{suffix}"
 
 
-def create(name: str) -> Call[Batch]:
-    return Call(CREATE, read(Batch, "batch"), body=fixed_body({"name": name}))
+def create(name: str, input_file_id: str | None = None) -> Call[Batch]:
+    body = {"name": name, **({"input_file_id": input_file_id} if input_file_id else {})}
+    return Call(CREATE, read(Batch, "batch"), body=fixed_body(body))
+
+
+def upload_input_file(content: bytes, filename: str, expires_after: int) -> Call[UploadedFile]:
+    """Upload ``content`` (JSONL lines) as a file; re-read from memory on each attempt."""
+    form = Form(
+        [("expires_after", str(expires_after))],
+        [FormFile("file", filename, lambda: io.BytesIO(content), "application/jsonl")],
+    )
+    return Call(UPLOAD_INPUT_FILE, read(UploadedFile, "uploaded file"), body=fixed_body(form))
 
 
 def get(batch_id: str) -> Call[Batch]:
@@ -78,6 +102,7 @@ __all__ = [
     "LIST",
     "LIST_REQUESTS",
     "RESULTS",
+    "UPLOAD_INPUT_FILE",
     "add_requests",
     "batches_page",
     "cancel",
@@ -85,4 +110,5 @@ __all__ = [
     "get",
     "requests_page",
     "results_page",
+    "upload_input_file",
 ]

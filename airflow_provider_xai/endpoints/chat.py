@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment, unknown_is_expired
+from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.pipeline.call import Call, Endpoint, OnEvent
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pricing import Price
@@ -25,18 +26,24 @@ from airflow_provider_xai.schemas import (
     parse_response,
 )
 from airflow_provider_xai.streams.chat import StreamAssembler
-from airflow_provider_xai.usage import UsageRecord, build_record
+from airflow_provider_xai.usage import UsageRecord, build_record, served_tier
 
 #: What the chat methods accept: a :class:`ChatRequest`, a mapping of API fields, or None
 #: (with the fields as keyword arguments).
 RequestLike = ChatRequest | Mapping[str, Any]
 
 
-def chat_record(completion: ChatCompletion, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """The usage record of a billed completion (None when it carries no usage)."""
+def chat_record(
+    completion: ChatCompletion, prices: Mapping[str, Price], *, discount: float = 1.0
+) -> UsageRecord | None:
+    """The usage record of a billed completion (None when it carries no usage); an estimate is
+    ``discount`` times the price table's (a batch's)."""
     if completion.usage is None:
         return None
-    return build_record(completion.usage, completion.model, completion_id=completion.id, prices=prices)
+    return build_record(
+        completion.usage, completion.model, completion_id=completion.id, prices=prices, discount=discount,
+        service_tier=served_tier(completion),
+    )
 
 
 CHAT = Endpoint(
@@ -100,8 +107,26 @@ def chat_body(request: RequestLike | None, kwargs: Mapping[str, Any], **fields: 
     return build
 
 
+#: The header that routes Chat Completions requests to the same prompt cache (Responses has the
+#: body field ``prompt_cache_key``; the chat calls take that name too and send it here).
+CONVERSATION_HEADER = "x-grok-conv-id"
+
+
+def routed(request: RequestLike | None, kwargs: Mapping[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """The request and fields without ``prompt_cache_key``, and the header it becomes."""
+    fields = dict(kwargs)
+    key = fields.pop("prompt_cache_key", None)
+    if isinstance(request, Mapping) and "prompt_cache_key" in request:
+        request = dict(request)
+        key = request.pop("prompt_cache_key") or key
+    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 256):
+        raise XAIValidationError("prompt_cache_key", f"expected a short non-empty text, got {key!r}")
+    return request, fields, ({CONVERSATION_HEADER: key} if key else {})
+
+
 def chat(request: RequestLike | None, kwargs: Mapping[str, Any]) -> Call[ChatCompletion]:
-    return Call(CHAT, read(ChatCompletion, "completion"), body=chat_body(request, kwargs))
+    request, fields, headers = routed(request, kwargs)
+    return Call(CHAT, read(ChatCompletion, "completion"), body=chat_body(request, fields), headers=headers)
 
 
 def stream(
@@ -112,6 +137,7 @@ def stream(
     restartable: bool = False,
 ) -> Call[ChatCompletion]:
     """A streamed chat call: the usage chunk is asked for unless the caller chose otherwise."""
+    request, kwargs, headers = routed(request, kwargs)
     build = chat_body(request, kwargs, stream=True)
 
     def with_usage(settings: ClientSettings) -> dict[str, Any]:
@@ -125,6 +151,7 @@ def stream(
         body=with_usage,
         on_event=on_event,
         restartable=restartable,
+        headers=headers,
     )
 
 
@@ -137,7 +164,8 @@ def start_deferred(request: RequestLike | None, kwargs: Mapping[str, Any]) -> Ca
         submitted: DeferredRequest = parse_response(DeferredRequest, reply.content, "deferred submission")
         return submitted.request_id
 
-    return Call(DEFERRED_SUBMIT, parse, body=chat_body(request, kwargs, deferred=True))
+    request, fields, headers = routed(request, kwargs)
+    return Call(DEFERRED_SUBMIT, parse, body=chat_body(request, fields, deferred=True), headers=headers)
 
 
 def get_deferred(request_id: str) -> Call[ChatCompletion | None]:

@@ -31,11 +31,13 @@ from airflow_provider_xai.usage import UsageRecord
 GENERATE_CONTENT = "generate_content"
 
 
-def image_record(answer: ImageResult, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """One record per answer: ``units`` = the images xAI made or refused (each is billed)."""
+def image_record(answer: ImageResult, prices: Mapping[str, Price], *, discount: float = 1.0) -> UsageRecord | None:
+    """One record per answer: ``units`` = the images xAI made or refused (each is billed);
+    ``discount`` (a batch's) applies to an estimate."""
     if answer.status != "done":
         return None
-    return media_record("images", answer.model, len(answer.data), "image", answer.usage, answer.request_id)
+    return media_record("images", answer.model, len(answer.data), "image", answer.usage, answer.request_id,
+                        discount=discount)  # fmt: skip
 
 
 def _declared(path: str, response: type, record: Any) -> Endpoint:

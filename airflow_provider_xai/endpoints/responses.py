@@ -19,18 +19,24 @@ from airflow_provider_xai.schemas.response_request import ResponseRequest, build
 from airflow_provider_xai.schemas.responses import DeletedResponse, Response
 from airflow_provider_xai.streams.responses import ResponseStreamAssembler
 from airflow_provider_xai.structured import OutputSpec
-from airflow_provider_xai.usage import UsageRecord, build_record
+from airflow_provider_xai.usage import UsageRecord, build_record, served_tier
 
 #: What the Responses methods accept: a :class:`ResponseRequest`, a mapping of API fields, or
 #: None (with the fields as keyword arguments).
 ResponseLike = ResponseRequest | Mapping[str, Any]
 
 
-def response_record(response: Response, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """The usage record of a billed response (None when it carries no usage)."""
+def response_record(
+    response: Response, prices: Mapping[str, Price], *, discount: float = 1.0
+) -> UsageRecord | None:
+    """The usage record of a billed response (None when it carries no usage); an estimate is
+    ``discount`` times the price table's (a batch's)."""
     if response.usage is None:
         return None
-    return build_record(response.usage, response.model, completion_id=response.id, prices=prices)
+    return build_record(
+        response.usage, response.model, completion_id=response.id, prices=prices, discount=discount,
+        service_tier=served_tier(response),
+    )
 
 
 CREATE = Endpoint(

@@ -23,12 +23,13 @@ from airflow_provider_xai.schemas.media import Submitted, VideoAction, VideoJob,
 from airflow_provider_xai.usage import UsageRecord
 
 
-def video_record(job: VideoJob, prices: Mapping[str, Price]) -> UsageRecord | None:
-    """The record of a finished job: ``units`` = seconds of video (unpriced without them)."""
+def video_record(job: VideoJob, prices: Mapping[str, Price], *, discount: float = 1.0) -> UsageRecord | None:
+    """The record of a finished job: ``units`` = seconds of video (unpriced without them);
+    ``discount`` (a batch's) applies to an estimate."""
     if job.status != "done":
         return None
     seconds = job.video.duration if job.video is not None and job.video.duration is not None else 0.0
-    return media_record("videos", job.model, seconds, "second", job.usage, job.request_id)
+    return media_record("videos", job.model, seconds, "second", job.usage, job.request_id, discount=discount)
 
 
 def _submit(path: str) -> Endpoint:

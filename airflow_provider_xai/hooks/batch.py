@@ -1,7 +1,8 @@
 """xAI Batch API methods of :class:`XAIHook` (mixed in as :class:`XAIBatchMixin`).
 
 A batch is a named container: create it, add requests (chunked under the 25 MB per-call limit
-and paced to 100 calls per 30 s), poll its counters, page through results, cancel it. There is
+and paced to 100 calls per 30 s) or create it from an uploaded JSONL input file (which then
+takes no added requests), poll its counters, page through results, cancel it. There is
 no status field: a batch is done when ``num_pending == 0 and num_requests > 0``, or when it was
 cancelled or has expired. :meth:`XAIBatchMixin.find_batch` looks a batch up by name, which is
 how a retried Airflow task re-attaches to the batch it already paid for.
@@ -24,7 +25,13 @@ from airflow_provider_xai.pipeline.call import Call
 from airflow_provider_xai.pipeline.transport import XAITransport
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
 from airflow_provider_xai.ratelimit.layer import RateLimitLayer
-from airflow_provider_xai.schemas.batch import Batch, BatchRequestMetadata, BatchResult, batch_request
+from airflow_provider_xai.schemas.batch import (
+    Batch,
+    BatchRequestMetadata,
+    BatchResult,
+    UploadedFile,
+    batch_request,
+)
 
 #: xAI accepts at most 25 MB per add-requests call (counted here in bytes of compact JSON).
 MAX_ADD_REQUESTS_BYTES = 25_000_000
@@ -35,6 +42,10 @@ ADD_REQUESTS_WINDOW = 30.0
 PAGE_SIZE = 100
 #: Batch price as a fraction of the real-time price (for estimates when xAI sends no cost).
 BATCH_DISCOUNT = 0.5
+#: Largest JSONL input file: xAI's files take 50 MB (some of its pages say 48 MB: the lower).
+MAX_INPUT_FILE_BYTES = 48_000_000
+#: Seconds an uploaded input file is kept: past xAI's 24 h batch lifetime, then it expires.
+INPUT_FILE_TTL = 3 * 24 * 3600
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -137,11 +148,27 @@ class XAIBatchMixin:
         return self._batch_pacer
 
     # --- batches -------------------------------------------------------------------------------
-    def create_batch(self, name: str) -> Batch:
-        """``POST /v1/batches``: an empty batch called ``name``."""
+    def create_batch(self, name: str, *, input_file_id: str | None = None) -> Batch:
+        """``POST /v1/batches``: a batch called ``name``, empty, or made from the JSONL lines of
+        an uploaded file (:meth:`upload_batch_input_file`; it shows ``num_requests: 0`` until
+        xAI has loaded them, and takes no added requests)."""
         if not isinstance(name, str) or not name.strip():
             raise XAIValidationError("name", "a batch needs a non-empty name")
-        return self.transport.send(api.create(name))
+        if input_file_id is not None and (not isinstance(input_file_id, str) or not input_file_id.strip()):
+            raise XAIValidationError("input_file_id", f"expected a file id, got {input_file_id!r}")
+        return self.transport.send(api.create(name, input_file_id))
+
+    def upload_batch_input_file(
+        self, content: bytes, *, filename: str = "batch.jsonl", expires_after: int = INPUT_FILE_TTL
+    ) -> UploadedFile:
+        """``POST /v1/files``: a batch's JSONL input file, one request a line
+        (``{"custom_id", "method": "POST", "url": "/v1/responses", "body"}``), kept
+        ``expires_after`` seconds. Refused before sending when over :data:`MAX_INPUT_FILE_BYTES`."""
+        if len(content) > MAX_INPUT_FILE_BYTES:
+            raise XAIValidationError(
+                "content", f"is {len(content)} bytes; an input file may hold at most {MAX_INPUT_FILE_BYTES}"
+            )
+        return self.transport.send(api.upload_input_file(content, filename, expires_after))
 
     def get_batch(self, batch_id: str) -> Batch:
         """``GET /v1/batches/{id}``: the batch and its request counters."""
@@ -257,4 +284,12 @@ def timeout_message(batch: Batch, timeout: float | None, cancelled: bool) -> str
     )
 
 
-__all__ = ["CallPacer", "XAIBatchMixin", "batch_request", "chunk_batch_requests", "timeout_message"]
+__all__ = [
+    "INPUT_FILE_TTL",
+    "MAX_INPUT_FILE_BYTES",
+    "CallPacer",
+    "XAIBatchMixin",
+    "batch_request",
+    "chunk_batch_requests",
+    "timeout_message",
+]

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_provider_xai import secrets
 from airflow_provider_xai.endpoints import responses as api
 from airflow_provider_xai.endpoints.responses import ResponseLike
+from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
 from airflow_provider_xai.pipeline.call import OnEvent
 from airflow_provider_xai.pipeline.transport import XAITransport
 from airflow_provider_xai.schemas.responses import DeletedResponse, Response, ResponseStreamEvent
@@ -94,6 +95,24 @@ class XAIResponsesMixin:
         """Async :meth:`stream_response`."""
         fields = api.api_fields(request, kwargs)
         return await self.transport.asend(api.stream(fields, await self._asecrets(fields), on_event))
+
+    # --- deferrable calls ------------------------------------------------------------------------
+    def start_response(self, request: ResponseLike | None = None, /, **kwargs: Any) -> str:
+        """Send a stored Responses request and return its id as soon as xAI names it (the first
+        event of the stream), leaving the answer to be collected with :meth:`get_response`
+        (``XAIResponseTrigger``): the way a deferrable Responses task frees its worker slot.
+        The request must be stored (``store`` not False)."""
+        fields = api.api_fields(request, kwargs)
+        if fields.get("store") is False:
+            raise XAIValidationError("store", "a deferred Responses call is collected from xAI's store: store=False")
+        events = self.transport.iterate(api.stream(fields, self._secrets(fields)))
+        try:
+            for event in events:
+                if isinstance(event.response, dict) and isinstance(event.response.get("id"), str):
+                    return str(event.response["id"])
+        finally:
+            events.close()
+        raise XAIResponseError("xAI's response stream named no response id")
 
     # --- stored responses --------------------------------------------------------------------
     def get_response(self, response_id: str) -> Response:

@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 from airflow.sdk import BaseHook
 
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints import chat as chat_api
 from airflow_provider_xai.endpoints import declaration_of
 from airflow_provider_xai.endpoints import models as models_api
 from airflow_provider_xai.endpoints.chat import RequestLike
-from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError, XAIValidationError
+from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.media import XAIMediaMixin
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
@@ -86,6 +87,8 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_number("backoff_base", backoff_base, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("backoff_cap", backoff_cap, 0, MAX_WAIT_SECONDS, positive=True)
         self.xai_conn_id = xai_conn_id
         self.rate_limit = RateLimitLayer(self.get_connection, self.aget_connection, backoff_base, backoff_cap)
         self.transport = XAITransport(
@@ -235,8 +238,7 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
         in input order; an item that fails after its retries holds its typed error instead.
         The fan-out runs on pools of its own, closed when it ends.
         """
-        if max_concurrency < 1:
-            raise XAIValidationError("max_concurrency", f"must be >= 1, got {max_concurrency!r}")
+        check_number("max_concurrency", max_concurrency, 1, integer=True)
         settings = await self.aget_settings()
         checked = [chat_api.chat_request(settings, r) for r in requests]
         async with self.transport.fanout_clients(min(max_concurrency, len(checked))) as clients:

@@ -8,12 +8,15 @@ pydantic models) is imported when a task runs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
+from airflow_provider_xai.task_state import StoredValue
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,34 +47,43 @@ class LineLogger:
             self._pending = ""
 
 
-class TaskState:
-    """One value of this task instance in Airflow's task state store (3.3+), which survives task
-    retries (XComs do not): what a retry re-attaches to instead of paying again. Without a
-    store (Airflow 3.2) every try starts afresh, as before."""
+def fingerprint(inputs: Any) -> str:
+    """A short digest of a request's inputs (key order and whitespace do not matter)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
-    def __init__(self, context: Context, key: str, log: Any) -> None:
-        self.store = context.get("task_state_store")
-        self.key = key
-        self.log = log
 
-    def get(self) -> str | None:
-        try:
-            value = self.store.get(self.key) if self.store is not None else None
-        except Exception as exc:
-            self.log.debug("xAI %s not readable from the task state store: %s", self.key, exc)
+class TaskState(StoredValue):
+    """An id this task instance re-attaches to on a retry (a deferred request, a stored response,
+    a batch), kept in Airflow's task state store (3.3+), which survives retries (XComs do not).
+    Without a store (Airflow 3.2) every try starts afresh, as before.
+
+    An id is kept with the fingerprint of the inputs it was made for: a retry whose inputs
+    changed (a fixed prompt, a re-run upstream task) gets nothing back and starts afresh,
+    never the answer to the old inputs. A stored value of another kind is skipped and counted."""
+
+    def __init__(self, context: Context, key: str, log: Any, what: str | None = None) -> None:
+        super().__init__(context, key, log, what or f"xAI {key}")
+
+    def get(self, inputs: str | None = None) -> str | None:
+        """The id kept for these ``inputs`` (a :func:`fingerprint`), or None."""
+        stored = self.read()
+        if stored is None:
             return None
-        return value if isinstance(value, str) and value else None
+        if isinstance(stored, dict):  # {"value": ..., "inputs": fingerprint}
+            value, kept_for = stored.get("value"), stored.get("inputs")
+        else:  # written before fingerprints: a bare value
+            value, kept_for = stored, None
+        if not (isinstance(value, str) and value):
+            self.skipped(1, f"expected an id, got {type(value).__name__} {str(value)[:40]!r}")
+            return None
+        if inputs is not None and kept_for != inputs:
+            self.log.info("%s %s was made for other inputs; starting afresh", self.what, value)
+            return None
+        return value
 
-    def set(self, value: str | None) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.set(self.key, value)
-        except Exception as exc:
-            self.log.debug("xAI %s not writable to the task state store: %s", self.key, exc)
-
-    def clear(self) -> None:
-        self.set(None)
+    def set(self, value: str, inputs: str | None = None) -> None:
+        self.write({"value": value, "inputs": inputs})
 
 
 class XAIBaseOperator(BaseOperator):
@@ -153,4 +165,4 @@ class XAIBaseOperator(BaseOperator):
         self.hook.close()
 
 
-__all__ = ["LineLogger", "TaskState", "XAIBaseOperator"]
+__all__ = ["LineLogger", "TaskState", "XAIBaseOperator", "fingerprint"]

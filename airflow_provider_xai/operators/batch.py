@@ -1,15 +1,15 @@
-"""XAIBatchOperator: many chat requests through xAI's Batch API, at the batch discount.
+"""XAIBatchOperator: many chat or Responses requests through xAI's Batch API, at the batch
+discount.
 
-Submits every input as one batch request (``custom_id`` = ``batch_request_id``), waits in the
-triggerer, then writes one JSONL line per input to ``output_path`` and returns a small summary.
-A retried or cleared task finds the batch it already created (deterministic name from
-dag/run/task/map index, and the task state store) and re-attaches instead of paying twice.
+Submits every input as one batch request (added in calls, or as one uploaded JSONL input file),
+waits in the triggerer, then writes one JSONL line per input to ``output_path`` and returns a
+small summary. A retried or cleared task re-attaches to the batch it already submitted for the
+same inputs instead of paying twice, and submits anew when the inputs changed
+(``batch_attach``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import time
 from collections import Counter
@@ -17,66 +17,79 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_xai.arguments import check_number
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredTimeoutError,
     XAIError,
-    XAINotFoundError,
     XAIValidationError,
     error_from_dict,
 )
 from airflow_provider_xai.operators.base import XAIBaseOperator
+from airflow_provider_xai.operators.batch_attach import (
+    STATE_BATCH_ID_KEY,
+    XCOM_BATCH_ID_KEY,
+    batch_name_for,
+    batch_prefix_for,
+)
 from airflow_provider_xai.operators.batch_inputs import (
+    KINDS,
     PreparedRequest,
     RequestDefaults,
     load_inputs,
     prepare_requests,
+    split_request_id,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_xai.schemas import Batch, BatchResult
+    from airflow_provider_xai.schemas import Batch
     from airflow_provider_xai.structured import OutputSpec
-    from airflow_provider_xai.usage import UsageRecord
 
-XCOM_BATCH_ID_KEY = "xai_batch_id"
-STATE_BATCH_ID_KEY = "xai_batch_id"
 REFUSALS_LOGGED = 5
-
-
-def batch_name_for(dag_id: str, run_id: str, task_id: str, map_index: int | None) -> str:
-    """Deterministic batch name of one task instance (the same on every try and re-run)."""
-    index = -1 if map_index is None else map_index
-    digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{task_id}\0{index}".encode()).hexdigest()[:24]
-    return f"airflow:{dag_id[:80]}:{task_id[:80]}:{index}:{digest}"
+#: How the requests reach xAI: added in calls (the default), or as one uploaded JSONL file.
+SUBMIT_AS = ("requests", "file")
+APIS = ("auto", *KINDS)
 
 
 class XAIBatchOperator(XAIBaseOperator):
-    """Run many prompts through xAI's Batch API and write the answers as JSONL.
+    """Run many prompts through xAI's Batch API (chat completions or Responses, server-side
+    tools included) and write the answers as JSONL.
 
     :param inputs: a list of prompts (str) or request dicts, or a JSONL file
         (``ObjectStoragePath`` or path/URI string) with one such item per line. A dict has
-        ``prompt``, ``messages`` or a full chat ``body`` (xAI's JSONL upload format: ``custom_id``,
-        ``method``, ``url``, ``body``), and optionally ``custom_id`` and ``model``. Missing
-        ``custom_id`` s are ``req-000000``, ``req-000001``... by position. A ``url`` of
-        ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/videos/generations`` or
-        ``/v1/videos/extensions`` makes the line that image or video request (its ``body``: the
-        API's fields); its files are written beside ``output_path`` (``<stem>_media/<custom_id>/``)
-        and its line's ``answer`` is ``{"paths", "refused"}``. (templated)
+        ``prompt``, ``messages`` (chat), ``input`` (Responses) or a full request ``body``
+        (xAI's JSONL upload format: ``custom_id``, ``method``, ``url``, ``body``; the ``url``
+        says which API), and optionally ``custom_id``, ``model`` and ``tools`` (Responses).
+        An image or video request is ``image_generation``, ``image_edit``,
+        ``video_generation`` or ``video_extension`` holding the API's fields (or a ``body``
+        with its ``url``, ``/v1/images/generations``...); its files are written beside
+        ``output_path`` (``<stem>_media/<custom_id>/``) and its line's ``answer`` is
+        ``{"paths", "refused"}``. Missing ``custom_id`` s are ``req-000000``,
+        ``req-000001``... by position. (templated)
     :param output_path: where to write the results (``ObjectStoragePath`` or URI), one JSON
-        line per input: ``custom_id``, ``index``, ``status`` (succeeded/failed/cancelled/
-        missing), ``answer`` (text, or the validated object with ``response_format``),
-        ``error``, ``model``, ``usage``. An input refused before sending (unreadable line, bad
-        field) is a ``failed`` line naming the field; the others still go through. (templated)
-    :param system_prompt: system message for requests that have none. (templated)
+        line per input: ``custom_id``, ``index``, ``api``, ``status`` (succeeded/failed/
+        cancelled/missing), ``answer`` (text, or the validated object with
+        ``response_format``), ``error``, ``model``, ``usage``, ``citations``. An input refused
+        before sending (unreadable line, bad field) is a ``failed`` line naming the field; the
+        others still go through. (templated)
+    :param api: the API of a plain prompt: ``"chat"``, ``"responses"``, or ``"auto"`` (the
+        default: Responses when ``tools`` are given, else chat); ``"image_generation"`` or
+        ``"video_generation"`` make each prompt an image or a video.
+    :param tools: server-side (or function) tools of every Responses request that names none,
+        e.g. ``[web_search()]`` from :mod:`airflow_provider_xai.tools`. (templated)
+    :param system_prompt: system message (Responses: ``instructions``) for requests that have
+        none. (templated)
     :param model: model for requests that name none (default: the connection's). (templated)
     :param response_format: pydantic model class, JSON-schema dict or ``"json_object"``;
         every answer is validated (an invalid one is a failed line, still billed).
     :param temperature: default sampling temperature, 0 to 2.
     :param max_tokens: default most output tokens per request.
-    :param request_kwargs: other chat fields for every request. (templated)
+    :param request_kwargs: other API fields for every request. (templated)
+    :param submit_as: ``"requests"`` (the default: added in calls of at most 25 MB) or
+        ``"file"`` (one JSONL input file uploaded to ``/v1/files``, at most 48 MB, which the
+        batch is created from).
     :param deferrable: wait in the triggerer (default) instead of on a worker.
     :param poll_interval: seconds between batch polls.
     :param batch_timeout: seconds to wait before cancelling the batch and failing.
@@ -86,8 +99,10 @@ class XAIBatchOperator(XAIBaseOperator):
     ``retry_policy``.
     """
 
-    template_fields: Sequence[str] = ("inputs", "output_path", "system_prompt", "model", "request_kwargs")
-    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "request_kwargs": "json"}
+    template_fields: Sequence[str] = ("inputs", "output_path", "system_prompt", "model", "request_kwargs", "tools")
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "inputs": "json", "request_kwargs": "json", "tools": "json",
+    }  # fmt: skip
     ui_color = "#a5b4fc"
     #: Bytes per add-requests call (default: xAI's 25 MB limit); lowered in tests of chunking.
     add_requests_max_bytes: int | None = None
@@ -97,12 +112,15 @@ class XAIBatchOperator(XAIBaseOperator):
         *,
         inputs: Any,
         output_path: Any,
+        api: str = "auto",
+        tools: list[Any] | None = None,
         system_prompt: str | None = None,
         model: str | None = None,
         response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         request_kwargs: dict[str, Any] | None = None,
+        submit_as: str = "requests",
         deferrable: bool = True,
         poll_interval: float = 60.0,
         batch_timeout: float = 24 * 3600,
@@ -112,21 +130,40 @@ class XAIBatchOperator(XAIBaseOperator):
         super().__init__(**kwargs)
         self.inputs = inputs
         self.output_path = output_path
+        self.api = api
+        self.tools = tools
         self.system_prompt = system_prompt
         self.model = model
         self.response_format = response_format
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.request_kwargs = request_kwargs or {}
+        self.submit_as = submit_as
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.batch_timeout = batch_timeout
         self.fail_on_errors = fail_on_errors
         self._batch_id: str | None = None
+        if api not in APIS:
+            raise XAIValidationError("api", f"expected one of {APIS}, got {api!r}")
+        if submit_as not in SUBMIT_AS:
+            raise XAIValidationError("submit_as", f"expected one of {SUBMIT_AS}, got {submit_as!r}")
+        if tools is not None and api == "chat":
+            raise XAIValidationError("tools", "tools go with Responses requests: use api='responses' or 'auto'")
+        if tools is not None:
+            from airflow_provider_xai.tools import check_tools
+
+            for i, tool in enumerate(tools if isinstance(tools, list) else []):
+                if callable(tool):
+                    raise XAIValidationError(
+                        f"tools[{i}]", "a Python function runs in its task (XAIResponsesOperator); xAI runs a "
+                        "batch without it: give server-side tools, or a function tool's declaration",
+                    )  # fmt: skip
+            check_tools(tools)  # values that still hold a template are checked after rendering
         check_number("temperature", temperature, 0, 2)
         check_number("max_tokens", max_tokens, 1, integer=True)
-        check_number("poll_interval", poll_interval, 0, positive=True)
-        check_number("batch_timeout", batch_timeout, 0, positive=True)
+        check_number("poll_interval", poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("batch_timeout", batch_timeout, 0, MAX_WAIT_SECONDS, positive=True)
         _ = self.output_spec
 
     @cached_property
@@ -137,20 +174,21 @@ class XAIBatchOperator(XAIBaseOperator):
 
     # --- inputs --------------------------------------------------------------------------------
     def prepare_requests(self) -> list[PreparedRequest]:
-        """Validate every input and build its chat body (raises before anything is sent)."""
-        spec = self.output_spec
+        """Validate every input and build its body (raises before anything is sent)."""
         defaults = RequestDefaults(
             system_prompt=self.system_prompt,
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
-            response_format=None if spec is None else spec.response_format,
+            output=self.output_spec,
+            tools=self.tools,
             request_kwargs=self.request_kwargs,
+            api=self.api,
         )
         from airflow_provider_xai.hooks import batch as api
 
-        max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
-        prepared = prepare_requests(load_inputs(self.inputs), defaults, self.hook.chat_request, max_bytes)
+        max_bytes = None if self.submit_as == "file" else self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
+        prepared = prepare_requests(load_inputs(self.inputs), defaults, self.hook.default_model, max_bytes)
         refused = [p.refused for p in prepared if p.refused is not None]
         for reason in refused[:REFUSALS_LOGGED]:
             self.log.warning("Not sent: %s", reason)
@@ -172,21 +210,18 @@ class XAIBatchOperator(XAIBaseOperator):
 
     # --- submission ----------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        from airflow_provider_xai.hooks import batch as api
+        from airflow_provider_xai.operators.batch_attach import BatchAttacher
 
         self.ledger(context)  # re-publishes the usage of earlier tries
         prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
-        items = [api.batch_request(p.custom_id, p.body, p.kind) for p in prepared if p.refused is None]
-        max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
-        batch, reattached = self._find_or_create(context)
-        known = set()
-        if reattached:  # add only what an earlier try did not (a crash may have cut it short)
-            known = {m.batch_request_id for m in self.hook.list_batch_requests(batch.batch_id)}
-            self.log.info("%d of %d requests are already in the batch", len(known), len(items))
-        if missing := [item for item in items if item["batch_request_id"] not in known]:
-            calls = self.hook.add_batch_requests(batch.batch_id, missing, max_bytes=max_bytes)
-            self.log.info("Added %d requests to xAI batch %s (%d calls)", len(missing), batch.batch_id, calls)
+        sendable = [p for p in prepared if p.refused is None]
+        create = self._creator(sendable)  # a too large input file is refused before any request
+        attachment = BatchAttacher(self.hook, self.log, context).attach(sendable, self.submit_as, create)
+        batch = attachment.batch
+        self._batch_id = batch.batch_id
+        if self.submit_as == "requests":  # add what an earlier try did not (a crash may have cut it short)
+            self._add(batch, [p for p in sendable if p.request_id not in attachment.known])
         if self.deferrable:
             self._defer(batch.batch_id)
         try:
@@ -197,30 +232,37 @@ class XAIBatchOperator(XAIBaseOperator):
             return self._complete(context, self.hook.get_batch(batch.batch_id), prepared, timeout=str(exc))
         return self._complete(context, batch, prepared)
 
-    def _find_or_create(self, context: Context) -> tuple[Batch, bool]:
-        """Re-attach to this task instance's live batch (state store, then name), else create it."""
-        ti = context["ti"]
-        name = batch_name_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-        store, stored, batch = context.get("task_state_store"), None, None
-        with contextlib.suppress(Exception):  # the store is optional: the name lookup suffices
-            stored = store.get(STATE_BATCH_ID_KEY) if store is not None else None
-        if isinstance(stored, str) and stored:
-            with contextlib.suppress(XAINotFoundError):
-                found = self.hook.get_batch(stored)
-                batch = found if found.name == name and not found.ended else None
-        batch = batch or self.hook.find_batch(name)
-        reattached = batch is not None
-        if batch is None:
-            batch = self.hook.create_batch(name)
-            self.log.info("Created xAI batch %s (%s)", batch.batch_id, name)
-        else:
-            self.log.info("Re-attaching to xAI batch %s (%s): %s", batch.batch_id, name, batch.progress())
-        self._batch_id = batch.batch_id
-        ti.xcom_push(key=XCOM_BATCH_ID_KEY, value=batch.batch_id)  # at once: a crash must not lose it
-        with contextlib.suppress(Exception):
-            if store is not None:
-                store.set(STATE_BATCH_ID_KEY, batch.batch_id)
-        return batch, reattached
+    def _creator(self, sendable: list[PreparedRequest]) -> Any:
+        """What creates the batch, given its name: an empty batch, or one made from the JSONL
+        input file (built and size-checked now, uploaded only if no batch can be re-attached)."""
+        if self.submit_as == "requests":
+            return self.hook.create_batch
+        from airflow_provider_xai.hooks.batch import MAX_INPUT_FILE_BYTES
+        from airflow_provider_xai.operators.batch_results import jsonl_line
+
+        content = "".join(jsonl_line(p.line()) for p in sendable).encode("utf-8")
+        if len(content) > MAX_INPUT_FILE_BYTES:
+            raise XAIValidationError(
+                "inputs", f"would make an input file of {len(content)} bytes; xAI takes at most "
+                f"{MAX_INPUT_FILE_BYTES}: use submit_as='requests', or split the inputs over several tasks",
+            )  # fmt: skip
+
+        def create(name: str) -> Batch:
+            uploaded = self.hook.upload_batch_input_file(content)
+            self.log.info(
+                "Uploaded the JSONL input file %s (%d requests, %d bytes)", uploaded.id, len(sendable), len(content)
+            )
+            return self.hook.create_batch(name, input_file_id=uploaded.id)
+
+        return create
+
+    def _add(self, batch: Batch, missing: list[PreparedRequest]) -> None:
+        from airflow_provider_xai.hooks import batch as api
+
+        if missing:
+            max_bytes = self.add_requests_max_bytes or api.MAX_ADD_REQUESTS_BYTES
+            calls = self.hook.add_batch_requests(batch.batch_id, [p.item() for p in missing], max_bytes=max_bytes)
+            self.log.info("Added %d requests to xAI batch %s (%d calls)", len(missing), batch.batch_id, calls)
 
     def _defer(self, batch_id: str) -> None:
         from airflow_provider_xai.triggers.batch import XAIBatchTrigger
@@ -252,12 +294,19 @@ class XAIBatchOperator(XAIBaseOperator):
         self, context: Context, batch: Batch, prepared: list[PreparedRequest], timeout: str | None = None
     ) -> dict[str, Any]:
         """Record usage, join results to inputs, write the output; raise on timeout/errors."""
+        from airflow_provider_xai.hooks.batch import BATCH_DISCOUNT
+        from airflow_provider_xai.operators.batch_results import (
+            output_line,
+            read_result,
+            usage_records,
+            write_jsonl,
+        )
         from airflow_provider_xai.usage import combine
         from airflow_provider_xai.usage_summary import summarize
 
         ledger = self.ledger(context)
-        results = {r.batch_request_id: r for r in self.hook.iter_batch_results(batch.batch_id)}
-        records = self._records(results, {p.custom_id: p for p in prepared})
+        answers = {r.batch_request_id: read_result(r) for r in self.hook.iter_batch_results(batch.batch_id)}
+        records = usage_records(answers, self.hook.get_prices(), BATCH_DISCOUNT)
         # One folded record per model keeps thousands of results out of XCom; its id names the
         # batch, so a re-attached retry does not count the same batch twice.
         done = {r.get("completion_id") for r in ledger.records if r.get("kind") == "batch"}
@@ -272,11 +321,18 @@ class XAIBatchOperator(XAIBaseOperator):
         for model, totals in usage.by_model.items():
             self.log.info("xAI batch usage for %s: %s", model, json.dumps(totals.to_dict(), sort_keys=True))
         path = self._output()
-        lines = [
-            self._line(i, p, results.get(p.custom_id), records.get(p.custom_id), batch)
-            for i, p in enumerate(prepared)
-        ]
-        _write_jsonl(path, lines)
+        answered = {split_request_id(request_id)[0] for request_id in answers}
+        lines = []
+        for i, p in enumerate(prepared):
+            request_id = p.request_id if p.refused is None else ""
+            read, other = answers.get(request_id), p.custom_id if p.custom_id in answered else None
+            line = output_line(i, p, read, records.get(request_id), batch, self.output_spec, other)
+            if KINDS[p.kind].files and read is not None and read.answer is not None:
+                from airflow_provider_xai.operators.batch_media import media_line
+
+                line.update(media_line(self.hook, read.answer, path, p.custom_id))
+            lines.append(line)
+        write_jsonl(path, lines)
         counts = Counter(line["status"] for line in lines)
         self.log.info(
             "xAI batch %s: %s; %d lines written to %s", batch.batch_id, batch.progress(), len(lines), path
@@ -299,68 +355,6 @@ class XAIBatchOperator(XAIBaseOperator):
             )
         return summary
 
-    def _records(self, results: dict[str, BatchResult], prepared: dict[str, PreparedRequest]) -> dict[str, UsageRecord]:
-        """One usage record (``kind="batch"``) per billed result, by custom_id (an image or
-        video result's per image or per second)."""
-        from airflow_provider_xai.hooks.batch import BATCH_DISCOUNT
-        from airflow_provider_xai.operators.batch_media import media_record
-        from airflow_provider_xai.usage import build_record
-
-        prices, records = self.hook.get_prices(), {}
-        for custom_id, result in results.items():
-            with contextlib.suppress(XAIError, ValueError):  # a malformed result becomes a failed line
-                if (media := result.media) is not None:
-                    model = str(prepared[custom_id].body.get("model", "")) if custom_id in prepared else ""
-                    records[custom_id] = media_record(custom_id, *media, model, BATCH_DISCOUNT)
-                elif (c := result.completion) is not None:
-                    records[custom_id] = build_record(
-                        c.usage, c.model, completion_id=c.id, request_id=custom_id, prices=prices,
-                        kind="batch", discount=BATCH_DISCOUNT,
-                    )  # fmt: skip
-        return records
-
-    def _line(
-        self,
-        index: int,
-        req: PreparedRequest,
-        result: BatchResult | None,
-        record: UsageRecord | None,
-        batch: Batch,
-    ) -> dict[str, Any]:
-        """The output line of one input."""
-        line: dict[str, Any] = {"custom_id": req.custom_id, "index": index, "status": "succeeded"}
-        line.update(answer=None, error=None, model=None, usage=None)
-        if req.refused is not None:
-            line.update(status="failed", error=req.refused)
-            return line
-        if result is None:
-            line["status"] = "cancelled" if batch.ended else "missing"
-            line["error"] = f"no result: the batch is {batch.outcome} and this request did not run"
-            return line
-        if record is not None:
-            from airflow_provider_xai.usage import TOKEN_FIELDS
-
-            line["model"] = record.model
-            line["usage"] = {**{f: getattr(record, f) for f in TOKEN_FIELDS}, "cost_usd": record.cost_usd}
-        if (media := result.media) is not None:
-            from airflow_provider_xai.operators.batch_media import media_line
-
-            model = str(req.body.get("model", ""))
-            line.update(media_line(self.hook, *media, model, self._output(), req.custom_id))
-            return line
-        try:
-            completion = result.completion
-            if completion is None:
-                line.update(status="failed", error=result.error)
-            else:
-                text = completion.text
-                line["answer"] = (
-                    text if self.output_spec is None else self.output_spec.parse(text, completion)
-                )
-        except XAIError as exc:
-            line.update(status="failed", error=exc.message)
-        return line
-
     def on_kill(self) -> None:
         """Cancel the batch this task submitted (the trigger does the same while deferred)."""
         if self._batch_id:
@@ -372,19 +366,4 @@ class XAIBatchOperator(XAIBaseOperator):
         super().on_kill()
 
 
-def _write_jsonl(path: ObjectStoragePath, lines: list[dict[str, Any]]) -> None:
-    with contextlib.suppress(OSError, NotImplementedError):  # object stores have no directories
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        handle.writelines(_jsonl_line(line) for line in lines)
-
-
-def _jsonl_line(line: dict[str, Any]) -> str:
-    """One output line as UTF-8-safe JSON text: an answer with a lone surrogate (which UTF-8
-    cannot encode) is written with ``\\u`` escapes instead of failing the whole file."""
-    text = json.dumps(line, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(line)
-    return text + "\n"
+__all__ = ["STATE_BATCH_ID_KEY", "XCOM_BATCH_ID_KEY", "XAIBatchOperator", "batch_name_for", "batch_prefix_for"]

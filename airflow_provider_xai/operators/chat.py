@@ -1,11 +1,10 @@
-"""XAIChatOperator: one templated prompt to Grok on Chat Completions, with usage recorded for
-every billed answer.
+"""XAIChatOperator: one templated prompt to Grok, with usage recorded for every billed answer.
 
-Argument checks run before any request; the answer (text, or the validated structured object)
-is returned as JSON-safe XCom. ``deferrable=True`` submits an xAI deferred completion and waits
-in the triggerer. The Responses API has its own operator, :class:`XAIResponsesOperator`; DAGs
-that give this operator a Responses argument (``tools=``...) keep running on the Responses API.
-Heavy imports (httpx, the hook) happen at execution, not DAG parse.
+It asks on xAI's Responses API unless the task asks for something only Chat Completions has
+(``seed``, ``stop``, an xAI deferred completion, a Chat-only field in ``request_kwargs``), or
+``api="chat"`` says so. Argument checks run before any request; the answer (text, or the
+validated structured object) is returned as JSON-safe XCom. Heavy imports (httpx, the hook)
+happen at execution, not DAG parse.
 """
 
 from __future__ import annotations
@@ -13,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import conf
-
-from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import (
     XAIDeferredError,
     XAIDeferredExpiredError,
@@ -23,10 +19,10 @@ from airflow_provider_xai.exceptions import (
     XAIValidationError,
     error_from_dict,
 )
-from airflow_provider_xai.operators.base import TaskState
+from airflow_provider_xai.operators.base import TaskState, fingerprint
 from airflow_provider_xai.operators.chat_api import ChatPath
 from airflow_provider_xai.operators.prompt import ApiPath, XAIPromptOperator
-from airflow_provider_xai.operators.responses_api import RESPONSES_ONLY, ResponsesPath
+from airflow_provider_xai.operators.responses_api import RESPONSES_ONLY, ResponsesPath, ResponsesResume
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,37 +36,57 @@ DEFERRED_REQUEST_KEY = "xai_deferred_request_id"
 APIS = ("auto", "chat", "responses")
 
 
-def choose_api(api: Any, given: Mapping[str, Any]) -> str:
-    """``"chat"`` or ``"responses"``: what ``api`` says, and for ``"auto"`` Responses exactly
-    when a Responses-only argument is given (so existing DAGs keep their API)."""
+def choose_api(api: Any, responses_only: Mapping[str, Any], chat_only: Sequence[str] = ()) -> str:
+    """``"chat"`` or ``"responses"``: what ``api`` says, and for ``"auto"`` the Responses API
+    (xAI's current one) unless the task asks for something only Chat Completions has
+    (``chat_only``: the names of such arguments or fields that were given)."""
     if api not in APIS:
         raise XAIValidationError("api", f"must be one of {', '.join(map(repr, APIS))}, got {api!r}")
-    asked = [name for name in RESPONSES_ONLY if given.get(name) is not None]
+    asked = [name for name in RESPONSES_ONLY if responses_only.get(name) is not None]
     if api == "chat" and asked:
         raise XAIValidationError(asked[0], "exists only on the Responses API: use XAIResponsesOperator")
+    if asked:  # deferrable goes with the Responses arguments: a deferrable Responses call
+        chat_only = [name for name in chat_only if name != "deferrable"]
+    if api == "auto" and asked and chat_only:
+        raise XAIValidationError(
+            chat_only[0], f"exists only on Chat Completions, and {asked[0]!r} only on the Responses API"
+        )
     if api == "auto":
-        return "responses" if asked else "chat"
+        return "chat" if chat_only else "responses"
     return str(api)
 
 
-class XAIChatOperator(XAIPromptOperator):
-    """Send a prompt (or a message list) to Grok on Chat Completions and return the answer.
+def chat_only_arguments(op: XAIChatOperator) -> list[str]:
+    """The arguments (and ``request_kwargs`` fields) of a task that only Chat Completions has; a
+    value that still holds a template is looked at again once rendered."""
+    from airflow_provider_xai.schemas.response_request import CHAT_ONLY_FIELDS
+
+    names = [name for name in ("seed", "stop") if getattr(op, name) is not None]
+    if op.deferrable:
+        names.append("deferrable")
+    if isinstance(op.request_kwargs, dict):
+        names += [f"request_kwargs.{key}" for key in op.request_kwargs if key in CHAT_ONLY_FIELDS]
+    return names
+
+
+class XAIChatOperator(ResponsesResume, XAIPromptOperator):
+    """Send a prompt (or a message list) to Grok and return the answer.
 
     Every argument of :class:`~airflow_provider_xai.operators.prompt.XAIPromptOperator`
     (``prompt``, ``messages``, ``system_prompt``, ``model``, ``response_format``,
     ``max_tokens``, ``temperature``, ``reasoning_effort``, ``stream``, ``request_kwargs``,
+    ``deferrable`` (alone: an xAI deferred completion, which only Chat Completions has; with a
+    Responses argument: a deferrable Responses call), ``poll_interval``, ``deferred_timeout``,
     ``xai_conn_id``, ``retry_policy``), and:
 
-    :param seed: sampling seed.
-    :param stop: up to 4 stop sequences.
-    :param deferrable: submit an xAI deferred completion and wait in the triggerer.
-    :param poll_interval: seconds between deferred-completion polls.
-    :param deferred_timeout: seconds to wait for a deferred completion before failing.
+    :param seed: sampling seed (Chat Completions only).
+    :param stop: up to 4 stop sequences (Chat Completions only).
+    :param api: ``"auto"`` (default): the Responses API unless the task asks for something
+        only Chat Completions has (``seed``, ``stop``, ``deferrable``, a Chat-only field in
+        ``request_kwargs``); ``"chat"``; ``"responses"``.
 
-    For DAGs written before :class:`XAIResponsesOperator`: ``api=`` (``"auto"``, ``"chat"``,
-    ``"responses"``) and the Responses arguments (``tools``, ``previous_response_id``,
-    ``store``, ``include``, ``max_turns``, ``prompt_cache_key``) are still taken, and any of
-    them sends the task to the Responses API as that operator would.
+    The Responses arguments of :class:`XAIResponsesOperator` (``tools``,
+    ``previous_response_id``, ``store``, ``include``, ``max_turns``) are taken too.
     """
 
     template_fields: Sequence[str] = (
@@ -78,7 +94,6 @@ class XAIChatOperator(XAIPromptOperator):
         "tools",
         "previous_response_id",
         "include",
-        "prompt_cache_key",
     )
     template_fields_renderers = {**XAIPromptOperator.template_fields_renderers, "tools": "json"}
 
@@ -87,38 +102,23 @@ class XAIChatOperator(XAIPromptOperator):
         *,
         seed: int | None = None,
         stop: str | list[str] | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 5.0,
-        deferred_timeout: float = 24 * 3600,
+        api: str = "auto",
         **kwargs: Any,
     ) -> None:
-        api = kwargs.pop("api", "auto")
         responses_arguments = {name: kwargs.pop(name, None) for name in RESPONSES_ONLY}
         super().__init__(**kwargs)
         self.seed = seed
         self.stop = stop
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.deferred_timeout = deferred_timeout
         for name, value in responses_arguments.items():
             setattr(self, name, value)
-        self.api = choose_api(api, responses_arguments)
-        if self.stream and deferrable:
-            raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
+        self.api_argument = api
+        self.api = choose_api(api, responses_arguments, chat_only_arguments(self))
         self.check_arguments()
 
     def check_arguments(self) -> None:
         super().check_arguments()
-        check_number("poll_interval", self.poll_interval, 0, positive=True)
-        check_number("deferred_timeout", self.deferred_timeout, 0, positive=True)
         if self.api != "responses":
             return
-        if self.deferrable:
-            raise XAIValidationError(
-                "deferrable",
-                "xAI offers no deferred mode for the Responses API; a long request would run inside the "
-                "triggerer, where a restart loses a billed answer. Use deferrable=False (or api='chat')",
-            )
         for name in ("stop", "seed"):
             if getattr(self, name) is not None:
                 raise XAIValidationError(name, "has no equivalent on the Responses API (use api='chat')")
@@ -136,6 +136,8 @@ class XAIChatOperator(XAIPromptOperator):
 
     # --- deferred completions --------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        if self.api_argument == "auto":  # request_kwargs may have been a template at parse
+            self.api = choose_api("auto", {n: getattr(self, n) for n in RESPONSES_ONLY}, chat_only_arguments(self))
         if self.deferrable and self.api == "chat":
             return self._defer(context, self.ledger(context))
         return super().execute(context)
@@ -148,8 +150,9 @@ class XAIChatOperator(XAIPromptOperator):
         from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 
         fields = ChatPath(seed=self.seed, stop=self.stop).fields(self)
-        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log)
-        request_id = stored.get()
+        inputs = fingerprint(fields)
+        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log, "xAI deferred request id")
+        request_id = stored.get(inputs)
         if request_id is not None:
             try:
                 completion = self.hook.get_deferred(request_id)
@@ -163,7 +166,7 @@ class XAIChatOperator(XAIPromptOperator):
                 self.log.info("Re-attaching to xAI deferred completion %s of an earlier try", request_id)
         if request_id is None:
             request_id = self.hook.start_deferred(fields)
-            stored.set(request_id)
+            stored.set(request_id, inputs)
             self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
         # Push at once: a crash between submit and completion must not lose the id.
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)

@@ -40,8 +40,8 @@ class ChatPath:
             "stop": self.stop,
             "response_format": op.output_spec.response_format if op.output_spec is not None else None,
         }
-        return {**op.checked_request_kwargs(), **{k: v for k, v in options.items() if v is not None},
-                "messages": messages}  # fmt: skip
+        return {**op.common_fields(), **op.checked_request_kwargs(),
+                **{k: v for k, v in options.items() if v is not None}, "messages": messages}  # fmt: skip
 
     def run(self, op: XAIPromptOperator, context: Context, ledger: UsageLedger) -> Any:
         fields = self.fields(op)

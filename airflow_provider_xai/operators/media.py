@@ -13,8 +13,6 @@ Light imports only: this module is imported when a DAG file is parsed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -29,7 +27,7 @@ from airflow_provider_xai.exceptions import (
     error_from_dict,
 )
 from airflow_provider_xai.media_options import ON_MODERATED
-from airflow_provider_xai.operators.base import TaskState, XAIBaseOperator
+from airflow_provider_xai.operators.base import TaskState, XAIBaseOperator, fingerprint
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -42,12 +40,6 @@ T = TypeVar("T")
 XCOM_REQUEST_ID_KEY = "xai_request_id"
 #: What a task that failed or was skipped for moderation pushes (what it made, and paid for).
 XCOM_MEDIA_KEY = "xai_media"
-
-
-def fingerprint(fields: Mapping[str, Any]) -> str:
-    """What identifies a request's inputs (a retry re-attaches only to the same inputs)."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class XAIMediaOperator(XAIBaseOperator):
@@ -85,19 +77,15 @@ class XAIMediaOperator(XAIBaseOperator):
 
     # --- the request's identity and the job it started -------------------------------------------
     def state(self, context: Context) -> TaskState:
-        return TaskState(context, f"xai_{self.kind}_request", self.log)
+        return TaskState(context, f"xai_{self.kind}_request", self.log, f"xAI {self.kind} request id")
 
     def stored_request(self, context: Context, fields: Mapping[str, Any]) -> str | None:
         """The request id an earlier try of this task started for the same inputs."""
-        stored = self.state(context).get()
-        key, _, request_id = (stored or "").partition(" ")
-        if request_id and key == fingerprint(fields):
-            return request_id
-        return None
+        return self.state(context).get(fingerprint(fields))
 
     def remember(self, context: Context, fields: Mapping[str, Any], request_id: str) -> None:
         """Keep the request id (task state and XCom) the moment it exists: a retry re-attaches."""
-        self.state(context).set(f"{fingerprint(fields)} {request_id}")
+        self.state(context).set(request_id, fingerprint(fields))
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
 
     def folder(self) -> ObjectStoragePath:
@@ -213,4 +201,4 @@ def _job_error(kind: str, job: ImageResult | VideoJob) -> Exception:
     return XAIServerError(message, status=500, code=code, request_id=job.request_id)
 
 
-__all__ = ["XCOM_MEDIA_KEY", "XCOM_REQUEST_ID_KEY", "XAIMediaOperator", "fingerprint"]
+__all__ = ["XCOM_MEDIA_KEY", "XCOM_REQUEST_ID_KEY", "XAIMediaOperator"]

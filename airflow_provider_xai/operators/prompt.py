@@ -8,11 +8,14 @@ Light imports only: this module is imported at DAG parse.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from airflow_provider_xai.arguments import check_number, coerce_messages
+from airflow.sdk import conf
+
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, coerce_messages
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.operators.base import XAIBaseOperator
 
@@ -55,9 +58,19 @@ class XAIPromptOperator(XAIBaseOperator):
     :param reasoning_effort: for reasoning models (``low``/``high``...).
     :param stream: stream the answer into the task log line by line.
     :param request_kwargs: any other API field, passed through (templated).
+    :param prompt_cache_key: routes this task's requests to the same xAI prompt cache (templated):
+        by default a key of the DAG and task, so mapped instances and daily runs share a cache;
+        a text of your own; ``False`` sends none. (Responses: the body field; Chat Completions:
+        the ``x-grok-conv-id`` header.)
+    :param service_tier: xAI's service tier, e.g. ``"priority"`` (billed 2x when xAI serves it so).
+    :param deferrable: wait for the answer in the triggerer, not on a worker (not with ``stream``).
+    :param poll_interval: seconds between polls while deferred.
+    :param deferred_timeout: seconds to wait while deferred before failing.
     """
 
-    template_fields: Sequence[str] = ("prompt", "messages", "system_prompt", "model", "request_kwargs")
+    template_fields: Sequence[str] = (
+        "prompt", "messages", "system_prompt", "model", "request_kwargs", "prompt_cache_key",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"messages": "json", "request_kwargs": "json"}
     ui_color = "#c7d2fe"
 
@@ -74,9 +87,19 @@ class XAIPromptOperator(XAIBaseOperator):
         reasoning_effort: str | None = None,
         stream: bool = False,
         request_kwargs: dict[str, Any] | None = None,
+        prompt_cache_key: str | bool | None = None,
+        service_tier: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        deferred_timeout: float = 24 * 3600,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.prompt_cache_key = prompt_cache_key
+        self.service_tier = service_tier
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.deferred_timeout = deferred_timeout
         self.prompt = prompt
         self.messages = messages
         self.system_prompt = system_prompt
@@ -114,6 +137,13 @@ class XAIPromptOperator(XAIBaseOperator):
         """Checks that need no template rendering: they fail at DAG parse, naming the argument."""
         check_number("temperature", self.temperature, 0, 2)
         check_number("max_tokens", self.max_tokens, 1, integer=True)
+        tier = self.service_tier
+        if tier is not None and (not isinstance(tier, str) or not tier):
+            raise XAIValidationError("service_tier", f"expected a tier name such as 'priority', got {tier!r}")
+        check_number("poll_interval", self.poll_interval, 0, MAX_WAIT_SECONDS, positive=True)
+        check_number("deferred_timeout", self.deferred_timeout, 0, MAX_WAIT_SECONDS, positive=True)
+        if self.stream and self.deferrable:
+            raise XAIValidationError("stream", "streaming and deferrable mode cannot be combined")
         self._check_input_choice()
         _ = self.output_spec
 
@@ -142,6 +172,25 @@ class XAIPromptOperator(XAIBaseOperator):
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise XAIValidationError("model", f"expected a model id, got {self.model!r}")
         return self.model or None
+
+    def cache_key(self) -> str | None:
+        """The prompt-cache routing key: the task's own, or one derived from the DAG and task
+        (stable across runs and map indexes), or None when turned off."""
+        key = self.prompt_cache_key
+        if key is False:
+            return None
+        if key is None or key is True:
+            return "airflow-" + hashlib.sha256(f"{self.dag_id}\0{self.task_id}".encode()).hexdigest()[:24]
+        if not isinstance(key, str) or not key.strip():
+            raise XAIValidationError(
+                "prompt_cache_key", f"expected a text, True/None (derived) or False, got {key!r}"
+            )
+        return key
+
+    def common_fields(self) -> dict[str, Any]:
+        """API fields both APIs take the same way (None values left out)."""
+        fields = {"prompt_cache_key": self.cache_key(), "service_tier": self.service_tier}
+        return {k: v for k, v in fields.items() if v is not None}
 
     def checked_system_prompt(self) -> str | None:
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_xai.operators.prompt import ApiPath, XAIPromptOperator
-from airflow_provider_xai.operators.responses_api import ResponsesPath
+from airflow_provider_xai.operators.responses_api import ResponsesPath, ResponsesResume
 
 
-class XAIResponsesOperator(XAIPromptOperator):
+class XAIResponsesOperator(ResponsesResume, XAIPromptOperator):
     """Send a prompt (or a conversation) to Grok on the Responses API and return the answer.
 
     Every argument of :class:`~airflow_provider_xai.operators.prompt.XAIPromptOperator`
@@ -27,8 +27,8 @@ class XAIResponsesOperator(XAIPromptOperator):
         ``xai_response_id`` of an upstream task.
     :param store: keep the response at xAI (default True there); False stores nothing.
     :param include: extra output to include (templated), e.g. ``["no_inline_citations"]``.
-    :param max_turns: most server-side agent turns.
-    :param prompt_cache_key: routes requests to the same prompt cache (templated).
+    :param max_turns: most agent turns: xAI's server-side turns of one request, and the round
+        trips of a loop with Python function tools (default 8 there).
 
     XCom: the answer (``return_value``), ``xai_response_id``, ``xai_citations``,
     ``xai_function_calls`` and the usage (``xai_usage``).
@@ -39,7 +39,6 @@ class XAIResponsesOperator(XAIPromptOperator):
         "tools",
         "previous_response_id",
         "include",
-        "prompt_cache_key",
     )
     template_fields_renderers = {**XAIPromptOperator.template_fields_renderers, "tools": "json"}
     ui_color = "#a5b4fc"
@@ -52,7 +51,6 @@ class XAIResponsesOperator(XAIPromptOperator):
         store: bool | None = None,
         include: list[str] | None = None,
         max_turns: int | None = None,
-        prompt_cache_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,7 +59,6 @@ class XAIResponsesOperator(XAIPromptOperator):
         self.store = store
         self.include = include
         self.max_turns = max_turns
-        self.prompt_cache_key = prompt_cache_key
         self.check_arguments()
 
     def check_arguments(self) -> None:

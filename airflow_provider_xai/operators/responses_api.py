@@ -8,11 +8,13 @@ when a task runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_xai.arguments import check_number
 from airflow_provider_xai.exceptions import XAIError, XAIValidationError
+from airflow_provider_xai.functions import PythonTool, as_tool_specs, python_tools
 from airflow_provider_xai.operators.base import LineLogger
 
 if TYPE_CHECKING:
@@ -24,16 +26,17 @@ if TYPE_CHECKING:
     from airflow_provider_xai.usage import UsageLedger
 
 #: The Responses-only arguments of a prompt task.
-RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turns", "prompt_cache_key")
+RESPONSES_ONLY = ("tools", "previous_response_id", "store", "include", "max_turns")
 XCOM_RESPONSE_ID_KEY = "xai_response_id"
 XCOM_CITATIONS_KEY = "xai_citations"
 XCOM_FUNCTION_CALLS_KEY = "xai_function_calls"
+#: The task state store key of a deferrable call's response id (a retry re-attaches to it).
+RESPONSE_STATE_KEY = "xai_deferred_response_id"
 
 
 class ResponsesPath:
     """The Responses API. The options are read from the operator (they are its templated
-    arguments): ``tools``, ``previous_response_id``, ``store``, ``include``, ``max_turns``,
-    ``prompt_cache_key``."""
+    arguments): ``tools``, ``previous_response_id``, ``store``, ``include``, ``max_turns``."""
 
     def check(self, op: XAIPromptOperator) -> None:
         """Checks of a Responses task that need no rendering, at DAG parse, naming the argument."""
@@ -45,11 +48,19 @@ class ResponsesPath:
             )
         if options["store"] is not None and not isinstance(options["store"], bool):
             raise XAIValidationError("store", f"expected True or False, got {options['store']!r}")
+        if options["store"] is False and op.deferrable:
+            raise XAIValidationError(
+                "store", "a deferrable Responses call is collected from xAI's store: leave store at True"
+            )
         check_number("max_turns", options["max_turns"], 1, integer=True)
         if (tools := options["tools"]) is not None:
             from airflow_provider_xai.tools import check_tools
 
-            check_tools(tools)  # values that still hold a template are checked after rendering
+            check_tools(as_tool_specs(tools))  # values that still hold a template are checked after rendering
+            if op.deferrable and python_tools(tools):
+                raise XAIValidationError(
+                    "deferrable", "Python function tools run in the task: they cannot wait in the triggerer"
+                )
 
     def fields(self, op: XAIPromptOperator) -> dict[str, Any]:
         """The rendered task as Responses API fields (validated once, by the hook, before sending)."""
@@ -61,9 +72,11 @@ class ResponsesPath:
             "max_output_tokens": op.max_tokens,
             "reasoning": {"effort": op.reasoning_effort} if op.reasoning_effort else None,
             **options_of(op),
+            "tools": as_tool_specs(options_of(op)["tools"]),
             "previous_response_id": check_previous_response_id(getattr(op, "previous_response_id", None)),
         }
-        fields = {**op.checked_request_kwargs(), **{k: v for k, v in options.items() if v is not None}}
+        fields = {**op.common_fields(), **op.checked_request_kwargs(),
+                  **{k: v for k, v in options.items() if v is not None}}  # fmt: skip
         if op.output_spec is not None:
             from airflow_provider_xai.endpoints.responses import with_output
 
@@ -72,11 +85,11 @@ class ResponsesPath:
 
     def run(self, op: XAIPromptOperator, context: Context, ledger: UsageLedger) -> Any:
         fields = self.fields(op)
-        if not op.stream:
-            return op.finish(context, ledger, op.hook.create_response(fields))
-        response = _stream(op, fields, ledger)
-        for n, citation in enumerate(response.citations(), 1):
-            op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+        if op.deferrable:
+            return defer(op, context, ledger, fields)
+        response = _ask(op, fields, ledger)
+        if functions := python_tools(options_of(op)["tools"]):
+            response = run_functions(op, ledger, fields, response, functions)
         return op.finish(context, ledger, response)
 
     def endpoint(self) -> Endpoint:
@@ -93,6 +106,55 @@ class ResponsesPath:
 def options_of(op: XAIPromptOperator) -> dict[str, Any]:
     """The operator's Responses-only arguments (:data:`RESPONSES_ONLY`), as rendered."""
     return {name: getattr(op, name, None) for name in RESPONSES_ONLY}
+
+
+#: Round trips of a function-tool loop when the task sets no ``max_turns``.
+DEFAULT_FUNCTION_ROUNDS = 8
+
+
+def run_functions(
+    op: XAIPromptOperator,
+    ledger: UsageLedger,
+    fields: dict[str, Any],
+    response: Response,
+    functions: Mapping[str, PythonTool],
+) -> Response:
+    """The function-tool loop: while the model asks for the task's Python functions, run them in
+    the worker and send their outputs back, at most ``max_turns`` round trips. Every turn's
+    usage is recorded as it is billed; the last answer is the task's."""
+    rounds = options_of(op)["max_turns"] or DEFAULT_FUNCTION_ROUNDS
+    store = options_of(op)["store"] is not False
+    history = list(fields["input"]) if isinstance(fields.get("input"), list) else []
+    for turn in range(1, rounds + 1):
+        calls = [call for call in response.function_calls if call.name in functions]
+        if not calls:
+            return response
+        ledger.record(op.usage_of(response))
+        outputs = []
+        for call in calls:
+            op.log.info("xAI | function %s(%s)", call.name, ", ".join(sorted(call.arguments)))
+            outputs.append(call.output(functions[call.name].call(call.arguments)))
+        follow = {k: v for k, v in fields.items() if k not in ("input", "instructions", "previous_response_id")}
+        if store:  # xAI keeps the conversation: send only the outputs
+            follow.update(input=outputs, previous_response_id=response.id)
+        else:  # nothing kept: replay the answer's items, then the outputs
+            history += [*(item.model_dump(mode="json", exclude_none=True) for item in response.output), *outputs]
+            follow.update(input=history, instructions=fields.get("instructions"))
+        response = _ask(op, {k: v for k, v in follow.items() if v is not None}, ledger)
+        op.log.info("xAI | function round %d of at most %d done", turn, rounds)
+    if any(call.name in functions for call in response.function_calls):
+        op.log.warning("xAI function-tool loop stopped after %d round trips (max_turns)", rounds)
+    return response
+
+
+def _ask(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:
+    """One Responses call, streamed into the log when the task streams."""
+    if not op.stream:
+        return op.hook.create_response(fields)
+    response = _stream(op, fields, ledger)
+    for n, citation in enumerate(response.citations(), 1):
+        op.log.info("xAI | [%d] %s%s", n, citation.url, f" ({citation.title})" if citation.title else "")
+    return response
 
 
 def _stream(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) -> Response:
@@ -114,6 +176,87 @@ def _stream(op: XAIPromptOperator, fields: dict[str, Any], ledger: UsageLedger) 
         raise
     finally:
         lines.flush()
+
+
+class ResponsesResume:
+    """The method a deferrable Responses task resumes in (mixed into the operators that may
+    make one)."""
+
+    def execute_response_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume a deferrable Responses call: the event carries the whole stored response."""
+        return finish_deferred(cast("XAIPromptOperator", self), context, event)
+
+
+def defer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, fields: dict[str, Any]) -> Any:
+    """Send the request, keep its response id (task state store and XCom) the moment xAI names
+    it, and wait for the answer in the triggerer. A retry with the same inputs re-attaches to
+    that response (collected at once when it is done) instead of sending it again."""
+    from airflow_provider_xai.exceptions import XAINotFoundError
+    from airflow_provider_xai.operators.base import TaskState, fingerprint
+    from airflow_provider_xai.triggers.responses import IN_PROGRESS, XAIResponseTrigger
+
+    inputs = fingerprint(fields)
+    stored = TaskState(context, RESPONSE_STATE_KEY, op.log)
+    response_id = stored.get(inputs)
+    if response_id is not None:
+        try:
+            response = op.hook.get_response(response_id)
+        except XAINotFoundError:
+            op.log.info("xAI response %s of an earlier try is gone; sending the request anew", response_id)
+            response_id = None
+        else:
+            if response.status not in IN_PROGRESS:
+                stored.clear()
+                return finish_answer(op, context, ledger, response)
+            op.log.info("Re-attaching to xAI response %s of an earlier try", response_id)
+    if response_id is None:
+        response_id = op.hook.start_response(fields)
+        stored.set(response_id, inputs)
+        op.log.info("Sent xAI response %s; waiting for it in the triggerer", response_id)
+    context["ti"].xcom_push(key=XCOM_RESPONSE_ID_KEY, value=response_id)
+    op.defer(
+        trigger=XAIResponseTrigger(
+            response_id=response_id,
+            xai_conn_id=op.xai_conn_id,
+            poll_interval=op.poll_interval,
+            end_time=time.time() + op.deferred_timeout,
+        ),
+        method_name="execute_response_complete",
+    )
+
+
+def finish_deferred(op: XAIPromptOperator, context: Context, event: dict[str, Any] | None) -> Any:
+    """The task's end after the trigger: the answer finished (its usage recorded first, also for
+    a failed response), or the wait's failure raised typed."""
+    from airflow_provider_xai.exceptions import XAIDeferredError, XAIDeferredTimeoutError, error_from_dict
+    from airflow_provider_xai.operators.base import TaskState
+    from airflow_provider_xai.schemas.responses import Response
+
+    if not event:
+        raise XAIDeferredError("xAI deferrable response resumed without a trigger event")
+    response_id = event.get("response_id")
+    if event.get("status") == "success":
+        TaskState(context, RESPONSE_STATE_KEY, op.log).clear()
+        return finish_answer(op, context, op.ledger(context), Response.model_validate(event["response"]))
+    message = str(event.get("message") or f"xAI response {response_id} failed")
+    if event.get("status") == "timeout":
+        raise XAIDeferredTimeoutError(message, request_id=response_id)
+    raise error_from_dict(event.get("error")) or XAIDeferredError(message, request_id=response_id)
+
+
+def finish_answer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, response: Response) -> Any:
+    """Finish a collected response: usage first; a failed one is then raised typed."""
+    if response.status == "failed":
+        from airflow_provider_xai.exceptions import XAIServerError
+
+        ledger.record(op.usage_of(response))
+        error = response.error
+        raise XAIServerError(
+            f"xAI response {response.id} failed: {error.message if error else 'no reason given'}",
+            code=error.code if error else None,
+            request_id=response.id,
+        )
+    return op.finish(context, ledger, response)
 
 
 def check_previous_response_id(value: Any) -> str | None:
@@ -177,10 +320,12 @@ def xcom_values(response: Any, store: bool | None) -> dict[str, Any]:
 
 __all__ = [
     "RESPONSES_ONLY",
+    "RESPONSE_STATE_KEY",
     "XCOM_CITATIONS_KEY",
     "XCOM_FUNCTION_CALLS_KEY",
     "XCOM_RESPONSE_ID_KEY",
     "ResponsesPath",
+    "ResponsesResume",
     "check_previous_response_id",
     "to_input",
     "xcom_values",

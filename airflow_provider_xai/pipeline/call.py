@@ -129,6 +129,7 @@ class Call(Generic[T]):
     :param restartable: a stream that breaks may be requested again whole, within the retry
         budget (``on_event`` then sees the answer again from its beginning).
     :param on_error: may turn the final API error (after retries) into a more precise one.
+    :param headers: request headers of this call (e.g. chat's cache routing ``x-grok-conv-id``).
     """
 
     endpoint: Endpoint
@@ -142,6 +143,7 @@ class Call(Generic[T]):
     on_event: OnEvent | None = None
     restartable: bool = False
     on_error: Callable[[XAIAPIError], XAIError] | None = None
+    headers: Mapping[str, str] | None = None
 
     @property
     def target(self) -> str:

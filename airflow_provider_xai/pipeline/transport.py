@@ -446,7 +446,7 @@ class XAITransport:
             client = self.host_client(call.endpoint.host)
             arguments = body_arguments(ex.body)
             try:
-                request = client.build_request(call.endpoint.method, call.target, **arguments)
+                request = client.build_request(call.endpoint.method, call.target, **_with_headers(call, arguments))
                 response = client.send(request, stream=True)
             finally:
                 close_files(arguments)
@@ -460,7 +460,7 @@ class XAITransport:
         with _typed_failures(ex):
             arguments = body_arguments(ex.body, asynchronous=True)
             try:
-                request = client.build_request(call.endpoint.method, call.target, **arguments)
+                request = client.build_request(call.endpoint.method, call.target, **_with_headers(call, arguments))
                 response = await client.send(request, stream=True)
             finally:
                 close_files(arguments)
@@ -561,6 +561,13 @@ def _discarded_on_failure(sink: Sink[Any]) -> Iterator[None]:
     except BaseException:
         sink.discard()
         raise
+
+
+def _with_headers(call: Call[Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The request arguments with the call's own headers added (a body's headers kept)."""
+    if not call.headers:
+        return arguments
+    return {**arguments, "headers": {**arguments.get("headers", {}), **call.headers}}
 
 
 def _is_error(ex: Exchange, response: httpx.Response) -> bool:

@@ -144,7 +144,7 @@ class _LimitedCall(Scope):
     def _planned(self, limiter: SharedRateLimiter | None) -> Plan | None:
         if limiter is not None and self.plan is None:
             self.limiter = limiter
-            self.plan = limiter.plan_for(self.key, self.tokens)
+            self.plan = limiter.plan(self.key, self.tokens)
         return self.plan
 
     def _backoff(self, exc: XAIAPIError) -> float:

@@ -1,24 +1,32 @@
-"""The shared client-side rate limit: every worker of a team paces itself through one store.
+"""The shared client-side rate limit: every worker of a team reserves its slots in one store.
 
 xAI limits each team's key per model in requests per second and tokens per minute, and answers
 429 past them. A connection that sets ``rate_limit_requests_per_second`` and/or
 ``rate_limit_tokens_per_minute`` (or only a store: cool-downs and the batch pacer are then still
-shared) gets a :class:`SharedRateLimiter`; the transport runs each request attempt through
-:meth:`SharedRateLimiter.guard` (or ``aguard``), which, for requests that name a model:
+shared) gets a :class:`SharedRateLimiter`. Around each request attempt of a call that names a
+model, the rate-limit layer calls:
 
-1. charges the estimated tokens (:func:`estimate_tokens`) and one request, waiting while
-   either limit is spent; the requests limit also carries the shared cool-down;
-2. after a 429 sets that cool-down for every worker (the server's ``retry-after`` when given,
-   else the retry backoff, at most a minute) and gives the error the remaining cool-down as its
-   ``retry_after``; after any other error answer gives the tokens back (nothing was billed);
-3. after a success corrects the charge with the real ``usage.total_tokens``.
+1. :meth:`~SharedRateLimiter.plan` once per call: its store key and the tokens it reserves;
+2. :meth:`~SharedRateLimiter.acquire` before each attempt: one store operation reserves the
+   next request slot and the tokens together (``slots.py``: a reservation never refuses, it
+   says when to go), then the caller sleeps until that moment. No polling; a slot is never
+   lost nor given twice;
+3. after an error answer :meth:`~SharedRateLimiter.failed`: a 429 sets the cool-down every
+   worker's next slot waits out (the server's ``retry-after`` when sane, else the retry
+   backoff, at most a minute) and gives the error what remains of it as ``retry_after``; any
+   other error gives the tokens back (nothing was billed);
+4. after a billed answer :meth:`~SharedRateLimiter.settle`: the tokens are corrected to the
+   billed amount, bounded (one answer is charged at most a minute's budget, as xAI's window
+   forgets it after a minute) and never failing the answer. A debt is written at once (one
+   store operation); tokens given back ride on the next store operation of the key.
 
-The algorithm is pyrate-limiter's GCRA (a token bucket kept as one timestamp per key), in the
-store of ``rate_limit_store.py``. Requests are paced smoothly (burst 1: one request every
-``1/R`` s, so no window of any alignment sees more than R); tokens may be spent a minute's
-budget at once (one request may be large). Keys hold a fingerprint of the API key, never the
-key. The decisions are written once, as generators of store operations (:class:`Check`,
-:class:`Read`, :class:`Sleep`) run by a blocking and an async driver.
+So a call costs one store operation (one SQLite transaction, one Redis round trip), plus one
+when its answer billed more tokens than it reserved, or was a 429, or it woke too late.
+
+Request slots are ``(1 s + JITTER_ALLOWANCE_US) / R`` apart, so R + 1 consecutive requests span
+more than a second even when the first reaches xAI a little later than the last; a caller that
+wakes more than ``LATE_US`` after its slot (a busy machine) takes the next free slot instead of
+crowding the ones after it. Keys hold a fingerprint of the API key, never the key.
 """
 
 from __future__ import annotations
@@ -27,23 +35,19 @@ import asyncio
 import hashlib
 import logging
 import math
+import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
 from airflow_provider_xai.connection.rate_limits import RateLimitConfig
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
-from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER
-from airflow_provider_xai.ratelimit.tokens import TappedStream, billed_tokens, estimate_tokens
+from airflow_provider_xai.ratelimit.slots import SECOND_US, Outcome, Update
 
 if TYPE_CHECKING:
-    from pyrate_limiter import Decision, Rate
-
     from airflow_provider_xai.connection.settings import ClientSettings
     from airflow_provider_xai.ratelimit.store import States
 
@@ -51,8 +55,25 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 #: Longest shared cool-down: the longest ``retry-after`` the hook's retries honour.
 MAX_COOLDOWN = MAX_RETRY_AFTER
+#: The longest server ``retry-after`` an error keeps for the task's retry; a longer one is not
+#: believed (the error then carries the shared cool-down).
+MAX_SERVER_DELAY = 24 * 3600.0
+#: Added to every second's worth of request slots: an arrival may be delayed this much more
+#: than the one R slots later (a busy worker, the network) and xAI's one-second window still
+#: sees at most R. Costs 2.4 % of the rate.
+JITTER_ALLOWANCE_US = 25_000
+#: A caller that wakes later than this after its slot (a busy machine) would crowd the slots
+#: after it: it takes the next free slot instead. Half the allowance; the other half is for the
+#: way to xAI.
+LATE_US = JITTER_ALLOWANCE_US // 2
+MINUTE_US = 60 * SECOND_US
 #: xAI's Batch API accepts 100 add-requests calls per 30 s per team; paced 1 % slower, smoothly.
-BATCH_CALLS, BATCH_PERIOD_MS = 100, 30_300
+BATCH_CALLS, BATCH_PERIOD_US = 100, 30_300_000
+
+
+def slot_spacing_us(requests_per_second: float) -> int:
+    """Microseconds between two request slots at a limit of ``requests_per_second``."""
+    return math.ceil((SECOND_US + JITTER_ALLOWANCE_US) / requests_per_second)
 
 
 def fingerprint(api_key: str) -> str:
@@ -60,47 +81,25 @@ def fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
 
 
-# --- store operations and the decisions over them -----------------------------------------------
-@dataclass(frozen=True)
-class Check:
-    """Apply an arrival of ``weight`` at ``now`` (ms) to ``key``; answered with a Decision."""
-
-    key: str
-    rates: list[Rate]
-    now: int
-    weight: int
-
-
-@dataclass(frozen=True)
-class Read:
-    """Read ``key``'s state; answered with the state tuple."""
-
-    key: str
-    rates: list[Rate]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Steps = Generator["Check | Read | Sleep", Any, T]
-
-
 @dataclass
 class Plan:
-    """One request's keys and its token estimate."""
+    """What one call charges: its model's store key and the tokens each attempt reserves
+    (0 without a tokens limit). ``charged``: the tokens the store holds for it now."""
 
-    requests_key: str
-    tokens_key: str
+    key: str
     tokens: int
     charged: int = 0
-    rate_limited: int = 0
 
 
 @dataclass
 class SharedRateLimiter:
-    """The shared limits of one API key, through ``states`` (see the module docstring)."""
+    """The shared limits of one API key, through ``states`` (see the module docstring).
+
+    Tokens given back (an over-estimate settled, an attempt that failed) are not written at
+    once: they ride on this limiter's next store operation on the same key, so a call costs one
+    store operation. A refund is never urgent (it only frees capacity) and an untaken one drains
+    from the minute bucket on its own; a debt (an under-estimate) is written at once.
+    """
 
     config: RateLimitConfig
     states: States
@@ -108,270 +107,220 @@ class SharedRateLimiter:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    requests_rate: list[Rate] = field(init=False)
-    tokens_rate: list[Rate] = field(init=False)
+    spacing_us: int = field(init=False)  # between two request slots (0: no requests limit)
+    depth_us: int = field(init=False)  # the tokens bucket: a minute's budget (0: no tokens limit)
+    _refunds: dict[str, int] = field(init=False, default_factory=dict)  # us to give back, by key
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        from pyrate_limiter import Rate
-
         rps = self.config.requests_per_second
-        # Without a requests limit the key still carries the cool-down: a rate no client
-        # reaches (a million a second, as many at once).
-        self.requests_rate = [Rate(round(rps * 1000), 10**6, burst=1) if rps else Rate(10**9, 10**6, burst=10**6)]
-        tpm = self.config.tokens_per_minute
-        self.tokens_rate = [Rate(tpm, 60_000)] if tpm else []
+        self.spacing_us = slot_spacing_us(rps) if rps else 0
+        self.depth_us = MINUTE_US if self.config.tokens_per_minute else 0
 
-    def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+    def now_us(self) -> int:
+        return int(self.clock() * SECOND_US)
 
     def key(self, scope: str) -> str:
-        """A store key of this API key (its fingerprint): ``scope`` is e.g. ``model:requests``."""
+        """A store key of this API key (its fingerprint): ``scope`` is e.g. ``model:grok-4``."""
         return f"xai-rate-limit:{self.key_fingerprint}:{scope}"
 
-    def plan(self, body: Any) -> Plan | None:
-        """The keys and estimate of a request (None for requests that name no model)."""
-        model = body.get("model") if isinstance(body, Mapping) else None
-        if not isinstance(model, str):
+    # --- what the rate-limit layer calls -------------------------------------------------------
+    def plan(self, model: str | None, tokens: int) -> Plan | None:
+        """What a call on ``model`` estimated at ``tokens`` charges (None: no model, no limit).
+        A call reserves at most a minute's budget at once (the rest is settled after)."""
+        if not isinstance(model, str) or not model:
             return None
-        tokens = estimate_tokens(body) if self.tokens_rate and ("messages" in body or "input" in body) else 0
-        return Plan(self.key(f"{model}:requests"), self.key(f"{model}:tokens"), tokens)
-
-    # --- decisions (generators of store operations) ---------------------------------------------
-    def _acquire(self, plan: Plan) -> Steps[None]:
-        """Wait for the tokens (a whole minute's budget at most), then for a request slot."""
-        if plan.tokens:
-            plan.charged = min(plan.tokens, self.tokens_rate[0].burst)
-            yield from self._take(plan.tokens_key, self.tokens_rate, plan.charged)
-        yield from self._take(plan.requests_key, self.requests_rate, 1)
-
-    def _take(self, key: str, rates: list[Rate], weight: int) -> Steps[None]:
-        while True:
-            decision: Decision = yield Check(key, rates, self.now_ms(), weight)
-            if decision.allowed:
-                return
-            wait = max(decision.retry_after_ms or 0, 1) / 1000
-            if wait >= 1:  # worth a line in the task log: the task is not stuck
-                log.info("Waiting %.1fs for the shared xAI rate limit %s", wait, key.split(":", 2)[2])
-            yield Sleep(wait)
-
-    def _force(self, key: str, rates: list[Rate], weight: int) -> Steps[None]:
-        """Charge ``weight`` even past the limit (a debt the next requests wait out).
-
-        GCRA's step admits nothing past the limit, so each piece (at most a burst) is dated at
-        the first moment the limit would admit it: the state then moves on by exactly that
-        much. A negative ``weight`` gives units back (never below an empty bucket).
-        """
-        now, burst = self.now_ms(), rates[0].burst
-        while weight:
-            piece = min(weight, burst)
-            for _ in range(8):  # another process may move the state between two checks
-                decision: Decision = yield Check(key, rates, now, piece)
-                if decision.allowed or decision.retry_after_ms is None:
-                    break
-                now += decision.retry_after_ms
-            weight -= piece
-
-    def _settle(self, plan: Plan, used: int | None) -> Steps[None]:
-        """Correct the charged estimate by the real usage (None: give it all back)."""
-        delta = (used or 0) - plan.charged
-        plan.charged = used or 0
-        if plan.tokens and delta:
-            yield from self._force(plan.tokens_key, self.tokens_rate, delta)
-
-    def _cool_down(self, plan: Plan, exc: XAIRateLimitError, backoff: float) -> Steps[None]:
-        """Share a 429: the requests key admits nothing before the cool-down ends; the error
-        carries what remains of the shared cool-down."""
-        wait = exc.retry_after if exc.retry_after is not None else backoff
-        until = self.now_ms() + int(min(max(wait, 0.0), MAX_COOLDOWN) * 1000)
-        # A whole burst arriving one emission before ``until``: the next request is admitted at
-        # ``until`` (to the millisecond), unless the key is already busy for longer.
-        rate = self.requests_rate[0]
-        arrival = until - math.ceil(_emission_us(rate) / 1000)
-        yield Check(plan.requests_key, self.requests_rate, arrival, rate.burst)
-        state = yield Read(plan.requests_key, self.requests_rate)
-        yield from self._settle(plan, None)
-        # What remains of the shared cool-down, or the server's own longer delay (past the cap).
-        exc.retry_after = max(self._free_in(state), exc.retry_after or 0.0)
-
-    def _free_in(self, state: Any) -> float:
-        """Seconds until the requests key admits a request, from its state: GCRA admits one
-        when ``now >= TAT - (burst - 1) * emission`` (TAT in microseconds)."""
-        rate = self.requests_rate[0]
-        free_at_us = int(state[0]) - (rate.burst - 1) * _emission_us(rate)
-        return max(0.0, free_at_us / 1e6 - self.now_ms() / 1000)
-
-    def remaining_cooldown(self, model: str) -> Steps[float]:
-        """Seconds until ``model``'s requests key admits again (0 when free)."""
-        state = yield Read(self.key(f"{model}:requests"), self.requests_rate)
-        return self._free_in(state)
-
-    def _attempt_outcome(self, plan: Plan, outcome: Any, backoff: Callable[[int], float]) -> Steps[None]:
-        if isinstance(outcome, XAIRateLimitError):
-            plan.rate_limited += 1
-            yield from self._cool_down(plan, outcome, backoff(plan.rate_limited))
-        elif isinstance(outcome, XAIAPIError):
-            yield from self._settle(plan, None)
-        elif (
-            isinstance(outcome, Reply)
-            and plan.tokens
-            and outcome.status_code == 200
-            and (used := billed_tokens(outcome)) is not None
-        ):
-            yield from self._settle(plan, used)
-
-    # --- drivers ---------------------------------------------------------------------------------
-    def run(self, steps: Steps[T]) -> T:
-        """Run a decision with blocking store calls and sleeps."""
-        answer: Any = None
-        try:
-            while True:
-                op = steps.send(answer)
-                if isinstance(op, Sleep):
-                    self.sleep(op.seconds)
-                    answer = None
-                elif isinstance(op, Check):
-                    answer = self.states.check(op.key, op.rates, op.now, op.weight)
-                else:
-                    answer = self.states.read(op.key, op.rates)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    async def arun(self, steps: Steps[T]) -> T:
-        """Run a decision without blocking the event loop."""
-        answer: Any = None
-        try:
-            while True:
-                op = steps.send(answer)
-                if isinstance(op, Sleep):
-                    await self.asleep(op.seconds)
-                    answer = None
-                elif isinstance(op, Check):
-                    answer = await self.states.acheck(op.key, op.rates, op.now, op.weight)
-                else:
-                    answer = await self.states.aread(op.key, op.rates)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    # --- what the transport calls ------------------------------------------------------------------
-    def guard(self, body: Any, attempt: Callable[[], T], backoff: Callable[[int], float]) -> Callable[[], T]:
-        """``attempt`` (one request) behind the shared limits; ``backoff(n)`` is the wait after
-        the n-th 429 that came without a ``retry-after``."""
-        plan = self.plan(body)
-        if plan is None:
-            return attempt
-
-        def limited() -> T:
-            self.run(self._acquire(plan))
-            try:
-                result = attempt()
-            except XAIAPIError as exc:
-                with _store_failures_logged():
-                    self.run(self._attempt_outcome(plan, exc, backoff))
-                raise
-            if isinstance(result, httpx.Response):
-                self._tap(plan, result)
-            else:
-                with _store_failures_logged():
-                    self.run(self._attempt_outcome(plan, result, backoff))
-            return result
-
-        return limited
-
-    def aguard(
-        self, body: Any, attempt: Callable[[], Awaitable[T]], backoff: Callable[[int], float]
-    ) -> Callable[[], Awaitable[T]]:
-        """Async :meth:`guard`."""
-        plan = self.plan(body)
-        if plan is None:
-            return attempt
-
-        async def limited() -> T:
-            await self.arun(self._acquire(plan))
-            try:
-                result = await attempt()
-            except XAIAPIError as exc:
-                with _store_failures_logged():
-                    await self.arun(self._attempt_outcome(plan, exc, backoff))
-                raise
-            if isinstance(result, httpx.Response):
-                self._tap(plan, result)
-            else:
-                with _store_failures_logged():
-                    await self.arun(self._attempt_outcome(plan, result, backoff))
-            return result
-
-        return limited
-
-    def _tap(self, plan: Plan, response: httpx.Response) -> None:
-        """Correct an event stream's charge when it is closed, from the usage it carried (a
-        stream that brought none keeps the estimate: what it cost is unknown)."""
-        if not plan.tokens:
-            return
-
-        def settle(used: int | None) -> None:
-            if used is not None:
-                with _store_failures_logged():
-                    self.run(self._settle(plan, used))
-
-        async def asettle(used: int | None) -> None:
-            if used is not None:
-                with _store_failures_logged():
-                    await self.arun(self._settle(plan, used))
-
-        response.stream = TappedStream(response.stream, settle, asettle)
-
-    # --- what the rate-limit layer calls (ratelimit/layer.py) -------------------------------------
-    def plan_for(self, model: str | None, tokens: int) -> Plan | None:
-        """What one call charges: its model's request and token keys (None without a model)."""
-        if model is None:
-            return None
-        return Plan(self.key(f"{model}:requests"), self.key(f"{model}:tokens"), tokens if self.tokens_rate else 0)
+        tpm = self.config.tokens_per_minute
+        return Plan(self.key(f"model:{model}"), min(max(tokens, 0), tpm) if tpm else 0)
 
     def acquire(self, plan: Plan) -> None:
-        """Before each attempt: wait for the tokens and a request slot."""
-        self.run(self._acquire(plan))
+        """Reserve the next slot and the tokens (one store operation), then sleep until it. A
+        caller that woke too late for its slot takes the next free one (a second operation)."""
+        at = self._reserved(plan, self._apply(plan.key, self._reservation(plan)))
+        self.sleep_until(at)
+        if self._late(at):
+            self.sleep_until(self._apply(plan.key, self._again()).at)
 
     async def aacquire(self, plan: Plan) -> None:
-        await self.arun(self._acquire(plan))
+        """Async :meth:`acquire`."""
+        at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
+        await self.asleep_until(at)
+        if self._late(at):
+            await self.asleep_until((await self._aapply(plan.key, self._again())).at)
 
     def failed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
-        """After an error answer: a 429 shares its cool-down, any other gives the tokens back."""
-        with _store_failures_logged():
-            self.run(self._attempt_outcome(plan, exc, lambda _n: backoff))
+        """After an error answer: give the tokens back; share a 429's cool-down (one store
+        operation) and set ``exc.retry_after`` to what remains of it."""
+        if (update := self._failure(plan, exc, backoff)) is not None:
+            outcome = None
+            with _logged("a 429"):
+                outcome = self._apply(plan.key, update)
+            self._rate_limited(exc, update, outcome)
 
     async def afailed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
-        with _store_failures_logged():
-            await self.arun(self._attempt_outcome(plan, exc, lambda _n: backoff))
+        """Async :meth:`failed`."""
+        if (update := self._failure(plan, exc, backoff)) is not None:
+            outcome = None
+            with _logged("a 429"):
+                outcome = await self._aapply(plan.key, update)
+            self._rate_limited(exc, update, outcome)
 
-    def settle(self, plan: Plan, used: int | None) -> None:
-        """After a billed answer: correct the charged estimate to ``used`` (never raises)."""
-        if plan.tokens and used is not None:
-            with _store_failures_logged():
-                self.run(self._settle(plan, used))
+    def settle(self, plan: Plan, used_tokens: int | None) -> None:
+        """After a billed answer: correct the reserved tokens to ``used_tokens`` (None: unknown,
+        the reservation stays). Never raises: a billed answer must not be lost."""
+        with _logged("a billed answer"):
+            if (update := self._correction(plan, used_tokens)) is not None:
+                self._apply(plan.key, update)
 
-    async def asettle(self, plan: Plan, used: int | None) -> None:
-        if plan.tokens and used is not None:
-            with _store_failures_logged():
-                await self.arun(self._settle(plan, used))
+    async def asettle(self, plan: Plan, used_tokens: int | None) -> None:
+        """Async :meth:`settle`."""
+        with _logged("a billed answer"):
+            if (update := self._correction(plan, used_tokens)) is not None:
+                await self._aapply(plan.key, update)
+
+    def remaining_cooldown(self, model: str) -> float:
+        """Seconds until ``model``'s shared 429 cool-down ends (0 when there is none)."""
+        outcome = self._apply(self.key(f"model:{model}"), Update(self.now_us()))
+        return max(0.0, outcome.cool_until / SECOND_US - self.clock())
+
+    def sleep_until(self, at_us: int) -> None:
+        """Sleep until ``at_us`` (a slot's time)."""
+        while (left := at_us / SECOND_US - self.clock()) > 0:  # a sleep may end a little early
+            self.sleep(left)
+
+    async def asleep_until(self, at_us: int) -> None:
+        """Async :meth:`sleep_until`."""
+        while (left := at_us / SECOND_US - self.clock()) > 0:
+            await self.asleep(left)
+
+    # --- store operations: each carries the key's pending refunds ------------------------------
+    def _give_back(self, key: str, us: int) -> None:
+        if us:
+            with self._lock:
+                self._refunds[key] = self._refunds.get(key, 0) + us
+
+    def _carrying(self, key: str, update: Update) -> tuple[Update, int]:
+        """``update`` with ``key``'s pending refunds, and their amount (put back on failure)."""
+        if not self._refunds:
+            return update, 0
+        with self._lock:
+            carried = self._refunds.pop(key, 0)
+        return (update._replace(correction=update.correction - carried) if carried else update), carried
+
+    def _apply(self, key: str, update: Update) -> Outcome:
+        update, carried = self._carrying(key, update)
+        try:
+            return self.states.update(key, update)
+        except BaseException:
+            self._give_back(key, carried)
+            raise
+
+    async def _aapply(self, key: str, update: Update) -> Outcome:
+        update, carried = self._carrying(key, update)
+        try:
+            return await self.states.aupdate(key, update)
+        except BaseException:
+            self._give_back(key, carried)
+            raise
+
+    # --- the decisions, shared by the sync and async paths ---------------------------------------
+    def _tokens_us(self, tokens: int) -> int:
+        """``tokens`` as time in the minute bucket (exact opposites for opposite amounts)."""
+        tpm = self.config.tokens_per_minute or 1
+        return (1 if tokens >= 0 else -1) * -(-abs(tokens) * MINUTE_US // tpm)
+
+    def _reservation(self, plan: Plan) -> Update:
+        return Update(
+            self.now_us(),
+            slot=True,
+            spacing=self.spacing_us,
+            tokens=self._tokens_us(plan.tokens),
+            depth=self.depth_us,
+        )
+
+    def _again(self) -> Update:
+        """A request slot for a caller whose tokens are already reserved."""
+        return Update(self.now_us(), slot=True, spacing=self.spacing_us, depth=self.depth_us)
+
+    def _late(self, at_us: int) -> bool:
+        """Whether this caller woke too late for its slot (then it takes the next free one)."""
+        late = self.now_us() - at_us
+        if self.spacing_us and late > LATE_US:
+            log.debug("Woke %d us after a shared xAI rate-limit slot: taking the next one", late)
+            return True
+        return False
+
+    def _reserved(self, plan: Plan, outcome: Outcome) -> int:
+        """Note the reservation; the slot's time (us)."""
+        plan.charged = plan.tokens
+        wait = outcome.at / SECOND_US - self.clock()
+        if wait >= 1:  # worth a line in the task log: the task is not stuck
+            log.info("Waiting %.1fs for the shared xAI rate limit %s", wait, plan.key.split(":", 2)[2])
+        return outcome.at
+
+    def _failure(self, plan: Plan, exc: XAIAPIError, backoff: float) -> Update | None:
+        """Give the attempt's tokens back (nothing was billed); a 429's cool-down update: the
+        server's ``retry-after`` when sane, else ``backoff``, at most :data:`MAX_COOLDOWN`."""
+        self._give_back(plan.key, self._tokens_us(plan.charged))
+        plan.charged = 0
+        if not isinstance(exc, XAIRateLimitError):
+            return None
+        server = _delay(exc.retry_after, MAX_SERVER_DELAY)
+        wait = min(server if server is not None else _delay(backoff, MAX_SERVER_DELAY) or 0.0, MAX_COOLDOWN)
+        now = self.now_us()
+        return Update(now, cool_until=now + int(wait * SECOND_US))
+
+    def _rate_limited(self, exc: XAIAPIError, update: Update, outcome: Outcome | None) -> None:
+        """A 429 carries what remains of the shared cool-down, or the server's longer delay."""
+        until = outcome.cool_until if outcome is not None else update.cool_until
+        remaining = max(0.0, until / SECOND_US - self.clock())
+        exc.retry_after = max(remaining, _delay(exc.retry_after, MAX_SERVER_DELAY) or 0.0)
+
+    def _correction(self, plan: Plan, used: int | None) -> Update | None:
+        """Correct the reservation to ``used`` tokens: a refund is queued, a debt is the update
+        returned (None: nothing to write now).
+
+        A figure that is no count (negative, not an integer) is refused and logged; one past a
+        minute's budget is charged as a minute's budget: xAI's window forgets an answer after a
+        minute, so no single answer may lock the key out for longer.
+        """
+        tpm = self.config.tokens_per_minute
+        if not tpm or used is None:
+            return None
+        if isinstance(used, bool) or not isinstance(used, int) or used < 0:
+            log.warning("xAI reported %r tokens used: not a count, ignored (the estimate stays charged)", used)
+            return None
+        if used > tpm:
+            log.warning("xAI billed %d tokens for one answer, more than a minute's budget: charged as %d", used, tpm)
+            used = tpm
+        delta = self._tokens_us(used) - self._tokens_us(plan.charged)
+        plan.charged = used
+        if delta < 0:
+            self._give_back(plan.key, -delta)
+        return Update(self.now_us(), correction=delta) if delta > 0 else None
 
     def batch_pacer(self) -> SharedPacer:
         """The Batch API's add-requests pace (100 calls per 30 s per team), shared."""
         return SharedPacer(self)
 
 
+def _delay(value: Any, cap: float) -> float | None:
+    """``value`` as seconds to wait when it is a sane number of them (finite, 0 to ``cap``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value <= cap else None
+
+
 @contextmanager
-def _store_failures_logged() -> Iterator[None]:
+def _logged(after: str) -> Iterator[None]:
     """What follows an answer (a correction, a cool-down) must never fail it: a billed answer
-    would be lost and requested again. A store failure there is logged instead."""
+    would be lost and requested again. A failure there is logged instead."""
     try:
         yield
     except XAIError as exc:
-        log.warning("Could not update the shared xAI rate limit after an answer: %s", exc)
-
-
-def _emission_us(rate: Rate) -> int:
-    """Microseconds per unit of ``rate``, as pyrate-limiter's GCRA computes it."""
-    return max(1, math.ceil(rate.interval * 1000 / rate.limit))
+        log.warning("Could not update the shared xAI rate limit after %s: %s", after, exc)
+    except Exception:
+        log.warning("Could not update the shared xAI rate limit after %s", after, exc_info=True)
 
 
 def build_limiter(settings: ClientSettings, redis_conn: Any = None) -> SharedRateLimiter:
@@ -386,19 +335,20 @@ def build_limiter(settings: ClientSettings, redis_conn: Any = None) -> SharedRat
 
 
 class SharedPacer:
-    """``CallPacer``'s interface (``acquire`` returns the seconds waited) over the shared store."""
+    """``CallPacer``'s interface (``acquire`` returns the seconds waited) over the shared store:
+    one reserved slot per call, ``BATCH_PERIOD_US / BATCH_CALLS`` apart."""
 
     def __init__(self, limiter: SharedRateLimiter) -> None:
-        from pyrate_limiter import Rate
-
         self.limiter = limiter
         self.key = limiter.key("batch-add-requests")
-        self.rates = [Rate(BATCH_CALLS, BATCH_PERIOD_MS, burst=1)]
+        self.spacing_us = -(-BATCH_PERIOD_US // BATCH_CALLS)
 
     def acquire(self) -> float:
-        started = self.limiter.clock()
-        self.limiter.run(self.limiter._take(self.key, self.rates, 1))
-        return max(0.0, self.limiter.clock() - started)
+        limiter = self.limiter
+        started = limiter.clock()
+        outcome = limiter.states.update(self.key, Update(limiter.now_us(), slot=True, spacing=self.spacing_us))
+        limiter.sleep_until(outcome.at)
+        return max(0.0, limiter.clock() - started)
 
 
-__all__ = ["SharedPacer", "SharedRateLimiter", "build_limiter", "fingerprint"]
+__all__ = ["Plan", "SharedPacer", "SharedRateLimiter", "build_limiter", "fingerprint", "slot_spacing_us"]

@@ -12,6 +12,7 @@ from airflow_provider_xai.schemas.batch import (
     BatchResult,
     BatchResultList,
     BatchState,
+    UploadedFile,
     batch_request,
     parse_time,
 )
@@ -153,6 +154,7 @@ __all__ = [
     "ToolCallItem",
     "ToolStep",
     "UnknownItem",
+    "UploadedFile",
     "UrlCitation",
     "Usage",
     "WebSearchCallItem",

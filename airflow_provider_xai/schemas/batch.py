@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,17 +19,7 @@ from airflow_provider_xai.exceptions import XAIResponseError
 from airflow_provider_xai.schemas.chat import ChatCompletion
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
-#: The batch request kinds xAI takes, by the API path (under ``/v1/``) a JSONL line names.
-BATCH_KINDS = {
-    "chat/completions": "chat_get_completion",
-    "images/generations": "image_generation",
-    "images/edits": "image_edit",
-    "videos/generations": "video_generation",
-    "videos/extensions": "video_extension",
-}
-#: The kinds of a finished image or video request's result (xAI may name an edit's result by
-#: its generation kind).
-MEDIA_KINDS = ("image_generation", "image_edit", "video_generation", "video_extension")
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -131,7 +121,12 @@ class BatchRequestList(_Model):
 
 
 class BatchResult(_Model):
-    """One finished request: a chat completion or an error message."""
+    """One finished request: an answer (``batch_result.response.<kind>``) or an error message.
+
+    The answer's kind is the key it comes under: ``chat_get_completion`` (also for many
+    Responses requests: xAI answers them in chat-completion shape), ``responses``,
+    ``image_generation``...; :meth:`parsed` reads it as the model of that kind.
+    """
 
     batch_request_id: str
     batch_result: dict[str, Any] | None = None
@@ -142,26 +137,27 @@ class BatchResult(_Model):
         return response if isinstance(response, dict) else {}
 
     @property
-    def completion(self) -> ChatCompletion | None:
-        """The chat completion, or None for a failed request (raises if it is malformed)."""
-        body = self._response().get("chat_get_completion")
-        if body is None:
-            return None
+    def response_kind(self) -> str | None:
+        """The key the answer comes under (``chat_get_completion``, ``responses``...), or None."""
+        kinds = [key for key, value in self._response().items() if value is not None]
+        return kinds[0] if len(kinds) == 1 else None
+
+    def parsed(self, model: type[M]) -> M:
+        """The answer read as ``model`` (raises :class:`XAIResponseError` if it is malformed)."""
+        body = self._response().get(self.response_kind or "")
         try:
-            return ChatCompletion.model_validate(body)
+            return model.model_validate(body)
         except ValidationError as exc:
             raise XAIResponseError(
-                f"Malformed completion for batch request {self.batch_request_id}: {exc.errors()[0]['msg']}"
+                f"Malformed {self.response_kind} answer for batch request {self.batch_request_id}: "
+                f"{exc.errors()[0]['msg']}"
             ) from None
 
     @property
-    def media(self) -> tuple[str, dict[str, Any]] | None:
-        """(kind, body) of an image or video result (``image_generation``...), else None."""
-        response = self._response()
-        for kind in MEDIA_KINDS:
-            if isinstance(body := response.get(kind), dict):
-                return kind, body
-        return None
+    def completion(self) -> ChatCompletion | None:
+        """The chat completion, or None for a failed request or another kind (raises if it is
+        malformed)."""
+        return self.parsed(ChatCompletion) if self.response_kind == "chat_get_completion" else None
 
     @property
     def error(self) -> str | None:
@@ -176,10 +172,8 @@ class BatchResult(_Model):
         raw = error or self.error_message
         if raw:
             return str(raw)
-        if not self._response():
+        if self.response_kind is None:
             return "xAI returned neither a response nor an error for this request"
-        if "chat_get_completion" not in self._response() and self.media is None:
-            return f"unsupported batch response kind: {sorted(self._response())}"
         return None
 
 
@@ -188,7 +182,18 @@ class BatchResultList(_Model):
     pagination_token: str | None = None
 
 
+class UploadedFile(_Model):
+    """A file uploaded to ``POST /v1/files`` (here: a batch's JSONL input file)."""
+
+    id: str = Field(min_length=1)
+    object: str = "file"
+    bytes: int = 0
+    filename: str = ""
+    created_at: int | float | None = None
+    expires_at: int | float | None = None
+
+
 def batch_request(custom_id: str, body: Mapping[str, Any], kind: str = "chat_get_completion") -> dict[str, Any]:
-    """One item of ``POST /v1/batches/{id}/requests``: a chat-completion body, or an image or
-    video request's (``kind`` one of :data:`BATCH_KINDS`' values)."""
+    """One item of ``POST /v1/batches/{id}/requests``: a request ``body`` of ``kind``
+    (``chat_get_completion``, ``responses``...) called ``custom_id``."""
     return {"batch_request_id": custom_id, "batch_request": {kind: dict(body)}}

@@ -373,10 +373,13 @@ class ChatCompletion(_Response, Billed):
 
     @property
     def text(self) -> str:
-        """The first choice's answer text (raises :class:`XAIResponseError` if there is none)."""
+        """The first answer's text (raises :class:`XAIResponseError` if there is none). Choices
+        of role ``tool`` are skipped: a batch result of a Responses request lists the server-side
+        tool steps that way, before the answer."""
         if not self.choices:
             raise XAIResponseError("xAI returned a completion with no choices")
-        return self.choices[0].message.content or ""
+        answer = next((c for c in self.choices if c.message.role != "tool"), self.choices[0])
+        return answer.message.content or ""
 
 
 class ToolCallDelta(ToolCall):

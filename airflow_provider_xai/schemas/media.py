@@ -283,7 +283,14 @@ class VideoJob(Billed, _Answer):
                                           or not self.video.url)  # fmt: skip
 
 
+class FinishedVideo(VideoJob):
+    """A video as a batch result carries it: finished (xAI sends no status there)."""
+
+    status: str = "done"
+
+
 __all__ = [
+    "FinishedVideo",
     "ImageData",
     "ImageRequest",
     "ImageResult",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, is_finite_number
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 
@@ -22,13 +23,15 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.definitions.retry_policy import RetryPolicy
 
+    from airflow_provider_xai.usage import UsageRecord
     from airflow_provider_xai.usage_summary import Budget
 
 XCOM_SUMMARY_KEY = "xai_usage_summary"
 
 
 def _number(value: Any, field: str, kind: type[int] | type[float]) -> int | float | None:
-    """Check a budget limit (templated values arrive as strings)."""
+    """Check a budget limit (templated values arrive as strings): a finite number > 0 (a NaN
+    limit would never be exceeded, an infinite one is none)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -36,8 +39,8 @@ def _number(value: Any, field: str, kind: type[int] | type[float]) -> int | floa
             value = kind(value.strip())
         except ValueError:
             raise XAIValidationError(field, f"expected a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise XAIValidationError(field, f"must be a number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise XAIValidationError(field, f"must be a finite number > 0, got {value!r}")
     if kind is int and value != int(value):
         raise XAIValidationError(field, f"must be a whole number of tokens, got {value!r}")
     return kind(value)
@@ -57,7 +60,8 @@ class XAIUsageSensor(BaseSensorOperator):
     :param retry_policy: Airflow 3.3+ task retry policy; default ``XAIRetryPolicy`` (see
         :mod:`airflow_provider_xai.retry_policy`); ``None`` turns it off.
 
-    Returns ``{"totals", "by_model", "by_task", "records", "budget", "watched", ...}``.
+    Returns ``{"totals", "by_model", "by_task", "records", "budget", "watched", ...}``;
+    ``skipped_records`` counts values under the usage keys that were no usage record.
     Poke and reschedule modes work as for any sensor (``mode``, ``poke_interval``, ``timeout``).
     """
 
@@ -76,6 +80,9 @@ class XAIUsageSensor(BaseSensorOperator):
         retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
         **kwargs: Any,
     ) -> None:
+        for name, wait in (("poke_interval", poke_interval), ("timeout", kwargs.get("timeout"))):
+            if not isinstance(wait, timedelta):  # named here: Airflow raises OverflowError for inf
+                check_number(name, wait, 0, MAX_WAIT_SECONDS)
         super().__init__(poke_interval=poke_interval, **retry_policy_argument(retry_policy), **kwargs)
         if task_ids is not None and task_group_id is not None:
             raise XAIValidationError("task_ids", "give task_ids or task_group_id, not both")
@@ -177,14 +184,15 @@ class XAIUsageSensor(BaseSensorOperator):
         raise AirflowException(f"xAI usage trigger failed: {(event or {}).get('message', event)}")
 
     # --- reporting ----------------------------------------------------------------------------
-    def gather(self, context: Context, task_ids: Sequence[str]) -> list[Any]:
+    def gather(self, context: Context, task_ids: Sequence[str]) -> tuple[list[UsageRecord], int]:
         """Every usage record of ``task_ids`` in this run: the per-instance ledgers (which span
-        attempts) and the latest records, for every map index, de-duplicated."""
+        attempts) and the latest records, for every map index, de-duplicated; and how many
+        values under those keys were no usage record (skipped)."""
         from airflow_provider_xai.usage import XCOM_LEDGER_KEY, XCOM_USAGE_KEY
         from airflow_provider_xai.usage_summary import records_from_values
 
         if not task_ids:
-            return []
+            return [], 0
         ti = context["ti"]
         values: list[Any] = []
         for key in (XCOM_LEDGER_KEY, XCOM_USAGE_KEY):
@@ -200,7 +208,10 @@ class XAIUsageSensor(BaseSensorOperator):
         from airflow_provider_xai.usage_summary import evaluate_budget, render_table, summarize
 
         ti = context["ti"]
-        summary = summarize(self.gather(context, watched))
+        records, skipped = self.gather(context, watched)
+        if skipped:
+            self.log.warning("xAI usage: skipped %d stored value(s) that are no usage record", skipped)
+        summary = summarize(records)
         budget = evaluate_budget(summary, self.budget)
         self.log.info("%s", render_table(summary, f"xAI usage of {ti.dag_id} / {ti.run_id}"))
         result = {
@@ -209,6 +220,7 @@ class XAIUsageSensor(BaseSensorOperator):
             "watched": list(watched),
             "tasks_with_usage": list(summary.by_task),
             **summary.to_dict(),
+            "skipped_records": skipped,
             "budget": budget,
         }
         if budget["status"] != "exceeded":

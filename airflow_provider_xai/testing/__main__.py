@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat completion")
     parser.add_argument("--stream-interval", type=float, default=0.0,
                         help="seconds between SSE chunks")
+    parser.add_argument("--tool-latency", type=float, default=0.0,
+                        help="seconds a Responses request with server-side tools takes")
     parser.add_argument("--rate-limit-rps", type=int, default=0,
                         help="requests per second per API key and model (0: no limit)")
     parser.add_argument("--rate-limit-tpm", type=int, default=0,
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         state = ServerState(api_key=args.api_key, latency=args.latency,
-                            stream_interval=args.stream_interval,
+                            stream_interval=args.stream_interval, tool_latency=args.tool_latency,
                             rate_limit_rps=args.rate_limit_rps, rate_limit_tpm=args.rate_limit_tpm,
                             rate_limit_retry_after=args.rate_limit_retry_after)
     except ValueError as exc:

@@ -2,21 +2,22 @@
 
 Behaviour (deterministic, documented for tests):
 
-* ``POST /v1/batches`` ``{"name"}`` creates an empty batch (expires 24 h later).
+* ``POST /v1/batches`` ``{"name"}`` creates an empty batch (expires 24 h later);
+  ``{"name", "input_file_id"}`` one made from an uploaded JSONL file (``batch_files``: 404 for an
+  unknown file, 400 for a bad line): it shows ``num_requests: 0`` until its lines are loaded,
+  ``state.batch_file_load_polls`` polls later, and takes no added requests (400).
   ``GET /v1/batches`` lists newest first; ``GET /v1/batches/{id}`` returns one batch and counts
   as a *poll*; ``POST /v1/batches/{id}:cancel`` cancels every pending request.
 * ``POST /v1/batches/{id}/requests`` ``{"batch_requests": [...]}``: bodies over
-  ``state.batch_max_body_bytes`` -> 413; ``chat_get_completion``, ``image_generation``,
-  ``image_edit``, ``video_generation`` and ``video_extension`` requests are served (an image or
-  video result is what ``testing/media.py`` answers, its files at this server's URLs); a
-  ``batch_request_id`` already in the batch is ignored (adding is idempotent); a missing id
-  gets a UUID. Answers ``{}``.
+  ``state.batch_max_body_bytes`` -> 413; each ``batch_request`` holds exactly one kind
+  (``batch_run.KINDS``), of which ``chat_get_completion`` and ``responses`` are served (400 for
+  the others); a ``batch_request_id`` already in the batch is ignored (adding is idempotent); a
+  missing id gets a UUID. Answers ``{}``.
 * Requests finish over time: request ``k`` of a batch (in add order) needs
   ``1 + k % state.batch_pending_polls`` polls after it was added (so all are done after
   ``batch_pending_polls`` polls; 0 = at once) and ``state.batch_request_delay`` seconds.
-* A request whose messages contain ``[fail]``, or whose chat body the chat route would refuse,
-  fails with ``batch_result: {"error": "..."}``. Successes carry a normal ``chat.completion``
-  whose ``usage.cost_in_usd_ticks`` is discounted by ``BATCH_DISCOUNT``.
+* Each request is answered as ``batch_run`` says (failures, the chat or Responses shape, the
+  batch discount).
 * Lists page with ``limit`` (default 100, at most 1000) and an opaque ``pagination_token``
   (``null`` on the last page). Results are in completion order; cancelled requests have none.
 """
@@ -37,20 +38,15 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import batches
 from airflow_provider_xai.endpoints.routes import route
-from airflow_provider_xai.testing.chat import build_completion, parse_chat_request
+from airflow_provider_xai.testing.batch_files import create_files_router, read_lines
+from airflow_provider_xai.testing.batch_run import KINDS, RUNS, run
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
-from airflow_provider_xai.testing.media import MediaRoutes, server_root
+from airflow_provider_xai.testing.media import server_root
 from airflow_provider_xai.testing.state import ServerState
 
-BATCH_DISCOUNT = 0.5
-FAIL_MARKER = "[fail]"
 EXPIRE_SECONDS = 24 * 3600
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-KINDS = ("chat_get_completion", "responses", "image_generation", "image_edit", "video_generation", "video_extension")
-#: The kinds served besides chat, and the key their result comes under.
-MEDIA_RESULTS = {"image_generation": "image_generation", "image_edit": "image_generation",
-                 "video_generation": "video_generation", "video_extension": "video_generation"}  # fmt: skip
 
 
 def _iso(ts: float | None) -> str | None:
@@ -70,7 +66,6 @@ class BatchRequestRecord:
     ready_poll: int
     ready_at: float
     kind: str = "chat_get_completion"
-    root: str = ""  # the server's address, for the URLs of an image or video result
     state: str = "pending"
     finished: float | None = None
     result: dict[str, Any] | None = None
@@ -99,6 +94,12 @@ class BatchRecord:
     requests: dict[str, BatchRequestRecord] = field(default_factory=dict)
     finished_order: list[str] = field(default_factory=list)
     add_calls: list[float] = field(default_factory=list)  # monotonic time of each add call
+    input_file_id: str | None = None
+    #: This server's address as the batch's creator reached it (the URLs of image and video results).
+    root: str = ""
+    #: An input file's (id, kind, body) lines, until they are loaded (``batch_file_load_polls``).
+    unloaded: list[tuple[str, str, dict[str, Any]]] | None = None
+    load_poll: int = 0
 
     def counts(self) -> dict[str, int]:
         states = [r.state for r in self.requests.values()]
@@ -119,64 +120,31 @@ class BatchRecord:
             "create_api_key_id": self.api_key_id,
             "cancel_time": _iso(self.cancelled),
             "cancel_by_xai_message": None,
+            "input_file_id": self.input_file_id,
             "state": self.counts(),
         }
 
-
-def _message_has_marker(body: dict[str, Any]) -> bool:
-    for msg in body.get("messages") or []:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        parts = content if isinstance(content, list) else [content]
-        for part in parts:
-            text = part.get("text") if isinstance(part, dict) else part
-            if isinstance(text, str) and FAIL_MARKER in text:
-                return True
-    return False
-
-
-def _run(state: ServerState, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Answer one chat body: ("succeeded", {"response": ...}) or ("failed", {"error": ...})."""
-    if _message_has_marker(body):
-        return "failed", {"error": f"Request failed: simulated failure ({FAIL_MARKER} in the prompt)."}
-    try:
-        req = parse_chat_request(body, state.models)
-        if req.stream:
-            raise ServedError(400, "Invalid request: batch requests cannot be streamed.")
-        completion = build_completion(req, state.cached_prefix, None, state.omit_cost)
-    except ServedError as exc:
-        return "failed", {"error": exc.message}
-    usage = completion.get("usage") or {}
-    if "cost_in_usd_ticks" in usage:
-        usage["cost_in_usd_ticks"] = round(usage["cost_in_usd_ticks"] * BATCH_DISCOUNT)
-    return "succeeded", {"response": {"chat_get_completion": completion}}
-
-
-def _run_media(state: ServerState, req: BatchRequestRecord) -> tuple[str, dict[str, Any]]:
-    """Answer one image or video request as its endpoint would, at the batch discount."""
-    media = MediaRoutes(state)
-    try:
-        if req.kind.startswith("image"):
-            answer = media.image_answer(req.root, dict(req.body), edit=req.kind == "image_edit")
-        else:
-            action = "extend" if req.kind == "video_extension" else "generate"
-            answer = media.video_answer(req.root, dict(req.body), action)
-    except ServedError as exc:
-        return "failed", {"error": exc.message}
-    if answer.get("status") == "failed":
-        return "failed", {"error": answer["error"]["message"]}
-    usage = answer.get("usage") or {}
-    if "cost_in_usd_ticks" in usage:
-        usage["cost_in_usd_ticks"] = round(usage["cost_in_usd_ticks"] * BATCH_DISCOUNT)
-    return "succeeded", {"response": {MEDIA_RESULTS[req.kind]: answer}}
+    def add(self, state: ServerState, items: list[tuple[str, str, dict[str, Any]]], now: float) -> None:
+        """Add (id, kind, body) requests, each finishing over polls as the module says."""
+        polls = max(state.batch_pending_polls, 0)
+        for rid, kind, body in items:
+            k = len(self.requests)
+            self.requests[rid] = BatchRequestRecord(
+                id=rid, body=body, model=str(body.get("model", "")), created=now, kind=kind,
+                ready_poll=self.polls + (1 + k % polls if polls else 0), ready_at=now + state.batch_request_delay,
+            )  # fmt: skip
 
 
 def advance(state: ServerState, batch: BatchRecord, now: float | None = None) -> None:
-    """Finish every pending request whose poll count and delay have been reached."""
+    """Load an input file's lines once due; finish every pending request whose poll count and
+    delay have been reached."""
     now = time.time() if now is None else now
+    if batch.unloaded is not None and batch.polls >= batch.load_poll and batch.cancelled is None:
+        lines, batch.unloaded = batch.unloaded, None
+        batch.add(state, [line for line in lines if line[0] not in batch.requests], now)
     for req in batch.requests.values():
         if req.state == "pending" and batch.polls >= req.ready_poll and now >= req.ready_at:
-            chat = req.kind == "chat_get_completion"
-            req.state, req.result = _run(state, req.body) if chat else _run_media(state, req)
+            req.state, req.result = run(state, req.kind, req.body, batch.root)
             req.finished = now
             batch.finished_order.append(req.id)
 
@@ -236,18 +204,19 @@ def _parse_items(body: Any, batch: BatchRecord) -> list[tuple[str, str, dict[str
                 "Failed to deserialize the JSON body into the target type: "
                 f"batch_request: expected exactly one of {', '.join(KINDS)}",
             )
-        kind = kinds[0]
-        if kind == "responses":
-            raise ServedError(400, "The local xAI server does not serve responses batch requests.")
-        chat = item["batch_request"][kind]
-        if not isinstance(chat, dict):
-            raise invalid_type(kind, chat, "a map")
+        if kinds[0] not in RUNS:
+            raise ServedError(
+                400, f"The local xAI server serves {' and '.join(RUNS)} batch requests, not {kinds[0]}."
+            )
+        request = item["batch_request"][kinds[0]]
+        if not isinstance(request, dict):
+            raise invalid_type(kinds[0], request, "a map")
         rid = item.get("batch_request_id") or str(uuid.uuid4())
         if not isinstance(rid, str):
             raise invalid_type("batch_request_id", rid, "a string")
         if rid not in batch.requests:
-            out.setdefault(rid, (kind, chat))
-    return [(rid, kind, chat) for rid, (kind, chat) in out.items()]
+            out.setdefault(rid, (kinds[0], request))
+    return [(rid, kind, request) for rid, (kind, request) in out.items()]
 
 
 def create_batch_router(state: ServerState) -> APIRouter:
@@ -277,10 +246,14 @@ def create_batch_router(state: ServerState) -> APIRouter:
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ServedError(400, "Invalid request: name must be a non-empty string.")
-        if body.get("input_file_id") is not None:
-            raise ServedError(400, "The local xAI server does not support input_file_id batches.")
         key_id = hashlib.sha256(state.api_key.encode()).hexdigest()[:16]
-        batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id)
+        batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id, root=server_root(request))
+        if (file_id := body.get("input_file_id")) is not None:
+            stored = state.batch_files.get(file_id) if isinstance(file_id, str) else None
+            if stored is None:
+                raise ServedError(404, f"File {file_id} was not found.")
+            batch.input_file_id, batch.unloaded = file_id, read_lines(stored)
+            batch.load_poll = state.batch_file_load_polls
         with lock:
             state.batches[batch.batch_id] = batch
             return JSONResponse(batch.to_json())
@@ -331,19 +304,10 @@ def create_batch_router(state: ServerState) -> APIRouter:
         with lock:
             if batch.cancelled is not None:
                 raise ServedError(400, f"Batch {batch_id} is cancelled; no requests can be added.")
-            now, polls = time.time(), max(state.batch_pending_polls, 0)
-            for rid, kind, chat in items:
-                k = len(batch.requests)
-                batch.requests[rid] = BatchRequestRecord(
-                    id=rid,
-                    body=chat,
-                    model=str(chat.get("model", "")),
-                    created=now,
-                    ready_poll=batch.polls + (1 + k % polls if polls else 0),
-                    ready_at=now + state.batch_request_delay,
-                    kind=kind,
-                    root=server_root(request),
-                )
+            if batch.input_file_id is not None:
+                raise ServedError(400, f"Batch {batch_id} was made from an input file; no requests can be added.")
+            now = time.time()
+            batch.add(state, items, now)
             advance(state, batch, now)
         return JSONResponse({})
 
@@ -371,4 +335,5 @@ def create_batch_router(state: ServerState) -> APIRouter:
                 }
             )
 
+    r.include_router(create_files_router(state))
     return r

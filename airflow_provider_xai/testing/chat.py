@@ -353,6 +353,7 @@ def build_completion(
         "choices": choices,
         "usage": usage,
         "system_fingerprint": model.fingerprint,
+        "service_tier": served_tier(req.body),
     }
 
 
@@ -381,8 +382,17 @@ def _usage(req: ServerChatRequest, cached_prefix: Callable[[list[str]], int], co
         "num_sources_used": 0,
     }
     if not omit_cost:
-        usage["cost_in_usd_ticks"] = (
+        usage["cost_in_usd_ticks"] = tier_factor(req.body) * (
             (text_tokens - cached) * price.input_ticks + cached * price.cached_ticks
             + req.image_tokens * price.image_ticks + (completion + reasoning) * price.output_ticks
         )
     return usage
+
+
+def tier_factor(body: dict[str, Any]) -> int:
+    """xAI bills the ``priority`` service tier twice (this fake always serves it so)."""
+    return 2 if body.get("service_tier") == "priority" else 1
+
+
+def served_tier(body: dict[str, Any]) -> str:
+    return "priority" if body.get("service_tier") == "priority" else "default"

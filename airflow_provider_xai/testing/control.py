@@ -1,12 +1,15 @@
 """Control endpoints of the local xAI server, for tests that run clients in subprocesses.
 
+Every ``POST`` needs ``Content-Type: application/json`` (else 415), even ``reset`` (send
+``{}``): a cross-site page cannot send that without a CORS preflight, which is never granted.
 ``POST /_control/reset``; ``POST /_control/faults`` ``{"faults": [{Fault fields}], "times": n}``
 (each fault queued ``n`` times, in order: ``[A, B]`` x2 -> A, A, B, B); ``POST /_control/chaos``
 (``Chaos`` fields; empty body or ``{}`` disables); ``POST /_control/config`` (see
 ``state.CONFIG_FIELDS``; answers the config); ``GET /_control/state`` (config, pending
 faults, chaos counts, ``rate_limited``: requests refused by the rate limits, and
 ``rate_limited_by`` limit name); ``GET /_control/journal``.
-Neither the config nor the state shows the API key (``state.SECRET_FIELDS``); the journal masks it.
+Neither the config nor the state shows the API key (``state.SECRET_FIELDS``); the journal masks it
+(and the token each request sent) in paths, queries, headers and bodies.
 Bad input -> 400 ``{"code": ..., "error": "invalid control request: ..."}``.
 """
 
@@ -15,16 +18,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.state import Chaos, Fault, ServerState
 
 
+async def json_posts_only(request: Request) -> None:
+    """A ``POST`` must say ``Content-Type: application/json``: a web page can send a plain-text
+    or form POST to loopback without asking, but a JSON one only after a CORS preflight, which
+    this server never grants. So no page a developer visits can reset or fault the server."""
+    if request.method == "POST":
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise ServedError(415, "invalid control request: POST /_control/* needs `Content-Type: application/json`")
+
+
 def create_control_router(state: ServerState) -> APIRouter:
-    """Routes for ``{prefix}/_control`` (no auth): reset, faults, chaos, config, journal."""
-    r = APIRouter()
+    """Routes for ``{prefix}/_control`` (no auth; POSTs only as JSON): reset, faults, chaos,
+    config, journal."""
+    r = APIRouter(dependencies=[Depends(json_posts_only)])
 
     async def obj(request: Request) -> dict[str, Any]:
         raw = await request.body()

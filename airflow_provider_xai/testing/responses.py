@@ -38,7 +38,7 @@ import time
 import uuid
 from typing import Any
 
-from airflow_provider_xai.testing.chat import REPLY_PREFIX, count_tokens
+from airflow_provider_xai.testing.chat import REPLY_PREFIX, count_tokens, served_tier, tier_factor
 from airflow_provider_xai.testing.models import ModelSpec
 from airflow_provider_xai.testing.responses_request import (
     ServerResponsesRequest,
@@ -198,8 +198,10 @@ def _usage(req: ServerResponsesRequest, state: ServerState, output: list[dict[st
     text_tokens = sum(per_item) + sum(run.result_tokens for run in runs)
     cached = 0
     if price.cached_input is not None:
-        cached = sum(per_item[: state.cached_prefix(_prefix_keys(model, conv))])
-        state.cached_prefix(_prefix_keys(model, [*conv, *output]))  # remember the answer too
+        route = req.body.get("prompt_cache_key")
+        route = route if isinstance(route, str) else None
+        cached = sum(per_item[: state.cached_prefix(_prefix_keys(model, conv), route)])
+        state.cached_prefix(_prefix_keys(model, [*conv, *output]), route)  # remember the answer too
     details = dict.fromkeys(USAGE_DETAIL_KEYS, 0)
     for run in runs:
         details[USAGE_KEYS[run.kind]] += 1
@@ -214,11 +216,10 @@ def _usage(req: ServerResponsesRequest, state: ServerState, output: list[dict[st
         "server_side_tool_usage_details": details,
     }
     if not state.omit_cost:
-        usage["cost_in_usd_ticks"] = (
+        usage["cost_in_usd_ticks"] = tier_factor(req.body) * (
             (text_tokens - cached) * price.input_ticks + cached * price.cached_ticks
             + images * price.image_ticks + out_tokens * price.output_ticks
-            + sum(TOOL_PRICE_TICKS[run.kind] for run in runs)
-        )
+        ) + sum(TOOL_PRICE_TICKS[run.kind] for run in runs)
     return usage
 
 
@@ -238,7 +239,7 @@ def response_json(req: ServerResponsesRequest, rid: str, created: int, status: s
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "safety_identifier": None, "service_tier": "default", "store": req.store,
+        "safety_identifier": None, "service_tier": served_tier(body), "store": req.store,
         "temperature": body.get("temperature"), "top_p": body.get("top_p"),
         "text": {"format": req.text_format}, "tool_choice": req.tool_choice, "tools": req.tools,
         "top_logprobs": body.get("top_logprobs"), "truncation": "disabled", "background": False,

@@ -38,10 +38,18 @@ TEXT_PARTS = {"input_text": "text", "output_text": "text", "refusal": "refusal",
 
 @dataclass
 class StoredResponse:
-    """A ``store: true`` response and the conversation a follow-up turn rehydrates."""
+    """A ``store: true`` response and the conversation a follow-up turn rehydrates; until
+    ``ready_at`` (the server's clock) it reads as in progress."""
 
     response: dict[str, Any]
     conversation: list[dict[str, Any]]
+    ready_at: float = 0.0
+
+    def seen_at(self, now: float) -> dict[str, Any]:
+        """What ``GET /v1/responses/{id}`` shows at ``now``: the answer, or its in-progress snapshot."""
+        if now >= self.ready_at:
+            return self.response
+        return {**self.response, "status": "in_progress", "output": [], "usage": None, "completed_at": None}
 
 
 @dataclass

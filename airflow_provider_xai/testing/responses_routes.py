@@ -62,6 +62,8 @@ def create_responses_router(state: ServerState) -> APIRouter:
         if state.latency:
             await asyncio.sleep(state.latency)
         response, stored = build_response(req, state, fault.content if fault else None)
+        tools_run = state.tool_latency if req.tools else 0.0
+        stored.ready_at = state.clock() + tools_run
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), response.get("usage"))
         failed = None
         if fault and fault.fail_stream and req.stream:
@@ -69,18 +71,20 @@ def create_responses_router(state: ServerState) -> APIRouter:
         if req.store:
             state.store_response(response["id"], stored)
         if not req.stream:
+            await asyncio.sleep(tools_run)
             return JSONResponse(response)
         frames = stream_frames(response, truncate=bool(fault and fault.truncate_stream),
                                malformed=bool(fault and fault.malformed_chunk),
                                done_marker=state.responses_done_marker, failed=failed)
-        return paced_event_stream(frames, state.stream_interval)
+        # The tools run after response.created and .in_progress (frames 0 and 1).
+        return paced_event_stream(frames, state.stream_interval, pause=(2, tools_run))
 
     @r.get(route(response_endpoints.GET))
     async def get(response_id: str) -> Response:
         stored = state.get_response(response_id)
         if stored is None:
             raise _not_found(response_id)
-        return JSONResponse(stored.response)
+        return JSONResponse(stored.seen_at(state.clock()))
 
     @r.delete(route(response_endpoints.DELETE))
     async def delete(response_id: str) -> Response:

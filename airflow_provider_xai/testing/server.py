@@ -3,15 +3,16 @@
 Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order):
 
 1. every response gets an ``x-request-id`` header; every non-control request is journaled
-   (Authorization shown as ``Bearer ***``, other header values containing the key masked);
+   (Authorization shown as ``Bearer ***``; the key, and the token the request sent, masked in
+   the path, the query, the other headers and the body);
 2. auth: missing/malformed ``Authorization`` -> 401, wrong key -> 400 (masked key);
 3. faults: the first queued ``Fault`` whose ``path`` matches is consumed (so each faulted
    request is counted in the journal); with no queued match, ``Chaos`` may draw one for
    ``POST /chat/completions``. ``delay`` sleeps, ``drop`` aborts the connection mid-body,
    a non-200 ``status`` answers with the xAI error body (+ retry headers), ``body`` answers
-   a raw 200; ``content``/``truncate_stream``/``malformed_chunk`` are handed to the chat
-   and responses routes (no-ops for other routes; the stream flags also for non-streaming
-   requests);
+   a raw 200; ``content``/``truncate_stream``/``malformed_chunk``/``fail_stream`` are handed
+   to the chat and responses routes (no-ops for other routes; the stream flags also for
+   non-streaming requests);
 4. blocked/disabled key or team -> 403 (except ``GET /v1/api-key``);
 5. rate limits (``rate_limit_rps``/``rate_limit_tpm``, see ``rate_limit.py``) for
    ``POST /chat/completions`` (plain, streamed, deferred) and ``POST /responses``, per API key
@@ -26,11 +27,13 @@ Control endpoints under ``{prefix}/_control`` need no auth and are not journaled
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -98,15 +101,33 @@ def _err(exc: ServedError) -> JSONResponse:
     return _json(exc.status, exc.body(), exc.headers)
 
 
-def _redact_headers(headers: list[tuple[bytes, bytes]], key: str) -> dict[str, str]:
+def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` (text, or parsed JSON: keys and values) with every secret replaced by ``***``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, list):
+        return [_mask(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_mask(k, secrets): _mask(v, secrets) for k, v in value.items()}
+    return value
+
+
+def _secrets(headers: list[tuple[bytes, bytes]], key: str) -> tuple[str, ...]:
+    """What the journal masks: the server's key and the token the request carried (a wrong
+    or rotated key is a secret too), longest first so that neither leaves a part showing."""
+    sent = dict(headers).get(b"authorization", b"").decode("latin-1").partition(" ")[2].strip()
+    return tuple(sorted({s for s in (key, sent) if len(s) >= 4}, key=len, reverse=True))
+
+
+def _redact_headers(headers: list[tuple[bytes, bytes]], secrets: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw_name, raw_value in headers:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         if name == "authorization":
             value = "Bearer ***" if value.lower().startswith("bearer") else "***"
-        elif key and key in value:
-            value = value.replace(key, "***")
-        out[name] = value
+        out[name] = _mask(value, secrets)
     return out
 
 
@@ -178,21 +199,19 @@ class _Gateway:
         await self.app(scope, replay, send_wrapped)
 
     def _journal(self, scope: Scope, body: bytes, request_id: str) -> JournalEntry:
-        key = self.state.api_key
-        text = body.decode("utf-8", "replace")
+        """The request as the journal keeps it: the key masked wherever it appears (path,
+        query, headers, body; also where JSON escapes or percent-encoding hid it)."""
+        headers = scope.get("headers", [])
+        secrets = _secrets(headers, self.state.api_key)
         try:
-            parsed = json.loads(text.replace(key, "***") if key else text) if body else None
-        except ValueError:
+            parsed = json.loads(body.decode("utf-8", "replace")) if body else None
+        except (ValueError, RecursionError):
             parsed = None
-        query = {}
-        for pair in scope.get("query_string", b"").decode("latin-1").split("&"):
-            if pair:
-                k, _, v = pair.partition("=")
-                query[k] = v
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         entry = JournalEntry(
-            method=scope["method"], path=scope["path"],
-            headers=_redact_headers(scope.get("headers", []), key), query=query,
-            body=parsed, request_id=request_id,
+            method=scope["method"], path=_mask(scope["path"], secrets),
+            headers=_redact_headers(headers, secrets), query=_mask(query, secrets),
+            body=_mask(parsed, secrets), request_id=request_id,
         )
         self.state.record(entry)
         return entry
@@ -296,7 +315,8 @@ def _v1_router(state: ServerState) -> APIRouter:
         req = parse_chat_request(await _json_body(request), state.models)
         if state.latency:
             await asyncio.sleep(state.latency)
-        completion = build_completion(req, state.cached_prefix,
+        route = request.headers.get(chat.CONVERSATION_HEADER)
+        completion = build_completion(req, functools.partial(state.cached_prefix, route=route),
                                       fault.content if fault else None, state.omit_cost)
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), completion.get("usage"))
         if req.deferred:
@@ -305,7 +325,8 @@ def _v1_router(state: ServerState) -> APIRouter:
             return _json(200, completion)
         events = stream_events(completion, req.include_usage,
                                truncate=bool(fault and fault.truncate_stream),
-                               malformed=bool(fault and fault.malformed_chunk))
+                               malformed=bool(fault and fault.malformed_chunk),
+                               error=fault.error_body(500) if fault and fault.fail_stream else None)
         return paced_event_stream(events, state.stream_interval)
 
     @r.get(route(chat.DEFERRED_COMPLETION))

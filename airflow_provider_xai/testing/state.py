@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import random
 import threading
 import time
@@ -47,7 +48,9 @@ class Fault:
     drop: bool = False
     truncate_stream: bool = False
     malformed_chunk: bool = False
-    fail_stream: bool = False  # /v1/responses streams end with ``response.failed`` (chat: no-op)
+    #: A stream fails midway: ``/v1/responses`` ends with ``response.failed``, chat with an error
+    #: event (``code``, and ``message`` as its ``error``) after two content pieces.
+    fail_stream: bool = False
     content: str | None = None
     body: str | None = None
     path: str | None = None
@@ -81,9 +84,12 @@ class Fault:
     def is_error(self) -> bool:
         return self.status != 200
 
-    def error_body(self) -> dict[str, Any]:
-        code = self.code if self.code is not None else error_body(self.status).get("code")
-        return error_body(self.status, self.message, code)
+    def error_body(self, status: int | None = None) -> dict[str, Any]:
+        """The xAI error body of this fault's ``status`` (or of ``status``: a failing chat
+        stream's event is a 500's body)."""
+        status = self.status if status is None else status
+        code = self.code if self.code is not None else error_body(status).get("code")
+        return error_body(status, self.message, code)
 
     def response_headers(self) -> dict[str, str]:
         out = dict(self.headers or {})
@@ -172,11 +178,15 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "team_blocked": (bool,),
     "omit_cost": (bool,),
     "prompt_cache": (bool,),
+    "cache_servers": (int,),
     "batch_pending_polls": (int,),
     "batch_request_delay": (int, float),
     "batch_max_body_bytes": (int,),
+    "batch_responses_shape": (str,),
+    "batch_file_load_polls": (int,),
     "journal_limit": (int,),
     "responses_done_marker": (bool,),
+    "tool_latency": (int, float),
     "responses_collections": (dict,),
     "responses_mcp_tools": (dict,),
     "rate_limit_rps": (int,),
@@ -207,11 +217,24 @@ class ServerState:
         self.team_blocked = False
         self.omit_cost = False
         self.prompt_cache = True
+        #: Servers behind the API, each with a prompt cache of its own, as at xAI: a request with
+        #: a routing key (``x-grok-conv-id``, ``prompt_cache_key``) always lands on the same one,
+        #: a request without lands on any (1: one server, every repeat hits).
+        self.cache_servers = 1
         self.batch_pending_polls: int = 2  # batch polls before a request finishes (see batch.py)
         self.batch_request_delay: float = 0.0  # and seconds after it was added
         self.batch_max_body_bytes: int = 25_000_000  # add-requests body limit (413 above)
         self.batches: dict[str, Any] = {}  # batch id -> testing.batch.BatchRecord
+        #: how Responses batch requests are answered: "chat" (xAI's chat-completion shape) or "responses"
+        self.batch_responses_shape = "chat"
+        self.batch_file_load_polls: int = 1  # polls before an input file's lines show as requests
+        self.batch_files: dict[str, Any] = {}  # file id -> testing.batch_files.StoredFile
         self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
+        #: Seconds a Responses request with server-side tools takes (the tools "run"): a stream
+        #: pauses after ``response.in_progress``; a stored response reads as in progress until
+        #: then, and completes whether or not its client stayed connected.
+        self.tool_latency: float = 0.0
+        self.clock = clock
         #: file_search documents: collection id -> [{"file_id", "filename", "text"}]
         self.responses_collections: dict[str, list[dict[str, str]]] = {}
         #: mcp answers: "<server_label>.<tool>" -> output (a string, or JSON-serialised)
@@ -238,7 +261,8 @@ class ServerState:
         self.journal_limit: int = DEFAULT_JOURNAL_LIMIT  # newest entries kept (at least 1)
         self._journal: deque[JournalEntry] = deque(maxlen=self.journal_limit)
         self._deferred: dict[str, list[Any]] = {}  # id -> [polls_left, completion]
-        self._seen_prefixes: set[str] = set()
+        self._seen_prefixes: dict[int, set[str]] = {}  # server -> the prefixes it cached
+        self._cache_rng = random.Random(11)
         self.configure(**config)
         self._initial = self.config()
 
@@ -266,6 +290,8 @@ class ServerState:
             raise ValueError("journal_limit must be >= 1")
         if values.get("image_format", "jpeg") not in ("jpeg", "png"):
             raise ValueError("image_format must be 'jpeg' or 'png'")
+        if values.get("batch_responses_shape", "chat") not in ("chat", "responses"):
+            raise ValueError("batch_responses_shape must be 'chat' or 'responses'")
         if "responses_collections" in values:
             _check_collections(values["responses_collections"])
         if "responses_mcp_tools" in values:
@@ -292,6 +318,7 @@ class ServerState:
             self._deferred.clear()
             self._seen_prefixes.clear()
             self.batches.clear()
+            self.batch_files.clear()
             self._responses.clear()
             self.media_jobs.clear()
             self.media_files.clear()
@@ -400,16 +427,23 @@ class ServerState:
             return self._responses.pop(response_id, None) is not None
 
     # -- prompt cache ----------------------------------------------------------------
-    def cached_prefix(self, keys: list[str]) -> int:
-        """Length of the longest leading run of ``keys`` seen before; then remember all."""
+    def cached_prefix(self, keys: list[str], route: str | None = None) -> int:
+        """Length of the longest leading run of ``keys`` the serving server saw before; then it
+        remembers all. ``route`` (a routing key) picks the server; without one, any serves."""
         with self._lock:
             if not self.prompt_cache:
                 return 0
+            servers = max(self.cache_servers, 1)
+            if route:
+                server = int(hashlib.sha256(route.encode()).hexdigest(), 16) % servers
+            else:
+                server = self._cache_rng.randrange(servers)
+            seen = self._seen_prefixes.setdefault(server, set())
             hit = 0
             for i, key in enumerate(keys):
-                if key in self._seen_prefixes:
+                if key in seen:
                     hit = i + 1
-            self._seen_prefixes.update(keys)
+            seen.update(keys)
             return hit
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, check_wait
 from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.hooks.batch import timeout_message
 from airflow_provider_xai.hooks.xai import XAIHook
@@ -38,6 +39,8 @@ class XAIBatchTrigger(BaseTrigger):
         timeout: float | None = None,
     ) -> None:
         super().__init__()
+        check_wait(poll_interval, end_time, max_poll_failures)
+        check_number("timeout", timeout, 0, MAX_WAIT_SECONDS)
         self.batch_id = batch_id
         self.xai_conn_id = xai_conn_id
         self.poll_interval = poll_interval

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, check_wait
 from airflow_provider_xai.exceptions import XAIDeferredExpiredError, XAIError
 from airflow_provider_xai.hooks.shared import shared_hook
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
@@ -44,6 +45,8 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
         expired_grace: float = EXPIRED_GRACE,
     ) -> None:
         super().__init__()
+        check_wait(poll_interval, end_time, max_poll_failures)
+        check_number("expired_grace", expired_grace, 0, MAX_WAIT_SECONDS)
         self.request_id = request_id
         self.xai_conn_id = xai_conn_id
         self.poll_interval = poll_interval

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xai.arguments import check_wait
 from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.hooks.media import progress_of
 from airflow_provider_xai.hooks.shared import shared_hook
@@ -41,6 +42,7 @@ class XAIMediaTrigger(BaseTrigger):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_wait(poll_interval, end_time, max_poll_failures)
         self.request_id = request_id
         self.kind = kind
         self.xai_conn_id = xai_conn_id

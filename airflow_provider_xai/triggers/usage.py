@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xai.arguments import check_wait
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 from airflow_provider_xai.usage_summary import fetch_task_states, unfinished
 
@@ -36,6 +37,7 @@ class XAIUsageTrigger(BaseTrigger):
         end_time: float | None = None,
     ) -> None:
         super().__init__()
+        check_wait(poll_interval, end_time)
         self.dag_id = dag_id
         self.run_id = run_id
         self.task_ids = list(task_ids)

@@ -36,6 +36,16 @@ def test_example_batch_dag_runs_green(
     assert report["by_category"] == {"account": 75, "billing": 75, "bug": 75, "praise": 75}
     assert report["labelled"] == 300 and report["cost_usd"] == summary["usage"]["cost_usd"]
 
-    (batch,) = xai_server.state.batches.values()
-    assert len(batch.requests) == 300
-    assert len(xai_server.requests("/requests", "POST")) == 1
+    batches = {b.batch_id: b for b in xai_server.state.batches.values()}
+    assert len(batches[summary["batch_id"]].requests) == 300
+    assert len(xai_server.requests("/requests", "POST")) == 2, "one add-requests call per batch"
+
+    research = xcom_values(dr, "find_help_articles")[-1]
+    requests = list(batches[research["batch_id"]].requests.values())
+    assert [r.kind for r in requests] == ["responses"] * 4
+    assert all(r.body["tools"] == [{"type": "web_search"}] for r in requests)
+    assert research["succeeded"] == 4 and report["web_searches"] == 4
+    assert set(report["help_articles"]) == {"account", "billing", "bug", "praise"}
+    assert all(url and url.startswith("https://") for url in report["help_articles"].values())
+    (folded,) = xcom_values(dr, "find_help_articles", "xai_usage_ledger")[-1]
+    assert folded["kind"] == "batch" and folded["server_side_tool_usage"] == {"web_search_calls": 4}

@@ -24,28 +24,28 @@ def test_example_vision_dag_runs_green_and_writes_report(dagbag: Any, xai_server
     assert sorted(m for t, m in states if t == "describe_image") == [0, 1, 2]
 
     # One request per image, each carrying that image's bytes as a data URI of its real type,
-    # then one request with all three for the cover.
-    chats = [e for e in xai_server.journal if e.path.endswith("/chat/completions")]
-    assert len(chats) == 4
-    (cover_request,) = [e for e in chats if len(e.body["messages"]) == 1]
-    *cover_images, cover_prompt = cover_request.body["messages"][0]["content"]
+    # then one request with all three for the cover; on the Responses API (the operators' default).
+    asks = [e for e in xai_server.journal if e.path.endswith("/responses") and e.method == "POST"]
+    assert len(asks) == 4 and not xai_server.requests("/chat/completions")
+    (cover_request,) = [e for e in asks if "instructions" not in e.body]
+    *cover_images, cover_prompt = cover_request.body["input"][0]["content"]
     assert "best cover" in cover_prompt["text"]
-    assert [base64.b64decode(p["image_url"]["url"].partition(",")[2]) for p in cover_images] == [
+    assert [base64.b64decode(p["image_url"].partition(",")[2]) for p in cover_images] == [
         p.read_bytes() for p in samples
     ]
     sent = {}
-    for entry in chats:
+    for entry in asks:
         if entry is cover_request:
             continue
-        system, user = entry.body["messages"]
-        assert system["role"] == "system"
+        assert entry.body["instructions"]
+        (user,) = entry.body["input"]
         image, prompt = user["content"]
-        assert prompt["type"] == "text" and "written text" in prompt["text"]
-        assert image["image_url"]["detail"] == "low"
-        head, _, b64 = image["image_url"]["url"].partition(",")
+        assert prompt["type"] == "input_text" and "written text" in prompt["text"]
+        assert image["type"] == "input_image" and image["detail"] == "low"
+        head, _, b64 = image["image_url"].partition(",")
         sent[base64.b64decode(b64)] = head
         assert entry.body["model"] == "grok-4.3"
-        assert entry.body["response_format"]["type"] == "json_schema"
+        assert entry.body["text"]["format"]["type"] == "json_schema"
     assert sent == {p.read_bytes(): f"data:{MIME[p.suffix]};base64" for p in samples}
 
     facts = xcom_values(dr, "describe_image")
@@ -55,7 +55,8 @@ def test_example_vision_dag_runs_green_and_writes_report(dagbag: Any, xai_server
         assert isinstance(value["objects"], list) and isinstance(value["has_text"], bool)
         assert value["caption"].startswith("(local server) ") and "Describe" not in value["caption"]
     usage = xcom_values(dr, "describe_image", "xai_usage")
-    assert [usage[i]["image_tokens"] for i in range(3)] == [256, 256, 256]  # detail=low
+    # detail=low: 256 tokens an image, inside the input tokens (Responses itemizes no image tokens)
+    assert all(usage[i]["prompt_tokens"] > 256 and usage[i]["image_tokens"] == 0 for i in range(3))
 
     result = xcom_values(dr, "write_report")[-1]
     assert result["path"].startswith(f"file://{os.environ['AIRFLOW_HOME']}/xai_reports/")
@@ -71,7 +72,7 @@ def test_example_vision_dag_runs_green_and_writes_report(dagbag: Any, xai_server
     summary = result["summary"]
     assert summary["images"] == 3
     assert report["cover"] == xcom_values(dr, "pick_cover")[-1]
-    assert summary["image_tokens"] == 3 * 256 + 3 * 1024  # three low-detail, three auto
+    assert summary["prompt_tokens"] > 3 * 256 + 3 * 1024  # three low-detail images, three auto, and text
     usage[3] = xcom_values(dr, "pick_cover", "xai_usage")[-1]
     assert summary["total_tokens"] == sum(u["total_tokens"] for u in usage.values())
     assert summary["cost_usd"] > 0

@@ -35,11 +35,15 @@ def record_of(line: str) -> UsageRecord:
     """The record a usage line shows (a field the record does not have is a TypeError)."""
     shown = dict(pair.split("=", 1) for pair in line.split())
     cost, tools = shown.pop("cost_usd", "unknown"), shown.pop("server_side_tool_usage", "none")
+    shown.pop("cache_hit_share", None)  # derived from the counts: the round trip checks it
+    units, unit = float(shown.pop("units", 0)), shown.pop("unit", None)
     return UsageRecord(
         model=shown.pop("model"),
         cost_source=shown.pop("cost_source", "unknown"),  # type: ignore[arg-type]
         cost_usd=None if cost == "unknown" else float(cost),
         server_side_tool_usage={t: int(n) for t, n in (p.split(":") for p in tools.split(",") if tools != "none")},
+        units=units,
+        unit=unit,
         **{field: int(value) for field, value in shown.items()},
     )
 
@@ -95,6 +99,12 @@ def _responses_arguments() -> set[str]:
     return _arguments(XAIResponsesOperator)
 
 
+def _batch_arguments() -> set[str]:
+    from airflow_provider_xai.operators.batch import XAIBatchOperator
+
+    return _arguments(XAIBatchOperator)
+
+
 def _image_arguments() -> set[str]:
     from airflow_provider_xai.operators.images import XAIImageOperator
 
@@ -119,6 +129,7 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
+    ("docs/operators/batch.md", "Argument"): _batch_arguments,
     ("docs/operators/images.md", "Argument"): _image_arguments,
     ("docs/operators/video.md", "Argument"): _video_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
@@ -140,7 +151,7 @@ def test_the_scale_page_quotes_the_scale_run() -> None:
     quoted = [
         f"{off['refused_429']:,} 429s and {off['failed_tasks']} failed tasks for {off['requests']:,} requests",
         f"client limit of {run['client_rps']} it gave {on['refused_429']:,} 429 for {on['requests']:,} requests and\n"
-        f"  {on['throughput_share_of_limit']:.0%} of the limit",
+        f"  {on['throughput_share_of_limit']:.1%} of the limit",
         f"{conf['mapped']} mapped tasks sent {conf['mapped']} requests while {conf['fanouts']} `chat_many` tasks sent "
         f"{conf['fanouts'] * conf['per_fanout']:,}",
         f"| failed tasks | {on['failed_tasks']} | {off['failed_tasks']} |",
@@ -151,7 +162,7 @@ def test_the_scale_page_quotes_the_scale_run() -> None:
         f"{off['duplicated_answers']} / {off['crossed_answers']} |",
         f"| {on['rollup_requests']:,} and {on['rollup_total_tokens']:,}, what the tasks recorded | "
         f"{off['rollup_requests']:,} and {off['rollup_total_tokens']:,}, what the tasks recorded |",
-        f"| {on['throughput_rps']} per second, {on['throughput_share_of_limit']:.0%} of R | "
+        f"| {on['throughput_rps']} per second, {on['throughput_share_of_limit']:.1%} of R | "
         f"{off['throughput_rps']} per second |",
         f"| DAG run | {on['dag_run_s']} s | {off['dag_run_s']} s |",
     ]

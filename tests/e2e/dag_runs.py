@@ -75,7 +75,7 @@ def check_vision(api: httpx.Client, run_id: str, stack: AirflowStack, server: XA
     summary = result["summary"]
     images = sorted(p for p in (DAGS_FOLDER / "sample_images").iterdir() if p.suffix in {".png", ".jpg"})
     assert summary["images"] == len(images) > 0
-    assert summary["image_tokens"] > 0 and summary["cost_usd"] > 0
+    assert summary["prompt_tokens"] > 0 and summary["cost_usd"] > 0
     report = Path(urlsplit(result["path"]).path)
     assert report.is_relative_to(stack.home / "xai_reports") and report.is_file(), (report, stack.home)
     for index in range(len(images)):
@@ -97,6 +97,15 @@ def check_batch(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAI
     assert report["labelled"] == report["tickets"] > 0 and report["failed"] == 0, report
     assert sum(report["by_category"].values()) == report["labelled"]
     assert server.requests("/batches", "POST"), "no batch was created on the server"
+
+
+def check_agents(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    # The deferrable research call was sent once and collected by the triggerer.
+    sent = [e for e in server.journal if e.method == "POST" and e.path.endswith("/responses")
+            and any(t.get("type") == "code_interpreter" for t in (e.body or {}).get("tools", []))]
+    assert len(sent) == 1, sent
+    assert xcom(api, "example_xai_agents", run_id, "triage", "xai_branch_reason")
+    assert xcom(api, "example_xai_agents", run_id, "escalate").startswith("escalated with context")
 
 
 def check_images(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
@@ -132,6 +141,7 @@ CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] 
     "example_xai_vision": check_vision,
     "example_xai_usage": check_usage,
     "example_xai_batch": check_batch,
+    "example_xai_agents": check_agents,
     "example_xai_images": check_images,
     "example_xai_video": check_video,
 }

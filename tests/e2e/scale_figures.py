@@ -21,8 +21,8 @@ from typing import Any
 from airflow_provider_xai.testing.state import JournalEntry
 
 CHAT_PATH = "/v1/chat/completions"
-#: Issue 14's figures for a run with the shared limiter on.
-TARGETS = {"refused_429_share_max": 0.01, "throughput_share_of_limit_min": 0.85}
+#: Issue 25's figures for a run with the shared limiter on, its limit equal to the server's.
+TARGETS = {"refused_429_share_max": 0.005, "throughput_share_of_limit_min": 0.95}
 
 
 def tag_pattern(run_id: str) -> re.Pattern[str]:
@@ -73,11 +73,11 @@ class ScaleFigures:
         return asdict(self)
 
     def targets_missed(self) -> list[str]:
-        """Which of issue 14's figures for the limiter-on run this run misses (reported, not
+        """Which of issue 25's figures for the limiter-on run this run misses (reported, not
         asserted: both depend on how busy the machine is, and speed targets are no test's)."""
         missed = []
         if self.refused_429_share > TARGETS["refused_429_share_max"]:
-            missed.append(f"429s {self.refused_429_share:.1%} of requests > {TARGETS['refused_429_share_max']:.0%}")
+            missed.append(f"429s {self.refused_429_share:.1%} of requests > {TARGETS['refused_429_share_max']:.1%}")
         if self.throughput_share_of_limit < TARGETS["throughput_share_of_limit_min"]:
             missed.append(
                 f"throughput {self.throughput_share_of_limit:.1%} of the limit "

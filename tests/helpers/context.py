@@ -39,7 +39,12 @@ class FakeStateStore:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any, **_: Any) -> None:
+        if value is None:  # as Airflow's store: a value is never None (delete() removes a key)
+            raise ValueError("Cannot set value as None")
         self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
 
 
 def make_context(ti: FakeTI | None = None, store: FakeStateStore | None = None) -> dict[str, Any]:

@@ -21,75 +21,21 @@ from airflow_provider_xai.exceptions import (
 )
 from airflow_provider_xai.hooks.batch import batch_request
 from airflow_provider_xai.hooks.xai import XAIHook
-from airflow_provider_xai.operators.batch import XAIBatchOperator, batch_name_for
 from airflow_provider_xai.testing.state import Fault
 from airflow_provider_xai.triggers.batch import XAIBatchTrigger
 from airflow_provider_xai.usage import TICKS_PER_USD
-
-RUN_ID = "scheduled__2026-01-01T00:00:00+00:00"
-
-
-class FakeTI:
-    """What the operator and the usage ledger use of a task instance."""
-
-    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
-        self.dag_id, self.run_id, self.task_id = "nightly", RUN_ID, "classify"
-        self.map_index, self.try_number = map_index, try_number
-        self.xcoms: list[tuple[str, Any]] = []
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms.append((key, json.loads(json.dumps(value))))
-
-    def pushed(self, key: str) -> list[Any]:
-        return [v for k, v in self.xcoms if k == key]
-
-
-class FakeStore(dict):
-    """The Airflow 3.3 task state store: survives retries of one task instance."""
-
-    def set(self, key: str, value: Any) -> None:
-        self[key] = value
-
-
-def context(try_number: int = 1, store: FakeStore | None = None) -> dict[str, Any]:
-    ctx: dict[str, Any] = {"ti": FakeTI(try_number)}
-    if store is not None:
-        ctx["task_state_store"] = store
-    return ctx
-
-
-def operator(tmp_path: Path, inputs: Any, **kwargs: Any) -> XAIBatchOperator:
-    kwargs.setdefault("poll_interval", 0.01)
-    kwargs.setdefault("output_path", f"file://{tmp_path}/out.jsonl")
-    return XAIBatchOperator(task_id="classify", inputs=inputs, **kwargs)
-
-
-async def first_event(trigger: XAIBatchTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return event.payload
-    raise AssertionError("trigger ended without an event")
-
-
-def run(op: XAIBatchOperator, ctx: dict[str, Any]) -> Any:
-    """execute -> (deferral -> trigger -> execute_complete), like the task runner."""
-    try:
-        return op.execute(ctx)
-    except TaskDeferred as deferred:
-        assert deferred.method_name == "execute_complete"
-        assert ctx["ti"].pushed("xai_batch_id"), "batch id must be in XCom before deferring"
-        return op.execute_complete(ctx, asyncio.run(first_event(deferred.trigger)))
-
-
-def lines(tmp_path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-
-
-def batch_posts(server: Any) -> int:
-    return len([e for e in server.journal if e.method == "POST" and e.path.endswith("/v1/batches")])
-
-
-def add_calls(server: Any) -> int:
-    return len(server.requests("/requests", "POST"))
+from tests.helpers.batch import (
+    FakeStore,
+    add_calls,
+    batch_posts,
+    by_custom_id,
+    context,
+    first_event,
+    lines,
+    name_of,
+    operator,
+    run,
+)
 
 
 class TestOperator:
@@ -117,7 +63,7 @@ class TestOperator:
         assert summary["outcome"] == "completed" and summary["output_path"].endswith("out.jsonl")
         assert ctx["ti"].pushed("xai_batch_id") == [summary["batch_id"]]
         assert ctx["ti"].pushed("return_value") == []  # the summary is returned, answers are not pushed
-        sent = xai_server.state.batches[summary["batch_id"]].requests["zeta"].body
+        sent = by_custom_id(xai_server.state.batches[summary["batch_id"]])["zeta"].body
         assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
         assert sent["model"] == "grok-4.3"
 
@@ -166,6 +112,25 @@ class TestOperator:
         assert summary["succeeded"] == 3
 
     @pytest.mark.parametrize(
+        "response_format",
+        ["json_object", {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}],
+        ids=["json_object", "schema dict"],
+    )
+    def test_an_answer_that_is_not_json_fails_its_line_instead_of_succeeding(
+        self, xai_server: Any, tmp_path: Path, response_format: Any
+    ) -> None:
+        """Without a pydantic model: garbage must never be written as a succeeded answer."""
+        plain = {"messages": [{"role": "user", "content": "Just say hi"}], "response_format": {"type": "text"}}
+        inputs = ["Answer as JSON", {"custom_id": "plain", "body": plain}]  # this one answers plain text
+        summary = run(operator(tmp_path, inputs, response_format=response_format), context())
+        good, bad = lines(tmp_path)
+        assert good["status"] == "succeeded" and isinstance(good["answer"], dict)
+        assert bad["status"] == "failed" and bad["answer"] is None
+        assert "not valid JSON" in bad["error"] and "Grok (local) heard: Just say hi" in bad["error"]
+        assert bad["usage"]["total_tokens"] > 0  # billed all the same, and counted
+        assert (summary["succeeded"], summary["failed"], summary["usage"]["requests"]) == (1, 1, 2)
+
+    @pytest.mark.parametrize(
         ("kwargs", "field"),
         [
             ({"inputs": []}, "inputs"),
@@ -176,10 +141,9 @@ class TestOperator:
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
-            ({"inputs": [{"body": {"messages": []}, "url": "/v1/videos/edits"}]}, "inputs[0].body"),
-            ({"inputs": [{"body": {"prompt": "x", "n": 11}, "url": "/v1/images/generations"}]}, "inputs[0].body.n"),
-            ({"inputs": [{"body": {"prompt": "x", "duration": 30}, "url": "/v1/videos/generations"}]},
-             "inputs[0].body.duration"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/videos/edits"}]}, "inputs[0].url"),
+            ({"inputs": [{"body": {"prompt": "x", "n": 11}, "url": "/v1/images/generations"}]}, "inputs[0].n"),
+            ({"inputs": [{"video_generation": {"prompt": "x", "duration": 30}}]}, "inputs[0].duration"),
         ],
     )  # fmt: skip
     def test_bad_input_fails_before_any_request(
@@ -239,7 +203,7 @@ class TestOperator:
         assert "Where is parcel 4?" in out[0]["answer"] and "Reset my password" in out[8]["answer"]
         assert (summary["requests"], summary["succeeded"], summary["failed"]) == (9, 2, 7)
         (batch,) = xai_server.state.batches.values()
-        assert sorted(batch.requests) == ["first", "req-000008"], "refused inputs are never sent"
+        assert sorted(by_custom_id(batch)) == ["first", "req-000008"], "refused inputs are never sent"
 
     def test_an_answer_utf8_cannot_encode_does_not_stop_the_other_lines(
         self, xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -249,7 +213,7 @@ class TestOperator:
 
         def with_a_lone_surrogate(batch_id: str) -> Any:  # JSON may escape one: "caf\udce9"
             for result in fetch(batch_id):
-                if result.batch_request_id == "odd" and result.batch_result is not None:
+                if result.batch_request_id.startswith("odd~") and result.batch_result is not None:
                     completion = result.batch_result["response"]["chat_get_completion"]
                     completion["choices"][0]["message"]["content"] = "caf\udce9"
                 yield result
@@ -299,7 +263,7 @@ class TestIdempotency:
         )
         assert summary["succeeded"] == 25
         (batch,) = xai_server.state.batches.values()
-        assert batch.name == batch_name_for("nightly", RUN_ID, "classify", -1)
+        assert batch.name == name_of(operator(tmp_path, prompts))
         assert len(batch.requests) == 25
 
     def test_crash_midway_through_adding_adds_only_the_missing_requests(
@@ -327,7 +291,7 @@ class TestIdempotency:
         store = FakeStore()
         prompts = ["a", "b", "c"]
         run(operator(tmp_path, prompts), context(1, store))
-        assert store["xai_batch_id"] in xai_server.state.batches
+        assert store["xai_batch_id"]["value"] in xai_server.state.batches
         seen = len(xai_server.journal)
         summary = run(operator(tmp_path, prompts), context(2, store))  # cleared, runs again
         second = [(e.method, e.path.rsplit("/v1/", 1)[1]) for e in xai_server.journal[seen:]]
@@ -337,10 +301,18 @@ class TestIdempotency:
         (folded,) = store["xai_usage_ledger"]
         assert folded["requests"] == 3, "re-attaching records no usage twice"
 
+    def test_a_stored_batch_id_of_another_kind_is_skipped_and_logged(
+        self, xai_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        store = FakeStore({"xai_batch_id": {"not": "an id"}})
+        capfd.readouterr()
+        summary = run(operator(tmp_path, ["a"]), context(1, store))
+        assert summary["succeeded"] == 1 and store["xai_batch_id"]["value"] == summary["batch_id"]
+        assert "xAI batch id in the task state store: skipped 1 unusable item(s)" in "".join(capfd.readouterr())
+
     def test_cancelled_batch_is_not_reattached(self, xai_server: Any, tmp_path: Path) -> None:
         hook = XAIHook()
-        name = batch_name_for("nightly", RUN_ID, "classify", -1)
-        old = hook.create_batch(name)
+        old = hook.create_batch(name_of(operator(tmp_path, ["x"])))
         hook.cancel_batch(old.batch_id)
         summary = run(operator(tmp_path, ["x"]), context())
         assert summary["batch_id"] != old.batch_id and summary["succeeded"] == 1
@@ -445,14 +417,28 @@ class TestLocalServerBatchAPI:
         assert len(xai_server.requests("/results", "GET")) - before == 3
 
     def test_request_delay_and_results_before_completion(self, xai_server: Any) -> None:
-        xai_server.configure(batch_pending_polls=0, batch_request_delay=0.15)
+        """Waits on progress, not on a margin: it looks until the batch is done, and judges each
+        look by when it happened (the server shares this process's clock): a look that ended
+        before the delay ran out must see the requests pending, and none may see them done
+        before it; results never run ahead of the state."""
+        delay = 0.15
+        xai_server.configure(batch_pending_polls=0, batch_request_delay=delay)
         hook = XAIHook()
         batch = hook.create_batch("slow")
+        ready = time.time() + delay  # no earlier than when the server stamps the requests
         hook.add_batch_requests(batch.batch_id, self.items(2))
-        assert hook.get_batch(batch.batch_id).state.num_pending == 2
-        assert list(hook.iter_batch_results(batch.batch_id)) == []
-        time.sleep(0.2)
-        assert hook.get_batch(batch.batch_id).done
+        while True:
+            state = hook.get_batch(batch.batch_id).state
+            results = list(hook.iter_batch_results(batch.batch_id))
+            after = hook.get_batch(batch.batch_id).state
+            looked = time.time()  # the server answered all three by now
+            assert state.num_success <= len(results) <= after.num_success
+            if looked < ready:
+                assert (after.num_pending, results) == (2, [])
+            if state.num_pending == 0:  # done before the results were read: they are all there
+                break
+            time.sleep(0.01)
+        assert looked >= ready and hook.get_batch(batch.batch_id).done and len(results) == 2
 
     def test_body_limit_duplicates_cancel_and_errors(self, xai_server: Any) -> None:
         hook = XAIHook()
@@ -482,6 +468,27 @@ class TestLocalServerBatchAPI:
         assert hook.find_batch("b0").batch_id == ids[0]
         assert len(xai_server.requests("/v1/batches", "GET")) - before == 3
 
+    @pytest.mark.parametrize("shape", ["chat", "responses"])
+    def test_responses_requests_answer_in_the_configured_shape_and_fail_like_chat(
+        self, xai_server: Any, shape: str
+    ) -> None:
+        xai_server.configure(batch_pending_polls=0, batch_responses_shape=shape)
+        hook = XAIHook()
+        batch = hook.create_batch("responses")
+        hook.add_batch_requests(batch.batch_id, [
+            batch_request("ok", {"model": "grok-4.3", "input": "Tide tables", "tools": [{"type": "web_search"}]},
+                          "responses"),
+            batch_request("marked", {"model": "grok-4.3", "input": "breaks [fail]"}, "responses"),
+            batch_request("refused", {"model": "grok-4.3", "input": "x", "messages": []}, "responses"),
+        ])  # fmt: skip
+        assert [m.endpoint for m in hook.list_batch_requests(batch.batch_id)] == ["responses"] * 3
+        results = {r.batch_request_id: r for r in hook.iter_batch_results(batch.batch_id)}
+        wire = "chat_get_completion" if shape == "chat" else "responses"
+        assert results["ok"].response_kind == wire and results["ok"].error is None
+        assert "[fail]" in str(results["marked"].error) and "messages" in str(results["refused"].error)
+        with pytest.raises(XAIBadRequestError, match="expected exactly one of"):
+            hook.add_batch_requests(batch.batch_id, [batch_request("tts", {"text": "hi"}, "speech_generation")])
+
 
 class TestMediaRequests:
     """Image and video requests in a batch: their files beside the output, paths in its lines."""
@@ -490,32 +497,43 @@ class TestMediaRequests:
         xai_server.configure(batch_pending_polls=0)
         inputs = [
             {"custom_id": "chat", "prompt": "Say hi"},
-            {"custom_id": "shots", "url": "/v1/images/generations", "body": {"prompt": "a mug", "n": 2}},
+            {"custom_id": "shots", "image_generation": {"prompt": "a mug", "n": 2}},
             {"custom_id": "held", "url": "/v1/images/generations", "body": {"prompt": "a mug [moderated]"}},
-            {"custom_id": "clip", "url": "/v1/videos/generations", "body": {"prompt": "a boat", "duration": 2}},
-            {"custom_id": "broken", "url": "/v1/videos/generations", "body": {"prompt": "a boat [failed]"}},
+            {"custom_id": "clip", "video_generation": {"prompt": "a boat", "duration": 2}},
+            {"custom_id": "broken", "video_generation": {"prompt": "a boat [failed]"}},
         ]
         ctx = context()
-        summary = run(operator(tmp_path, inputs), ctx)
-        lines = {line["custom_id"]: line for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+        summary = run(operator(tmp_path, inputs, api="chat"), ctx)
+        out = {line["custom_id"]: line for line in lines(tmp_path)}
         assert (summary["succeeded"], summary["failed"]) == (4, 1)
         media = tmp_path / "out_media"
-        assert lines["shots"]["answer"] == {
+        assert out["shots"]["api"] == "image_generation" and out["shots"]["answer"] == {
             "paths": [f"file://{media}/shots/image_00.jpeg", f"file://{media}/shots/image_01.jpeg"], "refused": [],
         }  # fmt: skip
-        assert lines["held"]["answer"] == {"paths": [], "refused": [0]}
-        assert lines["clip"]["answer"]["paths"] == [f"file://{media}/clip/video.mp4"]
+        assert out["held"]["answer"] == {"paths": [], "refused": [0]}
+        assert out["clip"]["answer"]["paths"] == [f"file://{media}/clip/video.mp4"]
         assert (media / "clip" / "video.mp4").read_bytes()[4:8] == b"ftyp"
-        assert lines["broken"]["status"] == "failed" and "simulated" in lines["broken"]["error"]
-        sent = {item["batch_request_id"]: set(item["batch_request"]) for e in xai_server.requests("/requests", "POST")
-                for item in e.body["batch_requests"]}  # fmt: skip
-        assert sent == {"chat": {"chat_get_completion"}, "shots": {"image_generation"}, "held": {"image_generation"},
-                        "clip": {"video_generation"}, "broken": {"video_generation"}}  # fmt: skip
+        assert out["broken"]["status"] == "failed" and "simulated" in out["broken"]["error"]
+        (batch,) = xai_server.state.batches.values()
+        kinds = {custom_id: request.kind for custom_id, request in by_custom_id(batch).items()}
+        assert kinds == {"chat": "chat_get_completion", "shots": "image_generation", "held": "image_generation",
+                         "clip": "video_generation", "broken": "video_generation"}  # fmt: skip
         # Per image and per second, at the batch discount (xAI's ticks, halved by the batch).
-        (ledger,) = ctx["ti"].pushed("xai_usage_ledger")[-1:]
+        ledger = ctx["ti"].pushed("xai_usage_ledger")[-1]
         by_model = {r["model"]: r for r in ledger}
         images, video = by_model["grok-imagine-image"], by_model["grok-imagine-video"]
         assert (images["units"], images["unit"], images["requests"]) == (3, "image", 2)
         assert images["cost_usd"] == pytest.approx(3 * 0.02 / 2)
         assert (video["units"], video["unit"], video["cost_usd"]) == (2, "second", pytest.approx(2 * 0.05 / 2))
-        assert lines["shots"]["usage"]["cost_usd"] == pytest.approx(0.02)
+        assert out["shots"]["usage"]["cost_usd"] == pytest.approx(0.02)
+
+    def test_prompts_become_images_with_api_image_generation(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_pending_polls=0)
+        run(operator(tmp_path, ["a red chair", "a blue chair"], api="image_generation"), context())
+        out = lines(tmp_path)
+        assert [len(line["answer"]["paths"]) for line in out] == [1, 1]
+        (batch,) = xai_server.state.batches.values()
+        assert [r.body for r in by_custom_id(batch).values()] == [
+            {"prompt": "a red chair", "model": "grok-imagine-image"},
+            {"prompt": "a blue chair", "model": "grok-imagine-image"},
+        ]

@@ -32,6 +32,7 @@ class Ticket(BaseModel):
 def op(**kwargs: Any) -> XAIChatOperator:
     kwargs.setdefault("task_id", "chat")
     kwargs.setdefault("deferrable", False)
+    kwargs.setdefault("api", "chat")  # these tests are about Chat Completions
     return XAIChatOperator(**kwargs)
 
 

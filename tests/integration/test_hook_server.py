@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import pickle
+import traceback
 from typing import Any
 
 import pytest
@@ -133,6 +136,57 @@ def test_broken_streams_raise_typed_errors(xai_server: Any, fault: Fault, error:
     xai_server.enqueue(fault)
     with pytest.raises(error):
         list(hook().stream_chat(messages=USER))
+
+
+async def _chunks(stream: Any) -> list[Any]:
+    return [chunk async for chunk in stream]
+
+
+def _raise(result: Any) -> Any:
+    """A fan-out's item that holds its error (``chat_many`` returns errors, not raises them)."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+STREAMED_CALLS: dict[str, Any] = {
+    "stream_chat_completion": lambda h: h.stream_chat_completion(messages=USER),
+    "astream_chat_completion": lambda h: asyncio.run(h.astream_chat_completion(messages=USER)),
+    "stream_chat": lambda h: list(h.stream_chat(messages=USER)),
+    "astream_chat": lambda h: asyncio.run(_chunks(h.astream_chat(messages=USER))),
+    "chat_many(stream=True)": lambda h: _raise(h.chat_many([{"messages": USER}], stream=True)[0]),
+}
+
+
+@pytest.mark.parametrize("call", list(STREAMED_CALLS.values()), ids=list(STREAMED_CALLS))
+def test_an_error_event_mid_stream_that_echoes_the_key_never_shows_it(xai_server: XAIServer, call: Any) -> None:
+    """Issue 27: the chat StreamAssembler built without its ``secret`` let a mid-stream error
+    event that quotes the key into the exception; no test could send one until ``fail_stream``
+    worked for chat."""
+    key = xai_server.api_key
+    xai_server.enqueue(Fault(fail_stream=True, message=f"Stream aborted for key {key}; retry later."))
+    client = hook(max_retries=0)
+    try:
+        with pytest.raises(XAIServerError) as info:
+            call(client)
+    finally:
+        client.close()
+    error = info.value
+    assert "Stream aborted for key ***; retry later." in str(error)  # the event was read, scrubbed
+    shown = "\n".join([str(error), repr(error), repr(error.args), json.dumps(error.to_dict()),
+                        pickle.dumps(error).decode("latin-1"), "".join(traceback.format_exception(error))])
+    assert key not in shown and key[-6:] not in shown
+    (post,) = chat_posts(xai_server)
+    assert post.fault == "200,fail_stream"
+
+
+def test_a_chat_stream_that_fails_midway_is_retried_like_a_broken_one(xai_server: XAIServer) -> None:
+    xai_server.enqueue(Fault(fail_stream=True, message="overloaded"))
+    seen: list[str] = []
+    completion = hook().stream_chat_completion(messages=USER, on_text=seen.append)
+    assert completion.text == "Grok (local) heard: Hello Grok"
+    assert [p.fault for p in chat_posts(xai_server)] == ["200,fail_stream", None]
+    assert "".join(seen).endswith(completion.text)  # the restarted answer, from its beginning
 
 
 def test_stream_completion_retries_a_truncated_stream(xai_server: Any) -> None:

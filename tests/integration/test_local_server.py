@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jsonschema
@@ -304,6 +305,18 @@ def test_stream_faults(client: httpx.Client, xai_server: XAIServer) -> None:
     lines = sse(client, **body)
     assert "data: {not json" in lines and lines[-1] == "data: [DONE]"
     assert len(chunks(sse(client, **body))) > 3  # fault consumed: next stream is clean
+    # A stream that fails midway: two content pieces, then xAI's error body as an event, and no end.
+    xai_server.enqueue(Fault(fail_stream=True, message="The model stopped.", code="Internal"))
+    lines = sse(client, **body)
+    assert "data: [DONE]" not in lines and json.loads(lines[-1][6:]) == {"code": "Internal",
+                                                                         "error": "The model stopped."}
+    assert sum(1 for c in chunks(lines[:-1]) if c["choices"][0]["delta"].get("content")) == 2
+    xai_server.enqueue(Fault(fail_stream=True))
+    assert json.loads(sse(client, **body)[-1][6:]) == {"code": "Internal error", "error": "Internal server error."}
+    one_piece = {**body, "messages": [{"role": "user", "content": "x"}], "model": "grok-3"}
+    xai_server.enqueue(Fault(fail_stream=True, content="short"))  # fewer than two pieces: fails at the end
+    lines = sse(client, **one_piece)
+    assert json.loads(lines[-1][6:])["code"] == "Internal error" and "data: [DONE]" not in lines
 
 
 def test_deferred(client: httpx.Client) -> None:
@@ -380,7 +393,7 @@ def test_path_prefix() -> None:
         assert httpx.get(server.base_url + "/models", headers=auth).status_code == 200
         root = server.base_url.split("/proxy")[0]
         assert httpx.get(root + "/v1/models", headers=auth).status_code == 404
-        assert httpx.post(server.root_url + "/_control/reset").status_code == 200
+        assert httpx.post(server.root_url + "/_control/reset", json={}).status_code == 200
         conn = json.loads(server.connection_json(timeout=3))
         assert conn == {"conn_type": "xai", "host": server.base_url,
                         "password": "xai-prefixed-key-9999", "extra": {"timeout": 3}}
@@ -461,11 +474,59 @@ def test_control_endpoints(xai_server: XAIServer, client: httpx.Client) -> None:
     state = ctl.get("/state").json()
     assert state["chaos_counts"] == {"429": 1}
     assert len(ctl.get("/journal").json()) == len(xai_server.journal) > 5
-    assert ctl.post("/reset").status_code == 200
+    assert ctl.post("/reset", json={}).status_code == 200
     assert ctl.get("/journal").json() == []
     assert chat(client).status_code == 200  # chaos and config cleared
     assert xai_server.state.deferred_pending_polls == 2
     ctl.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/reset", {}),  # no body, no content type: what a page's fetch() or <form> could send
+        ("/reset", {"content": b"{}", "headers": {"content-type": "text/plain"}}),
+        ("/faults", {"content": b'{"faults": [{"status": 503}]}', "headers": {"content-type": "text/plain"}}),
+        ("/config", {"data": {"latency": "5"}}),  # a form post
+        ("/chaos", {"content": b'{"rate_503": 1.0}', "headers": {"content-type": "multipart/form-data; boundary=x"}}),
+    ],
+)
+def test_control_posts_that_a_web_page_could_send_are_refused(
+    xai_server: XAIServer, client: httpx.Client, path: str, kwargs: dict[str, Any]
+) -> None:
+    """A cross-site page can send these without a CORS preflight; a JSON POST it cannot."""
+    assert chat(client).status_code == 200
+    before = len(xai_server.journal)
+    refused = httpx.post(xai_server.root_url + "/_control" + path, timeout=5, **kwargs)
+    assert refused.status_code == 415 and "application/json" in refused.json()["error"]
+    assert len(xai_server.journal) == before and xai_server.state.pending_faults == 0  # nothing changed
+    assert xai_server.state.latency == 0.0 and chat(client).status_code == 200
+    typed = {"headers": {"content-type": "application/json; charset=utf-8"}, "content": b"{}"}
+    assert httpx.post(xai_server.root_url + "/_control" + path, timeout=5, **typed).status_code == 200
+
+
+def test_journal_masks_the_key_in_path_query_and_escaped_bodies(client: httpx.Client, xai_server: XAIServer) -> None:
+    """Issue 27: ``GET /v1/models/<key>?api_key=<key>`` showed the key in ``/_control/journal``."""
+    key = xai_server.api_key
+    client.get(f"/models/{key}", params={"api_key": key, key: "x", "other": f"pre{key}post"})
+    escaped = json.dumps({"model": "grok-3", "messages": [{"role": "user", "content": key}]}, ensure_ascii=True)
+    escaped = escaped.replace(key, f"\\u{ord(key[0]):04x}{key[1:]}")  # the key behind a JSON escape
+    client.post("/chat/completions", content=escaped, headers={"content-type": "application/json"})
+    client.get(f"/models/{quote(key, safe='')}%2F", params={"k": key.upper()})  # percent-encoded in the path
+    wrong = "xai-some-other-key-" + uuid.uuid4().hex  # a wrong (or rotated) key is a secret too
+    httpx.get(f"{xai_server.base_url}/models/{wrong}", params={"q": wrong}, headers={"x-echo": wrong,
+              "authorization": f"Bearer {wrong}"})
+    control = httpx.get(xai_server.root_url + "/_control/journal")
+    entries = [e.to_dict() for e in xai_server.journal]
+    for shown in (control.text, json.dumps(entries)):
+        assert key not in shown and wrong not in shown
+    models, chat_entry, encoded, other = entries
+    assert models["path"] == "/v1/models/***" and models["status"] == 404
+    assert models["query"] == {"api_key": "***", "***": "x", "other": "pre***post"}
+    assert chat_entry["body"]["messages"][0]["content"] == "***" and chat_entry["status"] == 200
+    assert encoded["path"] == "/v1/models/***/" and encoded["query"] == {"k": key.upper()}
+    assert other["path"] == "/v1/models/***" and other["query"] == {"q": "***"}
+    assert other["headers"]["x-echo"] == "***" and other["status"] == 400
 
 
 def test_fixture_sets_connection_env(xai_server: XAIServer) -> None:

@@ -194,7 +194,7 @@ def test_refusals_are_journaled_counted_and_cleared_by_reset(server: XAIServer) 
     for entry in refused:
         assert entry["rate_limited"] == "requests_per_second"
         assert entry["model"] == "grok-4.3" and entry["key_fingerprint"] == fingerprint
-    assert ctl.post("/reset").status_code == 200
+    assert ctl.post("/reset", json={}).status_code == 200
     state = ctl.get("/state").json()
     assert state["rate_limited"] == 0 and state["config"]["rate_limit_rps"] == 0
     assert [r.status_code for r in asyncio.run(burst(server, 5, chat_body()))] == [200] * 5

@@ -205,12 +205,12 @@ class TestImageOperator:
         trigger = deferred(op, make_context(ti, store))
         request_id = ti.pushed["xai_request_id"]
         assert trigger.request_id == request_id and trigger.kind == "images"
-        assert store.data["xai_images_request"].endswith(f" {request_id}")
+        assert store.data["xai_images_request"]["value"] == request_id
         event = run_trigger(trigger)
         assert event["status"] == "success" and event["job"]["status"] == "done"
         result = op.execute_complete(make_context(ti, store), event)
         assert len(result["paths"]) == 6 and result["request_id"] == request_id
-        assert store.data["xai_images_request"] is None  # finished: nothing to re-attach to
+        assert "xai_images_request" not in store.data  # finished: nothing to re-attach to
 
 
 # --- the video operator ------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class TestVideoOperator:
         event = run_trigger(deferred(op, make_context(ti, store)))
         with pytest.raises(XAIServerError, match="internal_error"):
             op.execute_complete(make_context(ti, store), event)
-        assert store.data["xai_videos_request"] is None  # a retry asks anew
+        assert "xai_videos_request" not in store.data  # a retry asks anew
 
     def test_a_withheld_video_is_never_an_empty_success(self, xai_server: Any, tmp_path: Path) -> None:
         ti, store = FakeTI(), FakeStateStore()

@@ -31,11 +31,23 @@ def response_posts(server: Any) -> list[Any]:
     return server.requests("/responses", method="POST")
 
 
-def test_api_auto_picks_responses_only_for_responses_arguments() -> None:
-    assert op(prompt="x").api == "chat"
+def test_api_auto_picks_responses_unless_the_task_asks_for_chat_only_things() -> None:
+    assert op(prompt="x").api == "responses"
     assert op(prompt="x", tools=[tools.web_search()]).api == "responses"
     assert op(prompt="x", store=False).api == "responses"
     assert op(prompt="x", api="responses").api == "responses"
+    assert op(prompt="x", seed=7).api == "chat" and op(prompt="x", stop=["\n"]).api == "chat"
+    assert op(prompt="x", deferrable=True).api == "chat"  # xAI's deferred completions
+    assert op(prompt="x", request_kwargs={"n": 2}).api == "chat"
+    assert op(prompt="x", api="chat").api == "chat"
+
+
+def test_a_templated_chat_only_field_is_seen_once_rendered(xai_server: Any) -> None:
+    task = op(prompt="x", request_kwargs="{{ params.extra }}")  # a template: unknown at parse
+    assert task.api == "responses"
+    task.request_kwargs = {"n": 1}  # what it rendered to
+    task.execute(make_context())
+    assert xai_server.requests("/chat/completions") and not response_posts(xai_server)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +55,8 @@ def test_api_auto_picks_responses_only_for_responses_arguments() -> None:
     [
         ({"api": "chat", "tools": [tools.web_search()]}, "tools"),
         ({"api": "graphql"}, "api"),
-        ({"tools": [tools.web_search()], "deferrable": True}, "deferrable"),
+        ({"tools": [tools.web_search()], "deferrable": True, "store": False}, "store"),
+        ({"tools": [tools.web_search()], "seed": 3}, "seed"),
         ({"previous_response_id": "r1", "system_prompt": "Be brief"}, "system_prompt"),
         ({"api": "responses", "stop": ["\n"]}, "stop"),
         ({"tools": [{"type": "web_search", "allowed_domains": ["a.com"], "excluded_domains": ["b.com"]}]}, "tools[0]"),

@@ -56,7 +56,7 @@ def tries_history(dag_run: Any, task_id: str) -> list[Any]:
 def chat_dag(dag_id: str, retries: int = 2, retry_delay: datetime.timedelta = TASK_RETRY_DELAY,
              **operator_kwargs: Any) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START) as dag:
-        XAIChatOperator(task_id="ask", prompt="hello", retries=retries, retry_delay=retry_delay,
+        XAIChatOperator(task_id="ask", prompt="hello", api="chat", retries=retries, retry_delay=retry_delay,
                         **operator_kwargs)
     return dag
 
@@ -94,8 +94,8 @@ def test_a_server_rate_limit_with_no_retry_after_takes_the_tasks_retry_delay(
 ) -> None:
     no_hook_retries.configure(rate_limit_tpm=1)  # the first answer spends the minute's budget
     with DAG("t_policy_tpm", schedule=None, start_date=START) as dag:
-        first = XAIChatOperator(task_id="first", prompt="hello")
-        second = XAIChatOperator(task_id="second", prompt="hello", retries=1,
+        first = XAIChatOperator(task_id="first", prompt="hello", api="chat")
+        second = XAIChatOperator(task_id="second", prompt="hello", api="chat", retries=1,
                                  retry_delay=datetime.timedelta(0))
         first >> second
     dr = run_inline_dag(dag)

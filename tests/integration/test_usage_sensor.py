@@ -204,6 +204,24 @@ class TestSensorWithFakeStates:
         budget = ti.pushed[XCOM_SUMMARY_KEY]["budget"]
         assert budget["over_tokens"] == 18 and budget["over_cost_usd"] == pytest.approx(0.00015)
 
+    def test_a_foreign_value_under_a_usage_key_is_skipped_counted_and_logged(
+        self, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        _, sensor = gate_dag(max_cost_usd=1.0)
+        States(monkeypatch, a="success", b_0="success", b_1="success")
+        b1 = ("b", 1, "xai_usage_ledger")
+        xcoms = {
+            **LEDGERS,
+            ("a", -1, "xai_usage"): "done: 3 rows",  # a foreign task's text (issue 27)
+            b1: [*LEDGERS[b1], {**record("b", 1), "cost_usd": float("nan")}, "x"],
+        }
+        capfd.readouterr()
+        report = sensor.execute({"ti": FakeTI(xcoms)})  # type: ignore[arg-type]
+        assert report["records"] == 4 and report["skipped_records"] == 3
+        assert report["totals"]["cost_usd"] == pytest.approx(0.0003, abs=1e-12)
+        assert report["budget"]["status"] == "ok"
+        assert "xAI usage: skipped 3 stored value(s)" in "".join(capfd.readouterr())
+
     def test_soft_fail_skips_when_over_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
         _, sensor = gate_dag(max_total_tokens=10, soft_fail=True)
         States(monkeypatch, a="success", b_0="success", b_1="success")
@@ -317,21 +335,22 @@ def test_failed_and_retried_tasks_count_and_the_gate_stops_the_run(airflow_db: N
     one (3.2) it holds the current try only, as docs/usage.md says, and the gates still hold."""
     with DAG("t_xai_usage_gate", schedule=None, start_date=START) as dag:
         flaky = XAIChatOperator(
+            api="chat",
             task_id="flaky",
             prompt="City?",
             response_format=Answer,
             retries=1,
             retry_delay=datetime.timedelta(0),
         )
-        broken = XAIChatOperator(task_id="broken", prompt="City?", response_format=Answer)
+        broken = XAIChatOperator(api="chat", task_id="broken", prompt="City?", response_format=Answer)
         hard = XAIUsageSensor(
             task_id="hard_gate", max_total_tokens=1, poke_interval=0, trigger_rule="all_done"
         )
         soft = XAIUsageSensor(
             task_id="soft_gate", max_cost_usd=1e-9, soft_fail=True, poke_interval=0, trigger_rule="all_done"
         )
-        [flaky, broken] >> hard >> XAIChatOperator(task_id="after_hard", prompt="more")
-        [flaky, broken] >> soft >> XAIChatOperator(task_id="after_soft", prompt="more")
+        [flaky, broken] >> hard >> XAIChatOperator(api="chat", task_id="after_hard", prompt="more")
+        [flaky, broken] >> soft >> XAIChatOperator(api="chat", task_id="after_soft", prompt="more")
     # The first answer of each task is not JSON: `broken` fails, `flaky` fails then succeeds.
     xai_server.enqueue(Fault(content="not json"), times=2)
     dr = run_inline_dag(dag)

@@ -35,6 +35,7 @@ def op(**kwargs: Any) -> XAIVisionOperator:
     kwargs.setdefault("task_id", "vision")
     kwargs.setdefault("deferrable", False)
     kwargs.setdefault("prompt", "What is in these images?")
+    kwargs.setdefault("api", "chat")  # these tests read Chat Completions bodies
     return XAIVisionOperator(**kwargs)
 
 

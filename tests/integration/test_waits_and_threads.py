@@ -51,7 +51,7 @@ def test_4_task_retry_reattaches_to_the_stored_request(xai_server: Any) -> None:
     with pytest.raises(TaskDeferred) as first_try:
         op.execute(make_context(FakeTI(try_number=1), store))
     request_id = first_try.value.trigger.request_id
-    assert store.data[DEFERRED_REQUEST_KEY] == request_id
+    assert store.data[DEFERRED_REQUEST_KEY]["value"] == request_id
     # The first try's wait failed (e.g. the triggerer lost it); the retry must not pay again.
     with pytest.raises(TaskDeferred) as second_try:
         op.execute(make_context(FakeTI(try_number=2), store))
@@ -63,7 +63,7 @@ def test_4_task_retry_reattaches_to_the_stored_request(xai_server: Any) -> None:
     assert isinstance(answer, str) and answer
     assert ti.pushed["xai_usage"]["total_tokens"] > 0
     assert deferred_posts(xai_server) == 1
-    assert store.data[DEFERRED_REQUEST_KEY] is None
+    assert DEFERRED_REQUEST_KEY not in store.data  # collected: forgotten
 
 
 def test_4_retry_submits_anew_when_the_stored_request_is_gone(xai_server: Any) -> None:
@@ -72,7 +72,7 @@ def test_4_retry_submits_anew_when_the_stored_request_is_gone(xai_server: Any) -
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(make_context(FakeTI(try_number=2), store))
     assert deferred.value.trigger.request_id != "collected-long-ago"
-    assert store.data[DEFERRED_REQUEST_KEY] == deferred.value.trigger.request_id
+    assert store.data[DEFERRED_REQUEST_KEY]["value"] == deferred.value.trigger.request_id
     assert deferred_posts(xai_server) == 1
 
 

@@ -334,7 +334,7 @@ def test_malformed_200_is_a_typed_error_through_the_operator(xai_server: XAIServ
     ti = FakeTI()
     for kwargs in ({}, {"response_format": "json_object"}, {"stream": True}):
         xai_server.enqueue(Fault(body=body))
-        op = XAIChatOperator(task_id=f"malformed_{len(kwargs)}", prompt="Hello Grok", **kwargs)
+        op = XAIChatOperator(task_id=f"malformed_{len(kwargs)}", prompt="Hello Grok", api="chat", **kwargs)
         try:
             with pytest.raises(XAIResponseError):
                 op.execute(fake_context(ti))

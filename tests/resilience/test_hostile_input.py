@@ -309,7 +309,7 @@ def test_chat_operator_arguments_are_sent_or_refused_before_any_request(
     xai_server = no_retries
     before = len(chat_posts(xai_server))
     try:
-        operator = XAIChatOperator(task_id="hostile", **kwargs)
+        operator = XAIChatOperator(task_id="hostile", api="chat", **kwargs)
     except XAIError:
         assert len(chat_posts(xai_server)) == before
         event("refused when built")
@@ -382,7 +382,7 @@ def test_vision_operator_arguments_are_sent_or_refused_before_any_request(
 
     before = len(chat_posts(xai_server))
     try:
-        operator = XAIVisionOperator(task_id="hostile_vision", **kwargs)
+        operator = XAIVisionOperator(task_id="hostile_vision", api="chat", **kwargs)
     except XAIError:
         assert len(chat_posts(xai_server)) == before
         event("refused when built")

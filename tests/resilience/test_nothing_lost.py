@@ -16,6 +16,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from pydantic import BaseModel
 
+from airflow_provider_xai import polling
 from airflow_provider_xai.exceptions import XAIStructuredOutputError
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.testing import Fault, XAIServer
@@ -48,11 +49,20 @@ def restored(trigger: Any) -> Any:
 
 @pytest.mark.parametrize("interrupted", ["between polls", "during a poll"])
 async def test_deferred_chat_resumes_the_same_request_after_a_triggerer_restart(
-    xai_server: XAIServer, interrupted: str
+    xai_server: XAIServer, interrupted: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    xai_server.configure(deferred_pending_polls=5)
+    between = interrupted == "between polls"
+    if between:
+        # A poll interval no busy machine outlasts: once a poll is answered, the trigger sits in
+        # its sleep until it is cancelled. The first poll at once (no random spread), and the
+        # restarted trigger's first poll finds the answer.
+        monkeypatch.setattr(polling.random, "uniform", lambda low, high: low)
+        xai_server.configure(deferred_pending_polls=1)
+    else:
+        xai_server.configure(deferred_pending_polls=5)
     prompt = f"deferred {uuid.uuid4().hex}"
-    operator = XAIChatOperator(task_id="deferred_chat", prompt=prompt, deferrable=True, poll_interval=0.05)
+    operator = XAIChatOperator(task_id="deferred_chat", prompt=prompt, deferrable=True,
+                               poll_interval=3600 if between else 0.05)
     ti = FakeTI()
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(fake_context(ti))
@@ -60,14 +70,15 @@ async def test_deferred_chat_resumes_the_same_request_after_a_triggerer_restart(
     request_id = trigger.request_id
     assert ti.values("xai_request_id") == [request_id]  # known before the task ever waits
 
-    # The first triggerer polls twice (still pending), then dies mid-wait.
-    if interrupted == "during a poll":
+    # The first triggerer polls (still pending), then dies: in its sleep, or mid-poll.
+    if not between:
         xai_server.enqueue(Fault(delay=0.5, path=f"/v1/chat/deferred-completion/{request_id}"))
     first_run = trigger.run()
     waiting = asyncio.ensure_future(anext(first_run))
-    await wait_for(lambda: len(polls(xai_server)) >= (1 if interrupted == "during a poll" else 2))
-    if interrupted == "between polls":
-        await asyncio.sleep(0.02)  # inside the poll_interval sleep
+    if between:  # progress: a poll answered "still pending"
+        await wait_for(lambda: [e.status for e in polls(xai_server)] == [202])
+    else:  # progress: a poll arrived, and the server holds its answer back
+        await wait_for(lambda: len(polls(xai_server)) == 1)
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
@@ -93,17 +104,21 @@ class Verdict(BaseModel):
     score: float
 
 
-def test_billed_answer_is_recorded_when_the_task_fails_right_after(xai_server: XAIServer) -> None:
+@pytest.mark.parametrize(("api", "id_key", "path"), [("chat", "xai_completion_id", "/chat/completions"),
+                                                     ("responses", "xai_response_id", "/responses")])
+def test_billed_answer_is_recorded_when_the_task_fails_right_after(
+    xai_server: XAIServer, api: str, id_key: str, path: str
+) -> None:
     xai_server.enqueue(Fault(content="Sorry, I cannot answer in JSON."))
-    operator = XAIChatOperator(task_id="structured", prompt="Judge this", response_format=Verdict)
+    operator = XAIChatOperator(task_id="structured", prompt="Judge this", response_format=Verdict, api=api)
     ti = FakeTI()
     with pytest.raises(XAIStructuredOutputError):
         operator.execute(fake_context(ti))
     operator.hook.close()
     (record,) = ti.values("xai_usage")
     assert record["total_tokens"] > 0 and record["cost_usd"] > 0
-    assert record["completion_id"] == ti.values("xai_completion_id")[0]
-    assert len(chat_posts(xai_server)) == 1
+    assert record["completion_id"] == ti.values(id_key)[0]
+    assert len(xai_server.requests(path, method="POST")) == 1
 
 
 def test_every_billed_try_is_counted_across_retries_and_failures(
@@ -127,7 +142,7 @@ def test_every_billed_try_is_counted_across_retries_and_failures(
     with DAG(
         "resilience_usage_kept", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")
     ) as dag:
-        plain = XAIChatOperator(task_id="plain", prompt="Judge one", response_format=Verdict, **retry)
+        plain = XAIChatOperator(task_id="plain", prompt="Judge one", response_format=Verdict, api="chat", **retry)
         deferred = XAIChatOperator(
             task_id="deferred",
             prompt="Judge two",
@@ -138,6 +153,7 @@ def test_every_billed_try_is_counted_across_retries_and_failures(
         )
         streamed = XAIChatOperator(
             task_id="streamed",
+            api="chat",
             prompt="Judge three",
             response_format=Verdict,
             stream=True,

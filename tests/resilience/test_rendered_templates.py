@@ -49,19 +49,23 @@ def test_wrongly_typed_renders_are_parsed_or_refused(
         upstream = [make_messages(), make_images(), one_image()]
         downstream = [
             XAIChatOperator(
+                api="chat",
                 task_id="messages_tojson", messages="{{ " + pull.format("make_messages") + " | tojson }}"
             ),
-            XAIChatOperator(task_id="messages_repr", messages="{{ " + pull.format("make_messages") + " }}"),
-            XAIChatOperator(task_id="messages_not_a_list", messages="{{ 'hello ' ~ 'there' }}"),
+            XAIChatOperator(api="chat", task_id="messages_repr", messages="{{ " + pull.format("make_messages") + " }}"),
+            XAIChatOperator(api="chat", task_id="messages_not_a_list", messages="{{ 'hello ' ~ 'there' }}"),
             XAIVisionOperator(
+                api="chat",
                 task_id="images_repr", prompt=f"two {tag}", images="{{ " + pull.format("make_images") + " }}"
             ),
             XAIVisionOperator(
+                api="chat",
                 task_id="images_tojson",
                 prompt=f"two again {tag}",
                 images="{{ " + pull.format("make_images") + " | tojson }}",
             ),
             XAIVisionOperator(
+                api="chat",
                 task_id="image_string", prompt=f"one {tag}", images="{{ " + pull.format("one_image") + " }}"
             ),
         ]

@@ -25,10 +25,10 @@ ROOT = Path(airflow_provider_xai.__file__).parent
 PACKAGE = "airflow_provider_xai"
 #: Lowest first: a module may import its own layer and the layers below, never one above.
 LAYERS = (
-    ("", "exceptions", "defaults", "secrets", "media_options"),
+    ("", "exceptions", "defaults", "secrets", "task_state", "media_options"),
     (
         "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info", "media_inputs",
+        "structured", "retry_policy", "get_provider_info", "functions", "media_inputs",
     ),
     ("connection",),
     ("pipeline", "polling"),
@@ -131,7 +131,7 @@ def test_the_pipeline_imports_no_layer_and_no_endpoint() -> None:
 def answers(request: httpx.Request) -> httpx.Response:
     """A plausible answer for any endpoint (a stream for a streamed request)."""
     path = request.url.path
-    body = json.loads(request.content) if request.content else {}
+    body = json.loads(request.read()) if "json" in request.headers.get("content-type", "") else {}
     usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     if body.get("stream") and path.endswith("chat/completions"):
         choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
@@ -170,6 +170,7 @@ def answers(request: httpx.Request) -> httpx.Response:
         "/v1/api-key": {"redacted_api_key": "xai-...", "team_id": "t", "api_key_id": "k"},
         "/v1/tokenize-text": {"token_ids": []},
         "/v1/batches": {"batches": [], **batch} if request.method == "POST" else {"batches": []},
+        "/v1/files": {"id": "file_1", "object": "file", "bytes": 2, "filename": "batch.jsonl"},
     }
     if path in by_path:
         return httpx.Response(200, json=by_path[path])
@@ -231,9 +232,11 @@ HOOK_CALLS: dict[str, Any] = {
     "create_response_structured": lambda h: unparsed(h.create_response_structured, input="hi"),
     "iter_response_events": lambda h: list(h.iter_response_events(input="hi")),
     "stream_response": lambda h: h.stream_response(input="hi"),
+    "start_response": lambda h: h.start_response(input="hi"),
     "get_response": lambda h: h.get_response("r"),
     "delete_response": lambda h: h.delete_response("r"),
-    "create_batch": lambda h: h.create_batch("n"),
+    "create_batch": lambda h: h.create_batch("n", input_file_id="file_1"),
+    "upload_batch_input_file": lambda h: h.upload_batch_input_file(b"{}\n"),
     "get_batch": lambda h: h.get_batch("b"),
     "cancel_batch": lambda h: h.cancel_batch("b"),
     "list_batches": lambda h: list(h.list_batches()),

@@ -246,6 +246,34 @@ class TestEndpoints:
             ("POST", "/v1/batches"), ("GET", "/v1/batches/b1"), ("POST", "/v1/batches/b1:cancel")]  # fmt: skip
         assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
+    def test_a_batch_from_an_input_file_uploads_it_as_a_form_then_names_it(self) -> None:
+        uploaded = {"id": "file_1", "object": "file", "bytes": 3, "filename": "batch.jsonl"}
+        server = Server({
+            ("POST", "files"): lambda r: httpx.Response(200, json=uploaded),
+            ("POST", "batches"): lambda r: httpx.Response(200, json=batch_json(name=json.loads(r.content)["name"])),
+        })  # fmt: skip
+        hook = make_hook(server)
+        assert hook.upload_batch_input_file(b"{}\n").id == "file_1"
+        assert hook.create_batch("nightly", input_file_id="file_1").name == "nightly"
+        form, create = server.requests
+        assert form.headers["content-type"].startswith("multipart/form-data")
+        body = form.read()
+        assert body.index(b'name="expires_after"') < body.index(b'name="file"; filename="batch.jsonl"')
+        assert b"\r\n\r\n259200\r\n" in body and b"\r\n\r\n{}\n\r\n" in body
+        assert json.loads(create.content) == {"name": "nightly", "input_file_id": "file_1"}
+
+    def test_an_input_file_over_the_limit_is_refused_without_a_request(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from airflow_provider_xai.hooks import batch as batch_hook
+
+        monkeypatch.setattr(batch_hook, "MAX_INPUT_FILE_BYTES", 10)
+        server = Server({})
+        with pytest.raises(XAIValidationError) as info:
+            make_hook(server).upload_batch_input_file(b"x" * 11)
+        assert info.value.field == "content" and server.requests == []
+        with pytest.raises(XAIValidationError) as info:
+            make_hook(server).create_batch("n", input_file_id=" ")
+        assert info.value.field == "input_file_id" and server.requests == []
+
     def test_create_rejects_empty_name_without_a_request(self) -> None:
         server = Server({})
         with pytest.raises(XAIValidationError):

@@ -7,6 +7,7 @@ counting rule keeps, so every total, breakdown and run row must equal the sum of
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -114,6 +115,9 @@ def test_totals_and_breakdowns_equal_the_sum_of_the_counted_records(session: Any
     assert picked(got["totals"]) == expect(everything.totals)
     assert got["totals"]["records"] == len(counted)
     assert got["totals"]["cost_usd"] == everything.totals.cost_usd
+    assert got["totals"]["cache_hit_share"] == round(
+        everything.totals.cached_tokens / everything.totals.prompt_tokens, 4
+    ) and 0 < got["totals"]["cache_hit_share"] <= 1
     estimated = sum(round(r.cost_usd * TICKS_PER_USD) for r in counted if r.cost_source == "estimate")
     assert got["totals"]["estimate_ticks"] == estimated
 
@@ -293,6 +297,75 @@ def test_bad_ranges_are_refused_naming_the_field(api: tuple[Any, dict[str, str],
     too_long = client.get("/api/usage", params={"start": "2024-01-01", "end": "2026-03-01"}, headers=headers)
     assert too_long.status_code == 422 and "366 days" in too_long.text
     assert client.get("/api/usage", params={"start": "yesterday"}, headers=headers).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"end": "0001-01-01"}, "end"),  # issue 27: the default start would be before year 1
+        ({"start": "9999-12-31", "end": "9999-12-31"}, "start"),  # ... or the window end after 9999
+        ({"end": "9999-12-31"}, "end"),
+        ({"start": "0001-01-01", "end": "0001-01-02"}, "start"),
+        ({"start": "1969-12-31", "end": "1970-01-01"}, "start"),
+        ({"start": "2026-02-30"}, "start"),
+        ({"end": "10000-01-01"}, "end"),
+        ({"dag_id": "d" * 251}, "dag_id"),
+        ([("dag_id", f"d{n}") for n in range(1001)], "dag_id"),
+    ],
+)
+def test_every_query_parameter_is_range_checked_with_a_422_naming_it(
+    api: tuple[Any, dict[str, str], list[str]], params: Any, named: str
+) -> None:
+    client, tokens, _ = api
+    response = client.get("/api/usage", params=params, headers=bearer(tokens["admin"]))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert (detail.startswith(f"{named}:") if isinstance(detail, str) else detail[0]["loc"] == ["query", named])
+
+
+def test_the_widest_windows_allowed_answer(api: tuple[Any, dict[str, str], list[str]]) -> None:
+    from airflow_provider_xai.dashboard.app import FIRST_DAY, LAST_DAY
+
+    client, tokens, _ = api
+    for first, last in ((FIRST_DAY, FIRST_DAY), (LAST_DAY, LAST_DAY), (FIRST_DAY, FIRST_DAY + timedelta(days=365))):
+        params = {"start": first.isoformat(), "end": last.isoformat()}
+        got = client.get("/api/usage", params=params, headers=bearer(tokens["admin"]))
+        assert got.status_code == 200 and got.json()["window"]["first"] == first.isoformat(), got.text
+    early = client.get("/api/usage", params={"end": "1970-01-05"}, headers=bearer(tokens["admin"]))
+    assert early.status_code == 200 and early.json()["window"]["first"] == "1969-12-07"
+    for filter_ in ([("dag_id", f"d{n}") for n in range(1000)], {"dag_id": "d" * 250}):
+        dags = client.get("/api/usage", params=filter_, headers=bearer(tokens["admin"]))
+        assert dags.status_code == 200 and dags.json()["selected_dags"] == []
+
+
+def test_a_foreign_value_under_a_usage_key_is_skipped_and_counted_not_a_500(
+    api: tuple[Any, dict[str, str], list[str]], session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, tokens, (_, allowed) = api
+    run_id = f"foreign_{next(_ids)}"
+    good = [record(allowed, run_id, t, timestamp=T0 + n, total_tokens=40, cost_usd=0.25, cost_source="xai")
+            for n, t in enumerate(("good", "mixed"))]
+    tasks = [
+        TaskUsage(allowed, run_id, "good", [good[0]]),
+        TaskUsage(allowed, run_id, "text", None, latest="done: 3 rows"),  # what issue 27 saw
+        TaskUsage(allowed, run_id, "serialized", None, latest=json.dumps("done: 3 rows")),
+        TaskUsage(allowed, run_id, "number", None, latest=3),
+        TaskUsage(allowed, run_id, "mixed", [good[1], "x", 5, {**good[1], "cost_usd": 1e308},
+                                             {**good[1], "total_tokens": -4}, {**good[1], "cost_usd": float("nan")}]),
+    ]
+    run = RunUsage(allowed, run_id, tasks, summary="over budget!")  # a foreign summary too
+    insert_runs(session, [run])
+    session.commit()
+    day = FIRST.isoformat()
+    with caplog.at_level("WARNING", logger="airflow_provider_xai.dashboard.query"):
+        response = client.get("/api/usage", params={"start": day, "end": day, "dag_id": allowed},
+                              headers=bearer(tokens["admin"]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ours = next(r for r in body["runs"] if r["run_id"] == run_id)
+    assert (ours["records"], ours["total_tokens"], ours["cost_usd"]) == (2, 80, 0.5)
+    assert body["skipped_records"] == 1 + 1 + 1 + 5 + 1  # text, text in text, number, 5 items, summary
+    assert "skipped 9 stored value(s)" in caplog.text
 
 
 # --- the plugin ---------------------------------------------------------------------------------------

@@ -304,3 +304,18 @@ def test_body_is_never_stale() -> None:
     checked = build_chat_request(request)
     checked.messages[0].content = "edited in place"  # a nested edit, after validation
     assert checked.to_body()["messages"][0]["content"] == "edited in place"
+
+
+@pytest.mark.parametrize(("argument", "value"), [("backoff_base", float("nan")), ("backoff_cap", float("inf")),
+                                                 ("backoff_base", -1.0)])  # fmt: skip
+def test_hook_backoff_arguments_refuse_what_no_sleep_takes(argument: str, value: float) -> None:
+    with pytest.raises(XAIValidationError) as info:
+        XAIHook(**{argument: value})
+    assert info.value.field == argument
+
+
+@pytest.mark.parametrize("width", [float("nan"), 0, 2.5, True])
+def test_chat_many_refuses_a_width_that_is_no_count(width: Any) -> None:
+    with pytest.raises(XAIValidationError) as info:
+        XAIHook().chat_many([], max_concurrency=width)
+    assert info.value.field == "max_concurrency"

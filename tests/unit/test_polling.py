@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIConnectionError, XAIServerError
-from airflow_provider_xai.polling import MAX_FAILURE_BACKOFF, Action, Poller, poll
+from airflow_provider_xai.polling import MAX_FAILURE_BACKOFF, Action, Poller, Step, poll
 
 
 class Clock:
@@ -33,9 +33,25 @@ def test_result_resets_failures_and_finishes() -> None:
     assert poller.on_failure(transient()).action is Action.WAIT
     assert poller.failures == 1
     poller.begin()
-    assert poller.on_result(False) == poller.on_result(False)
+    assert poller.on_result(False) == Step(Action.WAIT, 5.0)  # a whole interval: the poll took no time
     assert poller.failures == 0
-    assert poller.on_result(True).action is Action.FINISH
+    clock.now += 2  # a slow poll: the next one is still due an interval after this one began
+    assert poller.on_result(False) == Step(Action.WAIT, 3.0)
+    assert poller.on_result(True) == Step(Action.FINISH)
+
+
+def test_the_wait_never_passes_the_deadline() -> None:
+    clock = Clock()
+    poller = Poller(5.0, clock() + 7, clock=clock)
+    poller.begin()
+    assert poller.on_result(False) == Step(Action.WAIT, 5.0)
+    clock.now += 5
+    poller.begin()
+    assert poller.on_result(False) == Step(Action.WAIT, 2.0)  # only what is left
+    clock.now += 2
+    poller.begin()
+    assert poller.on_result(False) == Step(Action.TIMEOUT)
+    assert poller.on_failure(transient()) == Step(Action.TIMEOUT)
 
 
 def test_transient_failures_back_off_then_give_up_after_the_limit() -> None:

@@ -154,6 +154,45 @@ class TestSameAnswerAsUnstreamed:
         assert assemble(json.dumps(p) for p in payloads).refusal == "No."
 
 
+class TestTheTerminalEventCarriesContent:
+    """The Responses twin of a chat chunk that carries the finish reason and the last words:
+    the terminal event (``response.completed``/``.incomplete``) brings content of its own."""
+
+    def test_the_whole_answer_only_in_the_terminal_event(self) -> None:
+        created = {"type": "response.created", "response": {"id": "R", "status": "in_progress", "output": []}}
+        payloads = [json.dumps(created), json.dumps({"type": "response.completed", "response": TIDE_RESPONSE})]
+        streamed = assemble(payloads)
+        same_answer(streamed, Response.model_validate(TIDE_RESPONSE))
+        assert streamed.text == TIDE_TEXT
+
+    def test_the_last_words_only_in_the_terminal_snapshot(self) -> None:
+        """Deltas stop short (``High tide``); the completed snapshot has the whole text: it wins."""
+        events = [json.loads(p) for p in stream_of(TIDE_RESPONSE)]
+        deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+        kept = [e for e in events if e["type"] not in ("response.output_text.done", "response.content_part.done",
+                                                         "response.output_item.done") and e not in deltas[1:]]
+        assembler = ResponseStreamAssembler()
+        streamed = assemble((json.dumps({**e, "sequence_number": n}) for n, e in enumerate(kept)), assembler)
+        assert assembler.text == deltas[0]["delta"] != TIDE_TEXT  # what was streamed
+        same_answer(streamed, Response.model_validate(TIDE_RESPONSE))  # what was answered
+
+    def test_deltas_then_at_once_the_terminal_event_without_output(self) -> None:
+        """No ``.done`` events, and a terminal snapshot with no output: the deltas are the text."""
+        events = [json.loads(p) for p in stream_of(TIDE_RESPONSE, snapshot_output=False)]
+        kept = [e for e in events if not e["type"].endswith(".done")]
+        streamed = assemble(json.dumps({**e, "sequence_number": n}) for n, e in enumerate(kept))
+        assert streamed.text == TIDE_TEXT and streamed.status == "completed"
+        assert streamed.usage == Response.model_validate(TIDE_RESPONSE).usage
+
+    def test_an_incomplete_terminal_event_with_its_partial_output(self) -> None:
+        cut = {**TIDE_RESPONSE, "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
+        cut["output"] = [*TIDE_RESPONSE["output"][:-1], {**TIDE_RESPONSE["output"][-1], "status": "incomplete"}]
+        created = {"type": "response.created", "response": {"id": "R", "status": "in_progress", "output": []}}
+        streamed = assemble([json.dumps(created), json.dumps({"type": "response.incomplete", "response": cut})])
+        assert (streamed.status, streamed.incomplete_reason, streamed.text) == ("incomplete", "max_output_tokens",
+                                                                                TIDE_TEXT)
+
+
 class TestEndOfStream:
     def test_done_after_the_terminal_event_or_none(self) -> None:
         direct = Response.model_validate(TIDE_RESPONSE)

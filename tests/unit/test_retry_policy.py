@@ -41,7 +41,12 @@ from airflow_provider_xai.exceptions import (
 from airflow_provider_xai.operators.batch import XAIBatchOperator
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.operators.vision import XAIVisionOperator
-from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, XAIRetryPolicy, xai_error_of
+from airflow_provider_xai.retry_policy import (
+    MAX_TASK_RETRY_AFTER,
+    XAI_RETRY_POLICY,
+    XAIRetryPolicy,
+    xai_error_of,
+)
 from airflow_provider_xai.sensors.usage import XAIUsageSensor
 from tests.helpers.airflow_features import HAS_RETRY_POLICY
 
@@ -88,21 +93,34 @@ def decide(exc: BaseException, try_number: int = 1) -> Any:
     return XAIRetryPolicy().evaluate(exc, try_number=try_number, max_tries=4, context=None)
 
 
-if HAS_RETRY_POLICY:
-    from airflow.sdk.definitions.retry_policy import RetryAction, RetryPolicy
+#: Tests of what only Airflow 3.3+ has: collected everywhere, skipped with this reason on 3.2 (where
+#: test_every_operator_uses_the_policy_unless_told_otherwise checks the fallback).
+needs_retry_policies = pytest.mark.skipif(
+    not HAS_RETRY_POLICY, reason="Airflow 3.2 has no task retry policies (3.3+); the 3.2 fallback is tested below"
+)
 
+
+def action(name: str) -> Any:
+    """``RetryAction.<name>`` (Airflow 3.3+; imported here so that 3.2 collects this file)."""
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    return RetryAction[name]
+
+
+@needs_retry_policies
+class TestDecisions:
     @pytest.mark.parametrize(("exc", "what"), FAILS, ids=lambda v: type(v).__name__ if
                              isinstance(v, BaseException) else "")
-    def test_permanent_errors_fail_at_once(exc: BaseException, what: str) -> None:
+    def test_permanent_errors_fail_at_once(self, exc: BaseException, what: str) -> None:
         decision = decide(exc)
-        assert decision.action is RetryAction.FAIL and decision.retry_delay is None
+        assert decision.action is action("FAIL") and decision.retry_delay is None
         assert what in decision.reason and "failing without retries" in decision.reason
         assert type(exc).__name__ in decision.reason
 
     @pytest.mark.parametrize("exc", DEFAULTS, ids=lambda v: type(v).__name__)
-    def test_transient_and_foreign_errors_take_the_tasks_retries(exc: BaseException) -> None:
+    def test_transient_and_foreign_errors_take_the_tasks_retries(self, exc: BaseException) -> None:
         decision = decide(exc, try_number=3)
-        assert decision.action is RetryAction.DEFAULT and decision.retry_delay is None
+        assert decision.action is action("DEFAULT") and decision.retry_delay is None
         if isinstance(exc, XAIError):
             assert decision.reason.endswith("the task's retries apply")
         else:
@@ -112,36 +130,72 @@ if HAS_RETRY_POLICY:
         (12, 12.0, "retrying in 12s"), (0.25, 0.25, "retrying in 0.25s"),
         (90.4, 90.4, "retrying in 90s"), (0, 0.0, "retrying in 0s")])
     def test_a_rate_limit_retries_after_the_errors_retry_after(
-        retry_after: float, delay: float, said: str
+        self, retry_after: float, delay: float, said: str
     ) -> None:
         decision = decide(api_error(XAIRateLimitError, 429, retry_after))
-        assert decision.action is RetryAction.RETRY
+        assert decision.action is action("RETRY")
         assert decision.retry_delay == datetime.timedelta(seconds=delay)
         assert decision.reason == f"xAI rate limit: {said}"
 
-    @pytest.mark.parametrize("retry_after", [None, float("nan"), float("inf"), -1.0, "soon"])
-    def test_a_rate_limit_without_a_usable_delay_retries_after_the_tasks_retry_delay(
-        retry_after: Any
-    ) -> None:
-        decision = decide(api_error(XAIRateLimitError, 429, retry_after))
-        assert decision.action is RetryAction.RETRY and decision.retry_delay is None
+    def test_a_rate_limit_without_a_retry_after_retries_after_the_tasks_retry_delay(self) -> None:
+        decision = decide(api_error(XAIRateLimitError, 429, None))
+        assert decision.action is action("RETRY") and decision.retry_delay is None
         assert decision.reason == "xAI rate limit: no retry-after, retrying after the task's retry_delay"
 
-    def test_the_error_behind_a_wrapper_decides() -> None:
+    @pytest.mark.parametrize("retry_after", [
+        1e15,  # issue 27: an OverflowError in timedelta, and Airflow logged a traceback
+        MAX_TASK_RETRY_AFTER + 0.001, 1e308, 10**400, float("nan"), float("inf"), float("-inf"),
+        -1.0, -1e15, "soon", "1e15", True, [5]])
+    def test_a_rate_limit_with_an_unusable_delay_retries_after_the_tasks_retry_delay(
+        self, retry_after: Any
+    ) -> None:
+        decision = decide(api_error(XAIRateLimitError, 429, retry_after))
+        assert decision.action is action("RETRY") and decision.retry_delay is None
+        assert decision.reason.startswith("xAI rate limit: unusable retry-after ")
+        assert decision.reason.endswith(", retrying after the task's retry_delay")
+
+    def test_the_reason_shows_the_unusable_value_shortened(self) -> None:
+        assert decide(api_error(XAIRateLimitError, 429, "soon")).reason == (
+            "xAI rate limit: unusable retry-after 'soon', retrying after the task's retry_delay")
+        long = decide(api_error(XAIRateLimitError, 429, "9" * 60)).reason
+        assert f"unusable retry-after '{'9' * 36}..., retrying" in long
+
+    @pytest.mark.parametrize(("exc", "reason"), [
+        (api_error(XAIServerError, 503), "XAIServerError 503: the task's retries apply"),
+        (XAIConnectionError("reset"), "XAIConnectionError: the task's retries apply"),
+        (api_error(XAIAuthenticationError, 401),
+         "xAI refused the API key: failing without retries (XAIAuthenticationError 401)"),
+        (XAIValidationError("prompt", "is empty"), "invalid input: failing without retries (XAIValidationError)"),
+    ], ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+    def test_the_whole_reason_names_the_error_and_its_status_when_it_has_one(
+        self, exc: BaseException, reason: str
+    ) -> None:
+        assert decide(exc).reason == reason
+
+    def test_the_longest_usable_delay_is_the_horizon(self) -> None:
+        decision = decide(api_error(XAIRateLimitError, 429, MAX_TASK_RETRY_AFTER))
+        assert decision.retry_delay == datetime.timedelta(hours=1)
+        assert decision.reason == "xAI rate limit: retrying in 3600s"
+        assert decide(api_error(XAIRateLimitError, 429, "7.5")).retry_delay == datetime.timedelta(seconds=7.5)
+
+    def test_the_error_behind_a_wrapper_decides(self) -> None:
         try:
             try:
                 raise api_error(XAIAuthenticationError, 401)
             except XAIError as inner:
                 raise RuntimeError("my task failed") from inner
         except RuntimeError as outer:
-            assert decide(outer).action is RetryAction.FAIL
+            assert decide(outer).action is action("FAIL")
         assert xai_error_of(ValueError("x")) is None
 
-    def test_the_default_policy_is_a_shared_airflow_retry_policy() -> None:
+    def test_the_default_policy_is_a_shared_airflow_retry_policy(self) -> None:
+        from airflow.sdk.definitions.retry_policy import RetryPolicy
+
         assert isinstance(XAI_RETRY_POLICY, RetryPolicy) and isinstance(XAI_RETRY_POLICY, XAIRetryPolicy)
         assert XAIRetryPolicy.deserialize(XAI_RETRY_POLICY.serialize()).serialize() == {
             "__type": "XAIRetryPolicy"}
         assert isinstance(pickle.loads(pickle.dumps(XAI_RETRY_POLICY)), XAIRetryPolicy)
+        assert repr(XAI_RETRY_POLICY) == "XAIRetryPolicy()"  # what the rendered task shows
 
 
 def _operators(default_args: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
@@ -164,6 +218,18 @@ def _operators(default_args: dict[str, Any] | None = None, **kwargs: Any) -> lis
         ]
 
 
+@pytest.mark.parametrize("installed", [True, False], ids=["Airflow 3.3", "Airflow 3.2"])
+def test_the_operator_argument_is_left_out_only_where_airflow_has_no_policies(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    from airflow_provider_xai import retry_policy
+
+    monkeypatch.setattr(retry_policy, "XAI_RETRY_POLICY", object() if installed else None)
+    mine = object()
+    assert retry_policy.retry_policy_argument(mine) == {"retry_policy": mine}
+    assert retry_policy.retry_policy_argument(None) == ({"retry_policy": None} if installed else {})
+
+
 def test_every_operator_uses_the_policy_unless_told_otherwise() -> None:
     if not HAS_RETRY_POLICY:  # Airflow 3.2: nothing to use, nothing passed, nothing breaks
         assert XAI_RETRY_POLICY is None
@@ -183,22 +249,21 @@ def test_every_operator_uses_the_policy_unless_told_otherwise() -> None:
     assert all(op.retry_policy is mine for op in _operators(default_args={"retry_policy": mine}))
 
 
-if HAS_RETRY_POLICY:
+@needs_retry_policies
+def test_mapped_tasks_carry_the_policy_and_serialization_keeps_only_a_flag() -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
 
-    def test_mapped_tasks_carry_the_policy_and_serialization_keeps_only_a_flag() -> None:
-        from airflow.serialization.serialized_objects import DagSerialization
-
-        with DAG("t_policy_mapped", schedule=None, start_date=START) as dag:
-            mapped = XAIChatOperator.partial(task_id="many").expand(prompt=["a", "b"])
-            XAIChatOperator(task_id="one", prompt="hi")
-            XAIChatOperator(task_id="none", prompt="hi", retry_policy=None)
-        assert isinstance(mapped.retry_policy, XAIRetryPolicy)
-        data = DagSerialization.to_dict(dag)
-        tasks = {t["__var"]["task_id"]: t["__var"] for t in data["dag"]["tasks"]}
-        assert tasks["one"]["has_retry_policy"] is True and "retry_policy" not in tasks["one"]
-        assert tasks["many"]["partial_kwargs"]["has_retry_policy"] is True
-        assert "retry_policy" not in tasks["many"]["partial_kwargs"]
-        assert not tasks["none"].get("has_retry_policy")
+    with DAG("t_policy_mapped", schedule=None, start_date=START) as dag:
+        mapped = XAIChatOperator.partial(task_id="many").expand(prompt=["a", "b"])
+        XAIChatOperator(task_id="one", prompt="hi")
+        XAIChatOperator(task_id="none", prompt="hi", retry_policy=None)
+    assert isinstance(mapped.retry_policy, XAIRetryPolicy)
+    data = DagSerialization.to_dict(dag)
+    tasks = {t["__var"]["task_id"]: t["__var"] for t in data["dag"]["tasks"]}
+    assert tasks["one"]["has_retry_policy"] is True and "retry_policy" not in tasks["one"]
+    assert tasks["many"]["partial_kwargs"]["has_retry_policy"] is True
+    assert "retry_policy" not in tasks["many"]["partial_kwargs"]
+    assert not tasks["none"].get("has_retry_policy")
 
 
 @pytest.mark.parametrize("error", [

@@ -61,9 +61,9 @@ def test_a_clean_run() -> None:
     assert (result.fanout_window_s, result.billed_in_fanout_window, result.throughput_rps) == (1.0, 3, 3.0)
     assert result.throughput_share_of_limit == 1.5
     assert result.traffic_window_s == 2.0
-    assert result.targets_missed() == ["429s 25.0% of requests > 1%"]
+    assert result.targets_missed() == ["429s 25.0% of requests > 0.5%"]
     slow = run(journal, [(prompt(t), answer(t)) for t in TAGS], server_rps=6)
-    assert slow.targets_missed() == ["429s 25.0% of requests > 1%", "throughput 50.0% of the limit < 85%"]
+    assert slow.targets_missed() == ["429s 25.0% of requests > 0.5%", "throughput 50.0% of the limit < 95%"]
 
 
 def test_lost_duplicated_and_crossed_answers_are_counted() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_xai.exceptions import XAITruncatedStreamError
+from airflow_provider_xai import secrets
+from airflow_provider_xai.exceptions import XAIServerError, XAITruncatedStreamError
 from airflow_provider_xai.schemas import ChatCompletion
 from airflow_provider_xai.streams.chat import StreamAssembler
 from airflow_provider_xai.testing.streaming import stream_events
@@ -151,3 +152,63 @@ def test_a_stream_cut_before_the_finish_is_still_refused() -> None:
     stream = [chunk([{"index": 0, "delta": {"tool_calls": [{**TIDE_CALL, "index": 0}]}}])]
     with pytest.raises(XAITruncatedStreamError):
         assemble(stream)
+
+
+# --- the finish reason in a chunk that also carries content --------------------------------------
+def test_the_finish_reason_in_the_last_content_chunk_keeps_that_content() -> None:
+    """Many servers put ``finish_reason`` on the chunk with the last words, not on an empty one."""
+    stream = [
+        chunk([{"index": 0, "delta": {"role": "assistant", "content": "High tide"}}]),
+        chunk([{"index": 0, "delta": {"content": " is at 14:05."}, "finish_reason": "stop"}]),
+        chunk([], usage=USAGE),
+        "[DONE]",
+    ]
+    message = {"role": "assistant", "content": "High tide is at 14:05."}
+    same_answer(assemble(stream), answer([{"index": 0, "message": message, "finish_reason": "stop"}]))
+
+
+def test_content_finish_reason_and_usage_in_one_chunk_finish_the_stream_without_done() -> None:
+    assembler = StreamAssembler()
+    assembler.feed(chunk([{"index": 0, "delta": {"role": "assistant", "content": "High"}}]))
+    assert not assembler.finished
+    assembler.feed(chunk([{"index": 0, "delta": {"content": " tide."}, "finish_reason": "length"}], usage=USAGE))
+    assert assembler.finished and not assembler.done  # complete: no [DONE] needed
+    message = {"role": "assistant", "content": "High tide."}
+    same_answer(assembler.completion(), answer([{"index": 0, "message": message, "finish_reason": "length"}]))
+
+
+def test_a_tool_call_and_its_finish_reason_in_one_chunk() -> None:
+    stream = [
+        chunk([{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Tides."}}]),
+        chunk([{"index": 0, "delta": {"tool_calls": [{**TIDE_CALL, "index": 0}]}, "finish_reason": "tool_calls"}]),
+        chunk([], usage=USAGE),
+    ]
+    message = {"role": "assistant", "content": "", "reasoning_content": "Tides.", "tool_calls": [TIDE_CALL]}
+    same_answer(assemble(stream), answer([{"index": 0, "message": message, "finish_reason": "tool_calls"}]))
+
+
+def test_two_choices_finishing_differently_and_a_later_empty_reason_changes_nothing() -> None:
+    stream = [
+        chunk([{"index": 0, "delta": {"content": "Yes."}, "finish_reason": "stop"},
+               {"index": 1, "delta": {"content": "Ma"}}]),
+        chunk([{"index": 1, "delta": {"content": "ybe."}}]),
+        chunk([{"index": 1, "delta": {}, "finish_reason": "stop"}, {"index": 0, "delta": {}, "finish_reason": ""}]),
+        chunk([], usage=USAGE),
+    ]  # fmt: skip
+    streamed = assemble(stream)
+    assert [(c.message.content, c.finish_reason) for c in streamed.choices] == [("Yes.", "stop"), ("Maybe.", "stop")]
+
+
+def test_a_stream_whose_last_content_chunk_has_no_finish_reason_is_refused() -> None:
+    stream = [chunk([{"index": 0, "delta": {"content": "High tide"}}]), chunk([], usage=USAGE)]
+    with pytest.raises(XAITruncatedStreamError, match="after 9 characters"):
+        assemble(stream)
+
+
+def test_an_error_event_that_echoes_the_key_is_scrubbed() -> None:
+    key = secrets.register("xai-assembler-secret-0123456789") or ""  # as reading the connection does
+    assembler = StreamAssembler()
+    assembler.feed(chunk([{"index": 0, "delta": {"content": "High"}}]))
+    with pytest.raises(XAIServerError) as info:
+        assembler.feed(json.dumps({"code": "Internal", "error": f"stream aborted for {key}"}))
+    assert key not in str(info.value) and "stream aborted for ***" in str(info.value)

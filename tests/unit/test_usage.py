@@ -117,7 +117,7 @@ class TestBuildRecord:
         assert format_usage_line(rec) == (
             "xAI usage: model=grok-4.3 prompt_tokens=1200 completion_tokens=300 reasoning_tokens=200 "
             "cached_tokens=100 image_tokens=1024 total_tokens=1700 cost_usd=0.002500 cost_source=xai "
-            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+            "num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none cache_hit_share=0.08"
         )
 
 
@@ -153,9 +153,10 @@ class TestSourcesAndServerSideTools:
         assert format_usage_line(rec).endswith(
             " total_tokens=1700 cost_usd=0.002500 cost_source=xai "
             "num_sources_used=2 num_server_side_tools_used=6 server_side_tool_usage=x_search_calls:1"
+            " cache_hit_share=0.08"
         )
         assert format_usage_line(build_record(usage(), "grok-4.3")).endswith(
-            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none"
+            " num_sources_used=0 num_server_side_tools_used=0 server_side_tool_usage=none cache_hit_share=0.08"
         )
 
     def test_a_record_written_before_these_fields_is_still_read(self) -> None:
@@ -209,6 +210,9 @@ class TestPrices:
     def test_without_a_cached_price_cached_tokens_cost_the_input_price_in_an_estimate(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
+        from airflow_provider_xai.usage import _warn_no_cached_price
+
+        _warn_no_cached_price.cache_clear()  # once per process: this test may not be the first
         prices = price_table({"no-cache-price": {"input": 2.0, "output": 10.0}})
         with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.usage"):
             rec = build_record(usage(), "no-cache-price", prices=prices)
@@ -440,7 +444,7 @@ def test_operator_costs_with_connection_prices(monkeypatch: pytest.MonkeyPatch) 
             "completion_tokens_details": {"reasoning_tokens": 6},
         },
     }
-    op = XAIChatOperator(task_id="t", prompt="hello")
+    op = XAIChatOperator(task_id="t", prompt="hello", api="chat")
     op.hook = XAIHook(
         client_kwargs={"transport": httpx.MockTransport(lambda r: httpx.Response(200, json=body))}
     )
@@ -485,6 +489,8 @@ def test_combine_folds_records_per_model_with_exact_totals() -> None:
     ]
     assert folded[0].prompt_tokens == sum(r.prompt_tokens for r in records[:5])
     assert folded[0].reasoning_tokens == 10 and folded[1].cost_usd is None
+    # the usage page splits costs by source and API
+    assert [(r.cost_source, r.kind) for r in folded] == [("xai", "batch"), ("unknown", "batch")]
     assert round(folded[0].cost_usd * TICKS_PER_USD) == sum(range(7, 12))
     before, after = summarize(records).totals, summarize(folded).totals
     assert after.to_dict() == before.to_dict()
@@ -540,6 +546,7 @@ class TestResponsesUsage:
         assert with_ticks.cost_usd == 0.01234  # xAI's ticks include the tool fee
         assert format_usage_line(with_ticks).endswith(
             "num_sources_used=0 num_server_side_tools_used=1 server_side_tool_usage=web_search_calls:1"
+            f" cache_hit_share={with_ticks.cached_tokens / with_ticks.prompt_tokens:.2f}"
         )
         estimate = build_record(ResponseUsage.model_validate({**TIDE_USAGE, "cost_in_usd_ticks": None}), "grok-4.3")
         tokens = (1024 * 1.25 + 4096 * 0.20 + 180 * 2.50) / 1_000_000
@@ -554,6 +561,9 @@ class TestResponsesUsage:
     def test_tool_fee_table(self, caplog: pytest.LogCaptureFixture) -> None:
         assert DEFAULT_TOOL_PRICES["x_search_calls"] == 5.0 and DEFAULT_TOOL_PRICES["file_search_calls"] == 2.5
         assert DEFAULT_TOOL_PRICES["mcp_calls"] == 0.0 and TOOL_PRICES_AS_OF >= "2026-01-01"
+        from airflow_provider_xai.tool_prices import _warn_no_tool_price
+
+        _warn_no_tool_price.cache_clear()  # once per process: this test may not be the first
         calls = {"code_interpreter_calls": 2, "file_search_calls": 4, "mcp_calls": 3, "hologram_calls": 1}
         with caplog.at_level(logging.WARNING, logger="airflow_provider_xai.tool_prices"):
             assert tool_fees(calls) == pytest.approx(0.01 + 0.01)
@@ -590,9 +600,72 @@ def test_a_record_billed_by_units_says_so_in_its_line_and_folds_them() -> None:
     from airflow_provider_xai.usage import combine
 
     image = UsageRecord(model="grok-imagine-image", cost_usd=0.04, cost_source="xai", units=2, unit="image")
-    assert format_usage_line(image).endswith(" units=2 unit=image")
+    assert format_usage_line(image).endswith(" cache_hit_share=0.00 units=2 unit=image")
     assert " units=" not in format_usage_line(UsageRecord(model="grok-4.3"))
     (folded,) = combine([image, UsageRecord(model="grok-imagine-image", cost_usd=0.02, cost_source="xai",
                                             units=1, unit="image")], "g")  # fmt: skip
     assert (folded.units, folded.unit, folded.requests) == (3, "image", 2)
     assert UsageRecord.from_dict({"model": "m"}).unit is None  # records written before stay readable
+
+
+def test_the_cache_hit_share_is_the_cached_part_of_the_prompt() -> None:
+    from airflow_provider_xai.usage import cache_hit_share
+
+    assert cache_hit_share(UsageRecord(model="m", prompt_tokens=200, cached_tokens=150)) == 0.75
+    assert cache_hit_share(UsageRecord(model="m")) == 0.0  # no prompt: nothing to share
+    assert cache_hit_share(UsageRecord(model="m", prompt_tokens=10, cached_tokens=40)) == 1.0  # bounded
+
+
+def test_a_priority_answer_is_estimated_at_twice_the_price() -> None:
+    default = build_record(usage(), "grok-4.3", service_tier="default")
+    priority = build_record(usage(), "grok-4.3", service_tier="priority")
+    assert default.cost_usd and priority.cost_usd == pytest.approx(2 * default.cost_usd)
+    assert priority.service_tier == "priority" and priority.cost_source == "estimate"
+    ticks = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3", service_tier="priority")
+    assert ticks.cost_usd == 0.0025  # xAI's own cost already says what it charged
+
+
+# --- pinned by make mutate: what a user reads off a record, a metric or a price ------------------
+def test_the_ledger_stamps_each_record_with_where_it_ran() -> None:
+    """Without dag/task/run the usage page and the sensor could not attribute a dollar."""
+    unmapped = FakeTI(map_index=None, try_number=4)  # type: ignore[arg-type]  # unmapped: Airflow may give None
+    ledger = UsageLedger({"ti": unmapped}, LOG)
+    rec = ledger.record(build_record(usage(), "grok-4.3"))
+    assert (rec.dag_id, rec.task_id, rec.run_id, rec.map_index, rec.try_number) == ("dag", "task", "run", -1, 4)
+    assert unmapped.xcom[XCOM_USAGE_KEY]["dag_id"] == "dag" and ledger.skipped == 0
+
+
+def test_the_ledger_warns_naming_itself_when_it_skips_stored_items(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    store.data["xai_usage_ledger"] = ["not a record", build_record(usage(), "grok-4.3").to_dict()]
+    with caplog.at_level(logging.WARNING, logger="test_usage"):
+        ledger = UsageLedger({"ti": FakeTI(), "task_state_store": store}, LOG)
+    assert ledger.skipped == 1 and len(ledger.records) == 1
+    assert "xAI usage ledger in the task state store: skipped 1 unusable item(s) (not usage records)" in caplog.text
+
+
+def test_metrics_of_a_folded_record_carry_its_request_count_tool_calls_and_cost(stats: CaptureStats) -> None:
+    rec = build_record(usage(cost_in_usd_ticks=35_000_000_000, server_side_tool_usage_details={"web_search_calls": 4}),
+                       "grok-4.3")
+    rec.requests = 3  # a batch's folded record stands for three billed answers
+    emit_metrics(rec)  # no dag or task: tagged as empty, never left out
+    counters = stats.by_name()
+    assert counters["xai.requests"] == 3 and counters["xai.server_side_tool_usage.web_search_calls"] == 4
+    assert counters["xai.cost_micro_usd"] == 3_500_000
+    assert all(tags == {"model": "grok-4.3", "dag_id": "", "task_id": ""} for *_, tags in stats.counters)
+
+
+def test_price_overrides_read_every_field() -> None:
+    prices = parse_prices({"m": {"input": "1.5", "cached_input": 0, "output": 2, "image": "0.5"}})
+    assert prices["m"] == Price(1.5, 0.0, 2.0, image=0.5)
+
+
+def test_a_language_model_without_a_completion_price_is_left_unpriced() -> None:
+    half = LanguageModel.model_validate({"id": "half", "prompt_text_token_price": 100})
+    other_half = LanguageModel.model_validate({"id": "other", "completion_text_token_price": 100})
+    assert prices_from_language_models([half, other_half]) == {}
+
+
+def test_the_log_line_lists_every_tool_kind_sorted() -> None:
+    rec = build_record(usage(server_side_tool_usage_details={"x_search_calls": 1, "web_search_calls": 2}), "grok-4.3")
+    assert " server_side_tool_usage=web_search_calls:2,x_search_calls:1 " in format_usage_line(rec)

@@ -64,7 +64,8 @@ class TestTotals:
     @settings(max_examples=60, deadline=None)
     @given(records_strategy)
     def test_totals_are_exact_sums_at_every_level(self, records: list[UsageRecord]) -> None:
-        records = records_from_values([r.to_dict() for r in records])  # de-duplicated
+        records, skipped = records_from_values([r.to_dict() for r in records])  # de-duplicated
+        assert skipped == 0
         summary = summarize(records)
         totals = summary.totals
         assert totals.requests == len(records) == summary.records
@@ -96,11 +97,43 @@ class TestGathering:
     def test_ledger_and_latest_record_are_deduplicated(self) -> None:
         try1, try2, other = rec("a", try_number=1), rec("a", try_number=2), rec("b", 0)
         values = [[try1.to_dict(), try2.to_dict()], try2.to_dict(), None, other.to_dict(), {"junk": 1}, "x"]
-        got = records_from_values(values)
+        got, skipped = records_from_values(values)
         assert [(r.task_id, r.try_number) for r in got] == [("a", 1), ("a", 2), ("b", 1)]
+        assert skipped == 2  # {"junk": 1} and "x"; None is no value at all
 
     def test_same_call_in_two_map_indexes_is_not_merged(self) -> None:
-        assert len(records_from_values([rec("a", 0).to_dict(), rec("a", 1).to_dict()])) == 2
+        assert len(records_from_values([rec("a", 0).to_dict(), rec("a", 1).to_dict()])[0]) == 2
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "done: 3 rows",  # a foreign task's text under xai_usage (issue 27)
+            3,
+            {"junk": 1},
+            {"model": "m", "prompt_tokens": "many"},
+            {"model": "m", "total_tokens": -5},
+            {"model": "m", "cost_usd": float("nan")},
+            {"model": "m", "cost_usd": float("inf")},
+            {"model": "m", "cost_usd": -0.01},
+            {"model": "m", "cost_usd": 1e300},
+            {"model": "m", "timestamp": float("nan")},
+            {"model": "m", "requests": True},
+            {"model": "m", "cost_source": "guess"},
+            {"model": "m", "server_side_tool_usage": {"web_search_calls": -2}},
+            {"model": 7},
+        ],
+    )
+    def test_a_value_that_is_no_usage_record_is_skipped_and_counted_never_summed(self, bad: Any) -> None:
+        good = rec("a")
+        records, skipped = records_from_values([[good.to_dict(), bad], bad])
+        assert (records, skipped) == ([good], 2)
+        totals = summarize(records).totals  # never an exception, never a NaN or negative sum
+        assert (totals.total_tokens, totals.cost_ticks) == (good.total_tokens, 100)
+
+    def test_nulls_count_as_absent(self) -> None:
+        data = {**rec("a").to_dict(), "cost_usd": None, "try_number": None, "server_side_tool_usage": None}
+        ((got,), skipped) = records_from_values([data])
+        assert (got.cost_usd, got.try_number, got.server_side_tool_usage, skipped) == (None, None, {}, 0)
 
 
 class TestBudget:
@@ -217,3 +250,94 @@ class TestTaskStates:
         calls.clear()
         assert fetch_task_states("d", "r", ["a"]) == {("a", 1): "running"} and calls == [["a"]]
         assert fetch_task_states("d", "r", []) == {}
+
+
+# --- pinned by make mutate: the shapes users and the usage page read, and the budget's edges ------
+def test_the_summary_and_totals_keep_their_keys() -> None:
+    """The sensor's XCom and the usage page read these names: a renamed key breaks them."""
+    summary = summarize([rec("a", ticks=5_000, tools={"web_search_calls": 1}), rec("a", 0, ticks=None)])
+    data = summary.to_dict()
+    assert list(data) == ["totals", "by_model", "by_task", "records"] and data["records"] == 2
+    assert data["totals"] == {
+        "requests": 2, "prompt_tokens": 20, "completion_tokens": 10, "reasoning_tokens": 6, "cached_tokens": 4,
+        "image_tokens": 0, "total_tokens": 36, "num_sources_used": 0, "num_server_side_tools_used": 1,
+        "server_side_tool_usage": {"web_search_calls": 1}, "cost_usd": 5_000 / TICKS_PER_USD, "unpriced_requests": 1,
+    }  # fmt: skip
+    assert data["by_model"] == {"grok-4.3": data["totals"]}
+    assert data["by_task"]["a"] == {**data["totals"], "mapped": True, "map_indexes": 2, "tries": 2}
+
+
+class TestBudgetEdges:
+    summary = summarize([rec("big", ticks=3_000_000, p=900), rec("small", ticks=1_000_000)])
+
+    def test_the_whole_status_of_a_run_within_budget(self) -> None:
+        totals = self.summary.totals
+        status = evaluate_budget(self.summary, Budget(max_total_tokens=totals.total_tokens + 5, max_cost_usd=0.001))
+        assert status == {
+            "status": "ok", "max_total_tokens": totals.total_tokens + 5, "max_cost_usd": 0.001,
+            "total_tokens": totals.total_tokens, "cost_usd": 0.0004, "cost_complete": True,
+            "over_tokens": 0, "over_cost_usd": 0.0, "remaining_tokens": 5, "remaining_cost_usd": 0.0006,
+            "top_tasks": [
+                {"task_id": "big", "cost_usd": 0.0003, "total_tokens": 908, "requests": 1},
+                {"task_id": "small", "cost_usd": 0.0001, "total_tokens": 18, "requests": 1},
+            ],
+            "message": "",
+        }  # fmt: skip
+
+    def test_one_token_or_one_tick_over_is_over(self) -> None:
+        totals = self.summary.totals
+        tokens = evaluate_budget(self.summary, Budget(max_total_tokens=totals.total_tokens - 1))
+        assert (tokens["status"], tokens["over_tokens"], tokens["remaining_tokens"]) == ("exceeded", 1, 0)
+        cost = evaluate_budget(self.summary, Budget(max_cost_usd=(totals.cost_ticks - 1) / TICKS_PER_USD))
+        assert (cost["status"], cost["over_cost_usd"], cost["remaining_cost_usd"]) == ("exceeded", 1e-10, 0.0)
+        assert cost["over_tokens"] == 0 and cost["remaining_tokens"] is None
+
+    def test_both_limits_over_are_both_named_with_every_top_spender(self) -> None:
+        status = evaluate_budget(self.summary, Budget(max_total_tokens=10, max_cost_usd=0.0001))
+        assert status["message"] == (
+            "xAI budget exceeded: total_tokens 926 > max_total_tokens 10 (over by 916); "
+            "cost $0.000400 > max_cost_usd $0.000100 (over by $0.000300). "
+            "Top spenders: big ($0.000300, 908 tokens), small ($0.000100, 18 tokens)."
+        )
+
+    def test_top_spenders_are_three_by_cost_then_tokens(self) -> None:
+        four = summarize([rec("a", ticks=100, p=5), rec("b", ticks=100, p=50), rec("c", ticks=900), rec("d", ticks=1)])
+        assert [t["task_id"] for t in evaluate_budget(four, Budget(max_total_tokens=1))["top_tasks"]] == ["c", "b", "a"]
+
+
+def test_the_table_has_its_default_title_and_left_aligned_names() -> None:
+    table = render_table(summarize([rec("a_long_task_name"), rec("b")]))
+    lines = table.splitlines()
+    assert lines[0] == "xAI usage: 2 record(s)"
+    assert lines[3].startswith("task   a_long_task_name ") and lines[4].startswith("task   b                ")
+
+
+class TestTaskStateLookups:
+    @pytest.fixture
+    def calls(self, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        seen: list[list[str]] = []
+
+        def get_task_states(**kw: Any) -> dict[str, Any]:
+            seen.append(kw["task_ids"])
+            return {"r": {t: "success" for t in kw["task_ids"]}} if kw["task_ids"] != ["gone"] else {}
+
+        monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
+        return seen
+
+    def test_ids_that_cannot_collide_are_asked_at_once(self, calls: list[list[str]]) -> None:
+        assert fetch_task_states("d", "r", ["a", "b_1", "c_d"]) == {
+            ("a", -1): "success", ("b_1", -1): "success", ("c_d", -1): "success"}
+        assert calls == [["a", "b_1", "c_d"]]
+
+    def test_ids_that_could_collide_are_asked_one_by_one(self, calls: list[list[str]]) -> None:
+        fetch_task_states("d", "r", ["x_y", "x_y_1"])  # "x_y_1" may be map index 1 of "x_y"
+        assert calls == [["x_y"], ["x_y_1"]]
+
+    def test_a_run_missing_from_the_answer_has_no_states(self, calls: list[list[str]]) -> None:
+        assert fetch_task_states("d", "r", ["gone"]) == {}
+
+
+def test_an_unmapped_unfinished_task_is_named_without_an_index() -> None:
+    assert unfinished({("a", -1): "running", ("b", 2): "queued"}) == {"a": "running", "b[2]": "queued"}

@@ -156,13 +156,18 @@ function renderTotals(report) {
     + (t.unpriced_requests ? ` · ${fmtInt(t.unpriced_requests)} request(s) unpriced` : "");
   $("total-tokens").textContent = fmtInt(t.total_tokens);
   $("token-split").textContent = `prompt ${fmtInt(t.prompt_tokens)} · completion ${fmtInt(t.completion_tokens)} · `
-    + `reasoning ${fmtInt(t.reasoning_tokens)} · cached ${fmtInt(t.cached_tokens)}`;
+    + `reasoning ${fmtInt(t.reasoning_tokens)} · cached ${fmtInt(t.cached_tokens)} `
+    + `(${Math.round(100 * t.cache_hit_share)}% of the prompt from xAI's cache)`;
   $("total-requests").textContent = fmtInt(t.requests);
   $("request-split").textContent = `${fmtInt(report.by_dag.length)} DAG(s) · ${fmtInt(report.by_model.length)} model(s)`;
   $("total-tools").textContent = fmtInt(t.num_server_side_tools_used);
   $("tool-split").textContent = `${fmtInt(t.num_sources_used)} source(s) used`;
   $("total-exceeded").textContent = fmtInt(report.exceeded_runs.length);
   $("budget-card").classList.toggle("alert", report.exceeded_runs.length > 0);
+  const skipped = report.skipped_records || 0;
+  $("skipped").hidden = !skipped;
+  $("skipped").textContent = skipped
+    ? `${fmtInt(skipped)} stored value(s) under the usage keys were not usage records and are left out.` : "";
 }
 
 function renderTables(report) {

@@ -1,0 +1,147 @@
+"""The embedded store: the shared limits in an SQLite file, for the processes of one machine.
+
+Each update is one transaction: ``BEGIN IMMEDIATE`` takes the file's write lock (other
+processes wait their turn; no extra service, no lock file), then one read and one write of the
+key's row, the transition computed in between (``slots.transition``). It lasts about 10 us.
+
+The async path runs that transaction on the event loop only when it can take the locks at once
+(no waiting: a busy timeout of 0), which is cheaper than handing it to a thread; when another
+thread or process holds them, it waits in a worker thread, so the loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow_provider_xai.exceptions import XAIConfigurationError, XAIConnectionError
+from airflow_provider_xai.ratelimit.slots import Outcome, SlotStore, Update, transition
+
+#: How long a process waits for another process's transaction (they take microseconds).
+SQLITE_BUSY_TIMEOUT = 30.0
+#: SQLite's "database is locked" (sqlite3 names its codes from Python 3.11 on).
+_SQLITE_BUSY = 5
+_CREATE = "CREATE TABLE IF NOT EXISTS xai_rate_limit (key TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID"
+_SELECT = "SELECT state FROM xai_rate_limit WHERE key = ?"
+_UPSERT = (
+    "INSERT INTO xai_rate_limit (key, state) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET state = excluded.state"
+)
+
+
+class Busy(Exception):
+    """The file (or this process's connection) is in use and the caller would not wait."""
+
+
+class SQLiteStates(SlotStore):
+    """The embedded store: one SQLite file shared by the processes of one machine.
+
+    One connection per process (reopened after a fork, as Celery's prefork workers do), used by
+    one thread at a time. The file must be on a local disk (SQLite's locking is unreliable on
+    network file systems); Redis is the store for many machines.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        os.register_at_fork(after_in_child=self._after_fork)
+        with self.transaction():  # fail now, naming the field, if the file cannot be used
+            pass
+
+    def describe(self) -> str:
+        return f"embedded store {self.path}"
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            try:
+                directory = os.path.dirname(self.path)
+                if directory:
+                    os.makedirs(directory, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
+                # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
+                # older release keeps its table, which works the same.
+                conn.execute(_CREATE)
+            except (OSError, sqlite3.Error) as exc:
+                raise XAIConfigurationError(
+                    f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"
+                ) from None
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @contextmanager
+    def transaction(self, wait: bool = True) -> Iterator[sqlite3.Cursor]:
+        """One write transaction (``BEGIN IMMEDIATE``: other processes wait for its end).
+
+        ``wait=False``: raise :class:`Busy` instead of waiting for another thread or process
+        (and instead of opening the file, which may take a while).
+        """
+        if not self._lock.acquire(blocking=wait):
+            raise Busy
+        try:
+            if not wait and (self._conn is None or self._pid != os.getpid()):
+                raise Busy
+            conn = self._connect()
+            cursor = conn.cursor()
+            try:
+                self._begin(cursor, wait)
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed...
+                raise XAIConnectionError(f"xAI rate-limit {self.describe()} is unusable: {exc}") from None
+            finally:
+                cursor.close()
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _begin(cursor: sqlite3.Cursor, wait: bool) -> None:
+        if wait:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", _SQLITE_BUSY) & 0xFF == _SQLITE_BUSY:
+                raise Busy from None
+            raise
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock and no connection (neither may cross a fork)."""
+        self._lock, self._conn = threading.Lock(), None
+
+    def _apply(self, key: str, update: Update, wait: bool) -> Outcome:
+        with self.transaction(wait) as cursor:
+            row = cursor.execute(_SELECT, (key,)).fetchone()
+            state, outcome = transition(row[0] if row else None, update)
+            cursor.execute(_UPSERT, (key, state))
+        return self.counted(key, outcome)
+
+    def update(self, key: str, update: Update) -> Outcome:
+        """Apply ``update`` to ``key`` in one transaction."""
+        return self._apply(key, update, True)
+
+    async def aupdate(self, key: str, update: Update) -> Outcome:
+        """:meth:`update` on the loop when the file is free at once, else in a worker thread."""
+        try:
+            return self._apply(key, update, False)
+        except Busy:
+            return await asyncio.to_thread(self._apply, key, update, True)
+
+
+__all__ = ["SQLITE_BUSY_TIMEOUT", "Busy", "SQLiteStates"]
