@@ -36,8 +36,8 @@ def test_example_images_dag_makes_edits_checks_and_reports(
     sent = edit_request.body["image"]["url"]
     assert sent.startswith("data:image/jpeg;base64,") and edit["paths"][0].endswith("/lifestyle_edit/image_00.jpeg")
 
-    checks = [e for e in xai_server.requests("/chat/completions", "POST")]
-    assert len(checks) == 4  # every image made, checked once
+    checks = [e for e in xai_server.journal if e.method == "POST" and e.path.endswith(("/responses", "/completions"))]
+    assert len(checks) == 4  # every image made, checked once by the vision operator
     result = xcom_values(dr, "write_report")[-1]
     summary = result["summary"]
     assert (summary["made"], summary["checked"], summary["refused_by_moderation"]) == (4, 4, 0)
