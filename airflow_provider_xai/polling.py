@@ -31,6 +31,9 @@ MAX_FAILURE_BACKOFF = 300.0
 #: The part of the first interval a pick-up-bound wait (``within_interval``) polls first in: the
 #: rest leaves room for that poll's own round trip.
 FIRST_POLL_SPAN = 0.9
+#: The part of an interval a pick-up-bound wait polls early by, besides the last poll's time:
+#: room for a busy event loop waking it a little late (25 ms of a 1 s interval).
+PICKUP_MARGIN = 0.025
 
 
 class Action(enum.Enum):
@@ -61,7 +64,7 @@ class Poller:
     failures: int = 0
     #: The interval bounds the pick-up (the triggers' promise): what becomes ready just after one
     #: poll was answered is seen within one interval, so each poll starts early by the time the
-    #: last one took, and the first one within the first :data:`FIRST_POLL_SPAN` of an interval.
+    #: last one took (and :data:`PICKUP_MARGIN`), the first within :data:`FIRST_POLL_SPAN` of one.
     within_interval: bool = False
     _started: float = field(default=0.0, repr=False)
 
@@ -83,7 +86,7 @@ class Poller:
         if not self.within_interval or not self._started:
             return self._wait(self.interval)
         took = min(max(self.clock() - self._started, 0.0), self.interval / 2)
-        return self._wait(self.interval - took)
+        return self._wait(self.interval * (1 - PICKUP_MARGIN) - took)
 
     def on_failure(self, exc: BaseException) -> Step:
         """The poll failed: back off and poll again, or give up."""
