@@ -8,3 +8,5 @@ DEFAULT_MANAGEMENT_URL = "https://management-api.x.ai"
 DEFAULT_MODEL = "grok-4.3"
 #: The environment variable read for the API key when the connection has none.
 API_KEY_ENV = "XAI_API_KEY"
+#: The environment variable read for the Management API key when the connection has none.
+MANAGEMENT_KEY_ENV = "XAI_MANAGEMENT_KEY"

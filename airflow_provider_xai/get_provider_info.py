@@ -42,6 +42,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.operators.branch",
                     "airflow_provider_xai.operators.vision",
                     "airflow_provider_xai.operators.batch",
+                    "airflow_provider_xai.operators.collections",
+                    "airflow_provider_xai.operators.voice",
                     "airflow_provider_xai.operators.images",
                     "airflow_provider_xai.operators.video",
                 ],
@@ -56,6 +58,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.triggers.batch",
                     "airflow_provider_xai.triggers.responses",
                     "airflow_provider_xai.triggers.usage",
+                    "airflow_provider_xai.triggers.collections",
                     "airflow_provider_xai.triggers.media",
                 ],
             }

@@ -133,6 +133,13 @@ class Outcome(Generic[T]):
     value: T | None = None
     error: BaseException | None = None
 
+    def finished(self) -> T | None:
+        """The last value of a wait that finished; raises the error of one that gave up; None
+        for one that reached its deadline (the caller says what that means)."""
+        if self.action is Action.GIVE_UP and self.error is not None:
+            raise self.error
+        return self.value if self.action is Action.FINISH else None
+
 
 def _after_poll(
     poller: Poller,

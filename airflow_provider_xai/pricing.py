@@ -66,8 +66,9 @@ TIER_PRICE_FACTORS: dict[str, float] = {"priority": 2.0}
 
 @dataclass(frozen=True)
 class UnitPrice:
-    """USD per unit of what a media call makes: per ``image``, or per ``second`` of video
-    (``by_resolution`` overrides it for some output resolutions)."""
+    """USD per ``unit`` of what an endpoint bills beyond tokens: an image, a second of video,
+    a character spoken, a second of audio (``by_resolution`` overrides it for some output
+    resolutions of a video)."""
 
     usd: float
     unit: str
@@ -132,3 +133,12 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
         for name in (m.id, *m.aliases):
             prices[name] = price
     return prices
+
+
+#: xAI's voice prices as published on 2026-11-01 (docs.x.ai pricing page): text-to-speech
+#: $4.20 per million characters, speech-to-text $0.10 per hour of audio. By usage record kind.
+VOICE_PRICES_AS_OF = "2026-11-01"
+VOICE_PRICES: dict[str, UnitPrice] = {
+    "tts": UnitPrice(4.20 / 1_000_000, "characters"),
+    "stt": UnitPrice(0.10 / 3600, "audio_seconds"),
+}

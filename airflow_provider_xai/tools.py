@@ -234,9 +234,13 @@ def check_tool(tool: Any, path: str = "tool") -> dict[str, Any]:
     for key, problem in _REJECTED.get(kind, {}).items():
         if key in tool:
             raise _fail(f"{path}.{key}", problem)
+    checked = dict(tool)
+    ids = checked.get("vector_store_ids")
+    if kind == "file_search" and isinstance(ids, str) and ids.strip() and not _templated(ids):
+        checked["vector_store_ids"] = [ids]  # one collection id, as a template renders an upstream's
     if check := _CHECKS.get(kind):
-        check(tool, path)
-    return dict(tool)
+        check(checked, path)
+    return checked
 
 
 def check_tools(tools: Any, path: str = "tools") -> list[dict[str, Any]]:
@@ -348,7 +352,8 @@ def code_interpreter() -> dict[str, Any]:
 
 
 def file_search(collection_ids: Iterable[str] | str, *, max_num_results: int | None = None) -> dict[str, Any]:
-    """Search your xAI collections (created beforehand); sent as ``vector_store_ids``, at most 10."""
+    """Search your xAI collections (created beforehand); sent as ``vector_store_ids``, at most 10.
+    A template that renders to one id works too: ``"{{ ti.xcom_pull(task_ids='sync', key='xai_collection_id') }}"``."""
     ids = [collection_ids] if isinstance(collection_ids, str) and not _templated(collection_ids) else collection_ids
     body = _put({"type": "file_search", "vector_store_ids": _list(ids)}, max_num_results=max_num_results)
     return check_tool(body)

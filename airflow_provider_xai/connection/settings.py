@@ -27,7 +27,13 @@ from airflow_provider_xai.connection.rate_limits import (
     bucket_rates,
     rate_limit_config,
 )
-from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL
+from airflow_provider_xai.defaults import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_MANAGEMENT_URL,
+    DEFAULT_MODEL,
+    MANAGEMENT_KEY_ENV,
+)
 from airflow_provider_xai.exceptions import XAIConfigurationError
 from airflow_provider_xai.pricing import Price, parse_prices
 
@@ -78,7 +84,7 @@ class ClientSettings:
         if not self.management_key:
             raise XAIConfigurationError(
                 f"Connection {conn_id!r}: this call needs xAI's Management API: set the connection's "
-                "management_key (Management key) extra"
+                f"management_key (Management key) extra, or export {MANAGEMENT_KEY_ENV}"
             )
         return {"Authorization": f"Bearer {self.management_key}", "User-Agent": USER_AGENT}
 
@@ -192,7 +198,7 @@ def settings_from_connection(
         raise XAIConfigurationError(f"Connection {conn_id!r}: invalid extra 'prices': {exc}") from None
     management_url = str(_extra(extra, "management_base_url") or DEFAULT_MANAGEMENT_URL).strip().rstrip("/")
     check_base_url(management_url, conn_id, allow_insecure_http=_truthy(_extra(extra, "allow_insecure_http")))
-    management_key = _extra(extra, "management_key")
+    management_key = _extra(extra, "management_key") or os.environ.get(MANAGEMENT_KEY_ENV) or None
     if management_key is not None and not isinstance(management_key, str):
         raise XAIConfigurationError(f"Connection {conn_id!r}: management_key must be text")
     secrets.register(management_key)

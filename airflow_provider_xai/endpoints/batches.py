@@ -3,14 +3,12 @@
 A batch's requests are billed when xAI runs them; their usage is read from the results (at the
 batch discount when xAI sends no cost), not from these calls, which cost nothing themselves.
 
-A batch made from a JSONL input file needs the file uploaded first (``POST /v1/files``): the
-smallest upload call lives here, :data:`UPLOAD_INPUT_FILE`, until the Files API has its own
-family.
+A batch made from a JSONL input file needs the file uploaded first: that is the Files API's
+upload (:func:`airflow_provider_xai.endpoints.files.upload_content`).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -18,14 +16,12 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from airflow_provider_xai.endpoints.common import fixed_body, ignore, read, segment
-from airflow_provider_xai.pipeline.body import Form, FormFile
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.schemas.batch import (
     Batch,
     BatchList,
     BatchRequestList,
     BatchResultList,
-    UploadedFile,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,9 +35,7 @@ CANCEL = Endpoint("batches", "POST", "batches/{batch_id}:cancel", response=Batch
 ADD_REQUESTS = Endpoint("batches", "POST", "batches/{batch_id}/requests", bucket="batch-add-requests")
 LIST_REQUESTS = Endpoint("batches", "GET", "batches/{batch_id}/requests", response=BatchRequestList)
 RESULTS = Endpoint("batches", "GET", "batches/{batch_id}/results", response=BatchResultList)
-#: A batch's JSONL input file (multipart: ``expires_after`` before ``file``).
-UPLOAD_INPUT_FILE = Endpoint("files", "POST", "files", response=UploadedFile)
-ENDPOINTS = (CREATE, LIST, GET, CANCEL, ADD_REQUESTS, LIST_REQUESTS, RESULTS, UPLOAD_INPUT_FILE)
+ENDPOINTS = (CREATE, LIST, GET, CANCEL, ADD_REQUESTS, LIST_REQUESTS, RESULTS)
 
 
 def _path(batch_id: str, suffix: str = "") -> str:
@@ -51,15 +45,6 @@ def _path(batch_id: str, suffix: str = "") -> str:
 def create(name: str, input_file_id: str | None = None) -> Call[Batch]:
     body = {"name": name, **({"input_file_id": input_file_id} if input_file_id else {})}
     return Call(CREATE, read(Batch, "batch"), body=fixed_body(body))
-
-
-def upload_input_file(content: bytes, filename: str, expires_after: int) -> Call[UploadedFile]:
-    """Upload ``content`` (JSONL lines) as a file; re-read from memory on each attempt."""
-    form = Form(
-        [("expires_after", str(expires_after))],
-        [FormFile("file", filename, lambda: io.BytesIO(content), "application/jsonl")],
-    )
-    return Call(UPLOAD_INPUT_FILE, read(UploadedFile, "uploaded file"), body=fixed_body(form))
 
 
 def get(batch_id: str) -> Call[Batch]:
@@ -102,7 +87,6 @@ __all__ = [
     "LIST",
     "LIST_REQUESTS",
     "RESULTS",
-    "UPLOAD_INPUT_FILE",
     "add_requests",
     "batches_page",
     "cancel",
@@ -110,5 +94,4 @@ __all__ = [
     "get",
     "requests_page",
     "results_page",
-    "upload_input_file",
 ]

@@ -20,18 +20,19 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 
 from airflow_provider_xai.endpoints import batches as api
+from airflow_provider_xai.endpoints import files as file_api
 from airflow_provider_xai.exceptions import XAIDeferredTimeoutError, XAIValidationError
 from airflow_provider_xai.pipeline.call import Call
 from airflow_provider_xai.pipeline.transport import XAITransport
-from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, poll
+from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Poller, ProgressLog, poll
 from airflow_provider_xai.ratelimit.layer import RateLimitLayer
 from airflow_provider_xai.schemas.batch import (
     Batch,
     BatchRequestMetadata,
     BatchResult,
-    UploadedFile,
     batch_request,
 )
+from airflow_provider_xai.schemas.files import FileObject
 
 #: xAI accepts at most 25 MB per add-requests call (counted here in bytes of compact JSON).
 MAX_ADD_REQUESTS_BYTES = 25_000_000
@@ -160,7 +161,7 @@ class XAIBatchMixin:
 
     def upload_batch_input_file(
         self, content: bytes, *, filename: str = "batch.jsonl", expires_after: int = INPUT_FILE_TTL
-    ) -> UploadedFile:
+    ) -> FileObject:
         """``POST /v1/files``: a batch's JSONL input file, one request a line
         (``{"custom_id", "method": "POST", "url": "/v1/responses", "body"}``), kept
         ``expires_after`` seconds. Refused before sending when over :data:`MAX_INPUT_FILE_BYTES`."""
@@ -168,7 +169,7 @@ class XAIBatchMixin:
             raise XAIValidationError(
                 "content", f"is {len(content)} bytes; an input file may hold at most {MAX_INPUT_FILE_BYTES}"
             )
-        return self.transport.send(api.upload_input_file(content, filename, expires_after))
+        return self.transport.send(file_api.upload_content(content, filename, expires_after))
 
     def get_batch(self, batch_id: str) -> Batch:
         """``GET /v1/batches/{id}``: the batch and its request counters."""
@@ -266,10 +267,8 @@ class XAIBatchMixin:
             on_failure=progress.failure,
             sleep=sleep,
         )
-        if outcome.action is Action.FINISH and outcome.value is not None:
-            return outcome.value
-        if outcome.action is Action.GIVE_UP and outcome.error is not None:
-            raise outcome.error
+        if (batch := outcome.finished()) is not None:
+            return batch
         batch = self.cancel_batch(batch_id) if cancel_on_timeout else self.get_batch(batch_id)
         raise XAIDeferredTimeoutError(timeout_message(batch, timeout, cancel_on_timeout))
 

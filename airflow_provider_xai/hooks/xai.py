@@ -20,13 +20,17 @@ from airflow.sdk import BaseHook
 from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints import chat as chat_api
+from airflow_provider_xai.endpoints import collections as collection_api
 from airflow_provider_xai.endpoints import declaration_of
 from airflow_provider_xai.endpoints import models as models_api
 from airflow_provider_xai.endpoints.chat import RequestLike
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
+from airflow_provider_xai.hooks.collections import XAICollectionsMixin
+from airflow_provider_xai.hooks.files import XAIFilesMixin
 from airflow_provider_xai.hooks.media import XAIMediaMixin
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
+from airflow_provider_xai.hooks.voice import XAIVoiceMixin
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pipeline.transport import XAITransport
@@ -53,7 +57,9 @@ class StructuredResult:
     completion: ChatCompletion
 
 
-class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
+class XAIHook(
+    XAIResponsesMixin, XAIBatchMixin, XAIFilesMixin, XAICollectionsMixin, XAIVoiceMixin, XAIMediaMixin, BaseHook
+):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).
@@ -323,7 +329,8 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
         return self.transport.prices
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the key with the free ``GET /v1/api-key`` (never a billed call)."""
+        """Check the key with the free ``GET /v1/api-key``, and the management key, when the
+        connection has one, by listing one collection (never a billed call)."""
         try:
             info = self.get_api_key_info()
         except XAIError as exc:
@@ -339,7 +346,14 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIMediaMixin, BaseHook):
         ]
         if problems:
             return False, f"xAI key {info.redacted_api_key}: {'; '.join(problems)}"
-        return True, f"Connected to {self.settings.base_url} with key {info.redacted_api_key}"
+        message = f"Connected to {self.settings.base_url} with key {info.redacted_api_key}"
+        if self.settings.management_key:  # checked for free too: one collection listed
+            try:
+                self.transport.send(collection_api.collections_page(1, None))
+            except XAIError as exc:
+                return False, f"{message}, but the management key was refused: {exc}"
+            message += f"; management key accepted by {self.settings.management_base_url}"
+        return True, message
 
 
 def _raw(method: str, path: str, body: Any) -> Call[Reply]:

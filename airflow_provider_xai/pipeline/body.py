@@ -114,8 +114,11 @@ def body_arguments(body: Any, *, asynchronous: bool = False) -> dict[str, Any]:
     now, streamed by httpx in chunks); JSON as ``json=``, or a sliced :class:`JSONBody` (build a
     fresh one per attempt) when it holds a large string."""
     if isinstance(body, Form):
+        data: dict[str, list[str]] = {}
+        for name, value in body.fields:  # a name given twice is sent twice, in order
+            data.setdefault(name, []).append(value)
         files = [(f.name, (f.filename, f.open(), f.content_type)) for f in body.files]
-        return {"data": dict(body.fields), "files": files}
+        return {"data": data, "files": files}
     if body is None or not _has_large_string(body):
         return {"json": body}
     content = JSONBody(body)

@@ -410,7 +410,7 @@ class XAITransport:
     def _attempt(self, ex: Exchange) -> Any:
         response = self._open(ex)
         if ex.call.sink is not None:
-            sink = ex.call.sink()
+            sink, ex.request_id = ex.call.sink(), response.headers.get("x-request-id")
             with _typed_failures(ex), _discarded_on_failure(sink):
                 read_body(response, self._limit(ex), sink.write)
             return self._answer(ex, sink.result())
@@ -426,7 +426,7 @@ class XAITransport:
     async def _aattempt(self, ex: Exchange, client: httpx.AsyncClient) -> Any:
         response = await self._aopen(ex, client)
         if ex.call.sink is not None:
-            sink = ex.call.sink()
+            sink, ex.request_id = ex.call.sink(), response.headers.get("x-request-id")
             with _typed_failures(ex), _discarded_on_failure(sink):
                 await aread_body(response, self._limit(ex), sink.write)
             return self._answer(ex, sink.result())

@@ -12,7 +12,6 @@ from airflow_provider_xai.schemas.batch import (
     BatchResult,
     BatchResultList,
     BatchState,
-    UploadedFile,
     batch_request,
     parse_time,
 )
@@ -154,7 +153,6 @@ __all__ = [
     "ToolCallItem",
     "ToolStep",
     "UnknownItem",
-    "UploadedFile",
     "UrlCitation",
     "Usage",
     "WebSearchCallItem",

@@ -182,17 +182,6 @@ class BatchResultList(_Model):
     pagination_token: str | None = None
 
 
-class UploadedFile(_Model):
-    """A file uploaded to ``POST /v1/files`` (here: a batch's JSONL input file)."""
-
-    id: str = Field(min_length=1)
-    object: str = "file"
-    bytes: int = 0
-    filename: str = ""
-    created_at: int | float | None = None
-    expires_at: int | float | None = None
-
-
 def batch_request(custom_id: str, body: Mapping[str, Any], kind: str = "chat_get_completion") -> dict[str, Any]:
     """One item of ``POST /v1/batches/{id}/requests``: a request ``body`` of ``kind``
     (``chat_get_completion``, ``responses``...) called ``custom_id``."""

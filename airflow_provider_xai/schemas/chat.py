@@ -175,39 +175,48 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def unsendable_value(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+def unsendable_value(value: Any, path: str) -> tuple[str, str] | None:
     """(field path, problem) of the first value that JSON cannot carry faithfully, else None.
 
     Free-form fields (extra API fields, tools, file parts) take any Python value; without this
     check a NaN would silently become ``null`` and bytes, sets, lone surrogates or very deep
     nesting would fail while sending, with an unrelated exception. It runs on every request, so
-    plain leaves (ASCII text, integers) are passed over by type alone, and a path is spelled out
-    only for containers and for the value that is wrong.
+    plain values are recognised by their exact type first, and the path is spelled out only for
+    the value that is wrong.
     """
+    found = _first_unsendable(value, 0)
+    if found is None:
+        return None
+    keys, problem = found
+    for key in keys:
+        path = _child(path, key)
+    return path, problem
+
+
+def _first_unsendable(value: Any, depth: int) -> tuple[list[str | int], str] | None:
+    """(keys leading to it, problem) of the first unsendable value in ``value``."""
+    kind = type(value)
     items: Any
-    if isinstance(value, Mapping):
-        items = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
+    if kind is dict or (kind not in _PLAIN and kind is not list and isinstance(value, Mapping)):
+        keyed, items = True, value.items()
+    elif kind is list or kind is tuple or isinstance(value, list | tuple):
+        keyed, items = False, enumerate(value)
     else:
         problem = _value_problem(value)
-        return None if problem is None else (path, problem)
+        return None if problem is None else ([], problem)
     if depth >= MAX_JSON_DEPTH:
-        return path, f"is nested more than {MAX_JSON_DEPTH} levels deep"
-    keyed = isinstance(value, Mapping)
+        return [], f"is nested more than {MAX_JSON_DEPTH} levels deep"
     for key, item in items:
         if keyed and not isinstance(key, str):
-            return path, f"has a non-string key {short_repr(key)}"
+            return [], f"has a non-string key {short_repr(key)}"
         kind = type(item)
         if kind in _PLAIN:
             needs_look = (kind is str and not item.isascii()) or kind is float
             if needs_look and (text := _value_problem(item)) is not None:
-                return _child(path, key), text
-        elif isinstance(item, Mapping | list | tuple):
-            if found := unsendable_value(item, _child(path, key), depth + 1):
-                return found
-        elif (text := _value_problem(item)) is not None:
-            return _child(path, key), text
+                return [key], text
+        elif (found := _first_unsendable(item, depth + 1)) is not None:
+            found[0].insert(0, key)
+            return found
     return None
 
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = bind_socket(args.host, args.port)
     info._port = sock.getsockname()[1]  # report the bound port without starting a thread
     print(f"Local xAI server: {info.base_url}", flush=True)
-    print(f"export AIRFLOW_CONN_XAI_DEFAULT='{info.connection_json()}'", flush=True)
+    print(f"export AIRFLOW_CONN_XAI_DEFAULT='{info.connection_json(**info.management_extra())}'", flush=True)
     make_uvicorn_server(state, info.path_prefix).run(sockets=[sock])
     return 0
 

@@ -3,7 +3,7 @@
 Behaviour (deterministic, documented for tests):
 
 * ``POST /v1/batches`` ``{"name"}`` creates an empty batch (expires 24 h later);
-  ``{"name", "input_file_id"}`` one made from an uploaded JSONL file (``batch_files``: 404 for an
+  ``{"name", "input_file_id"}`` one made from an uploaded JSONL file (the Files API's store: 404 for an
   unknown file, 400 for a bad line): it shows ``num_requests: 0`` until its lines are loaded,
   ``state.batch_file_load_polls`` polls later, and takes no added requests (400).
   ``GET /v1/batches`` lists newest first; ``GET /v1/batches/{id}`` returns one batch and counts
@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import batches
 from airflow_provider_xai.endpoints.routes import route
-from airflow_provider_xai.testing.batch_files import create_files_router, read_lines
+from airflow_provider_xai.testing.batch_files import read_lines
 from airflow_provider_xai.testing.batch_run import KINDS, RUNS, run
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
 from airflow_provider_xai.testing.media import server_root
@@ -249,9 +249,9 @@ def create_batch_router(state: ServerState) -> APIRouter:
         key_id = hashlib.sha256(state.api_key.encode()).hexdigest()[:16]
         batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id, root=server_root(request))
         if (file_id := body.get("input_file_id")) is not None:
-            stored = state.batch_files.get(file_id) if isinstance(file_id, str) else None
-            if stored is None:
-                raise ServedError(404, f"File {file_id} was not found.")
+            if not isinstance(file_id, str):
+                raise invalid_type("input_file_id", file_id, "a file id")
+            stored = state.files.get(file_id)  # 404 when missing or expired
             batch.input_file_id, batch.unloaded = file_id, read_lines(stored)
             batch.load_poll = state.batch_file_load_polls
         with lock:
@@ -335,5 +335,4 @@ def create_batch_router(state: ServerState) -> APIRouter:
                 }
             )
 
-    r.include_router(create_files_router(state))
     return r

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 PACKAGED_DAGS = Path(__file__).resolve().parent.parent / "example_dags"
-USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+(?: units=\S+ unit=\S+)?")
+#: A usage line to its end (the cache-hit share, and units for calls billed beyond tokens, follow the tools).
+USAGE_RE = re.compile(r"xAI usage: .*?server_side_tool_usage=\S+(?: cache_hit_share=\S+)?(?: units=\S+ unit=\S+)?")
 CITATION_RE = re.compile(r"xAI \| \[\d+\] \S+")
 RETURN_RE = re.compile(r"Done\. Returned value was: (.*?) \[airflow\.task")
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         # Finish batches by the trigger's first poll: the batch example polls every 60 s, as
         # suits xAI's real batches, which would make the demo wait a minute for nothing.
         server.configure(batch_pending_polls=1)
-        env["AIRFLOW_CONN_XAI_DEFAULT"] = server.connection_json()
+        env["AIRFLOW_CONN_XAI_DEFAULT"] = server.connection_json(**server.management_extra())
         print(f"Using the bundled local xAI server at {server.base_url} (set XAI_API_KEY to use xAI)")
     try:
         subprocess.run(

@@ -41,7 +41,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from airflow_provider_xai.endpoints import images, videos
-from airflow_provider_xai.endpoints.routes import route
+from airflow_provider_xai.endpoints import media as media_api
+from airflow_provider_xai.endpoints.routes import MOUNTS, mounted, route
 from airflow_provider_xai.testing.chat import unknown_model
 from airflow_provider_xai.testing.errors import ServedError, error_body, invalid_type
 from airflow_provider_xai.testing.media_files import jpeg_bytes, mp4_chunks, mp4_size, png_bytes, size_for
@@ -59,7 +60,7 @@ IMAGE_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "9:19.5", "1
 VIDEO_ASPECTS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
 VIDEO_SECONDS = {"generate": (1, 15, 8), "extend": (2, 10, 6), "edit": (None, None, 6)}
 MODERATED = re.compile(r"\[moderated(?::(\d+))?\]")
-MEDIA_PATH = "/media"
+MEDIA_PATH = MOUNTS["media"]
 
 
 @dataclass
@@ -385,9 +386,9 @@ def create_media_files_router(state: ServerState) -> APIRouter:
     """The generated files (relative to the server's root, outside ``/v1``: no auth)."""
     r, media = APIRouter(), MediaRoutes(state)
 
-    @r.get(MEDIA_PATH + "/{name}")
-    async def media_file(name: str) -> Response:
-        return await media.serve(name)
+    @r.get(mounted(media_api.DOWNLOAD))
+    async def media_file(url: str) -> Response:
+        return await media.serve(url)
 
     return r
 

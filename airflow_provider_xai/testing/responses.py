@@ -148,7 +148,7 @@ def build_response(req: ServerResponsesRequest, state: ServerState,
     functions = [] if forced_content is not None else _pick_functions(req, source)
     runs: list[ToolRun] = []
     if not functions and forced_content is None and req.tool_choice != "none":
-        runs = run_server_tools(req.tools, source, req.include, state.responses_collections,
+        runs = run_server_tools(req.tools, source, req.include, state.file_search_collections(),
                                 state.responses_mcp_tools, req.body.get("max_turns"))
     budget = req.max_output_tokens
     output: list[dict[str, Any]] = []

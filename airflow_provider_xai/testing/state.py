@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_xai.testing.collections import CollectionStore
 from airflow_provider_xai.testing.errors import error_body
+from airflow_provider_xai.testing.files import MAX_FILE_BYTES, FileStore
 from airflow_provider_xai.testing.models import MODELS, ModelSpec, resolve_model
 from airflow_provider_xai.testing.rate_limit import (
     LimitKey,
@@ -27,6 +29,8 @@ from airflow_provider_xai.testing.rate_limit import (
 )
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
+#: The Management API's own key (collections); the API key is refused on its routes.
+DEFAULT_MANAGEMENT_KEY = "xai-management-test-key-9876543210"
 #: ASGI scope key under which the gateway hands a route its consumed ``Fault``.
 FAULT_SCOPE_KEY = "xai.fault"
 #: ASGI scope key under which the gateway hands a rate-limited route its ``LimitKey``.
@@ -192,6 +196,9 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "rate_limit_rps": (int,),
     "rate_limit_tpm": (int,),
     "rate_limit_retry_after": (bool,),
+    "management_key": (str,),
+    "files_max_bytes": (int,),
+    "documents_pending_polls": (int,),
     # images and video (testing/media.py)
     "media_pending_polls": (int,),
     "media_url_ttl": (int, float),
@@ -199,7 +206,7 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "video_bytes": (int,),
 }
 #: Config fields the control endpoints never show.
-SECRET_FIELDS = frozenset({"api_key"})
+SECRET_FIELDS = frozenset({"api_key", "management_key"})
 
 
 class ServerState:
@@ -228,7 +235,6 @@ class ServerState:
         #: how Responses batch requests are answered: "chat" (xAI's chat-completion shape) or "responses"
         self.batch_responses_shape = "chat"
         self.batch_file_load_polls: int = 1  # polls before an input file's lines show as requests
-        self.batch_files: dict[str, Any] = {}  # file id -> testing.batch_files.StoredFile
         self.responses_done_marker = False  # end Responses streams with ``data: [DONE]``
         #: Seconds a Responses request with server-side tools takes (the tools "run"): a stream
         #: pauses after ``response.in_progress``; a stored response reads as in progress until
@@ -246,6 +252,12 @@ class ServerState:
         self.rate_limit_tpm: int = 0
         self.rate_limit_retry_after = False
         self.rate_limiter = ServerRateLimiter(clock)
+        #: files, collections and their documents (see ``files.py``, ``collections.py``)
+        self.management_key = DEFAULT_MANAGEMENT_KEY
+        self.files_max_bytes: int = MAX_FILE_BYTES  # uploads above it: 413
+        self.documents_pending_polls: int = 2  # reads of a document before it is indexed
+        self.files = FileStore()
+        self.collections = CollectionStore()
         #: Images and video (see testing/media.py): polls a job stays pending, seconds an output
         #: URL lives, the format of URL images (``jpeg`` or ``png``), the least bytes of a video.
         self.media_pending_polls: int = 2
@@ -318,8 +330,9 @@ class ServerState:
             self._deferred.clear()
             self._seen_prefixes.clear()
             self.batches.clear()
-            self.batch_files.clear()
             self._responses.clear()
+            self.files.clear()
+            self.collections.clear()
             self.media_jobs.clear()
             self.media_files.clear()
             self.models = dict(MODELS)
@@ -425,6 +438,11 @@ class ServerState:
     def delete_response(self, response_id: str) -> bool:
         with self._lock:
             return self._responses.pop(response_id, None) is not None
+
+    def file_search_collections(self) -> dict[str, list[dict[str, str]]]:
+        """What the Responses ``file_search`` tool searches: the configured
+        ``responses_collections`` and the indexed documents of real collections."""
+        return {**self.collections.file_search_documents(), **self.responses_collections}
 
     # -- prompt cache ----------------------------------------------------------------
     def cached_prefix(self, keys: list[str], route: str | None = None) -> int:

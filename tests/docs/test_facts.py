@@ -123,6 +123,24 @@ def _vision_arguments() -> set[str]:
     return _arguments(XAIVisionOperator)
 
 
+def _sync_arguments() -> set[str]:
+    from airflow_provider_xai.operators.collections import XAICollectionSyncOperator
+
+    return _arguments(XAICollectionSyncOperator)
+
+
+def _speech_arguments() -> set[str]:
+    from airflow_provider_xai.operators.voice import XAITextToSpeechOperator
+
+    return _arguments(XAITextToSpeechOperator)
+
+
+def _transcription_arguments() -> set[str]:
+    from airflow_provider_xai.operators.voice import XAISpeechToTextOperator
+
+    return _arguments(XAISpeechToTextOperator)
+
+
 #: (page, the first header of its table) -> the names the code has.
 TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/chat.md", "Argument"): _chat_arguments,
@@ -134,6 +152,9 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/video.md", "Argument"): _video_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
+    ("docs/collections.md", "Argument"): _sync_arguments,
+    ("docs/voice.md", "Argument"): _speech_arguments,
+    ("docs/voice.md", "Speech-to-text argument"): _transcription_arguments,
 }
 
 

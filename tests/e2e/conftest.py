@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from airflow_provider_xai.testing.runner import XAIServer
+from airflow_provider_xai.testing.state import ServerState
 from scripts import ensure_browser
 from tests.conftest import REPO
 from tests.e2e.waiting import file_sizes, wait_while_moving
@@ -222,8 +223,11 @@ def chromium() -> str:
 
 @pytest.fixture(scope="session")
 def e2e_xai() -> Iterator[XAIServer]:
-    """A local xAI server for the real deployment, with a key that appears nowhere else."""
-    server = XAIServer(api_key=f"xai-e2e-{secrets.token_hex(12)}").start()
+    """A local xAI server for the real deployment, with keys (API, management) that appear
+    nowhere else, kept across ``reset()``."""
+    management_key = f"xai-e2e-management-{secrets.token_hex(12)}"
+    state = ServerState(f"xai-e2e-{secrets.token_hex(12)}", management_key=management_key)
+    server = XAIServer(state=state).start()
     try:
         yield server
     finally:
@@ -258,13 +262,15 @@ def put_connection(api: httpx.Client, conn_id: str, **fields: Any) -> None:
 def put_xai_connection(
     api: httpx.Client, server: XAIServer, conn_id: str = "xai_default", **extra: Any
 ) -> None:
-    """(Re)create ``conn_id`` in the metadata DB, pointing at ``server``, through the REST API;
-    ``extra`` adds to (or overrides) its extras."""
+    """(Re)create ``conn_id`` in the metadata DB, pointing at ``server`` (its API, and its
+    Management API with the management key), through the REST API; ``extra`` adds to (or
+    overrides) its extras."""
     put_connection(
         api,
         conn_id,
         conn_type="xai",
         host=server.base_url,
         password=server.api_key,
-        extra=json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2, **extra}),
+        extra=json.dumps({"default_model": "grok-4.3", "timeout": 60, "max_retries": 2,
+                          **server.management_extra(), **extra}),
     )

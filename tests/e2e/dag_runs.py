@@ -99,6 +99,15 @@ def check_batch(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAI
     assert server.requests("/batches", "POST"), "no batch was created on the server"
 
 
+def check_collections(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    report = xcom(api, "example_xai_collections", run_id, "report")
+    assert report["synced"]["indexed"] == 3 and report["failed"] == [], report
+    assert "25 vacation days" in report["answer"] and "vacation.md" in report["sources"], report
+    assert Path(urlsplit(report["audio"]).path).is_file() and report["heard_the_answer"] is True
+    collections = [e.path for e in server.journal if "/collections" in e.path]
+    assert collections and all(path.startswith("/management/v1/") for path in collections)
+
+
 def check_agents(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
     # The deferrable research call was sent once and collected by the triggerer.
     sent = [e for e in server.journal if e.method == "POST" and e.path.endswith("/responses")
@@ -141,6 +150,7 @@ CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] 
     "example_xai_vision": check_vision,
     "example_xai_usage": check_usage,
     "example_xai_batch": check_batch,
+    "example_xai_collections": check_collections,
     "example_xai_agents": check_agents,
     "example_xai_images": check_images,
     "example_xai_video": check_video,
@@ -294,6 +304,7 @@ def run_example_dags(
         if dag_id in CHECKS:
             CHECKS[dag_id](api, run_id, stack, server)
 
-    # --- the API key never reached a log, a task log or the metadata DB in plain text ----
+    # --- the API and management keys never reached a log, a task log or the metadata DB ---
     assert stack.files_containing(server.api_key, *secret_free) == []
+    assert stack.files_containing(server.management_key, *secret_free) == []
     return runs

@@ -22,6 +22,10 @@ from tests.helpers.batch import add_calls, batch_posts, context, lines, name_of,
 HEARD = "Grok (local) heard: "
 
 
+def stored_files(server: Any) -> list[Any]:
+    return server.state.files.page(100, None, "asc", None)[0]
+
+
 def uploads(server: Any) -> list[Any]:
     return [e for e in server.journal if e.method == "POST" and e.path.endswith("/v1/files")]
 
@@ -34,7 +38,7 @@ def test_the_requests_go_as_one_uploaded_jsonl_file(xai_server: Any, tmp_path: P
 
     assert len(uploads(xai_server)) == 1 and add_calls(xai_server) == 0
     (created,) = [e for e in xai_server.journal if e.method == "POST" and e.path.endswith("/v1/batches")]
-    (stored,) = xai_server.state.batch_files.values()
+    (stored,) = stored_files(xai_server)
     assert created.body == {"name": name_of(op), "input_file_id": stored.id}
     file_lines = [json.loads(line) for line in stored.content.decode().splitlines()]
     assert [(split_request_id(line["custom_id"])[0], line["url"]) for line in file_lines] == [
@@ -89,7 +93,7 @@ def test_the_local_server_checks_files_and_their_lines(xai_server: Any) -> None:
     url, headers = f"{xai_server.base_url}/files", {"Authorization": f"Bearer {xai_server.api_key}"}
     parts = [("file", ("a.jsonl", b"{}")), ("expires_after", (None, "3600"))]
     files_first = httpx.post(url, headers=headers, files=parts)
-    assert files_first.status_code == 400 and "last" in files_first.json()["error"]
+    assert files_first.status_code == 400 and "before file" in files_first.json()["error"]
     too_soon = httpx.post(url, headers=headers, data={"expires_after": "60"}, files={"file": ("a.jsonl", b"{}")})
     assert too_soon.status_code == 400 and "expires_after" in too_soon.json()["error"]
 
@@ -98,5 +102,5 @@ def test_an_upload_that_meets_a_503_is_sent_again_whole(xai_server: Any, tmp_pat
     xai_server.enqueue(Fault(503, path="/files"))
     summary = run(operator(tmp_path, ["a", "b", "c"], submit_as="file"), context())
     assert [e.status for e in uploads(xai_server)] == [503, 200]
-    (stored,) = xai_server.state.batch_files.values()
+    (stored,) = stored_files(xai_server)
     assert len(stored.content.decode().splitlines()) == 3 and summary["succeeded"] == 3

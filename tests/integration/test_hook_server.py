@@ -237,7 +237,8 @@ def test_test_connection_uses_free_endpoint_and_reports_blocked(xai_server: Any)
     ok, message = hook().test_connection()
     assert not ok
     assert "disabled" in message and "team is blocked" in message
-    assert {e.path for e in xai_server.journal} == {"/v1/api-key"}
+    # free calls only: the key's own record, and one collection for the management key
+    assert {e.path for e in xai_server.journal} == {"/v1/api-key", "/management/v1/collections"}
 
 
 def test_base_url_with_path_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

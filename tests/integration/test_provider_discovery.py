@@ -122,4 +122,4 @@ def test_cli_lists_provider_and_tests_connection(xai_server: Any) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "Connection success" in tested.stdout or "success" in tested.stdout.lower()
     assert xai_server.api_key not in tested.stdout + tested.stderr
-    assert [e.path for e in xai_server.journal] == ["/v1/api-key"]
+    assert [e.path for e in xai_server.journal] == ["/v1/api-key", "/management/v1/collections"]  # both free

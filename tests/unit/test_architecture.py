@@ -8,6 +8,7 @@ import ast
 import contextlib
 import inspect
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 import airflow_provider_xai
+from airflow_provider_xai.defaults import DEFAULT_MANAGEMENT_URL
 from airflow_provider_xai.endpoints import ENDPOINTS, declaration_of
 from airflow_provider_xai.exceptions import XAIStructuredOutputError
 from airflow_provider_xai.hooks.xai import XAIHook
@@ -128,8 +130,42 @@ def test_the_pipeline_imports_no_layer_and_no_endpoint() -> None:
 
 
 # --- every endpoint the hook calls is declared ------------------------------------------------------
+FILE = {"id": "file_1", "object": "file", "bytes": 2, "filename": "a.txt"}
+COLLECTION = {"collection_id": "collection_1", "collection_name": "n"}
+DOCUMENT = {"file_metadata": {"file_id": "file_1", "name": "a.txt"}, "status": "DOCUMENT_STATUS_PROCESSED"}
+#: Answers of the files, collections (the Management API's host) and voice endpoints.
+STORAGE_ANSWERS: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/files"): FILE,
+    ("GET", "/v1/files"): {"data": [FILE]},
+    ("GET", "/v1/files/file_1"): FILE,
+    ("DELETE", "/v1/files/file_1"): {"id": "file_1", "deleted": True},
+    ("GET", "/v1/files/file_1/content"): b"hi",
+    ("POST", "/v1/files/file_1/public-url"): {"public_url": "https://files-cdn.x.ai/t/file_1.txt"},
+    ("POST", "/v1/files/file_1/public-url/revoke"): {"id": "file_1", "revoked": True},
+    ("POST", "/v1/documents/search"): {"matches": []},
+    ("POST", "/v1/tts"): b"RIFF",
+    ("POST", "/v1/stt"): {"text": "hi", "duration": 1.0},
+    ("POST", "/management/v1/collections"): COLLECTION,
+    ("GET", "/management/v1/collections"): {"collections": [COLLECTION]},
+    ("GET", "/management/v1/collections/collection_1"): COLLECTION,
+    ("DELETE", "/management/v1/collections/collection_1"): {},
+    ("POST", "/management/v1/collections/collection_1/documents/file_1"): {},
+    ("GET", "/management/v1/collections/collection_1/documents"): {"documents": [DOCUMENT]},
+    ("GET", "/management/v1/collections/collection_1/documents/file_1"): DOCUMENT,
+    ("DELETE", "/management/v1/collections/collection_1/documents/file_1"): {},
+}
+
+
+def host_path(request: httpx.Request) -> str:
+    """The request's path, under ``/management`` for the Management API's host."""
+    management = request.url.host == httpx.URL(DEFAULT_MANAGEMENT_URL).host
+    return f"/management{request.url.path}" if management else request.url.path
+
+
 def answers(request: httpx.Request) -> httpx.Response:
     """A plausible answer for any endpoint (a stream for a streamed request)."""
+    if (stored := STORAGE_ANSWERS.get((request.method, host_path(request)))) is not None:
+        return httpx.Response(200, content=stored) if isinstance(stored, bytes) else httpx.Response(200, json=stored)
     path = request.url.path
     body = json.loads(request.read()) if "json" in request.headers.get("content-type", "") else {}
     usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
@@ -244,6 +280,26 @@ HOOK_CALLS: dict[str, Any] = {
     "add_batch_requests": lambda h: h.add_batch_requests("b", [{"batch_request_id": "r", "batch_request": {}}]),
     "list_batch_requests": lambda h: list(h.list_batch_requests("b")),
     "iter_batch_results": lambda h: list(h.iter_batch_results("b")),
+    "upload_file": lambda h: h.upload_file(sample("a.txt")),
+    "list_files": lambda h: list(h.list_files()),
+    "get_file": lambda h: h.get_file("file_1"),
+    "delete_file": lambda h: h.delete_file("file_1"),
+    "download_file": lambda h: h.download_file("file_1", sample("out.txt", b"")),
+    "create_public_url": lambda h: h.create_public_url("file_1"),
+    "revoke_public_url": lambda h: h.revoke_public_url("file_1"),
+    "create_collection": lambda h: h.create_collection("n"),
+    "get_collection": lambda h: h.get_collection("collection_1"),
+    "list_collections": lambda h: list(h.list_collections()),
+    "find_collection": lambda h: h.find_collection("n"),
+    "delete_collection": lambda h: h.delete_collection("collection_1"),
+    "add_document": lambda h: h.add_document("collection_1", "file_1", fields={"k": "v"}),
+    "list_documents": lambda h: list(h.list_documents("collection_1")),
+    "get_document": lambda h: h.get_document("collection_1", "file_1"),
+    "remove_document": lambda h: h.remove_document("collection_1", "file_1"),
+    "wait_for_documents": lambda h: h.wait_for_documents("collection_1", ["file_1"], poll_interval=0.01, timeout=5),
+    "search_documents": lambda h: h.search_documents("hi", "collection_1"),
+    "text_to_speech": lambda h: h.text_to_speech("hi", sample("hi.mp3", b"")),
+    "speech_to_text": lambda h: h.speech_to_text(sample("hi.wav")),
     "generate_images": lambda h: h.generate_images(prompt="a cat"),
     "edit_images": lambda h: h.edit_images(prompt="make it blue", images=[JPEG]),
     "submit_images": lambda h: h.submit_images(prompt="a cat", n=6),
@@ -258,6 +314,16 @@ HOOK_CALLS: dict[str, Any] = {
 }
 
 
+SAMPLES = tempfile.TemporaryDirectory(prefix="xai-architecture-")  # removed when the tests end
+
+
+def sample(name: str, content: bytes = b"hi") -> str:
+    """A file to upload (or to download over): the upload and download calls need one."""
+    path = Path(SAMPLES.name) / name
+    path.write_bytes(content)
+    return str(path)
+
+
 def test_every_api_method_of_the_hook_is_exercised_here() -> None:
     """A new hook method that talks to the API must be added to HOOK_CALLS (and so declared)."""
     public = {
@@ -269,13 +335,13 @@ def test_every_api_method_of_the_hook_is_exercised_here() -> None:
         and member.__module__.startswith(PACKAGE)
     }  # fmt: skip
     public |= {"get_deferred", "get_language_model", "get_api_key_info", "get_response", "get_batch",
-               "add_batch_requests", "cancel_batch", "get_images", "get_video"}  # fmt: skip
+               "add_batch_requests", "cancel_batch", "add_document", "get_images", "get_video"}  # fmt: skip
     assert public <= set(HOOK_CALLS), sorted(public - set(HOOK_CALLS))
 
 
 @pytest.mark.parametrize("method", sorted(HOOK_CALLS))
 def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "xai", "password": "xai-architecture-key"}
+    conn = {"conn_type": "xai", "password": "xai-architecture-key", "extra": {"management_key": "xai-arch-mgmt-key"}}
     monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
     sent: list[httpx.Request] = []
 
@@ -299,9 +365,9 @@ def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.
             continue
         assert call.endpoint.matches(call.endpoint.method, call.target), (method, call.target)
     for request in sent:
-        if request.url.host != "api.x.ai":
+        if request.url.host == "media.x.test":  # a file xAI handed out (its call is checked above)
             continue
-        path = request.url.path.removeprefix("/v1/")
+        path = host_path(request).removeprefix("/management/").removeprefix("/v1/")
         assert declaration_of(request.method, path) is not None, f"{method}: {request.method} {path}"
 
 
@@ -309,12 +375,11 @@ def test_the_local_server_serves_every_declared_endpoint() -> None:
     """The bundled server's routes are the declarations' paths (one path, written once)."""
     from fastapi.routing import APIRoute
 
-    from airflow_provider_xai.endpoints.routes import route
+    from airflow_provider_xai.endpoints.routes import mounted
     from airflow_provider_xai.testing.server import create_app
     from airflow_provider_xai.testing.state import ServerState
 
     app = create_app(ServerState())
     served = {(method, r.path) for r in app.routes if isinstance(r, APIRoute) for method in r.methods}
-    api = [e for e in ENDPOINTS if e.host == "api"]  # the others are other hosts' (media URLs: /media)
-    missing = [f"{e.method} /v1{route(e)}" for e in api if (e.method, f"/v1{route(e)}") not in served]
+    missing = [f"{e.method} {mounted(e)}" for e in ENDPOINTS if (e.method, mounted(e)) not in served]
     assert missing == []
