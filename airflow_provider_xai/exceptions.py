@@ -181,5 +181,13 @@ class XAIDeferredExpiredError(XAIDeferredError):
     """xAI no longer knows the request id (already fetched, expired after 24 h, or unknown)."""
 
 
+class XAIModerationError(XAIError, AirflowFailException):
+    """xAI's moderation withheld an image or video that was asked for (``respect_moderation:
+    false``, no image). The call was billed; never retried, as the same request would be
+    refused (and billed) again. ``refused`` holds the positions of the withheld images."""
+
+    refused: list[int] | None = None
+
+
 class XAIBudgetExceededError(XAIError, AirflowFailException):
     """A DAG run spent more tokens or dollars than its budget allows (never retried)."""

@@ -44,6 +44,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.operators.batch",
                     "airflow_provider_xai.operators.collections",
                     "airflow_provider_xai.operators.voice",
+                    "airflow_provider_xai.operators.images",
+                    "airflow_provider_xai.operators.video",
                 ],
             }
         ],
@@ -57,6 +59,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.triggers.responses",
                     "airflow_provider_xai.triggers.usage",
                     "airflow_provider_xai.triggers.collections",
+                    "airflow_provider_xai.triggers.media",
                 ],
             }
         ],
@@ -77,6 +80,8 @@ def get_provider_info() -> dict[str, Any]:
         "task-decorators": [
             {"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"},
             {"class-name": "airflow_provider_xai.decorators.xai.xai_branch_task", "name": "xai_branch"},
+            {"class-name": "airflow_provider_xai.decorators.media.xai_image_task", "name": "xai_image"},
+            {"class-name": "airflow_provider_xai.decorators.media.xai_video_task", "name": "xai_video"},
         ],
         "connection-types": [
             {
@@ -161,6 +166,14 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Rate limit: tokens per minute",
                         "description": "Shared by every worker using this key, per model (empty: no limit).",
                         "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "rate_limit_buckets": {
+                        "label": "Rate limits of images and video (JSON)",
+                        "description": (
+                            'Requests per second by endpoint family, e.g. {"images": 5, "videos": 1} (xAI\'s '
+                            "limits, the default); 0 turns one off."
+                        ),
+                        "schema": {"type": ["string", "null"]},
                     },
                     "rate_limit_store": {
                         "label": "Rate limit store",

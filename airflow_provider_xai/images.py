@@ -147,16 +147,16 @@ def describe_source(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _check_size(source: str, size: int, field: str) -> None:
+def _check_size(source: str, size: int, field: str, limit: int = MAX_IMAGE_BYTES, what: str = "image") -> None:
     if size == 0:
         raise XAIValidationError(field, f"{source} is empty (0 bytes)")
-    if size > MAX_IMAGE_BYTES:
-        problem = f"{source} is {_human(size)}; xAI accepts at most {_human(MAX_IMAGE_BYTES)} per image"
+    if size > limit:
+        problem = f"{source} is {_human(size)}; xAI accepts at most {_human(limit)} per {what}"
         raise XAIValidationError(field, problem)
 
 
 # --- encoding -----------------------------------------------------------------------------------
-class _View:
+class BufferReader:
     """Reads slices of an in-memory buffer without copying it."""
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
@@ -188,21 +188,31 @@ def _read_exact(read: Callable[[int], bytes | memoryview], n: int) -> bytes | me
 Reader = Callable[[int], "bytes | memoryview"]
 
 
-def encode_stream(read: Reader, size: int | None, source: str, field: str) -> tuple[str, str, int]:
+def encode_stream(
+    read: Reader,
+    size: int | None,
+    source: str,
+    field: str,
+    *,
+    mime_of: Callable[[bytes, str, str], str] | None = None,
+    limit: int = MAX_IMAGE_BYTES,
+    what: str = "image",
+) -> tuple[str, str, int]:
     """Read a stream (its ``read`` method) once and return ``(data_uri, mime, size)``.
 
     With ``size`` known (stat), base64 chunks go straight into one preallocated buffer that is
-    decoded to ``str`` once. Without it, reading stops just past :data:`MAX_IMAGE_BYTES`.
+    decoded to ``str`` once. Without it, reading stops just past ``limit`` bytes. ``mime_of``
+    names the media type from the first bytes or refuses them (default: JPEG and PNG images).
     """
     head = bytes(_read_exact(read, _HEAD_BYTES))
     if not head:
         raise XAIValidationError(field, f"{source} is empty (0 bytes)")
-    mime = _mime_for(head, source, field)
+    mime = (mime_of or _mime_for)(head, source, field)
     known = size is not None
     if size is None:  # unknown length: a bounded read, then encode what we hold
-        rest = _read_exact(read, MAX_IMAGE_BYTES + 1 - len(head))
+        rest = _read_exact(read, limit + 1 - len(head))
         size = len(head) + len(rest)
-        _check_size(source, size, field)
+        _check_size(source, size, field, limit, what)
     prefix = f"data:{mime};base64,".encode("ascii")
     out = bytearray(len(prefix) + 4 * ((size + 2) // 3))
     out[: len(prefix)] = prefix
@@ -370,7 +380,7 @@ def resolve_image(item: Any, *, index: int = 0, detail: str = "auto", field: str
         item = item["source"]
     source = describe_source(item)
     if isinstance(item, bytes | bytearray | memoryview):
-        view = _View(item)
+        view = BufferReader(item)
         return _inline(view.read, len(view.data), source, name, detail)
     if isinstance(item, str):
         return _from_string(item, source, name, detail)

@@ -28,6 +28,12 @@ T = TypeVar("T")
 DEFAULT_MAX_POLL_FAILURES = 10
 #: Longest pause between polls after failures (the backoff doubles from the poll interval).
 MAX_FAILURE_BACKOFF = 300.0
+#: The part of the first interval a pick-up-bound wait (``within_interval``) polls first in: the
+#: rest leaves room for that poll's own round trip.
+FIRST_POLL_SPAN = 0.9
+#: The part of an interval a pick-up-bound wait polls early by, besides the last poll's time:
+#: room for a busy event loop waking it a little late (25 ms of a 1 s interval).
+PICKUP_MARGIN = 0.025
 
 
 class Action(enum.Enum):
@@ -56,12 +62,17 @@ class Poller:
     transient: Callable[[BaseException], bool] = is_retryable
     clock: Callable[[], float] = time.time
     failures: int = 0
+    #: The interval bounds the pick-up (the triggers' promise): what becomes ready just after one
+    #: poll was answered is seen within one interval, so each poll starts early by the time the
+    #: last one took (and :data:`PICKUP_MARGIN`), the first within :data:`FIRST_POLL_SPAN` of one.
+    within_interval: bool = False
     _started: float = field(default=0.0, repr=False)
 
     def first_delay(self) -> float:
         """A random point of the first interval, so that waits started together (hundreds of
         tasks deferred at once) do not all poll in the same loop iteration."""
-        return random.uniform(0, max(0.0, min(self.interval, self._remaining())))
+        span = min(self.interval, self._remaining()) * (FIRST_POLL_SPAN if self.within_interval else 1.0)
+        return random.uniform(0, max(0.0, span))
 
     def begin(self) -> None:
         """Mark the start of a poll (the next one is due an interval later)."""
@@ -70,7 +81,12 @@ class Poller:
     def on_result(self, done: bool) -> Step:
         """The poll answered: finish, or wait for the next poll."""
         self.failures = 0
-        return Step(Action.FINISH) if done else self._wait(self.interval)
+        if done:
+            return Step(Action.FINISH)
+        if not self.within_interval or not self._started:
+            return self._wait(self.interval)
+        took = min(max(self.clock() - self._started, 0.0), self.interval / 2)
+        return self._wait(self.interval * (1 - PICKUP_MARGIN) - took)
 
     def on_failure(self, exc: BaseException) -> Step:
         """The poll failed: back off and poll again, or give up."""

@@ -64,6 +64,36 @@ DEFAULT_PRICES: dict[str, Price] = {
 TIER_PRICE_FACTORS: dict[str, float] = {"priority": 2.0}
 
 
+@dataclass(frozen=True)
+class UnitPrice:
+    """USD per ``unit`` of what an endpoint bills beyond tokens: an image, a second of video,
+    a character spoken, a second of audio (``by_resolution`` overrides it for some output
+    resolutions of a video)."""
+
+    usd: float
+    unit: str
+    by_resolution: Mapping[str, float] | None = None
+
+    def cost(self, units: float, resolution: str | None = None) -> float:
+        price = (self.by_resolution or {}).get(resolution or "", self.usd)
+        return units * price
+
+
+#: Media prices as published by xAI on 2026-11-01 (docs.x.ai pricing; the 720p video price is
+#: the model page's). Used only when xAI's answer carries no ``cost_in_usd_ticks``: the record
+#: is then marked ``estimate``.
+MEDIA_PRICES_AS_OF = "2026-11-01"
+MEDIA_PRICES: dict[str, UnitPrice] = {
+    "grok-imagine-image": UnitPrice(0.02, "image"),
+    "grok-imagine-image-2.0": UnitPrice(0.02, "image"),
+    "grok-imagine-image-quality": UnitPrice(0.05, "image"),
+    "grok-imagine-image-pro": UnitPrice(0.07, "image"),
+    "grok-2-image-1212": UnitPrice(0.07, "image"),
+    "grok-imagine-video": UnitPrice(0.05, "second", {"720p": 0.07}),
+    "grok-imagine-video-1.5": UnitPrice(0.08, "second", {"720p": 0.14}),
+}
+
+
 def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
     """Read price overrides (``{"model": {"input": .., "cached_input": .., "output": ..}}``)."""
     prices: dict[str, Price] = {}
@@ -103,14 +133,6 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
         for name in (m.id, *m.aliases):
             prices[name] = price
     return prices
-
-
-@dataclass(frozen=True)
-class UnitPrice:
-    """USD per ``unit`` of what an endpoint bills beyond tokens (characters, seconds of audio)."""
-
-    usd: float
-    unit: str
 
 
 #: xAI's voice prices as published on 2026-11-01 (docs.x.ai pricing page): text-to-speech

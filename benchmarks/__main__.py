@@ -30,6 +30,7 @@ BENCHMARKS = {
     "8": ("benchmarks.dashboard", "usage page query at 100,000 records"),
     "9": ("benchmarks.rate_limit", "shared rate limiter overhead"),
     "10": ("benchmarks.agents", "deferrable agent calls and prompt-cache routing"),
+    "11": ("benchmarks.media", "video download memory and video polls"),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -63,7 +64,7 @@ def table(figures: list[Figure]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: 1,2,...,9")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: 1,2,...,11")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (not for results.json)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

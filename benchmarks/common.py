@@ -139,10 +139,12 @@ def _process(args: list[str], pattern: str, timeout: float = 60.0) -> Iterator[s
 
 
 @contextlib.contextmanager
-def responder(latency: float = 0.0, ready_min: float = 1.0, ready_max: float = 3.0) -> Iterator[str]:
+def responder(
+    latency: float = 0.0, ready_min: float = 1.0, ready_max: float = 3.0, video_bytes: int = 0
+) -> Iterator[str]:
     """The minimal responder (``benchmarks/responder.py``) in its own process; yields ``.../v1``."""
     args = [sys.executable, "-m", "benchmarks.responder", "--latency", str(latency)]
-    args += ["--ready-min", str(ready_min), "--ready-max", str(ready_max)]
+    args += ["--ready-min", str(ready_min), "--ready-max", str(ready_max), "--video-bytes", str(video_bytes)]
     with _process(args, r"^port (\d+)") as port:
         yield f"http://127.0.0.1:{port}/v1"
 

@@ -17,6 +17,13 @@ what the benchmarks send:
 * ``GET /v1/chat/deferred-completion/{id}``: 202 while pending, the completion once, then 404.
 * ``GET /_bench/deferred``: ``{id: {"ready_at", "served_at"}}`` in ``time.monotonic()``
   seconds (CLOCK_MONOTONIC is system-wide on Linux, so the client can compare).
+* ``POST /v1/videos/generations``: ``{"request_id"}`` of a video job ready after a seeded uniform
+  draw in ``[--ready-min, --ready-max]`` seconds; ``GET /v1/videos/{id}`` answers 202
+  ``{"status": "pending", "progress"}`` until then, then ``done`` (every time) with the URL of
+  ``GET /media/{id}.mp4``: a valid MP4 of ``--video-bytes`` at least, streamed in 1 MiB chunks
+  under TCP flow control (never held whole; ``/media/small-{name}.mp4`` is a small one, for a
+  warm-up). ``GET /_bench/videos``: ``{id: {"ready_at",
+  "done_at"}}`` (the first poll that saw it done).
 * ``GET /_bench/connections``: ``{"accepted": n}``, the TCP connections accepted so far
   (counting the one asking), so a benchmark can see how many connections a contender opened.
 
@@ -199,17 +206,77 @@ class Deferred:
         return _response(200, json.dumps(data).encode())
 
 
+class Videos:
+    """Time-based video jobs: id -> [ready_at, first done poll]."""
+
+    def __init__(self, ready_min: float, ready_max: float, video_bytes: int, seed: int = 11) -> None:
+        self.ready_min, self.ready_max, self.video_bytes = ready_min, ready_max, video_bytes
+        self.rng = random.Random(seed)
+        self.items: dict[str, list[float | None]] = {}
+        self.started: dict[str, float] = {}
+        self.port = 0
+
+    def submit(self) -> bytes:
+        request_id = str(uuid.uuid4())
+        now = time.monotonic()
+        self.started[request_id] = now
+        self.items[request_id] = [now + self.rng.uniform(self.ready_min, self.ready_max), None]
+        return _response(200, json.dumps({"request_id": request_id}).encode())
+
+    def poll(self, request_id: str) -> bytes:
+        item = self.items.get(request_id)
+        if item is None or item[0] is None:
+            return NOT_FOUND
+        now = time.monotonic()
+        if now < item[0]:
+            progress = int(100 * (now - self.started[request_id]) / (item[0] - self.started[request_id]))
+            return _response(202, json.dumps({"status": "pending", "progress": progress}).encode(), "Accepted")
+        item[1] = item[1] or now
+        video = {"url": f"http://127.0.0.1:{self.port}/media/{request_id}.mp4", "duration": 8.0,
+                 "respect_moderation": True}  # fmt: skip
+        done = {"request_id": request_id, "status": "done", "video": video, "model": "grok-imagine-video",
+                "usage": {"cost_in_usd_ticks": 4_000_000_000}, "progress": 100}  # fmt: skip
+        return _response(200, json.dumps(done).encode())
+
+    def report(self) -> bytes:
+        data = {k: {"ready_at": v[0], "done_at": v[1]} for k, v in self.items.items()}
+        return _response(200, json.dumps(data).encode())
+
+
 class Responder(asyncio.Protocol):
     """One keep-alive connection: parse request heads, skip bodies, answer from bytes."""
 
     accepted = 0  # connections accepted by this process
 
-    def __init__(self, latency: float, deferred: Deferred) -> None:
+    def __init__(self, latency: float, deferred: Deferred, videos: Videos) -> None:
         self.latency = latency
         self.deferred = deferred
+        self.videos = videos
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    async def stream_video(self, request_id: str) -> None:
+        """A valid MP4 of at least ``--video-bytes``, a chunk at a time under flow control."""
+        from airflow_provider_xai.testing.media_files import mp4_chunks, mp4_size
+
+        least = 0 if request_id.startswith("small-") else self.videos.video_bytes  # a warm-up's
+        size = mp4_size(request_id, 8.0, least)
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncontent-length: {size}\r\n\r\n"
+        self.send(head.encode())
+        for chunk in mp4_chunks(request_id, 8.0, min_bytes=least):
+            await self.writable.wait()
+            if self.transport is None:
+                return
+            self.send(chunk)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -252,6 +319,14 @@ class Responder(asyncio.Protocol):
                 self.send(OK_RESPONSE)
         elif method == "GET" and "/chat/deferred-completion/" in path:
             self.send(self.deferred.poll(path.rsplit("/", 1)[1]))
+        elif method == "POST" and path.endswith("/videos/generations"):
+            self.send(self.videos.submit())
+        elif method == "GET" and "/v1/videos/" in path:
+            self.send(self.videos.poll(path.rsplit("/", 1)[1]))
+        elif method == "GET" and path.startswith("/media/"):
+            self.loop.create_task(self.stream_video(path.rsplit("/", 1)[1].removesuffix(".mp4")))
+        elif path == "/_bench/videos":
+            self.send(self.videos.report())
         elif path == "/_bench/deferred":
             self.send(self.deferred.report())
         elif path == "/_bench/connections":
@@ -267,14 +342,16 @@ class Responder(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(port: int, latency: float, ready_min: float, ready_max: float) -> None:
+async def serve(port: int, latency: float, ready_min: float, ready_max: float, video_bytes: int = 0) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(1024)
     deferred = Deferred(ready_min, ready_max)
+    videos = Videos(ready_min, ready_max, video_bytes)
+    videos.port = sock.getsockname()[1]
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Responder(latency, deferred), sock=sock)
+    server = await loop.create_server(lambda: Responder(latency, deferred, videos), sock=sock)
     print(f"port {sock.getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
@@ -286,9 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each completion or response")
     parser.add_argument("--ready-min", type=float, default=1.0)
     parser.add_argument("--ready-max", type=float, default=3.0)
+    parser.add_argument("--video-bytes", type=int, default=0, help="least size of a served video")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, args.latency, args.ready_min, args.ready_max))
+        asyncio.run(serve(args.port, args.latency, args.ready_min, args.ready_max, args.video_bytes))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ limiter, no store opened).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -15,6 +16,11 @@ from typing import Any
 from airflow_provider_xai.exceptions import XAIConfigurationError
 
 STORES = ("embedded", "redis")
+#: Requests per second of the endpoint families xAI limits on their own (images 5 RPS, video
+#: 1 RPS, every tier), by rate-limit bucket; the ``rate_limit_buckets`` extra overrides them
+#: (0 turns one off).
+DEFAULT_BUCKET_RATES: dict[str, float] = {"images": 5.0, "videos": 1.0}
+BUCKETS_SHAPE = 'must be a JSON object of bucket -> requests per second (e.g. {"images": 2})'
 #: The connection extras of the shared limit, each ``rate_limit_<name>``.
 RATE_LIMIT_FIELDS = ("requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id")
 DEFAULT_PATH_NAME = "xai_rate_limits.sqlite"
@@ -67,6 +73,24 @@ def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfi
     )
 
 
+def bucket_rates(value: Any, conn_id: str) -> dict[str, float]:
+    """The requests per second of each bucket: :data:`DEFAULT_BUCKET_RATES` with the
+    ``rate_limit_buckets`` extra (a JSON object, or its text) on top."""
+    if value is None:
+        return dict(DEFAULT_BUCKET_RATES)
+    try:
+        given = json.loads(value) if isinstance(value, str) else value
+    except ValueError as exc:
+        raise _bad(conn_id, "rate_limit_buckets", f"{BUCKETS_SHAPE} ({exc})") from None
+    if not isinstance(given, Mapping):
+        raise _bad(conn_id, "rate_limit_buckets", f"{BUCKETS_SHAPE}, got {value!r}")
+    rates = dict(DEFAULT_BUCKET_RATES)
+    for bucket, rate in given.items():
+        number = _positive(conn_id, f"rate_limit_buckets.{bucket}", rate, float, minimum=0)
+        rates[str(bucket)] = number or 0.0
+    return rates
+
+
 def _absolute(conn_id: str, path: Any) -> str:
     """The store file's path: absolute (``~`` expanded), so every worker, whatever its working
     directory, opens the same file."""
@@ -94,4 +118,5 @@ def _positive(conn_id: str, name: str, value: Any, kind: type[float] | type[int]
     return number
 
 
-__all__ = ["RATE_LIMIT_FIELDS", "STORES", "RateLimitConfig", "default_path", "rate_limit_config"]
+__all__ = ["DEFAULT_BUCKET_RATES", "RATE_LIMIT_FIELDS", "STORES", "RateLimitConfig", "bucket_rates", "default_path",
+           "rate_limit_config"]

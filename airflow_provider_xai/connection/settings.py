@@ -20,7 +20,13 @@ import httpx
 
 from airflow_provider_xai import __version__, secrets
 from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, is_finite_number
-from airflow_provider_xai.connection.rate_limits import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
+from airflow_provider_xai.connection.rate_limits import (
+    DEFAULT_BUCKET_RATES,
+    RATE_LIMIT_FIELDS,
+    RateLimitConfig,
+    bucket_rates,
+    rate_limit_config,
+)
 from airflow_provider_xai.defaults import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -63,6 +69,9 @@ class ClientSettings:
     max_sse_line_length: int = DEFAULT_MAX_SSE_LINE_LENGTH
     #: The shared client-side rate limit (``rate_limit_*`` extras); None: no client-side limit.
     rate_limit: RateLimitConfig | None = None
+    #: Requests per second of the endpoint families xAI limits on their own (``images``,
+    #: ``videos``), shared through the same store (0: no client-side limit for that bucket).
+    bucket_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BUCKET_RATES))
     #: xAI's Management API (collections, billing): its root and its own key (None: not set).
     management_base_url: str = DEFAULT_MANAGEMENT_URL
     management_key: str | None = field(default=None, repr=False)
@@ -83,7 +92,10 @@ class ClientSettings:
         return httpx.Timeout(self.timeout, connect=min(self.timeout, DEFAULT_CONNECT_TIMEOUT))
 
     def url(self, path: str) -> str:
-        """The full URL of an API path (for messages; requests use the client's base URL)."""
+        """The full URL of an API path (for messages; requests use the client's base URL); an
+        absolute URL (a media file's) without its query, which may hold a signature."""
+        if "://" in path:
+            return path.split("?", 1)[0]
         return f"{self.base_url}/{path}"
 
 
@@ -200,6 +212,7 @@ def settings_from_connection(
         rate_limit=rate_limit_config(
             {name: _extra(extra, f"rate_limit_{name}") for name in RATE_LIMIT_FIELDS}, conn_id
         ),
+        bucket_rates=bucket_rates(_extra(extra, "rate_limit_buckets"), conn_id),
         **values,
     )
 

@@ -4,13 +4,24 @@ hook methods, optionally an operator, and its route in the local server (docs/ar
 
 from __future__ import annotations
 
-from airflow_provider_xai.endpoints import batches, chat, files, models, responses, voice
+from airflow_provider_xai.endpoints import (
+    batches,
+    chat,
+    files,
+    images,
+    media,
+    models,
+    responses,
+    videos,
+    voice,
+)
 from airflow_provider_xai.endpoints import collections as collection_endpoints
 from airflow_provider_xai.pipeline.call import Endpoint
 
 #: Every endpoint the provider calls.
 ENDPOINTS: tuple[Endpoint, ...] = (*chat.ENDPOINTS, *responses.ENDPOINTS, *batches.ENDPOINTS, *models.ENDPOINTS)
 ENDPOINTS += (*files.ENDPOINTS, *collection_endpoints.ENDPOINTS, *voice.ENDPOINTS)
+ENDPOINTS += (*images.ENDPOINTS, *videos.ENDPOINTS, *media.ENDPOINTS)
 
 
 def declaration_of(method: str, path: str) -> Endpoint | None:

@@ -12,14 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_xai.connection.settings import ClientSettings
-from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment
-from airflow_provider_xai.exceptions import (
-    XAIAPIError,
-    XAIDeferredExpiredError,
-    XAIError,
-    XAINotFoundError,
-    XAIValidationError,
-)
+from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment, unknown_is_expired
+from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.pipeline.call import Call, Endpoint, OnEvent
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pricing import Price
@@ -183,16 +177,10 @@ def get_deferred(request_id: str) -> Call[ChatCompletion | None]:
         completion: ChatCompletion = parse_response(ChatCompletion, reply.content, "deferred completion")
         return completion
 
-    def expired(exc: XAIAPIError) -> XAIError:
-        if not isinstance(exc, XAINotFoundError):
-            return exc
-        return XAIDeferredExpiredError(
-            f"Deferred completion {request_id} is unknown to xAI: already collected, expired "
-            f"(results are kept 24 h) or never created. xAI said: {exc.xai_message}",
-            status=exc.status,
-            code=exc.code,
-            request_id=exc.request_id,
-        )
+    expired = unknown_is_expired(
+        f"Deferred completion {request_id} is unknown to xAI: already collected, expired "
+        "(results are kept 24 h) or never created"
+    )
 
     path = f"chat/deferred-completion/{segment(request_id)}"
     return Call(DEFERRED_COMPLETION, parse, path=path, on_error=expired)

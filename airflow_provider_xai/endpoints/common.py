@@ -11,6 +11,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from airflow_provider_xai.connection.settings import ClientSettings
+from airflow_provider_xai.exceptions import XAIAPIError, XAIDeferredExpiredError, XAIError, XAINotFoundError
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.schemas import parse_response
 
@@ -41,6 +42,20 @@ def read(model: type[M], what: str) -> Callable[[Reply], M]:
 
 def ignore(reply: Reply) -> None:
     """A ``read`` for answers whose content nothing needs (an empty acknowledgement)."""
+
+
+def unknown_is_expired(what: str) -> Callable[[XAIAPIError], XAIError]:
+    """An ``on_error`` for polls: a 404 means xAI no longer knows the request id, raised as
+    :class:`XAIDeferredExpiredError` (``what`` says which request and why that may be)."""
+
+    def expired(exc: XAIAPIError) -> XAIError:
+        if not isinstance(exc, XAINotFoundError):
+            return exc
+        return XAIDeferredExpiredError(
+            f"{what}. xAI said: {exc.xai_message}", status=exc.status, code=exc.code, request_id=exc.request_id
+        )
+
+    return expired
 
 
 def fixed_body(body: Any) -> Callable[[ClientSettings], Any] | None:
@@ -87,4 +102,5 @@ __all__ = [
     "ignore",
     "read",
     "segment",
+    "unknown_is_expired",
 ]

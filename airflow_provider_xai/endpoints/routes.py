@@ -6,8 +6,9 @@ from __future__ import annotations
 from airflow_provider_xai.pipeline.call import Endpoint
 
 #: Where the local server mounts the routes of each host: the API under ``/v1``; the Management
-#: API (whose paths carry their own ``v1/``) under a prefix of its own, as its own base URL.
-MOUNTS = {"api": "/v1", "management": "/management"}
+#: API (whose paths carry their own ``v1/``) under a prefix of its own, as its own base URL; the
+#: files it generates (images, videos), whose absolute URLs it hands out, under ``/media``.
+MOUNTS = {"api": "/v1", "management": "/management", "media": "/media"}
 
 
 def route(endpoint: Endpoint) -> str:

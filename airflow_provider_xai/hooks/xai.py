@@ -28,6 +28,7 @@ from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.collections import XAICollectionsMixin
 from airflow_provider_xai.hooks.files import XAIFilesMixin
+from airflow_provider_xai.hooks.media import XAIMediaMixin
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
 from airflow_provider_xai.hooks.voice import XAIVoiceMixin
 from airflow_provider_xai.pipeline.call import Call, Endpoint
@@ -56,7 +57,9 @@ class StructuredResult:
     completion: ChatCompletion
 
 
-class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIFilesMixin, XAICollectionsMixin, XAIVoiceMixin, BaseHook):
+class XAIHook(
+    XAIResponsesMixin, XAIBatchMixin, XAIFilesMixin, XAICollectionsMixin, XAIVoiceMixin, XAIMediaMixin, BaseHook
+):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
     :param xai_conn_id: connection id; its password is the API key (else ``XAI_API_KEY``).

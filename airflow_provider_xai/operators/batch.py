@@ -62,7 +62,12 @@ class XAIBatchOperator(XAIBaseOperator):
         ``prompt``, ``messages`` (chat), ``input`` (Responses) or a full request ``body``
         (xAI's JSONL upload format: ``custom_id``, ``method``, ``url``, ``body``; the ``url``
         says which API), and optionally ``custom_id``, ``model`` and ``tools`` (Responses).
-        Missing ``custom_id`` s are ``req-000000``, ``req-000001``... by position. (templated)
+        An image or video request is ``image_generation``, ``image_edit``,
+        ``video_generation`` or ``video_extension`` holding the API's fields (or a ``body``
+        with its ``url``, ``/v1/images/generations``...); its files are written beside
+        ``output_path`` (``<stem>_media/<custom_id>/``) and its line's ``answer`` is
+        ``{"paths", "refused"}``. Missing ``custom_id`` s are ``req-000000``,
+        ``req-000001``... by position. (templated)
     :param output_path: where to write the results (``ObjectStoragePath`` or URI), one JSON
         line per input: ``custom_id``, ``index``, ``api``, ``status`` (succeeded/failed/
         cancelled/missing), ``answer`` (text, or the validated object with
@@ -70,7 +75,8 @@ class XAIBatchOperator(XAIBaseOperator):
         before sending (unreadable line, bad field) is a ``failed`` line naming the field; the
         others still go through. (templated)
     :param api: the API of a plain prompt: ``"chat"``, ``"responses"``, or ``"auto"`` (the
-        default: Responses when ``tools`` are given, else chat).
+        default: Responses when ``tools`` are given, else chat); ``"image_generation"`` or
+        ``"video_generation"`` make each prompt an image or a video.
     :param tools: server-side (or function) tools of every Responses request that names none,
         e.g. ``[web_search()]`` from :mod:`airflow_provider_xai.tools`. (templated)
     :param system_prompt: system message (Responses: ``instructions``) for requests that have
@@ -320,7 +326,12 @@ class XAIBatchOperator(XAIBaseOperator):
         for i, p in enumerate(prepared):
             request_id = p.request_id if p.refused is None else ""
             read, other = answers.get(request_id), p.custom_id if p.custom_id in answered else None
-            lines.append(output_line(i, p, read, records.get(request_id), batch, self.output_spec, other))
+            line = output_line(i, p, read, records.get(request_id), batch, self.output_spec, other)
+            if KINDS[p.kind].files and read is not None and read.answer is not None:
+                from airflow_provider_xai.operators.batch_media import media_line
+
+                line.update(media_line(self.hook, read.answer, path, p.custom_id))
+            lines.append(line)
         write_jsonl(path, lines)
         counts = Counter(line["status"] for line in lines)
         self.log.info(

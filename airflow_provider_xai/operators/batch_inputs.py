@@ -2,7 +2,8 @@
 an ``ObjectStoragePath``, validated and turned into request bodies before anything is sent.
 
 The kinds of request a batch takes are the entries of :data:`KINDS` (chat completions,
-Responses): what an input of that kind looks like, how the shared defaults apply, how it is
+Responses, image generations and edits, video generations and extensions): what an input of
+that kind looks like, how the shared defaults apply, how it is
 validated, how xAI carries it (in a batch request and in a JSONL line) and how its answer is
 read and costed. Adding a kind is adding one entry.
 
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from airflow_provider_xai.structured import OutputSpec
     from airflow_provider_xai.usage import UsageRecord
 
-ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "input", "body", "model", "tools", "method", "url"})
+ITEM_KEYS = frozenset({"custom_id", "prompt", "messages", "input", "body", "model", "tools", "method", "url",
+                       "image_generation", "image_edit", "video_generation", "video_extension"})  # fmt: skip
 #: Hex digits of a request's fingerprint, and what joins it to the custom id.
 FINGERPRINT_LENGTH = 16
 ID_SEPARATOR = "~"
@@ -71,6 +73,8 @@ class RequestKind:
         :class:`XAIValidationError` naming the field within the body.
     :param answer: the model an answer in this kind's shape is read as, and the record
         function of its endpoint (imported when a task runs).
+    :param files: its answers are files (images, a video), written to object storage by the
+        operator, not text.
     """
 
     api: str
@@ -81,6 +85,7 @@ class RequestKind:
     defaults: Callable[[dict[str, Any], RequestDefaults], dict[str, Any]]
     check: Callable[[dict[str, Any], str], dict[str, Any]]
     answer: Callable[[], tuple[type, Callable[..., UsageRecord | None]]]
+    files: bool = False
 
 
 def _shared(defaults: RequestDefaults, **named: Any) -> dict[str, Any]:
@@ -169,6 +174,46 @@ def _responses_answer() -> tuple[type, Callable[..., UsageRecord | None]]:
     return Response, response_record
 
 
+# --- images and video --------------------------------------------------------------------------
+def _media_start(form: str, value: Any, where: str) -> dict[str, Any]:
+    if form == "prompt":
+        return {"prompt": value}
+    if not isinstance(value, Mapping):
+        raise XAIValidationError(f"{where}.{form}", f"expected the request's fields, got {type(value).__name__}")
+    return dict(value)
+
+
+def _media_defaults(body: dict[str, Any], defaults: RequestDefaults) -> dict[str, Any]:
+    """As given: the shared defaults (a system prompt, a chat model...) are chat's and Responses'."""
+    return body
+
+
+def _media_check(action: str) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    def check(body: dict[str, Any], default_model: str) -> dict[str, Any]:
+        from airflow_provider_xai.schemas.media import image_request, video_request
+
+        request: Any = image_request(body) if action == "image" else video_request(body, action)  # type: ignore[arg-type]
+        if getattr(request, "deferred", None):
+            raise XAIValidationError("deferred", "batch requests cannot be deferred")
+        return dict(request.model_dump(exclude_none=True))
+
+    return check
+
+
+def _image_answer() -> tuple[type, Callable[..., UsageRecord | None]]:
+    from airflow_provider_xai.endpoints.images import image_record
+    from airflow_provider_xai.schemas.media import ImageResult
+
+    return ImageResult, image_record
+
+
+def _video_answer() -> tuple[type, Callable[..., UsageRecord | None]]:
+    from airflow_provider_xai.endpoints.videos import video_record
+    from airflow_provider_xai.schemas.media import FinishedVideo
+
+    return FinishedVideo, video_record
+
+
 #: The kinds of request a batch takes, by ``api`` name. Adding a kind is adding an entry.
 KINDS: dict[str, RequestKind] = {
     kind.api: kind
@@ -177,6 +222,14 @@ KINDS: dict[str, RequestKind] = {
                     _chat_start, _chat_defaults, _chat_check, _chat_answer),
         RequestKind("responses", "responses", "/v1/responses", "input",
                     _responses_start, _responses_defaults, _responses_check, _responses_answer),
+        RequestKind("image_generation", "image_generation", "/v1/images/generations", "image_generation",
+                    _media_start, _media_defaults, _media_check("image"), _image_answer, files=True),
+        RequestKind("image_edit", "image_edit", "/v1/images/edits", "image_edit",
+                    _media_start, _media_defaults, _media_check("image"), _image_answer, files=True),
+        RequestKind("video_generation", "video_generation", "/v1/videos/generations", "video_generation",
+                    _media_start, _media_defaults, _media_check("generate"), _video_answer, files=True),
+        RequestKind("video_extension", "video_extension", "/v1/videos/extensions", "video_extension",
+                    _media_start, _media_defaults, _media_check("extend"), _video_answer, files=True),
     )
 }  # fmt: skip
 #: A result is read by the kind whose shape it comes in (a Responses request's answer often

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xai.exceptions import XAIError
-from airflow_provider_xai.operators.batch_inputs import KINDS_BY_WIRE, PreparedRequest, split_request_id
+from airflow_provider_xai.operators.batch_inputs import (
+    KINDS,
+    KINDS_BY_WIRE,
+    PreparedRequest,
+    split_request_id,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -101,6 +106,8 @@ def output_line(
         line["usage"] = {**{f: getattr(record, f) for f in TOKEN_FIELDS}, "cost_usd": record.cost_usd}
     if read.answer is None:
         line.update(status="failed", error=read.error)
+        return line
+    if KINDS[req.kind].files:  # its answer is files: the operator writes them (batch_media.py)
         return line
     line["citations"] = cited_urls(read.answer)
     try:

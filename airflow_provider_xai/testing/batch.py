@@ -41,6 +41,7 @@ from airflow_provider_xai.endpoints.routes import route
 from airflow_provider_xai.testing.batch_files import read_lines
 from airflow_provider_xai.testing.batch_run import KINDS, RUNS, run
 from airflow_provider_xai.testing.errors import ServedError, invalid_type, missing_field
+from airflow_provider_xai.testing.media import server_root
 from airflow_provider_xai.testing.state import ServerState
 
 EXPIRE_SECONDS = 24 * 3600
@@ -94,6 +95,8 @@ class BatchRecord:
     finished_order: list[str] = field(default_factory=list)
     add_calls: list[float] = field(default_factory=list)  # monotonic time of each add call
     input_file_id: str | None = None
+    #: This server's address as the batch's creator reached it (the URLs of image and video results).
+    root: str = ""
     #: An input file's (id, kind, body) lines, until they are loaded (``batch_file_load_polls``).
     unloaded: list[tuple[str, str, dict[str, Any]]] | None = None
     load_poll: int = 0
@@ -141,7 +144,7 @@ def advance(state: ServerState, batch: BatchRecord, now: float | None = None) ->
         batch.add(state, [line for line in lines if line[0] not in batch.requests], now)
     for req in batch.requests.values():
         if req.state == "pending" and batch.polls >= req.ready_poll and now >= req.ready_at:
-            req.state, req.result = run(state, req.kind, req.body)
+            req.state, req.result = run(state, req.kind, req.body, batch.root)
             req.finished = now
             batch.finished_order.append(req.id)
 
@@ -244,7 +247,7 @@ def create_batch_router(state: ServerState) -> APIRouter:
         if not isinstance(name, str) or not name.strip():
             raise ServedError(400, "Invalid request: name must be a non-empty string.")
         key_id = hashlib.sha256(state.api_key.encode()).hexdigest()[:16]
-        batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id)
+        batch = BatchRecord(f"batch_{uuid.uuid4()}", name, time.time(), key_id, root=server_root(request))
         if (file_id := body.get("input_file_id")) is not None:
             if not isinstance(file_id, str):
                 raise invalid_type("input_file_id", file_id, "a file id")

@@ -1,5 +1,6 @@
 """How the local server answers one batch request, by kind (``chat_get_completion``,
-``responses``), as xAI's Batch API does.
+``responses``, ``image_generation``, ``image_edit``, ``video_generation``, ``video_extension``),
+as xAI's Batch API does.
 
 * A request whose text contains ``[fail]``, or whose body the real-time route would refuse,
   fails with ``{"error": "..."}``.
@@ -9,6 +10,9 @@
   batch results of Responses requests in chat-completion shape, under ``chat_get_completion``,
   each server-side tool step a choice of role ``tool`` before the answer, the cited URLs in
   ``citations``) or ``"responses"`` (the Responses object, under ``responses``).
+* An image or video request is answered as its endpoint answers it (``testing/media.py``: real
+  files at this server's URLs, the prompt's markers), a finished video at once, under
+  ``image_generation`` or ``video_generation`` (an edit's and an extension's too).
 * ``usage.cost_in_usd_ticks`` is discounted by :data:`BATCH_DISCOUNT`.
 """
 
@@ -28,13 +32,18 @@ FAIL_MARKER = "[fail]"
 #: The kinds a batch request may be (one key of ``batch_request``); the server runs the first two.
 KINDS = ("chat_get_completion", "responses", "image_generation", "image_edit", "video_generation",
          "video_extension")  # fmt: skip
-RUNS = ("chat_get_completion", "responses")
+RUNS = KINDS
 #: JSONL ``url`` -> kind, for batches made from an input file.
-URLS = {"/v1/chat/completions": "chat_get_completion", "/v1/responses": "responses"}
+URLS = {"/v1/chat/completions": "chat_get_completion", "/v1/responses": "responses",
+        "/v1/images/generations": "image_generation", "/v1/images/edits": "image_edit",
+        "/v1/videos/generations": "video_generation", "/v1/videos/extensions": "video_extension"}  # fmt: skip
+#: The key a finished image or video request's answer comes under.
+MEDIA_RESULTS = {"image_generation": "image_generation", "image_edit": "image_generation",
+                 "video_generation": "video_generation", "video_extension": "video_generation"}  # fmt: skip
 
 
 def _has_marker(body: dict[str, Any]) -> bool:
-    said = body.get("messages") if "messages" in body else body.get("input")
+    said = body.get("messages") if "messages" in body else body.get("input", body.get("prompt"))
     return FAIL_MARKER in json.dumps(said)
 
 
@@ -55,12 +64,29 @@ def _responses(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
     return {"chat_get_completion": chat_shaped(response)}
 
 
-def run(state: ServerState, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Answer one request: ("succeeded", {"response": {...}}) or ("failed", {"error": ...})."""
+def _media(state: ServerState, kind: str, body: dict[str, Any], root: str) -> dict[str, Any]:
+    from airflow_provider_xai.testing.media import MediaRoutes
+
+    media = MediaRoutes(state)
+    if kind.startswith("image"):
+        answer = media.image_answer(root, dict(body), edit=kind == "image_edit")
+    else:
+        answer = media.video_answer(root, dict(body), "extend" if kind == "video_extension" else "generate")
+        if answer.get("status") == "failed":
+            raise ServedError(500, answer["error"]["message"])
+    return {MEDIA_RESULTS[kind]: answer}
+
+
+def run(state: ServerState, kind: str, body: dict[str, Any], root: str = "") -> tuple[str, dict[str, Any]]:
+    """Answer one request: ("succeeded", {"response": {...}}) or ("failed", {"error": ...});
+    ``root`` is this server's address, for the URLs of image and video results."""
     if _has_marker(body):
         return "failed", {"error": f"Request failed: simulated failure ({FAIL_MARKER} in the prompt)."}
     try:
-        answer = _chat(state, body) if kind == "chat_get_completion" else _responses(state, body)
+        if kind in MEDIA_RESULTS:
+            answer = _media(state, kind, body, root)
+        else:
+            answer = _chat(state, body) if kind == "chat_get_completion" else _responses(state, body)
     except ServedError as exc:
         return "failed", {"error": exc.message}
     for value in answer.values():

@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}")
         if server is not None:
             chats, responses = len(server.requests("/chat/completions")), len(server.requests("/responses"))
-            print(f"\nLocal server answered {chats} chat completion and {responses} Responses API requests.")
+            media = len(server.requests("/images/generations")) + len(server.requests("/images/edits"))
+            videos = sum(len(server.requests(f"/videos/{kind}")) for kind in ("generations", "edits", "extensions"))
+            print(
+                f"\nLocal server answered {chats} chat completion, {responses} Responses API, {media} image "
+                f"and {videos} video requests."
+            )
         print(json.dumps({"dags_failed": failures}))
         return 1 if failures else 0
     finally:

@@ -66,6 +66,7 @@ from airflow_provider_xai.testing.errors import (
     redact_key,
 )
 from airflow_provider_xai.testing.files_routes import create_cdn_router, create_files_router
+from airflow_provider_xai.testing.media import create_media_files_router, create_media_router
 from airflow_provider_xai.testing.models import ModelSpec, resolve_model
 from airflow_provider_xai.testing.responses_routes import create_responses_router
 from airflow_provider_xai.testing.state import (
@@ -386,6 +387,7 @@ def _v1_router(state: ServerState) -> APIRouter:
     r.include_router(create_files_router(state))
     r.include_router(create_search_router(state))
     r.include_router(create_voice_router(state))
+    r.include_router(create_media_router(state))
     return r
 
 
@@ -399,6 +401,7 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
     app.include_router(create_management_router(state), prefix=f"{prefix}{MOUNTS['management']}")
     app.include_router(create_cdn_router(state), prefix=prefix)
     app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
+    app.include_router(create_media_files_router(state), prefix=prefix)
 
     async def on_served_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServedError)

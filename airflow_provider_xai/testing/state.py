@@ -199,6 +199,11 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "management_key": (str,),
     "files_max_bytes": (int,),
     "documents_pending_polls": (int,),
+    # images and video (testing/media.py)
+    "media_pending_polls": (int,),
+    "media_url_ttl": (int, float),
+    "image_format": (str,),
+    "video_bytes": (int,),
 }
 #: Config fields the control endpoints never show.
 SECRET_FIELDS = frozenset({"api_key", "management_key"})
@@ -253,6 +258,14 @@ class ServerState:
         self.documents_pending_polls: int = 2  # reads of a document before it is indexed
         self.files = FileStore()
         self.collections = CollectionStore()
+        #: Images and video (see testing/media.py): polls a job stays pending, seconds an output
+        #: URL lives, the format of URL images (``jpeg`` or ``png``), the least bytes of a video.
+        self.media_pending_polls: int = 2
+        self.media_url_ttl: float = 3600.0
+        self.image_format = "jpeg"
+        self.video_bytes: int = 0
+        self.media_jobs: dict[str, Any] = {}  # request id -> testing.media.MediaJob
+        self.media_files: dict[str, Any] = {}  # file name -> testing.media.MediaFile
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
@@ -287,6 +300,8 @@ class ServerState:
                 raise ValueError(f"{name} must be >= 0")
         if values.get("journal_limit") == 0:
             raise ValueError("journal_limit must be >= 1")
+        if values.get("image_format", "jpeg") not in ("jpeg", "png"):
+            raise ValueError("image_format must be 'jpeg' or 'png'")
         if values.get("batch_responses_shape", "chat") not in ("chat", "responses"):
             raise ValueError("batch_responses_shape must be 'chat' or 'responses'")
         if "responses_collections" in values:
@@ -318,6 +333,8 @@ class ServerState:
             self._responses.clear()
             self.files.clear()
             self.collections.clear()
+            self.media_jobs.clear()
+            self.media_files.clear()
             self.models = dict(MODELS)
             self.rate_limiter.reset()
             self.set_chaos(None)

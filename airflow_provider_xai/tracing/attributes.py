@@ -60,11 +60,13 @@ def airflow_identity() -> dict[str, Any]:
     }
 
 
-def request_attributes(api: str, body: Mapping[str, Any], settings: ClientSettings) -> dict[str, Any]:
+def request_attributes(
+    api: str, body: Mapping[str, Any], settings: ClientSettings, operation: str = OPERATION
+) -> dict[str, Any]:
     """The span's attributes known before sending: operation, provider, model, parameters (a
     deferred-completion poll has no body: only the first four)."""
     attributes: dict[str, Any] = {
-        "gen_ai.operation.name": OPERATION,
+        "gen_ai.operation.name": operation,
         "gen_ai.provider.name": PROVIDER_NAME,
         "gen_ai.system": SYSTEM,
         "xai.api": api,
@@ -146,6 +148,8 @@ def response_attributes(result: Any, record: UsageRecord | None) -> dict[str, An
     )
     if record.cost_usd is not None:
         attributes["xai.cost_usd"] = record.cost_usd
+    if record.unit:
+        attributes.update({"xai.usage.units": record.units, "xai.usage.unit": record.unit})
     for tool, calls in record.server_side_tool_usage.items():
         attributes[f"xai.usage.server_side_tool_usage.{tool}"] = calls
     return attributes

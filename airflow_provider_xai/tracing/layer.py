@@ -22,7 +22,8 @@ class TracingLayer(Layer):
             return None
         body = exchange.body if isinstance(exchange.body, dict) else {}
         try:
-            span = RequestSpan(endpoint.name, body, exchange.settings, lazy=endpoint.polled)
+            operation = endpoint.operation
+            span = RequestSpan(endpoint.name, body, exchange.settings, lazy=endpoint.polled, operation=operation)
         except Exception:  # tracing must never stop a request
             log.debug("xAI span could not be started", exc_info=True)
             return None

@@ -82,9 +82,13 @@ class RequestSpan:
     waiting in the triggerer adds one span, not one per poll.
     """
 
-    def __init__(self, api: str, body: Mapping[str, Any], settings: ClientSettings, *, lazy: bool = False) -> None:
+    def __init__(
+        self, api: str, body: Mapping[str, Any], settings: ClientSettings, *, lazy: bool = False,
+        operation: str = OPERATION,
+    ) -> None:
         self.settings = settings
-        self.attributes = request_attributes(api, body, settings)
+        self.operation = operation
+        self.attributes = request_attributes(api, body, settings, operation)
         if lazy:
             self.attributes["xai.deferred"] = True
         self.attributes.update(airflow_identity())
@@ -99,7 +103,7 @@ class RequestSpan:
 
     def _open(self) -> trace.Span:
         model = self.attributes.get("gen_ai.request.model")
-        name = f"{OPERATION} {model}" if model else OPERATION
+        name = f"{self.operation} {model}" if model else self.operation
         span = _tracer().start_span(
             name, self.parent, SpanKind.CLIENT, self.attributes, start_time=self.started
         )

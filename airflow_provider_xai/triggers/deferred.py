@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, check_number, check_wait
 from airflow_provider_xai.exceptions import XAIDeferredExpiredError, XAIError
-from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.hooks.shared import shared_hook
 from airflow_provider_xai.polling import DEFAULT_MAX_POLL_FAILURES, Action, Poller, ProgressLog, apoll
 
 #: How long a copy of this trigger that met 404 stays silent before reporting the request
@@ -68,20 +68,17 @@ class XAIDeferredCompletionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = XAIHook(xai_conn_id=self.xai_conn_id)
         base = {"request_id": self.request_id}
-        poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures)
+        poller = Poller(self.poll_interval, self.end_time, self.max_poll_failures, within_interval=True)
         progress = ProgressLog(lambda: self.log, f"xAI deferred completion {self.request_id}")
-        try:
+        async with shared_hook(self.xai_conn_id) as shared:
             outcome = await apoll(
                 poller,
-                lambda: hook.aget_deferred(self.request_id),
+                lambda: shared.call(lambda hook: hook.aget_deferred(self.request_id)),
                 lambda completion: completion is not None,
                 on_failure=progress.failure,
                 spread_start=True,
             )
-        finally:
-            await hook.aclose()
         if outcome.action is Action.FINISH and outcome.value is not None:
             yield TriggerEvent({**base, "status": "success", "completion": outcome.value.model_dump(mode="json")})
         elif outcome.action is Action.TIMEOUT:

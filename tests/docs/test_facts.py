@@ -105,6 +105,18 @@ def _batch_arguments() -> set[str]:
     return _arguments(XAIBatchOperator)
 
 
+def _image_arguments() -> set[str]:
+    from airflow_provider_xai.operators.images import XAIImageOperator
+
+    return _arguments(XAIImageOperator)
+
+
+def _video_arguments() -> set[str]:
+    from airflow_provider_xai.operators.video import XAIVideoOperator
+
+    return _arguments(XAIVideoOperator)
+
+
 def _vision_arguments() -> set[str]:
     from airflow_provider_xai.operators.vision import XAIVisionOperator
 
@@ -136,6 +148,8 @@ TABLES: dict[tuple[str, str], Callable[[], set[str]]] = {
     ("docs/operators/responses.md", "Argument"): _responses_arguments,
     ("docs/operators/vision.md", "Argument"): _vision_arguments,
     ("docs/operators/batch.md", "Argument"): _batch_arguments,
+    ("docs/operators/images.md", "Argument"): _image_arguments,
+    ("docs/operators/video.md", "Argument"): _video_arguments,
     ("docs/usage.md", "Field"): lambda: {f.name for f in dataclasses.fields(UsageRecord)},
     ("docs/scale.md", "extra"): _conn_fields,
     ("docs/collections.md", "Argument"): _sync_arguments,

@@ -10,6 +10,7 @@ an in-line ``dag.test()`` loop) runs it: its trigger log is written by the trigg
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -116,6 +117,33 @@ def check_agents(api: httpx.Client, run_id: str, stack: AirflowStack, server: XA
     assert xcom(api, "example_xai_agents", run_id, "escalate").startswith("escalated with context")
 
 
+def check_images(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    result = xcom(api, "example_xai_images", run_id, "write_report")
+    summary = result["summary"]
+    assert (summary["made"], summary["checked"], summary["refused_by_moderation"]) == (4, 4, 0), summary
+    assert summary["image_cost_usd"] > 0 and summary["cost_usd"] > summary["image_cost_usd"]
+    report = Path(urlsplit(result["path"]).path)
+    assert report.is_file() and json.loads(report.read_text())["summary"] == summary
+    for index in range(3):
+        shot = xcom(api, "example_xai_images", run_id, "product_shot", map_index=index)
+        assert Path(urlsplit(shot["paths"][0]).path).read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
+        usage = xcom(api, "example_xai_images", run_id, "product_shot", "xai_usage", index)
+        assert (usage["kind"], usage["units"], usage["map_index"]) == ("images", 1, index)
+
+
+def check_video(api: httpx.Client, run_id: str, stack: AirflowStack, server: XAIServer) -> None:
+    teaser = xcom(api, "example_xai_video", run_id, "teaser")
+    video = Path(urlsplit(teaser["path"]).path)
+    assert video.read_bytes()[4:8] == b"ftyp" and video.stat().st_size == teaser["bytes"] > 0
+    assert xcom(api, "example_xai_video", run_id, "teaser", "xai_request_id") == teaser["request_id"]
+    polls = [e.status for e in server.journal if e.path.endswith(f"/videos/{teaser['request_id']}")]
+    assert polls and polls[-1] == 200 and 202 in polls, polls
+    # The triggerer (not the worker) waited: the trigger's log holds the job's progress.
+    logs = stack.home / "logs" / "dag_id=example_xai_video" / f"run_id={run_id}" / "task_id=teaser"
+    (trigger_log,) = logs.glob("attempt=1.log.trigger.*.log")
+    assert f"xAI video {teaser['request_id']}: pending" in trigger_log.read_text()
+
+
 #: What each known example must leave in XCom; any other example DAG must at least succeed.
 CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] = {
     "example_xai_chat": check_chat,
@@ -124,6 +152,8 @@ CHECKS: dict[str, Callable[[httpx.Client, str, AirflowStack, XAIServer], None]] 
     "example_xai_batch": check_batch,
     "example_xai_collections": check_collections,
     "example_xai_agents": check_agents,
+    "example_xai_images": check_images,
+    "example_xai_video": check_video,
 }
 
 

@@ -187,6 +187,7 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         # the shared rate limit's fields, left empty: no client-side limit
         "rate_limit_requests_per_second": None,
         "rate_limit_tokens_per_minute": None,
+        "rate_limit_buckets": None,
         "rate_limit_store": None,
         "rate_limit_path": None,
         "rate_limit_redis_conn_id": None,

@@ -141,7 +141,9 @@ class TestOperator:
             ({"inputs": "file:///nonexistent/in.jsonl"}, "inputs"),
             ({"inputs": "['rendered', 'as text']"}, "inputs"),
             ({"inputs": ["a"], "output_path": None}, "output_path"),
-            ({"inputs": [{"body": {"messages": []}, "url": "/v1/images/generations"}]}, "inputs[0].url"),
+            ({"inputs": [{"body": {"messages": []}, "url": "/v1/videos/edits"}]}, "inputs[0].url"),
+            ({"inputs": [{"body": {"prompt": "x", "n": 11}, "url": "/v1/images/generations"}]}, "inputs[0].n"),
+            ({"inputs": [{"video_generation": {"prompt": "x", "duration": 30}}]}, "inputs[0].duration"),
         ],
     )  # fmt: skip
     def test_bad_input_fails_before_any_request(
@@ -484,5 +486,54 @@ class TestLocalServerBatchAPI:
         wire = "chat_get_completion" if shape == "chat" else "responses"
         assert results["ok"].response_kind == wire and results["ok"].error is None
         assert "[fail]" in str(results["marked"].error) and "messages" in str(results["refused"].error)
-        with pytest.raises(XAIBadRequestError, match="not image_generation"):
-            hook.add_batch_requests(batch.batch_id, [batch_request("img", {"prompt": "a cat"}, "image_generation")])
+        with pytest.raises(XAIBadRequestError, match="expected exactly one of"):
+            hook.add_batch_requests(batch.batch_id, [batch_request("tts", {"text": "hi"}, "speech_generation")])
+
+
+class TestMediaRequests:
+    """Image and video requests in a batch: their files beside the output, paths in its lines."""
+
+    def test_images_and_videos_go_through_a_batch_to_object_storage(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_pending_polls=0)
+        inputs = [
+            {"custom_id": "chat", "prompt": "Say hi"},
+            {"custom_id": "shots", "image_generation": {"prompt": "a mug", "n": 2}},
+            {"custom_id": "held", "url": "/v1/images/generations", "body": {"prompt": "a mug [moderated]"}},
+            {"custom_id": "clip", "video_generation": {"prompt": "a boat", "duration": 2}},
+            {"custom_id": "broken", "video_generation": {"prompt": "a boat [failed]"}},
+        ]
+        ctx = context()
+        summary = run(operator(tmp_path, inputs, api="chat"), ctx)
+        out = {line["custom_id"]: line for line in lines(tmp_path)}
+        assert (summary["succeeded"], summary["failed"]) == (4, 1)
+        media = tmp_path / "out_media"
+        assert out["shots"]["api"] == "image_generation" and out["shots"]["answer"] == {
+            "paths": [f"file://{media}/shots/image_00.jpeg", f"file://{media}/shots/image_01.jpeg"], "refused": [],
+        }  # fmt: skip
+        assert out["held"]["answer"] == {"paths": [], "refused": [0]}
+        assert out["clip"]["answer"]["paths"] == [f"file://{media}/clip/video.mp4"]
+        assert (media / "clip" / "video.mp4").read_bytes()[4:8] == b"ftyp"
+        assert out["broken"]["status"] == "failed" and "simulated" in out["broken"]["error"]
+        (batch,) = xai_server.state.batches.values()
+        kinds = {custom_id: request.kind for custom_id, request in by_custom_id(batch).items()}
+        assert kinds == {"chat": "chat_get_completion", "shots": "image_generation", "held": "image_generation",
+                         "clip": "video_generation", "broken": "video_generation"}  # fmt: skip
+        # Per image and per second, at the batch discount (xAI's ticks, halved by the batch).
+        ledger = ctx["ti"].pushed("xai_usage_ledger")[-1]
+        by_model = {r["model"]: r for r in ledger}
+        images, video = by_model["grok-imagine-image"], by_model["grok-imagine-video"]
+        assert (images["units"], images["unit"], images["requests"]) == (3, "image", 2)
+        assert images["cost_usd"] == pytest.approx(3 * 0.02 / 2)
+        assert (video["units"], video["unit"], video["cost_usd"]) == (2, "second", pytest.approx(2 * 0.05 / 2))
+        assert out["shots"]["usage"]["cost_usd"] == pytest.approx(0.02)
+
+    def test_prompts_become_images_with_api_image_generation(self, xai_server: Any, tmp_path: Path) -> None:
+        xai_server.configure(batch_pending_polls=0)
+        run(operator(tmp_path, ["a red chair", "a blue chair"], api="image_generation"), context())
+        out = lines(tmp_path)
+        assert [len(line["answer"]["paths"]) for line in out] == [1, 1]
+        (batch,) = xai_server.state.batches.values()
+        assert [r.body for r in by_custom_id(batch).values()] == [
+            {"prompt": "a red chair", "model": "grok-imagine-image"},
+            {"prompt": "a blue chair", "model": "grok-imagine-image"},
+        ]

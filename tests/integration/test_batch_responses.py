@@ -115,7 +115,7 @@ SIX_DOMAINS = [f"d{i}.example.com" for i in range(6)]
         ({"inputs": ["x"], "tools": [mcp("https://mcp.example.com/sse", "crm", authorization_conn_id="crm_mcp")]},
          "inputs[0].tools[0].authorization_conn_id"),
         ({"inputs": [{"messages": [{"role": "user", "content": "x"}], "tools": [web_search()]}]}, "inputs[0].tools"),
-        ({"inputs": [{"body": {"input": "x"}, "url": "/v1/images/generations"}]}, "inputs[0].url"),
+        ({"inputs": [{"body": {"input": "x"}, "url": "/v1/videos/edits"}]}, "inputs[0].url"),
     ],
 )  # fmt: skip
 def test_a_bad_responses_input_fails_before_any_request(

@@ -27,10 +27,10 @@ ROOT = Path(airflow_provider_xai.__file__).parent
 PACKAGE = "airflow_provider_xai"
 #: Lowest first: a module may import its own layer and the layers below, never one above.
 LAYERS = (
-    ("", "exceptions", "defaults", "secrets", "task_state"),
+    ("", "exceptions", "defaults", "secrets", "task_state", "media_options"),
     (
         "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info", "functions",
+        "structured", "retry_policy", "get_provider_info", "functions", "media_inputs",
     ),
     ("connection",),
     ("pipeline", "polling"),
@@ -184,6 +184,18 @@ def answers(request: httpx.Request) -> httpx.Response:
                   {"type": "response.completed", "sequence_number": 1, "response": response}]  # fmt: skip
         text = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
         return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+    if request.url.host == "media.x.test":  # a generated file, at the URL xAI handed out
+        return httpx.Response(200, content=JPEG)
+    image = {"url": "https://media.x.test/i.jpeg", "revised_prompt": "p"}
+    if path in ("/v1/images/generations", "/v1/images/edits"):
+        return httpx.Response(200, json={"request_id": "i"} if body.get("deferred") else {"data": [image]})
+    if path.startswith("/v1/images/"):
+        return httpx.Response(200, json={"status": "done", "data": [image], "usage": {"cost_in_usd_ticks": 1}})
+    if path.startswith("/v1/videos/") and request.method == "POST":
+        return httpx.Response(200, json={"request_id": "v"})
+    if path.startswith("/v1/videos/"):
+        video = {"url": "https://media.x.test/v.mp4", "duration": 1}
+        return httpx.Response(200, json={"status": "done", "video": video, "usage": {"cost_in_usd_ticks": 1}})
     batch = {"batch_id": "b", "name": "n", "state": {"num_requests": 1, "num_pending": 0}}
     by_path: dict[str, Any] = {
         "/v1/chat/completions": {"request_id": "d"} if body.get("deferred") else
@@ -211,6 +223,25 @@ def answers(request: httpx.Request) -> httpx.Response:
     if path.endswith("/results"):
         return httpx.Response(200, json={"results": []})
     return httpx.Response(200, json=batch)
+
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60
+
+
+class Kept:
+    """A sink that keeps a download in memory (the operators' write to object storage)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, chunk: bytes) -> None:
+        self.data += chunk
+
+    def result(self) -> bytes:
+        return self.data
+
+    def discard(self) -> None:
+        self.data = b""
 
 
 def unparsed(method: Any, **kwargs: Any) -> None:
@@ -269,6 +300,17 @@ HOOK_CALLS: dict[str, Any] = {
     "search_documents": lambda h: h.search_documents("hi", "collection_1"),
     "text_to_speech": lambda h: h.text_to_speech("hi", sample("hi.mp3", b"")),
     "speech_to_text": lambda h: h.speech_to_text(sample("hi.wav")),
+    "generate_images": lambda h: h.generate_images(prompt="a cat"),
+    "edit_images": lambda h: h.edit_images(prompt="make it blue", images=[JPEG]),
+    "submit_images": lambda h: h.submit_images(prompt="a cat", n=6),
+    "get_images": lambda h: h.get_images("i"),
+    "wait_for_images": lambda h: h.wait_for_images("i"),
+    "generate_video": lambda h: h.generate_video(prompt="a cat", duration=2),
+    "edit_video": lambda h: h.edit_video(prompt="blue", video="https://x.test/v.mp4"),
+    "extend_video": lambda h: h.extend_video(prompt="on", video={"file_id": "file_1"}, duration=3),
+    "get_video": lambda h: h.get_video("v"),
+    "wait_for_video": lambda h: h.wait_for_video("v"),
+    "download_media": lambda h: h.download_media("https://media.x.test/i.jpeg", Kept),
 }
 
 
@@ -293,7 +335,7 @@ def test_every_api_method_of_the_hook_is_exercised_here() -> None:
         and member.__module__.startswith(PACKAGE)
     }  # fmt: skip
     public |= {"get_deferred", "get_language_model", "get_api_key_info", "get_response", "get_batch",
-               "add_batch_requests", "cancel_batch", "add_document"}  # fmt: skip
+               "add_batch_requests", "cancel_batch", "add_document", "get_images", "get_video"}  # fmt: skip
     assert public <= set(HOOK_CALLS), sorted(public - set(HOOK_CALLS))
 
 
@@ -318,8 +360,13 @@ def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.
     assert sent and calls
     for call in calls:
         assert call.endpoint in ENDPOINTS, f"{method}: {call.endpoint} is not declared in endpoints/"
+        if call.endpoint.host == "media":  # an absolute URL xAI handed out
+            assert call.target.startswith("https://") and call.url == call.target, (method, call.target)
+            continue
         assert call.endpoint.matches(call.endpoint.method, call.target), (method, call.target)
     for request in sent:
+        if request.url.host == "media.x.test":  # a file xAI handed out (its call is checked above)
+            continue
         path = host_path(request).removeprefix("/management/").removeprefix("/v1/")
         assert declaration_of(request.method, path) is not None, f"{method}: {request.method} {path}"
 

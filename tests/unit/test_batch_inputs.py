@@ -129,8 +129,8 @@ class TestAnswers:
         assert KINDS_BY_WIRE[result(response).response_kind or ""].answer()[0] is model
 
     def test_an_unknown_or_malformed_answer_is_a_failed_line(self) -> None:
-        assert read_result(result({"image_generation": {"data": []}})).error == (
-            "unsupported batch answer kind: image_generation"
+        assert read_result(result({"speech_generation": {"audio": ""}})).error == (
+            "unsupported batch answer kind: speech_generation"
         )  # fmt: skip
         malformed = read_result(result({"responses": {"output": "nope"}}))
         assert malformed.answer is None and "Malformed responses answer for batch request a~" in str(malformed.error)
