@@ -355,6 +355,7 @@ class UsageLedger:
         #: Stored items that were no usage record (left out, and dropped at the next publish).
         self.skipped = 0
         self.records: list[dict[str, Any]] = self._load()
+        self._recorded: dict[int, UsageRecord] = {}  # records of this try (kept: ids stay theirs)
         if self.records:
             self._publish()
 
@@ -374,7 +375,11 @@ class UsageLedger:
         self.state.write(self.records)
 
     def record(self, record: UsageRecord) -> UsageRecord:
-        """Log, publish and count one billed response (call it before anything can fail)."""
+        """Log, publish and count one billed response (call it before anything can fail); a
+        record recorded already (the same object) is not counted again."""
+        if self._recorded.get(id(record)) is record:
+            return record
+        self._recorded[id(record)] = record
         stamp(record, self.context)
         self.log.info(format_usage_line(record))
         data = record.to_dict()

@@ -21,6 +21,7 @@ import httpx
 from airflow_provider_xai import __version__, secrets
 from airflow_provider_xai.arguments import MAX_WAIT_SECONDS, is_finite_number
 from airflow_provider_xai.connection.rate_limits import RATE_LIMIT_FIELDS, RateLimitConfig, rate_limit_config
+from airflow_provider_xai.connection.spend import SPEND_FIELDS, SpendConfig, spend_config
 from airflow_provider_xai.defaults import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL
 from airflow_provider_xai.exceptions import XAIConfigurationError
 from airflow_provider_xai.pricing import Price, parse_prices
@@ -60,6 +61,8 @@ class ClientSettings:
     #: xAI's Management API (collections, billing): its root and its own key (None: not set).
     management_base_url: str = DEFAULT_MANAGEMENT_URL
     management_key: str | None = field(default=None, repr=False)
+    #: Spend control: budgets, live prices' time to live, how forecasts count tokens.
+    spend: SpendConfig = field(default_factory=SpendConfig)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
@@ -194,6 +197,7 @@ def settings_from_connection(
         rate_limit=rate_limit_config(
             {name: _extra(extra, f"rate_limit_{name}") for name in RATE_LIMIT_FIELDS}, conn_id
         ),
+        spend=spend_config({name: _extra(extra, name) for name in SPEND_FIELDS}, conn_id),
         **values,
     )
 

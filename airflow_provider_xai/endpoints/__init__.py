@@ -4,11 +4,13 @@ hook methods, optionally an operator, and its route in the local server (docs/ar
 
 from __future__ import annotations
 
-from airflow_provider_xai.endpoints import batches, chat, models, responses
+from airflow_provider_xai.endpoints import batches, billing, chat, models, responses
 from airflow_provider_xai.pipeline.call import Endpoint
 
 #: Every endpoint the provider calls.
-ENDPOINTS: tuple[Endpoint, ...] = (*chat.ENDPOINTS, *responses.ENDPOINTS, *batches.ENDPOINTS, *models.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *chat.ENDPOINTS, *responses.ENDPOINTS, *batches.ENDPOINTS, *models.ENDPOINTS, *billing.ENDPOINTS,
+)
 
 
 def declaration_of(method: str, path: str) -> Endpoint | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_xai.connection.settings import ClientSettings
-from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment
+from airflow_provider_xai.endpoints.common import estimate_tokens, forecast_chat, read, segment
 from airflow_provider_xai.exceptions import (
     XAIAPIError,
     XAIDeferredExpiredError,
@@ -62,6 +62,7 @@ CHAT = Endpoint(
     operation="chat",
     estimate=estimate_tokens,
     bucket="model",
+    forecast=forecast_chat,
 )
 #: Submitting a deferred completion: answered with a request id, billed when it is collected.
 DEFERRED_SUBMIT = Endpoint(
@@ -73,6 +74,7 @@ DEFERRED_SUBMIT = Endpoint(
     operation="chat",
     estimate=estimate_tokens,
     bucket="model",
+    forecast=forecast_chat,
 )
 DEFERRED_COMPLETION = Endpoint(
     "chat.completions",

@@ -4,7 +4,8 @@ Fixtures:
 
 * ``xai_server_session`` (session): one running ``XAIServer``.
 * ``xai_server`` (function): the same server, reset before the test, with
-  ``AIRFLOW_CONN_XAI_DEFAULT`` (JSON form) pointing at it.
+  ``AIRFLOW_CONN_XAI_DEFAULT`` (JSON form) pointing at it: its API and, with its management
+  key, its Management API.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def xai_server_session() -> Iterator[XAIServer]:
 def xai_server(
     xai_server_session: XAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[XAIServer]:
-    """The session server, reset, with ``AIRFLOW_CONN_XAI_DEFAULT`` set for this test."""
+    """The session server, reset, with ``AIRFLOW_CONN_XAI_DEFAULT`` (API and management key)
+    set for this test."""
     xai_server_session.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server_session.connection_json())
+    connection = xai_server_session.connection_json(**xai_server_session.management_extra())
+    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", connection)
     yield xai_server_session
     xai_server_session.reset()

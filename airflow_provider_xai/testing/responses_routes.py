@@ -15,14 +15,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import responses as response_endpoints
 from airflow_provider_xai.endpoints.routes import route
+from airflow_provider_xai.testing.billing_ledger import bill
+from airflow_provider_xai.testing.bodies import json_body
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
 from airflow_provider_xai.testing.responses_request import parse_responses_request
@@ -36,16 +36,6 @@ from airflow_provider_xai.testing.state import (
 from airflow_provider_xai.testing.streaming import paced_event_stream
 
 
-async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if not body or "json" not in request.headers.get("content-type", "").split(";")[0].lower():
-        raise ServedError(415, "Expected request with `Content-Type: application/json`")
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ServedError(400, f"Failed to parse the request body as JSON: {exc}") from None
-
-
 def _not_found(response_id: str) -> ServedError:
     return ServedError(404, f"Response with id {response_id!r} was not found.")
 
@@ -57,7 +47,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
     @r.post(route(response_endpoints.CREATE))
     async def create(request: Request) -> Response:
         fault: Fault | None = request.scope.get(FAULT_SCOPE_KEY)
-        req = parse_responses_request(await _json_body(request), state.models,
+        req = parse_responses_request(await json_body(request), state.models,
                                       state.get_response)
         if state.latency:
             await asyncio.sleep(state.latency)
@@ -65,6 +55,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
         tools_run = state.tool_latency if req.tools else 0.0
         stored.ready_at = state.clock() + tools_run
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), response.get("usage"))
+        bill(state, "responses", response)
         failed = None
         if fault and fault.fail_stream and req.stream:
             failed = stored.response = failed_response(response, fault.message)

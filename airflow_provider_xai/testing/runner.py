@@ -164,6 +164,19 @@ class XAIServer:
         """The API base URL (``.../v1``), what clients use as ``base_url``."""
         return f"{self.root_url}/v1"
 
+    @property
+    def management_key(self) -> str:
+        return self.state.management_key
+
+    @property
+    def management_url(self) -> str:
+        """The Management API's base URL (collections), what ``management_base_url`` holds."""
+        return f"{self.root_url}/management"
+
+    def management_extra(self) -> dict[str, str]:
+        """The connection extras that reach this server's Management API with its key."""
+        return {"management_key": self.management_key, "management_base_url": self.management_url}
+
     def connection_json(self, **extra: Any) -> str:
         """Airflow connection (JSON form) for ``AIRFLOW_CONN_XAI_DEFAULT``."""
         conn: dict[str, Any] = {"conn_type": "xai", "host": self.base_url,

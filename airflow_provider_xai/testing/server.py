@@ -22,6 +22,10 @@ Request pipeline for ``{prefix}/v1/...`` (the ``_Gateway`` middleware, in order)
 6. the route: content type (415), JSON (400), body validation (422/400/404), then logic.
 
 Control endpoints under ``{prefix}/_control`` need no auth and are not journaled.
+
+The Management API (collections) is mounted at ``{prefix}/management/v1/...``, its own base
+URL: the same pipeline, but its key is the management key (the API key is refused with 403),
+and no key flags or rate limits. Public file URLs (``{prefix}/files-cdn/...``) need no key.
 """
 
 from __future__ import annotations
@@ -42,8 +46,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_xai.endpoints import ENDPOINTS, chat
 from airflow_provider_xai.endpoints import models as model_endpoints
-from airflow_provider_xai.endpoints.routes import route
+from airflow_provider_xai.endpoints.routes import MOUNTS, route
 from airflow_provider_xai.testing.batch import create_batch_router
+from airflow_provider_xai.testing.billing import (
+    create_billing_control_router,
+    create_billing_router,
+    create_price_list_router,
+)
+from airflow_provider_xai.testing.billing_ledger import bill
+from airflow_provider_xai.testing.bodies import json_body
 from airflow_provider_xai.testing.catalog import api_key_json, language_model_json, model_json
 from airflow_provider_xai.testing.chat import (
     build_completion,
@@ -159,12 +170,11 @@ class _Gateway:
         body = await _read_body(receive)
         entry = self._journal(scope, body, request_id)
         replay = _replay(body, receive)
-        v1 = f"{self.prefix}/v1"
-        if path != v1 and not path.startswith(v1 + "/"):
+        rel, management = self._api_path(path)
+        if rel is None:
             await self.app(scope, replay, send_wrapped)
             return
-        rel = path[len(v1):]
-        auth_error = self._auth(scope)
+        auth_error = self._auth(scope, management)
         if auth_error is not None:
             await _err(auth_error)(scope, replay, send_wrapped)
             return
@@ -185,12 +195,12 @@ class _Gateway:
                 await resp(scope, replay, send_wrapped)
                 return
             scope[_FAULT_KEY] = fault
-        if rel != "/api-key":
+        if rel != "/api-key" and not management:
             blocked = self._blocked()
             if blocked is not None:
                 await _err(blocked)(scope, replay, send_wrapped)
                 return
-        if scope["method"] == "POST" and rel in RATE_LIMITED_PATHS:
+        if scope["method"] == "POST" and rel in RATE_LIMITED_PATHS and not management:
             refused = self._rate_limit(scope, entry)
             if refused is not None:
                 await _err(refused)(scope, replay, send_wrapped)
@@ -230,13 +240,28 @@ class _Gateway:
         headers = refusal.headers() if self.state.rate_limit_retry_after else None
         return ServedError(429, refusal.message, headers=headers)
 
-    def _auth(self, scope: Scope) -> ServedError | None:
+    def _api_path(self, path: str) -> tuple[str | None, bool]:
+        """The path under ``/v1`` of an API request (None for any other path), and whether it
+        is the Management API's (its own mount, its own key)."""
+        for mount, management in ((f"{MOUNTS['management']}/v1", True), (MOUNTS["api"], False)):
+            root = f"{self.prefix}{mount}"
+            if path == root or path.startswith(root + "/"):
+                return path[len(root):], management
+        return None, False
+
+    def _auth(self, scope: Scope, management: bool = False) -> ServedError | None:
         header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return ServedError(401, "Missing or malformed Authorization header. Expected "
                                  "'Authorization: Bearer <your xAI API key>'.")
+        if management and token == self.state.api_key:
+            return ServedError(403, "This is the Management API: it takes a management key, not an API key.")
+        if management and token != self.state.management_key:
+            return ServedError(401, f"Incorrect management key provided: {mask_key(token)}.")
+        if management:
+            return None
         if token != self.state.api_key:
             return ServedError(400, f"Incorrect API key provided: {mask_key(token)}. "
                                  "You can obtain an API key from https://console.x.ai.")
@@ -288,17 +313,6 @@ async def _drop(fault: Fault, send: Send) -> None:
     raise ConnectionDropped("drop fault: connection aborted mid-response")
 
 
-async def _json_body(request: Request) -> Any:
-    ctype = request.headers.get("content-type", "")
-    body = await request.body()
-    if not body or "json" not in ctype.split(";")[0].lower():
-        raise ServedError(415, "Expected request with `Content-Type: application/json`")
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ServedError(400, f"Failed to parse the request body as JSON: {exc}") from None
-
-
 def _v1_router(state: ServerState) -> APIRouter:
     r = APIRouter()
 
@@ -311,13 +325,14 @@ def _v1_router(state: ServerState) -> APIRouter:
     @r.post(route(chat.CHAT))
     async def chat_completions(request: Request) -> Response:
         fault: Fault | None = request.scope.get(_FAULT_KEY)
-        req = parse_chat_request(await _json_body(request), state.models)
+        req = parse_chat_request(await json_body(request), state.models)
         if state.latency:
             await asyncio.sleep(state.latency)
         route = request.headers.get(chat.CONVERSATION_HEADER)
         completion = build_completion(req, functools.partial(state.cached_prefix, route=route),
                                       fault.content if fault else None, state.omit_cost)
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), completion.get("usage"))
+        bill(state, "chat", completion)
         if req.deferred:
             return _json(200, {"request_id": state.store_deferred(completion)})
         if not req.stream:
@@ -361,7 +376,7 @@ def _v1_router(state: ServerState) -> APIRouter:
 
     @r.post(route(model_endpoints.TOKENIZE))
     async def tokenize_text(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise invalid_type("body", body, "a map")
         for name in ("text", "model"):
@@ -372,6 +387,7 @@ def _v1_router(state: ServerState) -> APIRouter:
 
     r.include_router(create_batch_router(state))
     r.include_router(create_responses_router(state))
+    r.include_router(create_price_list_router(state))
     return r
 
 
@@ -382,7 +398,9 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
     app = FastAPI(title="Local xAI server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.xai = state
     app.include_router(_v1_router(state), prefix=f"{prefix}/v1")
+    app.include_router(create_billing_router(state), prefix=f"{prefix}{MOUNTS['management']}")
     app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
+    app.include_router(create_billing_control_router(state), prefix=f"{prefix}/_control")
 
     async def on_served_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServedError)

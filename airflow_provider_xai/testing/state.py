@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_xai.testing.billing_ledger import TickLedger
 from airflow_provider_xai.testing.errors import error_body
 from airflow_provider_xai.testing.models import MODELS, ModelSpec, resolve_model
 from airflow_provider_xai.testing.rate_limit import (
@@ -27,6 +28,8 @@ from airflow_provider_xai.testing.rate_limit import (
 )
 
 DEFAULT_API_KEY = "xai-test-key-0123456789"
+#: The Management API's own key (collections); the API key is refused on its routes.
+DEFAULT_MANAGEMENT_KEY = "xai-management-test-key-9876543210"
 #: ASGI scope key under which the gateway hands a route its consumed ``Fault``.
 FAULT_SCOPE_KEY = "xai.fault"
 #: ASGI scope key under which the gateway hands a rate-limited route its ``LimitKey``.
@@ -192,9 +195,13 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "rate_limit_rps": (int,),
     "rate_limit_tpm": (int,),
     "rate_limit_retry_after": (bool,),
+    "management_key": (str,),
+    "prepaid_credit_usd": (int, float),
+    "spending_limit_usd": (int, float),
+    "usage_limit_reached": (bool,),
 }
 #: Config fields the control endpoints never show.
-SECRET_FIELDS = frozenset({"api_key"})
+SECRET_FIELDS = frozenset({"api_key", "management_key"})
 
 
 class ServerState:
@@ -241,6 +248,14 @@ class ServerState:
         self.rate_limit_tpm: int = 0
         self.rate_limit_retry_after = False
         self.rate_limiter = ServerRateLimiter(clock)
+        #: files, collections and their documents (see ``files.py``, ``collections.py``)
+        self.management_key = DEFAULT_MANAGEMENT_KEY
+        #: what the server billed (``billing.py``), the team's prepaid credit and spending limit,
+        #: and whether the usage query says its answer was cut
+        self.ledger = TickLedger()
+        self.prepaid_credit_usd: float = 1000.0
+        self.spending_limit_usd: float = 0.0
+        self.usage_limit_reached = False
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
@@ -305,6 +320,7 @@ class ServerState:
             self.batches.clear()
             self.batch_files.clear()
             self._responses.clear()
+            self.ledger.clear()
             self.models = dict(MODELS)
             self.rate_limiter.reset()
             self.set_chaos(None)

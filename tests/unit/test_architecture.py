@@ -9,6 +9,7 @@ import contextlib
 import inspect
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,14 @@ PACKAGE = "airflow_provider_xai"
 LAYERS = (
     ("", "exceptions", "defaults", "secrets", "task_state"),
     (
-        "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
-        "structured", "retry_policy", "get_provider_info", "functions",
+        "schemas", "pricing", "tool_prices", "unit_prices", "forecast", "usage", "usage_summary", "arguments",
+        "images", "tools", "structured", "retry_policy", "get_provider_info", "functions",
     ),
     ("connection",),
     ("pipeline", "polling"),
     ("streams",),
     ("endpoints",),
-    ("tracing", "ratelimit"),
+    ("tracing", "ratelimit", "spend"),
     ("hooks",),
     ("operators", "triggers", "sensors", "decorators", "dashboard"),
 )
@@ -160,6 +161,8 @@ def answers(request: httpx.Request) -> httpx.Response:
         "/v1/batches": {"batches": [], **batch} if request.method == "POST" else {"batches": []},
         "/v1/files": {"id": "file_1", "object": "file", "bytes": 2, "filename": "batch.jsonl"},
     }
+    if (billed := BILLING_ANSWERS.get((request.method, path))) is not None:
+        return httpx.Response(200, json=billed)
     if path in by_path:
         return httpx.Response(200, json=by_path[path])
     if path.startswith("/v1/chat/deferred-completion/"):
@@ -175,6 +178,16 @@ def answers(request: httpx.Request) -> httpx.Response:
     if path.endswith("/results"):
         return httpx.Response(200, json={"results": []})
     return httpx.Response(200, json=batch)
+
+
+#: Answers of spend control's price lists and the Management API's billing (team "t").
+BILLING_ANSWERS: dict[tuple[str, str], Any] = {
+    ("GET", "/v1/image-generation-models"): {"models": []},
+    ("GET", "/v1/video-generation-models"): {"models": []},
+    ("GET", "/v1/billing/teams/t/prepaid/balance"): {"total": {"val": "-100"}},
+    ("GET", "/v1/billing/teams/t/postpaid/invoice/preview"): {"effectiveSpendingLimit": {"val": "0"}},
+    ("POST", "/v1/billing/teams/t/usage"): {"timeSeries": []},
+}
 
 
 def unparsed(method: Any, **kwargs: Any) -> None:
@@ -213,6 +226,13 @@ HOOK_CALLS: dict[str, Any] = {
     "add_batch_requests": lambda h: h.add_batch_requests("b", [{"batch_request_id": "r", "batch_request": {}}]),
     "list_batch_requests": lambda h: list(h.list_batch_requests("b")),
     "iter_batch_results": lambda h: list(h.iter_batch_results("b")),
+    "count_tokens": lambda h: h.count_tokens("hi"),
+    "list_image_generation_models": lambda h: h.list_image_generation_models(),
+    "list_video_generation_models": lambda h: h.list_video_generation_models(),
+    "get_team_id": lambda h: h.get_team_id(),
+    "get_prepaid_balance": lambda h: h.get_prepaid_balance(),
+    "get_invoice_preview": lambda h: h.get_invoice_preview(),
+    "query_usage": lambda h: h.query_usage(date(2026, 9, 1), date(2026, 9, 2)),
 }
 
 
@@ -233,7 +253,7 @@ def test_every_api_method_of_the_hook_is_exercised_here() -> None:
 
 @pytest.mark.parametrize("method", sorted(HOOK_CALLS))
 def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "xai", "password": "xai-architecture-key"}
+    conn = {"conn_type": "xai", "password": "xai-architecture-key", "extra": {"management_key": "xai-arch-mgmt-key"}}
     monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", json.dumps(conn))
     sent: list[httpx.Request] = []
 
@@ -254,7 +274,7 @@ def test_every_call_the_hook_sends_is_declared(method: str, monkeypatch: pytest.
         assert call.endpoint in ENDPOINTS, f"{method}: {call.endpoint} is not declared in endpoints/"
         assert call.endpoint.matches(call.endpoint.method, call.target), (method, call.target)
     for request in sent:
-        path = request.url.path.removeprefix("/v1/")
+        path = request.url.path.removeprefix("/v1/") if request.url.host == "api.x.ai" else request.url.path[1:]
         assert declaration_of(request.method, path) is not None, f"{method}: {request.method} {path}"
 
 
@@ -262,11 +282,11 @@ def test_the_local_server_serves_every_declared_endpoint() -> None:
     """The bundled server's routes are the declarations' paths (one path, written once)."""
     from fastapi.routing import APIRoute
 
-    from airflow_provider_xai.endpoints.routes import route
+    from airflow_provider_xai.endpoints.routes import mounted
     from airflow_provider_xai.testing.server import create_app
     from airflow_provider_xai.testing.state import ServerState
 
     app = create_app(ServerState())
     served = {(method, r.path) for r in app.routes if isinstance(r, APIRoute) for method in r.methods}
-    missing = [f"{e.method} /v1{route(e)}" for e in ENDPOINTS if (e.method, f"/v1{route(e)}") not in served]
+    missing = [f"{e.method} {mounted(e)}" for e in ENDPOINTS if (e.method, mounted(e)) not in served]
     assert missing == []
