@@ -93,7 +93,9 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIBillingMixin, BaseHook):
         self.xai_conn_id = xai_conn_id
         self.rate_limit = RateLimitLayer(self.get_connection, self.aget_connection, backoff_base, backoff_cap)
         #: Spend control: forecasts, the task's cost cap, budgets (see :mod:`airflow_provider_xai.spend`).
-        self.spend = SpendLayer(self.get_connection, self.count_tokens, self._price_lists, self._stored_tokens)
+        self.spend = SpendLayer(
+            lambda: self.settings, self.get_connection, self.count_tokens, self._price_lists, self._stored_tokens
+        )
         self.transport = XAITransport(
             xai_conn_id,
             get_connection=self.get_connection,

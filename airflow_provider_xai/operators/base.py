@@ -136,7 +136,7 @@ class XAIBaseOperator(BaseOperator):
         """This task instance's usage ledger (re-publishes the usage of earlier tries)."""
         from airflow_provider_xai.usage import UsageLedger
 
-        return UsageLedger(context, self.log)
+        return UsageLedger(context, self.log, on_record=self.hook.spend.tally)
 
     def within_budget(self, context: Context, ledger: UsageLedger, run: Callable[[], Any]) -> Any:
         """Run ``run`` under spend control: the cost cap, the budgets and what happens over one

@@ -80,6 +80,35 @@ def run_within_budget(op: XAIBaseOperator, context: Context, ledger: UsageLedger
             context["ti"].xcom_push(key=XCOM_FORECAST_KEY, value=task.calls)
 
 
+def check_batch_cap(op: XAIBaseOperator, ledger: UsageLedger, requests: list[tuple[str, dict[str, Any]]]) -> None:
+    """A batch's worst case (every request's forecast, no discount assumed) within the task's
+    ``max_cost_usd``, checked before the batch is made; ``requests``: (API path, body) pairs."""
+    from airflow_provider_xai.endpoints import declaration_of
+    from airflow_provider_xai.exceptions import XAICostCapError
+
+    if op.max_cost_usd is None:
+        return
+    spent = sum(r.get("cost_usd") or 0.0 for r in ledger.records if isinstance(r.get("cost_usd"), int | float))
+    settings, worst, problems = op.hook.settings, 0.0, []
+    for path, body in requests:
+        endpoint = declaration_of("POST", path)
+        declared = endpoint.forecast if endpoint is not None else None
+        if declared is None:
+            problems.append(f"{path} has no forecast")
+            continue
+        forecast, _ = op.hook.spend.forecast(declared, body, settings)
+        if forecast.cost_usd is None or not forecast.bounded:
+            problems.append(f"a {forecast.model} request has no bound ({forecast.unbounded or 'unpriced'})")
+        worst += forecast.cost_usd or 0.0
+    op.log.info("xAI batch forecast: %d requests, worst case $%.6f (no discount assumed)", len(requests), worst)
+    if problems or spent + worst > op.max_cost_usd:
+        why = "; ".join(problems) or f"its worst case ${worst:.6f} would take the task to ${spent + worst:.6f}"
+        cap = op.max_cost_usd
+        error = XAICostCapError(f"xAI batch refused before it was made: max_cost_usd is ${cap:.6f} and {why}")
+        error.spent_usd = spent
+        raise error
+
+
 def _over_budget(op: XAIBaseOperator, context: Context, exc: XAIOverBudgetError) -> Any:
     op.log.warning("%s", exc.message)
     if op.over_budget == "skip":
@@ -177,6 +206,7 @@ __all__ = [
     "REJECT",
     "RESUME_METHOD",
     "XCOM_FORECAST_KEY",
+    "check_batch_cap",
     "check_spend_arguments",
     "question",
     "resume",

@@ -54,6 +54,7 @@ from airflow_provider_xai.spend.store import Entry, SpendStore
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
     from airflow_provider_xai.connection.spend import Budget
+    from airflow_provider_xai.pipeline.call import ForecastOf
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class TokenCounter:
 class SpendLayer(Layer):
     """Spend control around every call that declares a forecast (see the module docstring).
 
+    :param settings: the connection's settings (read once, blocking).
     :param get_connection: blocking connection lookup (``rate_limit_redis_conn_id``).
     :param tokenize: counts one text's tokens for a model (xAI's ``/v1/tokenize-text``).
     :param fetch_prices: xAI's model lists: ``(language models, image models)``.
@@ -131,11 +133,13 @@ class SpendLayer(Layer):
 
     def __init__(
         self,
+        settings: Callable[[], ClientSettings],
         get_connection: Callable[[str], Any],
         tokenize: Callable[[str, str], int],
         fetch_prices: Callable[[], Any],
         history: Callable[[str], int | None],
     ) -> None:
+        self.settings = settings
         self._get_connection = get_connection
         self.counter = TokenCounter(tokenize)
         self.fetch_prices = fetch_prices
@@ -186,6 +190,53 @@ class SpendLayer(Layer):
         values = self.store(settings).read([key_of(b, now) for b in budgets])
         return states_of(budgets, values, now)
 
+    def forecast(
+        self, declared: ForecastOf, body: Mapping[str, Any], settings: ClientSettings, controlled: bool = True
+    ) -> tuple[Forecast, PriceTable]:
+        """``body``'s forecast by its declaration, priced (``controlled``: the prompt counted by
+        xAI's tokenizer and live prices; else an estimate and the prices at hand), and the
+        price table it was priced with."""
+        mode = settings.spend.forecast_tokens
+        sources: set[str] = set()
+        if mode == "tokenize" or (mode == "auto" and controlled):
+
+            def count(texts: Sequence[str], model: str) -> list[int]:
+                return self.counter.count(texts, model, sources)
+        else:
+
+            def count(texts: Sequence[str], model: str) -> list[int]:
+                sources.add("bound" if mode == "bound" else "estimate")
+                return (utf8_bound if mode == "bound" else chars_estimate)(texts, model)
+
+        forecast = declared(body, count)
+        order: tuple[InputSource, ...] = ("estimate", "bound", "tokenize", "cache")
+        forecast.input_source = next((s for s in order if s in sources), "cache")
+        if forecast.history_of:
+            forecast.history_tokens = self._history_tokens(forecast.history_of)
+        table = self.prices(settings, refresh=controlled)
+        return priced(forecast, table.tokens, None, table.units), table
+
+    def _history_tokens(self, response_id: str) -> int:
+        known = self._history.get(response_id)
+        if known is not None:
+            return known
+        try:
+            found = self.history(response_id)
+        except XAIError as exc:
+            log.warning("xAI forecast: the stored response %s could not be read (%s)", response_id, exc)
+            found = None
+        return found or 0
+
+    def tally(self, records: list[Any]) -> None:
+        """Add recorded usage to the shared store's daily tallies (what a reconciliation reads),
+        when the connection has a management key (one store operation)."""
+        settings = self.settings()
+        if not settings.management_key:
+            return
+        from airflow_provider_xai.spend.tally import entries_of
+
+        self.store(settings).settle(entries_of(records))
+
     def remember(self, response_id: str | None, tokens: int) -> None:
         """A stored response's conversation size (a later call may continue it)."""
         if response_id:
@@ -233,40 +284,12 @@ class _SpentCall(Scope):
             self._reserve(budgets, forecast)
 
     def _forecast(self, controlled: bool, body: Mapping[str, Any] | None = None) -> Forecast:
-        ex, layer = self.exchange, self.layer
-        mode = ex.settings.spend.forecast_tokens
-        sources: set[str] = set()
-        if mode == "tokenize" or (mode == "auto" and controlled):
-
-            def count(texts: Sequence[str], model: str) -> list[int]:
-                return layer.counter.count(texts, model, sources)
-        else:
-
-            def count(texts: Sequence[str], model: str) -> list[int]:
-                sources.add("bound" if mode == "bound" else "estimate")
-                return (utf8_bound if mode == "bound" else chars_estimate)(texts, model)
-
+        ex = self.exchange
         declared = ex.call.endpoint.forecast
         assert declared is not None
-        forecast = declared(ex.body if body is None else body, count)
-        order: tuple[InputSource, ...] = ("estimate", "bound", "tokenize", "cache")
-        forecast.input_source = next((s for s in order if s in sources), "cache")
-        if forecast.history_of:
-            forecast.history_tokens = self._history_tokens(forecast.history_of)
-        table = layer.prices(ex.settings, refresh=controlled)
+        forecast, table = self.layer.forecast(declared, ex.body if body is None else body, ex.settings, controlled)
         ex.prices = {**ex.prices, **table.tokens}  # the usage record's estimate, if xAI sends no cost
-        return priced(forecast, table.tokens, None, table.units)
-
-    def _history_tokens(self, response_id: str) -> int:
-        known = self.layer._history.get(response_id)
-        if known is not None:
-            return known
-        try:
-            found = self.layer.history(response_id)
-        except XAIError as exc:
-            log.warning("xAI forecast: the stored response %s could not be read (%s)", response_id, exc)
-            found = None
-        return found or 0
+        return forecast
 
     def _capped(self, forecast: Forecast, task: SpendTask) -> Forecast:
         """The forecast within the task's cap: a tool loop held to the turns that fit; else

@@ -101,6 +101,34 @@ class SpendStore:
         """The keys' values (0 for a key never written)."""
         return self.reserve([Entry(key, 0) for key in keys], force=True).values
 
+    def scan(self, prefix: str) -> dict[str, int]:
+        """Every key starting with ``prefix`` and its value (one that is no count is skipped)."""
+        found: dict[str, Any] = {}
+        if _is_sqlite(self.states):
+            with self.states.transaction() as cursor:  # type: ignore[union-attr]
+                _tables(cursor)
+                rows = cursor.execute(
+                    "SELECT key, committed FROM xai_budget WHERE key >= ? AND key < ? AND expires >= ?",
+                    (prefix, prefix + "\uffff", time.time()),
+                ).fetchall()
+                found = dict(rows)
+        else:
+            import redis
+
+            try:
+                client = self.states.script(_RESERVE).registered_client  # type: ignore[union-attr]
+                keys = [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=f"{prefix}*")]
+                found = dict(zip(keys, client.mget(keys), strict=True)) if keys else {}
+            except redis.RedisError as exc:
+                raise self.states.failure(exc) from None  # type: ignore[union-attr]
+        out = {}
+        for key, value in found.items():
+            if (count := _count(value)) is None:
+                self._garbled(key)
+            else:
+                out[key] = count
+        return out
+
     def _sqlite_reserve(self, entries: Sequence[Entry], force: bool) -> Verdict:
         with self.states.transaction() as cursor:  # type: ignore[union-attr]
             _tables(cursor)
