@@ -21,16 +21,17 @@ PERIODS = ("daily", "monthly")
 FORECAST_TOKENS = ("auto", "tokenize", "bound")
 #: Seconds live prices are kept in the shared store before they are asked for again.
 DEFAULT_PRICES_TTL = 3600.0
-#: The most a budget may hold: a billion USD, or a trillion tokens (store values stay exact).
-MAX_BUDGET_USD = 1e9
+#: The most a budget may hold: a million USD, or a trillion tokens (store values stay exact).
+MAX_BUDGET_USD = 1e6
 MAX_BUDGET_TOKENS = 10**12
-MICRO = 1_000_000
+#: USD budgets are kept in nano-USD: a cheap call (a few micro-USD) rounds by a billionth.
+NANO = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class Budget:
     """One budget: what it covers (``scope``, ``target``), its period and its limit, in USD or
-    tokens. ``limit`` is in the store's units: micro-USD, or tokens."""
+    tokens. ``limit`` is in the store's units: nano-USD, or tokens."""
 
     name: str
     scope: Literal["team", "dag", "tag"]
@@ -49,7 +50,7 @@ class Budget:
 
     @property
     def shown_limit(self) -> str:
-        return f"${self.limit / MICRO:,.2f}" if self.unit == "usd" else f"{self.limit:,} tokens"
+        return f"${self.limit / NANO:,.2f}" if self.unit == "usd" else f"{self.limit:,} tokens"
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ def _budget(item: Any, where: str) -> Budget:
             or not (math.isfinite(usd) and 0 < usd <= MAX_BUDGET_USD)
         ):
             raise XAIConfigurationError(
-                f"{where}.usd: expected a finite number above 0, at most 1e9, got {usd!r}"
+                f"{where}.usd: expected a finite number above 0, at most 1e6, got {usd!r}"
             )
-        unit, limit = "usd", round(usd * MICRO)
+        unit, limit = "usd", round(usd * NANO)
     else:
         if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 < tokens <= MAX_BUDGET_TOKENS:
             raise XAIConfigurationError(f"{where}.tokens: expected a whole number above 0, got {tokens!r}")
@@ -163,7 +164,7 @@ SPEND_FIELDS = ("budgets", "prices_ttl", "forecast_tokens")
 __all__ = [
     "DEFAULT_PRICES_TTL",
     "FORECAST_TOKENS",
-    "MICRO",
+    "NANO",
     "PERIODS",
     "SPEND_FIELDS",
     "Budget",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_xai.connection.spend import MICRO, Budget
+from airflow_provider_xai.connection.spend import NANO, Budget
 
 if TYPE_CHECKING:
     from airflow_provider_xai.forecast import Forecast
@@ -44,23 +44,24 @@ def expiry_of(budget: Budget, now: float) -> float:
 
 
 def reserved_amount(budget: Budget, forecast: Forecast) -> int | None:
-    """What ``forecast`` reserves against ``budget`` (micro-USD rounded up, or tokens); None
+    """What ``forecast`` reserves against ``budget`` (nano-USD rounded up, or tokens); None
     when a USD budget meets an unpriced forecast."""
     if budget.unit == "tokens":
         return forecast.total_tokens
-    return None if forecast.cost_usd is None else math.ceil(forecast.cost_usd * MICRO)
+    return None if forecast.cost_usd is None else math.ceil(forecast.cost_usd * NANO)
 
 
 def billed_amount(budget: Budget, record: UsageRecord) -> int | None:
-    """What a billed answer counts against ``budget`` (None: its cost is unknown)."""
+    """What a billed answer counts against ``budget`` (nano-USD rounded up, or tokens; None: its
+    cost is unknown)."""
     if budget.unit == "tokens":
         return record.total_tokens
-    return None if record.cost_usd is None else round(record.cost_usd * MICRO)
+    return None if record.cost_usd is None else math.ceil(record.cost_usd * NANO)
 
 
 def shown(budget: Budget, amount: int) -> str:
     """An amount in the budget's units, for people."""
-    return f"${amount / MICRO:,.6f}" if budget.unit == "usd" else f"{amount:,} tokens"
+    return f"${amount / NANO:,.6f}" if budget.unit == "usd" else f"{amount:,} tokens"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class BudgetState:
 
     def to_dict(self) -> dict[str, Any]:
         b = self.budget
-        scale = MICRO if b.unit == "usd" else 1
+        scale = NANO if b.unit == "usd" else 1
         return {
             "name": b.name,
             "scope": b.scope if b.target is None else f"{b.scope}:{b.target}",

@@ -273,15 +273,20 @@ class _SpentCall(Scope):
         budgets = layer.budgets(settings)
         controlled = bool(budgets) or (task is not None and task.max_cost_usd is not None)
         forecast = self._forecast(controlled)
-        if task is not None and task.max_cost_usd is not None:
-            forecast = self._capped(forecast, task)
-        self.forecast = forecast
-        log.info("%s", format_forecast_line(forecast))
         self.call = {"forecast": forecast.to_dict(), "actual_usd": None, "actual_tokens": None}
         if task is not None:
             task.calls.append(self.call)
-        if budgets:
-            self._reserve(budgets, forecast)
+        try:
+            if task is not None and task.max_cost_usd is not None:
+                forecast = self._capped(forecast, task)
+                self.call["forecast"] = forecast.to_dict()
+            log.info("%s", format_forecast_line(forecast))
+            self.forecast = forecast
+            if budgets:
+                self._reserve(budgets, forecast)
+        except XAIError as exc:
+            self.call["refused"] = exc.message
+            raise
 
     def _forecast(self, controlled: bool, body: Mapping[str, Any] | None = None) -> Forecast:
         ex = self.exchange

@@ -2,7 +2,7 @@
 
 Every worker of a team reserves against the same budgets: each operation is atomic for every
 process sharing the store, one SQLite transaction (the embedded store's file) or one Redis
-script. A budget key holds one integer, what is committed to it in its period (micro-USD or
+script. A budget key holds one integer, what is committed to it in its period (nano-USD or
 tokens): reservations not yet settled, and what settled calls billed.
 
 - :meth:`SpendStore.reserve`: add each amount to its key, only if no key would pass its limit

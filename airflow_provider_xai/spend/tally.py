@@ -3,7 +3,7 @@ model and kind in the shared store, so a reconciliation (``operators/reconcile.p
 every worker recorded without reading the metadata DB (tasks cannot, in Airflow 3).
 
 One store operation per batch of records. A key ``xai-tally:<day>:<field>:<kind>:<model>``
-holds, for ``field``: ``usd`` (micro-USD, xAI's cost or the estimate), ``estimated`` (the part
+holds, for ``field``: ``usd`` (nano-USD, xAI's cost or the estimate), ``estimated`` (the part
 estimated from prices), ``requests`` and ``unpriced`` (requests of unknown cost). Kept 400 days.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from airflow_provider_xai.connection.spend import MICRO
+from airflow_provider_xai.connection.spend import NANO
 from airflow_provider_xai.spend.store import Entry
 
 if TYPE_CHECKING:
@@ -40,9 +40,9 @@ def entries_of(records: Iterable[UsageRecord]) -> list[Entry]:
         if record.cost_usd is None:
             sums[f"{PREFIX}:{where.format('unpriced')}"] += record.requests
             continue
-        sums[f"{PREFIX}:{where.format('usd')}"] += round(record.cost_usd * MICRO)
+        sums[f"{PREFIX}:{where.format('usd')}"] += round(record.cost_usd * NANO)
         if record.cost_source == "estimate":
-            sums[f"{PREFIX}:{where.format('estimated')}"] += round(record.cost_usd * MICRO)
+            sums[f"{PREFIX}:{where.format('estimated')}"] += round(record.cost_usd * NANO)
     expires = time.time() + KEEP_SECONDS
     return [Entry(key, amount, expires=expires) for key, amount in sorted(sums.items()) if amount]
 
@@ -69,10 +69,10 @@ def read(values: Mapping[str, int], day: str) -> dict[str, Tally]:
         _, _, name, kind, model = parts
         tally = out[model]
         if name == "usd":
-            tally.usd += value / MICRO
-            tally.by_kind[kind] = tally.by_kind.get(kind, 0.0) + value / MICRO
+            tally.usd += value / NANO
+            tally.by_kind[kind] = tally.by_kind.get(kind, 0.0) + value / NANO
         elif name == "estimated":
-            tally.estimated_usd += value / MICRO
+            tally.estimated_usd += value / NANO
         elif name == "requests":
             tally.requests += value
         else:
