@@ -93,7 +93,11 @@ def test_calls_without_a_cap_or_budget_are_forecast_without_a_request(
 
 
 # --- the cap -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [chat, lambda **kw: XAIResponsesOperator(task_id="r", prompt=PROMPT, max_tokens=50, **kw)])
+def responses(**kwargs: Any) -> XAIResponsesOperator:
+    return XAIResponsesOperator(task_id="r", prompt=PROMPT, max_tokens=50, **kwargs)
+
+
+@pytest.mark.parametrize("make", [chat, responses])
 def test_a_call_over_max_cost_usd_sends_zero_billed_requests(
     make: Any, xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -248,7 +252,7 @@ def test_unknown_models_are_unpriced_never_free(
 ) -> None:
     connect(xai_server, monkeypatch, tmp_path, prices_ttl=0)  # built-in prices only
     ti = FakeTI()
-    with pytest.raises(XAICostCapError, match="grok-4.5.*no known price"):
+    with pytest.raises(XAICostCapError, match=r"grok-4\.5.*no known price"):
         chat(model="grok-4.5", max_cost_usd=5.0).execute(make_context(ti))
     assert forecasts(ti)[0]["forecast"]["cost_source"] == "unpriced"
     assert billed(xai_server) == []

@@ -10,31 +10,19 @@ store runs against a real ``redis-server`` on a free loopback port.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_provider_xai.testing.redis_server import RedisServerMissing, redis_server
+from tests.integration.test_rate_limit_shared import redis_connection, redis_port  # noqa: F401 (a fixture)
 
 PROCESSES = 6
 BUDGET_USD = 0.002
 MODEL = "grok-4-1-fast-non-reasoning"
-REDIS_PASSWORD = "spend-redis-secret-0917"
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    try:
-        with redis_server(REDIS_PASSWORD) as server:
-            yield server.port
-    except RedisServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def _worker(env: dict[str, str], number: int, start: Any, out: Any) -> None:
@@ -56,7 +44,7 @@ def _worker(env: dict[str, str], number: int, start: Any, out: Any) -> None:
             calls += 1
         except XAIOverBudgetError:
             refused = True
-    pairs = [(c["forecast"]["cost_usd"], c["actual_usd"]) for c in hook.spend.task.calls if c["actual_usd"] is not None]
+    pairs = [(c["forecast"]["cost_usd"], c["actual_usd"]) for c in hook.spend.task.calls if c["actual_usd"]]
     out.put((calls, refused, pairs))
 
 
@@ -73,9 +61,7 @@ def test_six_processes_never_overspend_a_shared_budget_by_a_call(
                                                                   **where)}  # fmt: skip
     if store == "redis":
         port = request.getfixturevalue("redis_port")
-        env["AIRFLOW_CONN_SPEND_REDIS"] = json.dumps(
-            {"conn_type": "redis", "host": "127.0.0.1", "port": port, "password": REDIS_PASSWORD}
-        )
+        env["AIRFLOW_CONN_SPEND_REDIS"] = redis_connection(port)
     context = multiprocessing.get_context("spawn")
     start, out = context.Event(), context.Queue()
     workers = [context.Process(target=_worker, args=(env, n, start, out)) for n in range(PROCESSES)]
@@ -100,8 +86,10 @@ def test_six_processes_never_overspend_a_shared_budget_by_a_call(
     error = max(actual - worst for worst, actual in pairs)  # above 0: a forecast below the bill
     cheapest = min(actual for _, actual in pairs)
     overspend = billed - BUDGET_USD
-    print(f"\n{store}: {calls} calls by {PROCESSES} processes, billed ${billed:.6f} of ${BUDGET_USD}: "
-          f"overspend ${overspend:.6f}, largest forecast error ${error:.6f}, cheapest call ${cheapest:.6f}")  # fmt: skip
+    print(
+        f"\n{store}: {calls} calls by {PROCESSES} processes, billed ${billed:.6f} of ${BUDGET_USD}: overspend "
+        f"${overspend:.6f}, largest forecast error ${error:.6f}, cheapest call ${cheapest:.6f}"
+    )
     assert overspend <= max(error, 0.0) + 1e-9  # at most one call's forecast error
     assert overspend < cheapest  # never a whole call
     assert billed > BUDGET_USD / 2  # the budget was spent, not refused from the start
