@@ -75,12 +75,12 @@ def compare(
             row: dict[str, Any] = {
                 "day": day,
                 "model": model,
-                "recorded_usd": round(tally.usd, 6),
+                "recorded_usd": round(tally.usd, 9),
                 "recorded_requests": tally.requests,
-                "billed_usd": round(key_usd, 6),
-                "team_usd": round(team_usd, 6),
-                "other_keys_usd": round(max(team_usd - key_usd, 0.0), 6),
-                "difference_usd": round(key_usd - tally.usd, 6),
+                "billed_usd": round(key_usd, 9),
+                "team_usd": round(team_usd, 9),
+                "other_keys_usd": round(max(team_usd - key_usd, 0.0), 9),
+                "difference_usd": round(key_usd - tally.usd, 9),
             }
             row["explanations"] = _explain(row, tally, tolerance, key_known)
             row["flagged"] = bool(row["explanations"])
