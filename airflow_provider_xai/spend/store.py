@@ -32,13 +32,15 @@ log = logging.getLogger(__name__)
 #: The largest value a budget key may hold (a stored value above it is corruption): 2**53,
 #: what a Redis script's numbers hold exactly.
 MAX_VALUE = 2**53
+#: How long a key written without an expiry is kept (ten years).
+KEEP_UNDATED = 10 * 366 * 86400.0
 #: Seconds a worker holds the right to refresh a stale cached value.
 LEASE_SECONDS = 30.0
 
 
 class Entry(NamedTuple):
     """One budget key of an operation: the amount to add (a correction may be negative), the
-    key's limit, and when the key may be forgotten (epoch seconds: after its period)."""
+    key's limit, and when the key may be forgotten (epoch seconds: after its period; 0: kept)."""
 
     key: str
     amount: int
@@ -86,6 +88,8 @@ class SpendStore:
     # --- budgets -------------------------------------------------------------------------------
     def reserve(self, entries: Sequence[Entry], force: bool = False) -> Verdict:
         """Add every amount, or none when a key would pass its limit (unless ``force``)."""
+        forever = time.time() + KEEP_UNDATED
+        entries = [e if e.expires else e._replace(expires=forever) for e in entries]
         return (
             self._sqlite_reserve(entries, force)
             if _is_sqlite(self.states)

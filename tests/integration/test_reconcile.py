@@ -65,7 +65,9 @@ def test_the_reconciliation_finds_a_planted_difference(connected: Any) -> None:
     assert set(by_model) == {"grok-4.3", "grok-3"}
     outside, other = by_model["grok-4.3"], by_model["grok-3"]
     assert outside["difference_usd"] == pytest.approx(0.25, abs=1e-6)
-    assert outside["explanations"] == ["outside Airflow: $0.250000 billed to this key for calls no task recorded"]
+    assert outside["explanations"] == [
+        "outside Airflow: $0.250000 billed to this key for calls no task recorded"
+    ]
     assert other["other_keys_usd"] == pytest.approx(1.5) and other["billed_usd"] == 0
     assert other["explanations"][0].startswith("other keys: $1.500000")
 
@@ -91,8 +93,10 @@ def test_bad_days_are_refused_before_any_request(connected: Any) -> None:
 
 def test_the_management_api_refuses_the_api_key(connected: Any) -> None:
     team = XAIHook().get_team_id()
-    answer = httpx.get(f"{connected.management_url}/v1/billing/teams/{team}/prepaid/balance",
-                       headers={"Authorization": f"Bearer {connected.api_key}"})  # fmt: skip
+    answer = httpx.get(
+        f"{connected.management_url}/v1/billing/teams/{team}/prepaid/balance",
+        headers={"Authorization": f"Bearer {connected.api_key}"},
+    )
     assert answer.status_code == 403 and connected.api_key not in answer.text
 
 
@@ -127,8 +131,10 @@ def test_a_wrong_management_key_is_refused_typed_and_masked(
     xai_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = "xai-management-wrong-key-000111"
-    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
-        management_key=wrong, management_base_url=xai_server.management_url))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_XAI_DEFAULT",
+        xai_server.connection_json(management_key=wrong, management_base_url=xai_server.management_url),
+    )
     with pytest.raises(XAIAuthenticationError) as err:
         XAIHook().get_prepaid_balance()
     assert wrong not in str(err.value) and wrong not in repr(err.value.__dict__)

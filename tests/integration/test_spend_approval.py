@@ -60,7 +60,9 @@ def answer_each(client: Any, headers: dict[str, str], done: threading.Event, see
                 continue
             path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
             question = client.get(path, headers=headers).json()
-            answer = client.patch(path, headers=headers, json={"chosen_options": [ANSWERS[task_id]], "params_input": {}})
+            answer = client.patch(
+                path, headers=headers, json={"chosen_options": [ANSWERS[task_id]], "params_input": {}}
+            )
             seen[task_id] = (question, answer.status_code)
         done.wait(0.1)
 
@@ -71,12 +73,21 @@ def test_an_approval_lets_exactly_the_approved_call_through(
     from airflow.sdk import DAG
 
     budgets = [{"name": "approval-test", "scope": f"dag:{DAG_ID}", "usd": 0.000001}]
-    monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(
-        **xai_server.management_extra(), budgets=budgets, rate_limit_path=str(tmp_path / "spend.sqlite")))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_XAI_DEFAULT",
+        xai_server.connection_json(
+            **xai_server.management_extra(), budgets=budgets, rate_limit_path=str(tmp_path / "spend.sqlite")
+        ),
+    )
     with DAG(DAG_ID, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
         for task_id in ANSWERS:
-            XAIChatOperator(task_id=task_id, prompt=f"{task_id}: summarise the load", max_tokens=30,
-                            over_budget="ask", deferrable=False)  # fmt: skip
+            XAIChatOperator(
+                task_id=task_id,
+                prompt=f"{task_id}: summarise the load",
+                max_tokens=30,
+                over_budget="ask",
+                deferrable=False,
+            )
     client, headers = core_api
     done, seen = threading.Event(), {}
     person = threading.Thread(target=answer_each, args=(client, headers, done, seen), daemon=True)

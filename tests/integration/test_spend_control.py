@@ -108,10 +108,16 @@ def test_a_call_over_max_cost_usd_sends_zero_billed_requests(
     assert billed(xai_server) == []
     assert raised.value.forecast["cost_usd"] > 0.000001
     (refused,) = forecasts(ti)
-    assert "xai_usage" not in ti.pushed and refused["actual_usd"] is None and "max_cost_usd" in refused["refused"]
+    assert (
+        "xai_usage" not in ti.pushed
+        and refused["actual_usd"] is None
+        and "max_cost_usd" in refused["refused"]
+    )
 
 
-def test_max_cost_usd_needs_an_output_bound(xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_max_cost_usd_needs_an_output_bound(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     connect(xai_server, monkeypatch, tmp_path)
     with pytest.raises(XAICostCapError, match="set max_tokens"):
         chat(max_tokens=None, max_cost_usd=100.0).execute(make_context())
@@ -130,7 +136,11 @@ def test_a_function_tool_loop_stops_at_the_cap_with_the_answer_so_far(
     def run(cap: float | None) -> tuple[FakeTI, Any]:
         ti = FakeTI()
         op = XAIResponsesOperator(
-            task_id="agent", prompt="Please lookup_order A-1", tools=[lookup_order], max_tokens=60, max_cost_usd=cap
+            task_id="agent",
+            prompt="Please lookup_order A-1",
+            tools=[lookup_order],
+            max_tokens=60,
+            max_cost_usd=cap,
         )
         return ti, op.execute(make_context(ti))
 
@@ -153,8 +163,14 @@ def test_a_server_side_tool_loop_is_held_to_the_turns_within_the_cap(
     connect(xai_server, monkeypatch, tmp_path)
 
     def op(cap: float | None, turns: int) -> XAIResponsesOperator:
-        return XAIResponsesOperator(task_id="s", prompt="airflow news", tools=[tools.web_search()],
-                                    max_turns=turns, max_tokens=40, max_cost_usd=cap)  # fmt: skip
+        return XAIResponsesOperator(
+            task_id="s",
+            prompt="airflow news",
+            tools=[tools.web_search()],
+            max_turns=turns,
+            max_tokens=40,
+            max_cost_usd=cap,
+        )
 
     one, five = FakeTI(), FakeTI()
     op(10.0, 1).execute(make_context(one))
@@ -195,8 +211,10 @@ def test_a_refused_call_gives_its_reservation_back(
 
 
 def over_budget(monkeypatch: pytest.MonkeyPatch, server: Any, tmp_path: Path) -> None:
-    budgets = [{"name": "tiny", "scope": "dag:test_dag", "usd": 0.000001},
-               {"name": "team", "scope": "team", "period": "monthly", "tokens": 10**9}]  # fmt: skip
+    budgets = [
+        {"name": "tiny", "scope": "dag:test_dag", "usd": 0.000001},
+        {"name": "team", "scope": "team", "period": "monthly", "tokens": 10**9},
+    ]
     connect(server, monkeypatch, tmp_path, budgets=budgets)
 
 
@@ -204,7 +222,9 @@ def test_over_budget_fails_before_any_billed_request(
     xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     over_budget(monkeypatch, xai_server, tmp_path)
-    with pytest.raises(XAIOverBudgetError, match=r"tiny \(\d{4}-\d\d-\d\d\): \$0\.000000 of \$0\.00 committed") as err:
+    with pytest.raises(
+        XAIOverBudgetError, match=r"tiny \(\d{4}-\d\d-\d\d\): \$0\.000000 of \$0\.00 committed"
+    ) as err:
         chat().execute(make_context())
     assert billed(xai_server) == []
     assert [b["name"] for b in err.value.budgets] == ["tiny"]  # only the budget it would pass

@@ -39,8 +39,11 @@ def _worker(env: dict[str, str], number: int, start: Any, out: Any) -> None:
     calls, refused = 0, False
     while not refused and calls < 200:
         try:
-            hook.chat(model=MODEL, max_tokens=30,
-                      messages=[{"role": "user", "content": f"worker {number} asks question {calls}"}])  # fmt: skip
+            hook.chat(
+                model=MODEL,
+                max_tokens=30,
+                messages=[{"role": "user", "content": f"worker {number} asks question {calls}"}],
+            )
             calls += 1
         except XAIOverBudgetError:
             refused = True
@@ -55,10 +58,15 @@ def test_six_processes_never_overspend_a_shared_budget_by_a_call(
 ) -> None:
     budget = [{"name": f"team-{store}", "scope": "team", "period": "daily", "usd": BUDGET_USD}]
     where = (
-        {"rate_limit_redis_conn_id": "spend_redis"} if store == "redis" else {"rate_limit_path": str(tmp_path / "s.db")}
+        {"rate_limit_redis_conn_id": "spend_redis"}
+        if store == "redis"
+        else {"rate_limit_path": str(tmp_path / "s.db")}
     )
-    env = {"AIRFLOW_CONN_XAI_DEFAULT": xai_server.connection_json(**xai_server.management_extra(), budgets=budget,
-                                                                  **where)}  # fmt: skip
+    env = {
+        "AIRFLOW_CONN_XAI_DEFAULT": xai_server.connection_json(
+            **xai_server.management_extra(), budgets=budget, **where
+        )
+    }
     if store == "redis":
         port = request.getfixturevalue("redis_port")
         env["AIRFLOW_CONN_SPEND_REDIS"] = redis_connection(port)
