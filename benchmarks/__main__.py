@@ -30,6 +30,7 @@ BENCHMARKS = {
     "8": ("benchmarks.dashboard", "usage page query at 100,000 records"),
     "9": ("benchmarks.rate_limit", "shared rate limiter overhead"),
     "10": ("benchmarks.agents", "deferrable agent calls and prompt-cache routing"),
+    "11": ("benchmarks.forecast", "spend control: the forecast's cost per call"),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
