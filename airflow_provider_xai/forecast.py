@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import pydantic_core
+
 from airflow_provider_xai.pricing import TIER_PRICE_FACTORS, Price
 from airflow_provider_xai.tool_prices import DEFAULT_TOOL_PRICES
 from airflow_provider_xai.unit_prices import UnitPrice, worst
@@ -175,6 +177,22 @@ def _unpriced(forecast: Forecast) -> Forecast:
 def utf8_bound(texts: Sequence[str], _model: str = "") -> list[int]:
     """A bound on each text's tokens that needs no request: its UTF-8 bytes."""
     return [len(text.encode("utf-8")) for text in texts]
+
+
+#: Output items whose text a response's output tokens count; the others (server-side tool
+#: calls) are kept in the stored conversation as they are, and a continuing call reads them.
+COUNTED_ITEMS = frozenset({"message", "reasoning"})
+
+
+def conversation_tokens(response: Any) -> int | None:
+    """A bound on the tokens a stored response's conversation holds for a call that continues
+    it: its input and output tokens, and the UTF-8 bytes of the output items its output tokens
+    do not count (None: the response has no usage)."""
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    items = [i for i in getattr(response, "output", None) or () if getattr(i, "type", None) not in COUNTED_ITEMS]
+    return usage.input_tokens + usage.output_tokens + sum(len(pydantic_core.to_json(i)) for i in items)
 
 
 def chars_estimate(texts: Sequence[str], _model: str = "") -> list[int]:

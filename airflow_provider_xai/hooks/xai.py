@@ -24,6 +24,7 @@ from airflow_provider_xai.endpoints import declaration_of
 from airflow_provider_xai.endpoints import models as models_api
 from airflow_provider_xai.endpoints.chat import RequestLike
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError
+from airflow_provider_xai.forecast import conversation_tokens
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
 from airflow_provider_xai.hooks.billing import XAIBillingMixin
 from airflow_provider_xai.hooks.responses import XAIResponsesMixin
@@ -323,9 +324,8 @@ class XAIHook(XAIResponsesMixin, XAIBatchMixin, XAIBillingMixin, BaseHook):
         return self.list_language_models(), self.list_image_generation_models()
 
     def _stored_tokens(self, response_id: str) -> int | None:
-        """The tokens a stored response's conversation holds (its input and output)."""
-        usage = self.get_response(response_id).usage
-        return None if usage is None else usage.input_tokens + usage.output_tokens
+        """The tokens a stored response's conversation holds (a bound: see ``conversation_tokens``)."""
+        return conversation_tokens(self.get_response(response_id))
 
     def get_prices(self, *, refresh: bool = False) -> dict[str, Price]:
         """Price table for cost estimates: built-in prices, then (with ``refresh``) xAI's

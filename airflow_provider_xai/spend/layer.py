@@ -36,6 +36,7 @@ from airflow_provider_xai.forecast import (
     Forecast,
     InputSource,
     chars_estimate,
+    conversation_tokens,
     format_forecast_line,
     priced,
     utf8_bound,
@@ -237,9 +238,12 @@ class SpendLayer(Layer):
 
         self.store(settings).settle(entries_of(records))
 
-    def remember(self, response_id: str | None, tokens: int) -> None:
-        """A stored response's conversation size (a later call may continue it)."""
-        if response_id:
+    def remember(self, answer: Any) -> None:
+        """The size of an answer's stored conversation, when it is a response a later call may
+        continue (see :func:`~airflow_provider_xai.forecast.conversation_tokens`)."""
+        response_id = getattr(answer, "id", None)
+        tokens = conversation_tokens(answer) if isinstance(response_id, str) else None
+        if response_id and tokens is not None:
             self._history[response_id] = tokens
 
     def scope(self, exchange: Exchange) -> Scope | None:
@@ -399,7 +403,7 @@ class _SpentCall(Scope):
         if self.call is not None:
             self.call.update(actual_usd=record.cost_usd, actual_tokens=record.total_tokens,
                              actual_prompt_tokens=record.prompt_tokens, cost_source=record.cost_source)  # fmt: skip
-        self.layer.remember(getattr(self.exchange.answer, "id", None), record.total_tokens)
+        self.layer.remember(self.exchange.answer)
         corrections = []
         for budget, entry in self.entries:
             billed = billed_amount(budget, record)

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         # Finish batches by the trigger's first poll: the batch example polls every 60 s, as
         # suits xAI's real batches, which would make the demo wait a minute for nothing.
         server.configure(batch_pending_polls=1)
-        env["AIRFLOW_CONN_XAI_DEFAULT"] = server.connection_json()
+        env["AIRFLOW_CONN_XAI_DEFAULT"] = server.connection_json(**server.management_extra())
         print(f"Using the bundled local xAI server at {server.base_url} (set XAI_API_KEY to use xAI)")
     try:
         subprocess.run(
