@@ -191,3 +191,23 @@ class XAIModerationError(XAIError, AirflowFailException):
 
 class XAIBudgetExceededError(XAIError, AirflowFailException):
     """A DAG run spent more tokens or dollars than its budget allows (never retried)."""
+
+
+class XAICostCapError(XAIBudgetExceededError):
+    """A call's worst case would take the task past its ``max_cost_usd``: refused before it is
+    sent. ``forecast`` is the call's forecast (a dict), ``spent_usd`` what the task spent."""
+
+    forecast: Any = None
+    spent_usd: float = 0.0
+
+
+class XAIOverBudgetError(XAIBudgetExceededError):
+    """A call's forecast does not fit a budget (daily or monthly, of a DAG, a tag or the team):
+    refused before it is sent. ``budgets``: the states of the budgets it would pass (dicts);
+    ``forecast``: the call's forecast; ``fingerprint``: the call's, for an approval; ``resets_at``:
+    when the last of those budgets starts again (ISO time)."""
+
+    budgets: Any = None
+    forecast: Any = None
+    fingerprint: str | None = None
+    resets_at: str | None = None

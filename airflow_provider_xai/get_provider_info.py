@@ -46,10 +46,16 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.operators.voice",
                     "airflow_provider_xai.operators.images",
                     "airflow_provider_xai.operators.video",
+                    "airflow_provider_xai.operators.reconcile",
                 ],
             }
         ],
-        "sensors": [{"integration-name": "xAI", "python-modules": ["airflow_provider_xai.sensors.usage"]}],
+        "sensors": [
+            {
+                "integration-name": "xAI",
+                "python-modules": ["airflow_provider_xai.sensors.usage", "airflow_provider_xai.sensors.balance"],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "xAI",
@@ -73,7 +79,19 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "boolean",
                         "example": "False",
                         "default": "True",
-                    }
+                    },
+                    "budgets": {
+                        "description": (
+                            "Budgets every xAI connection enforces (a JSON list): "
+                            '{"scope": "team" | "dag:<dag_id>" | "tag:<tag>", "period": "daily" | "monthly", '
+                            '"usd": <number> | "tokens": <integer>, "name": <optional>}. A call reserves its '
+                            "forecast against each budget that applies before it is sent."
+                        ),
+                        "version_added": "0.3.0",
+                        "type": "string",
+                        "example": '[{"scope": "team", "period": "daily", "usd": 25}]',
+                        "default": None,
+                    },
                 },
             }
         },
@@ -153,6 +171,31 @@ def get_provider_info() -> dict[str, Any]:
                             "loopback (local test servers) never needs it."
                         ),
                         "schema": {"type": ["boolean", "null"]},
+                    },
+                    "budgets": {
+                        "label": "Budgets (JSON)",
+                        "description": (
+                            'Daily or monthly budgets, e.g. [{"scope": "team", "period": "daily", "usd": 25}, '
+                            '{"scope": "dag:nightly", "period": "monthly", "tokens": 5000000}]; scope team, '
+                            "dag:<id> or tag:<tag>. Calls reserve their forecast before they are sent."
+                        ),
+                        "schema": {"type": ["string", "null"], "format": "multiline"},
+                    },
+                    "prices_ttl": {
+                        "label": "Live prices: seconds kept",
+                        "description": (
+                            "How long xAI's model-list prices are kept in the shared store "
+                            "(default 3600; 0: built-in prices only)."
+                        ),
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "forecast_tokens": {
+                        "label": "Forecast token count",
+                        "description": (
+                            "auto (default): xAI's tokenizer when a cap or budget applies, else an estimate; "
+                            "tokenize: always; bound: the prompt's bytes, no request."
+                        ),
+                        "schema": {"type": ["string", "null"]},
                     },
                     "rate_limit_requests_per_second": {
                         "label": "Rate limit: requests per second",

@@ -74,14 +74,22 @@ class UnitPrice:
     unit: str
     by_resolution: Mapping[str, float] | None = None
 
+    def at(self, resolution: str | None = None) -> float:
+        """USD per unit at ``resolution`` (the base price for any other)."""
+        return (self.by_resolution or {}).get(resolution or "", self.usd)
+
+    def worst(self) -> float:
+        """The most one unit may cost, whatever the resolution (a forecast's bound)."""
+        return max([self.usd, *(self.by_resolution or {}).values()])
+
     def cost(self, units: float, resolution: str | None = None) -> float:
-        price = (self.by_resolution or {}).get(resolution or "", self.usd)
-        return units * price
+        return units * self.at(resolution)
 
 
 #: Media prices as published by xAI on 2026-11-01 (docs.x.ai pricing; the 720p video price is
 #: the model page's). Used only when xAI's answer carries no ``cost_in_usd_ticks``: the record
-#: is then marked ``estimate``.
+#: is then marked ``estimate``; forecasts price a call with them (live image prices from
+#: ``/v1/image-generation-models`` take their place when refreshed: ``spend.prices``).
 MEDIA_PRICES_AS_OF = "2026-11-01"
 MEDIA_PRICES: dict[str, UnitPrice] = {
     "grok-imagine-image": UnitPrice(0.02, "image"),

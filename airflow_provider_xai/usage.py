@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -346,15 +346,23 @@ class UsageLedger:
     ``xai_usage_ledger`` when each attempt starts. Checked under ``dag.test()`` with a retry.
     """
 
-    def __init__(self, context: Mapping[str, Any], log: logging.Logger | Any) -> None:
+    def __init__(
+        self,
+        context: Mapping[str, Any],
+        log: logging.Logger | Any,
+        on_record: Callable[[list[UsageRecord]], None] | None = None,
+    ) -> None:
         from airflow_provider_xai.task_state import StoredValue
 
         self.context = context
         self.log = log
+        #: Told of every record recorded (spend control's daily tallies); never fails a record.
+        self.on_record = on_record
         self.state = StoredValue(context, STATE_LEDGER_KEY, log, "xAI usage ledger")
         #: Stored items that were no usage record (left out, and dropped at the next publish).
         self.skipped = 0
         self.records: list[dict[str, Any]] = self._load()
+        self._recorded: dict[int, UsageRecord] = {}  # records of this try (kept: ids stay theirs)
         if self.records:
             self._publish()
 
@@ -374,7 +382,11 @@ class UsageLedger:
         self.state.write(self.records)
 
     def record(self, record: UsageRecord) -> UsageRecord:
-        """Log, publish and count one billed response (call it before anything can fail)."""
+        """Log, publish and count one billed response (call it before anything can fail); a
+        record recorded already (the same object) is not counted again."""
+        if self._recorded.get(id(record)) is record:
+            return record
+        self._recorded[id(record)] = record
         stamp(record, self.context)
         self.log.info(format_usage_line(record))
         data = record.to_dict()
@@ -382,6 +394,7 @@ class UsageLedger:
         self.context["ti"].xcom_push(key=XCOM_USAGE_KEY, value=data)
         self._publish()
         emit_metrics(record)
+        self._tell([record])
         return record
 
     def record_many(self, records: Iterable[UsageRecord]) -> list[UsageRecord]:
@@ -392,4 +405,12 @@ class UsageLedger:
         self._publish()
         for record in stamped:
             emit_metrics(record)
+        self._tell(stamped)
         return stamped
+
+    def _tell(self, records: list[UsageRecord]) -> None:
+        if self.on_record is not None and records:
+            try:
+                self.on_record(records)
+            except Exception:  # a record is never lost to whoever listens
+                self.log.warning("xAI usage: a listener failed on %d record(s)", len(records), exc_info=True)

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "9": ("benchmarks.rate_limit", "shared rate limiter overhead"),
     "10": ("benchmarks.agents", "deferrable agent calls and prompt-cache routing"),
     "11": ("benchmarks.media", "video download memory and video polls"),
+    "12": ("benchmarks.forecast", "spend control: the forecast's cost per call"),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -27,6 +27,7 @@ from airflow_provider_xai.connection.rate_limits import (
     bucket_rates,
     rate_limit_config,
 )
+from airflow_provider_xai.connection.spend import SPEND_FIELDS, SpendConfig, spend_config
 from airflow_provider_xai.defaults import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -75,6 +76,8 @@ class ClientSettings:
     #: xAI's Management API (collections, billing): its root and its own key (None: not set).
     management_base_url: str = DEFAULT_MANAGEMENT_URL
     management_key: str | None = field(default=None, repr=False)
+    #: Spend control: budgets, live prices' time to live, how forecasts count tokens.
+    spend: SpendConfig = field(default_factory=SpendConfig)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
@@ -213,6 +216,7 @@ def settings_from_connection(
             {name: _extra(extra, f"rate_limit_{name}") for name in RATE_LIMIT_FIELDS}, conn_id
         ),
         bucket_rates=bucket_rates(_extra(extra, "rate_limit_buckets"), conn_id),
+        spend=spend_config({name: _extra(extra, name) for name in SPEND_FIELDS}, conn_id),
         **values,
     )
 

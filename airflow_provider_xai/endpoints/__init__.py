@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from airflow_provider_xai.endpoints import (
     batches,
+    billing,
     chat,
     files,
     images,
@@ -20,7 +21,7 @@ from airflow_provider_xai.pipeline.call import Endpoint
 
 #: Every endpoint the provider calls.
 ENDPOINTS: tuple[Endpoint, ...] = (*chat.ENDPOINTS, *responses.ENDPOINTS, *batches.ENDPOINTS, *models.ENDPOINTS)
-ENDPOINTS += (*files.ENDPOINTS, *collection_endpoints.ENDPOINTS, *voice.ENDPOINTS)
+ENDPOINTS += (*files.ENDPOINTS, *collection_endpoints.ENDPOINTS, *voice.ENDPOINTS, *billing.ENDPOINTS)
 ENDPOINTS += (*images.ENDPOINTS, *videos.ENDPOINTS, *media.ENDPOINTS)
 
 

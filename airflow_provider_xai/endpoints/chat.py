@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_xai.connection.settings import ClientSettings
-from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment, unknown_is_expired
+from airflow_provider_xai.endpoints.common import (
+    estimate_tokens,
+    forecast_chat,
+    read,
+    segment,
+    unknown_is_expired,
+)
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.pipeline.call import Call, Endpoint, OnEvent
 from airflow_provider_xai.pipeline.replies import Reply
@@ -56,6 +62,7 @@ CHAT = Endpoint(
     operation="chat",
     estimate=estimate_tokens,
     bucket="model",
+    forecast=forecast_chat,
 )
 #: Submitting a deferred completion: answered with a request id, billed when it is collected.
 DEFERRED_SUBMIT = Endpoint(
@@ -67,6 +74,7 @@ DEFERRED_SUBMIT = Endpoint(
     operation="chat",
     estimate=estimate_tokens,
     bucket="model",
+    forecast=forecast_chat,
 )
 DEFERRED_COMPLETION = Endpoint(
     "chat.completions",

@@ -14,6 +14,7 @@ from typing import Any
 from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints.common import segment, unknown_is_expired
 from airflow_provider_xai.endpoints.media import media_record
+from airflow_provider_xai.forecast import forecast_images
 from airflow_provider_xai.media_options import DEFAULT_IMAGE_MODEL
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
@@ -42,7 +43,7 @@ def image_record(answer: ImageResult, prices: Mapping[str, Price], *, discount: 
 
 def _declared(path: str, response: type, record: Any) -> Endpoint:
     return Endpoint("images", "POST", path, request=ImageRequest, response=response, record=record,
-                    operation=GENERATE_CONTENT, bucket="images")  # fmt: skip
+                    operation=GENERATE_CONTENT, bucket="images", forecast=forecast_images)  # fmt: skip
 
 
 GENERATE = _declared("images/generations", ImageResult, image_record)

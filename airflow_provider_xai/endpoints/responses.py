@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_xai.connection.settings import ClientSettings
-from airflow_provider_xai.endpoints.common import estimate_tokens, read, segment
+from airflow_provider_xai.endpoints.common import estimate_tokens, forecast_responses, read, segment
 from airflow_provider_xai.exceptions import XAIValidationError
 from airflow_provider_xai.pipeline.call import Call, Endpoint, OnEvent
 from airflow_provider_xai.pricing import Price
@@ -49,6 +49,7 @@ CREATE = Endpoint(
     operation="chat",
     estimate=estimate_tokens,
     bucket="model",
+    forecast=forecast_responses,
 )
 GET = Endpoint("responses", "GET", "responses/{response_id}", response=Response)
 DELETE = Endpoint("responses", "DELETE", "responses/{response_id}", response=DeletedResponse)

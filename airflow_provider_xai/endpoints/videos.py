@@ -15,6 +15,7 @@ from airflow_provider_xai.connection.settings import ClientSettings
 from airflow_provider_xai.endpoints.common import segment, unknown_is_expired
 from airflow_provider_xai.endpoints.images import GENERATE_CONTENT
 from airflow_provider_xai.endpoints.media import media_record
+from airflow_provider_xai.forecast import forecast_video
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
 from airflow_provider_xai.pricing import Price
@@ -34,7 +35,7 @@ def video_record(job: VideoJob, prices: Mapping[str, Price], *, discount: float 
 
 def _submit(path: str) -> Endpoint:
     return Endpoint("videos", "POST", path, request=VideoRequest, response=Submitted,
-                    operation=GENERATE_CONTENT, bucket="videos")  # fmt: skip
+                    operation=GENERATE_CONTENT, bucket="videos", forecast=forecast_video)  # fmt: skip
 
 
 GENERATE = _submit("videos/generations")

@@ -25,7 +25,9 @@ from airflow_provider_xai.endpoints import declaration_of
 from airflow_provider_xai.endpoints import models as models_api
 from airflow_provider_xai.endpoints.chat import RequestLike
 from airflow_provider_xai.exceptions import XAIError, XAIStructuredOutputError
+from airflow_provider_xai.forecast import conversation_tokens
 from airflow_provider_xai.hooks.batch import XAIBatchMixin
+from airflow_provider_xai.hooks.billing import XAIBillingMixin
 from airflow_provider_xai.hooks.collections import XAICollectionsMixin
 from airflow_provider_xai.hooks.files import XAIFilesMixin
 from airflow_provider_xai.hooks.media import XAIMediaMixin
@@ -45,6 +47,7 @@ from airflow_provider_xai.schemas import (
     Model,
     TokenizeResponse,
 )
+from airflow_provider_xai.spend.layer import SpendLayer
 from airflow_provider_xai.structured import OutputSpec
 from airflow_provider_xai.tracing.layer import TracingLayer
 
@@ -58,7 +61,14 @@ class StructuredResult:
 
 
 class XAIHook(
-    XAIResponsesMixin, XAIBatchMixin, XAIFilesMixin, XAICollectionsMixin, XAIVoiceMixin, XAIMediaMixin, BaseHook
+    XAIResponsesMixin,
+    XAIBatchMixin,
+    XAIFilesMixin,
+    XAICollectionsMixin,
+    XAIVoiceMixin,
+    XAIMediaMixin,
+    XAIBillingMixin,
+    BaseHook,
 ):
     """Interact with xAI's Grok API (``https://api.x.ai/v1``).
 
@@ -97,12 +107,16 @@ class XAIHook(
         check_number("backoff_cap", backoff_cap, 0, MAX_WAIT_SECONDS, positive=True)
         self.xai_conn_id = xai_conn_id
         self.rate_limit = RateLimitLayer(self.get_connection, self.aget_connection, backoff_base, backoff_cap)
+        #: Spend control: forecasts, the task's cost cap, budgets (see :mod:`airflow_provider_xai.spend`).
+        self.spend = SpendLayer(
+            lambda: self.settings, self.get_connection, self.count_tokens, self._price_lists, self._stored_tokens
+        )
         self.transport = XAITransport(
             xai_conn_id,
             get_connection=self.get_connection,
             aget_connection=self.aget_connection,
             get_log=lambda: self.log,
-            layers=(TracingLayer(), self.rate_limit),
+            layers=(TracingLayer(), self.spend, self.rate_limit),
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             client_kwargs=client_kwargs,
@@ -315,6 +329,17 @@ class XAIHook(
     def tokenize(self, text: str, model: str | None = None) -> TokenizeResponse:
         """``POST /v1/tokenize-text``: how ``model`` splits ``text`` into tokens (not billed)."""
         return self.transport.send(models_api.tokenize(text, model))
+
+    def count_tokens(self, text: str, model: str | None = None) -> int:
+        """How many tokens ``model`` makes of ``text`` (:meth:`tokenize`, free)."""
+        return len(self.tokenize(text, model).token_ids)
+
+    def _price_lists(self) -> tuple[list[LanguageModel], list[Any]]:
+        return self.list_language_models(), self.list_image_generation_models()
+
+    def _stored_tokens(self, response_id: str) -> int | None:
+        """The tokens a stored response's conversation holds (a bound: see ``conversation_tokens``)."""
+        return conversation_tokens(self.get_response(response_id))
 
     def get_prices(self, *, refresh: bool = False) -> dict[str, Price]:
         """Price table for cost estimates: built-in prices, then (with ``refresh``) xAI's

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_xai.operators.spend import check_spend_arguments, resume, run_within_budget
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
 from airflow_provider_xai.task_state import StoredValue
 
@@ -93,6 +96,11 @@ class XAIBaseOperator(BaseOperator):
     :param retry_policy: Airflow 3.3+ task retry policy; default
         :class:`~airflow_provider_xai.retry_policy.XAIRetryPolicy` (rate limits retry after
         xAI's delay, permanent errors fail at once); ``None`` turns it off.
+    :param max_cost_usd: the most the task may spend (all its calls and tries): a call whose
+        worst case would pass it is refused before it is sent; a tool loop stops there.
+    :param over_budget: what a call over a budget does: ``fail``, ``skip``, ``defer`` (until the
+        budget's next period) or ``ask`` (a person approves that one call, or not).
+    :param approval_timeout: how long ``ask`` waits for an answer (then the call is rejected).
 
     A subclass says what its billed answers are (:attr:`endpoint`, whose declaration reads their
     usage), what it pushes to XCom besides usage (:meth:`xcom_values`) and what it returns
@@ -104,10 +112,19 @@ class XAIBaseOperator(BaseOperator):
         *,
         xai_conn_id: str = "xai_default",
         retry_policy: RetryPolicy | None = XAI_RETRY_POLICY,
+        max_cost_usd: float | None = None,
+        over_budget: str = "fail",
+        approval_timeout: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**retry_policy_argument(retry_policy), **kwargs)
         self.xai_conn_id = xai_conn_id
+        check_spend_arguments(max_cost_usd, over_budget, approval_timeout)
+        self.max_cost_usd = max_cost_usd
+        self.over_budget = over_budget
+        self.approval_timeout = approval_timeout
+        #: Calls a person approved past their budget (fingerprints), for the next run.
+        self.approved_calls: list[str] = []
 
     @cached_property
     def hook(self) -> XAIHook:
@@ -119,7 +136,18 @@ class XAIBaseOperator(BaseOperator):
         """This task instance's usage ledger (re-publishes the usage of earlier tries)."""
         from airflow_provider_xai.usage import UsageLedger
 
-        return UsageLedger(context, self.log)
+        return UsageLedger(context, self.log, on_record=self.hook.spend.tally)
+
+    def within_budget(self, context: Context, ledger: UsageLedger, run: Callable[[], Any]) -> Any:
+        """Run ``run`` under spend control: the cost cap, the budgets and what happens over one
+        (:mod:`airflow_provider_xai.operators.spend`)."""
+        return run_within_budget(self, context, ledger, run)
+
+    def execute_budget_resume(
+        self, context: Context, event: Any = None, approve: str | None = None, reason: str | None = None
+    ) -> Any:
+        """Resume after waiting for a budget (its next period, or a person's approval)."""
+        return resume(self, context, event, approve, reason)
 
     def endpoint(self) -> Endpoint:
         """The declaration of the endpoint whose answers :meth:`finish` records."""

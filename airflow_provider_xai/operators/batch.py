@@ -40,6 +40,7 @@ from airflow_provider_xai.operators.batch_inputs import (
     prepare_requests,
     split_request_id,
 )
+from airflow_provider_xai.operators.spend import check_batch_cap
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -212,10 +213,11 @@ class XAIBatchOperator(XAIBaseOperator):
     def execute(self, context: Context) -> Any:
         from airflow_provider_xai.operators.batch_attach import BatchAttacher
 
-        self.ledger(context)  # re-publishes the usage of earlier tries
+        ledger = self.ledger(context)  # re-publishes the usage of earlier tries
         prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
         sendable = [p for p in prepared if p.refused is None]
+        check_batch_cap(self, ledger, [(KINDS[p.kind].url.removeprefix("/v1/"), p.body) for p in sendable])
         create = self._creator(sendable)  # a too large input file is refused before any request
         attachment = BatchAttacher(self.hook, self.log, context).attach(sendable, self.submit_as, create)
         batch = attachment.batch

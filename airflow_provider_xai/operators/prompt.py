@@ -124,7 +124,8 @@ class XAIPromptOperator(XAIBaseOperator):
         return self.path.xcom_values(self, answer)
 
     def execute(self, context: Context) -> Any:
-        return self.path.run(self, context, self.ledger(context))
+        ledger = self.ledger(context)
+        return self.within_budget(context, ledger, lambda: self.path.run(self, context, ledger))
 
     def result(self, answer: Any) -> Any:
         """The answer's text, or the validated structured value."""

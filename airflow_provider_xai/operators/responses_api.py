@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_xai.arguments import check_number
-from airflow_provider_xai.exceptions import XAIError, XAIValidationError
+from airflow_provider_xai.exceptions import XAICostCapError, XAIError, XAIValidationError
 from airflow_provider_xai.functions import PythonTool, as_tool_specs, python_tools
 from airflow_provider_xai.operators.base import LineLogger
 
@@ -120,8 +120,9 @@ def run_functions(
     functions: Mapping[str, PythonTool],
 ) -> Response:
     """The function-tool loop: while the model asks for the task's Python functions, run them in
-    the worker and send their outputs back, at most ``max_turns`` round trips. Every turn's
-    usage is recorded as it is billed; the last answer is the task's."""
+    the worker and send their outputs back, at most ``max_turns`` round trips, and no further
+    than the task's ``max_cost_usd`` allows. Every turn's usage is recorded as it is billed; the
+    last answer is the task's."""
     rounds = options_of(op)["max_turns"] or DEFAULT_FUNCTION_ROUNDS
     store = options_of(op)["store"] is not False
     history = list(fields["input"]) if isinstance(fields.get("input"), list) else []
@@ -140,7 +141,11 @@ def run_functions(
         else:  # nothing kept: replay the answer's items, then the outputs
             history += [*(item.model_dump(mode="json", exclude_none=True) for item in response.output), *outputs]
             follow.update(input=history, instructions=fields.get("instructions"))
-        response = _ask(op, {k: v for k, v in follow.items() if v is not None}, ledger)
+        try:
+            response = _ask(op, {k: v for k, v in follow.items() if v is not None}, ledger)
+        except XAICostCapError as exc:  # the answer so far is the task's, its usage recorded
+            op.log.warning("xAI function-tool loop stopped after %d round trips: %s", turn - 1, exc.message)
+            return response
         op.log.info("xAI | function round %d of at most %d done", turn, rounds)
     if any(call.name in functions for call in response.function_calls):
         op.log.warning("xAI function-tool loop stopped after %d round trips (max_turns)", rounds)

@@ -2,8 +2,9 @@
 its answer is read (a whole body, or an event stream folded by an assembler).
 
 :class:`Endpoint` is the one place the provider states what it knows about an endpoint: its
-path, its models, how a billed answer becomes a usage record, its span, its token estimate and
-its rate-limit bucket. The pipeline and its layers (tracing, the shared rate limit) read the
+path, its models, how a billed answer becomes a usage record, its span, its token estimate, its
+cost forecast and its rate-limit bucket. The pipeline and its layers (tracing, the shared rate
+limit, spend control) read the
 declaration of the call they carry; none of them knows an endpoint by its path. The
 declarations themselves live in :mod:`airflow_provider_xai.endpoints`.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
     from airflow_provider_xai.exceptions import XAIAPIError, XAIError
+    from airflow_provider_xai.forecast import Forecast, TokenCount
     from airflow_provider_xai.pipeline.replies import Reply
     from airflow_provider_xai.pricing import Price
     from airflow_provider_xai.usage import UsageRecord
@@ -26,6 +28,8 @@ T_co = TypeVar("T_co", covariant=True)
 #: How a billed answer becomes a usage record (the price table for estimates when xAI sends no
 #: cost); None when the answer carries no usage.
 RecordOf = Callable[[Any, Mapping[str, "Price"]], "UsageRecord | None"]
+#: The most a request body may bill, given a token counter (see :mod:`airflow_provider_xai.forecast`).
+ForecastOf = Callable[[Mapping[str, Any], "TokenCount"], "Forecast"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class Endpoint:
     :param operation: the GenAI operation of its span (``chat``); None: no span.
     :param estimate: the tokens a request body may spend, before it is sent (the limiter's
         charge, corrected to the billed amount after).
+    :param forecast: the most a request body may bill, before it is sent (the spend layer's
+        cost cap and budget reservation, settled to the billed amount after); None: not billed
+        when sent, or not forecast.
     :param bucket: the rate-limit bucket it charges: ``"model"`` for the requests and tokens of
         the model named in the body; None: none.
     :param polled: a poll that is usually still pending: its span is made only when an answer
@@ -60,6 +67,7 @@ class Endpoint:
     operation: str | None = None
     estimate: Callable[[Mapping[str, Any]], int] | None = None
     bucket: str | None = None
+    forecast: ForecastOf | None = None
     polled: bool = False
     host: Literal["api", "management", "media"] = "api"
 
@@ -151,4 +159,4 @@ class Call(Generic[T]):
         return self.url or self.path or self.endpoint.path
 
 
-__all__ = ["Assembler", "Call", "Endpoint", "OnEvent", "RecordOf", "Sink"]
+__all__ = ["Assembler", "Call", "Endpoint", "ForecastOf", "OnEvent", "RecordOf", "Sink"]

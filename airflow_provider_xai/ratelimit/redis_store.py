@@ -75,51 +75,63 @@ class RedisStates(SlotStore):
         # A short retry: the transport's own retry loop retries a failed store call with backoff.
         self._options = {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **options}
         self.conn_id = conn_id
-        self._sync: Any = None  # the blocking client's script, for the process in _pid
+        self._sync: dict[str, Any] = {}  # the blocking client's scripts by source, for the process in _pid
         self._pid = 0
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         """In a forked child: a fresh lock and new clients (neither may cross a fork)."""
-        self._lock, self._sync, self._async = threading.Lock(), None, weakref.WeakKeyDictionary()
+        self._lock, self._sync, self._async = threading.Lock(), {}, weakref.WeakKeyDictionary()
 
     def describe(self) -> str:
         return f"Redis store at {self._options.get('host')}:{self._options.get('port')} (connection {self.conn_id!r})"
 
-    def _fail(self, exc: Exception) -> XAIConnectionError:
+    def failure(self, exc: Exception) -> XAIConnectionError:
+        """The typed error of a failed round trip (the password scrubbed)."""
         detail = secrets.scrub(f"{type(exc).__name__}: {exc}")
         return XAIConnectionError(f"xAI rate-limit {self.describe()} failed: {detail}")
 
-    def _sync_script(self) -> Any:
-        """The script on this process's blocking client (a new client after a fork)."""
+    def script(self, source: str = SCRIPT) -> Any:
+        """A Lua script on this process's blocking client (a new client after a fork); other
+        state sharing this store (spend control's budgets and caches) runs its own."""
         with self._lock:
-            if self._sync is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                self._sync, self._pid = {}, os.getpid()
+            found = self._sync.get(source)
+            if found is None:
                 import redis
 
-                self._sync, self._pid = redis.Redis(**self._options).register_script(SCRIPT), os.getpid()
-            return self._sync
+                client = (
+                    next(iter(self._sync.values())).registered_client if self._sync else redis.Redis(**self._options)
+                )
+                found = self._sync[source] = client.register_script(source)
+            return found
 
-    def _async_script(self) -> Any:
-        """The script on the running event loop's client (redis.asyncio binds to a loop)."""
+    def ascript(self, source: str = SCRIPT) -> Any:
+        """:meth:`script` on the running event loop's client (redis.asyncio binds to a loop)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            script = self._async.get(loop)
-            if script is None:
+            scripts = self._async.setdefault(loop, {})
+            found = scripts.get(source)
+            if found is None:
                 import redis.asyncio
 
-                script = self._async[loop] = redis.asyncio.Redis(**self._options).register_script(SCRIPT)
-            return script
+                client = (
+                    next(iter(scripts.values())).registered_client if scripts else redis.asyncio.Redis(**self._options)
+                )
+                found = scripts[source] = client.register_script(source)
+            return found
 
     def update(self, key: str, update: Update) -> Outcome:
         """Apply ``update`` to ``key`` in one round trip."""
         import redis
 
         try:
-            reply = self._sync_script()(keys=[key], args=_arguments(update))
+            reply = self.script()(keys=[key], args=_arguments(update))
         except redis.RedisError as exc:
-            raise self._fail(exc) from None
+            raise self.failure(exc) from None
         return self.counted(key, _outcome(reply))
 
     async def aupdate(self, key: str, update: Update) -> Outcome:
@@ -127,9 +139,9 @@ class RedisStates(SlotStore):
         import redis
 
         try:
-            reply = await self._async_script()(keys=[key], args=_arguments(update))
+            reply = await self.ascript()(keys=[key], args=_arguments(update))
         except redis.RedisError as exc:
-            raise self._fail(exc) from None
+            raise self.failure(exc) from None
         return self.counted(key, _outcome(reply))
 
 

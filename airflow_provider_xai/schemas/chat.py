@@ -461,6 +461,7 @@ class ApiKeyInfo(_Response):
     redacted_api_key: str  # always sent by xAI: its absence means the body is not key info
     name: str | None = None
     team_id: str | None = None
+    api_key_id: str | None = None
     acls: list[str] = Field(default_factory=list)
     team_blocked: bool = False
     api_key_blocked: bool = False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_xai.testing.billing_ledger import bill
 from airflow_provider_xai.testing.chat import build_completion, parse_chat_request
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
@@ -93,6 +94,7 @@ def run(state: ServerState, kind: str, body: dict[str, Any], root: str = "") -> 
         usage = value.get("usage") or {}
         if "cost_in_usd_ticks" in usage:
             usage["cost_in_usd_ticks"] = round(usage["cost_in_usd_ticks"] * BATCH_DISCOUNT)
+        bill(state, "batch", value)
     return "succeeded", {"response": answer}
 
 

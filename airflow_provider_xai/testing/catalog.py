@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from airflow_provider_xai.testing.billing_ledger import api_key_ids
 from airflow_provider_xai.testing.errors import redact_key
 from airflow_provider_xai.testing.models import ModelSpec
 from airflow_provider_xai.testing.state import ServerState
@@ -35,10 +36,11 @@ def language_model_json(m: ModelSpec) -> dict[str, Any]:
 def api_key_json(state: ServerState) -> dict[str, Any]:
     key = state.api_key
     ns = uuid.uuid5(uuid.NAMESPACE_URL, "xai-local:" + key)
+    team_id, key_id = api_key_ids(key)
     when = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
     return {"redacted_api_key": redact_key(key), "user_id": str(uuid.uuid5(ns, "user")),
             "name": "local-test-key", "create_time": when, "modify_time": when,
-            "modified_by": str(uuid.uuid5(ns, "user")), "team_id": str(uuid.uuid5(ns, "team")),
+            "modified_by": str(uuid.uuid5(ns, "user")), "team_id": team_id,
             "acls": ["api-key:model:*", "api-key:endpoint:*"],
-            "api_key_id": str(uuid.uuid5(ns, "key")), "team_blocked": state.team_blocked,
+            "api_key_id": key_id, "team_blocked": state.team_blocked,
             "api_key_blocked": state.api_key_blocked, "api_key_disabled": state.api_key_disabled}

@@ -68,6 +68,7 @@ def _m(id: str, p: tuple[float, float | None, float], ctx: int, **kw: Any) -> Mo
 _ALL = [
     _m("grok-4.3", (1.25, 0.20, 2.50), 1_000_000, vision=True, reasoning=True,
        reasoning_effort=True, aliases=("grok-4",)),
+    _m("grok-4.5", (3.00, 0.30, 12.00), 2_000_000, vision=True, reasoning=True),  # no published price: the fake's own
     _m("grok-4.20-0309-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True, reasoning=True),
     _m("grok-4.20-0309-non-reasoning", (2.00, 0.20, 6.00), 2_000_000, vision=True),
     _m("grok-4-1-fast-reasoning", (0.20, 0.05, 0.50), 2_000_000, vision=True, reasoning=True),

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import responses as response_endpoints
 from airflow_provider_xai.endpoints.routes import route
+from airflow_provider_xai.testing.billing_ledger import bill
 from airflow_provider_xai.testing.bodies import json_body
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.responses import build_response
@@ -54,6 +55,7 @@ def create_responses_router(state: ServerState) -> APIRouter:
         tools_run = state.tool_latency if req.tools else 0.0
         stored.ready_at = state.clock() + tools_run
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), response.get("usage"))
+        bill(state, "responses", response)
         failed = None
         if fault and fault.fail_stream and req.stream:
             failed = stored.response = failed_response(response, fault.message)

@@ -48,6 +48,12 @@ from airflow_provider_xai.endpoints import ENDPOINTS, chat
 from airflow_provider_xai.endpoints import models as model_endpoints
 from airflow_provider_xai.endpoints.routes import MOUNTS, route
 from airflow_provider_xai.testing.batch import create_batch_router
+from airflow_provider_xai.testing.billing import (
+    create_billing_control_router,
+    create_billing_router,
+    create_price_list_router,
+)
+from airflow_provider_xai.testing.billing_ledger import bill
 from airflow_provider_xai.testing.bodies import json_body
 from airflow_provider_xai.testing.catalog import api_key_json, language_model_json, model_json
 from airflow_provider_xai.testing.chat import (
@@ -330,6 +336,7 @@ def _v1_router(state: ServerState) -> APIRouter:
         completion = build_completion(req, functools.partial(state.cached_prefix, route=route),
                                       fault.content if fault else None, state.omit_cost)
         state.charge_tokens(request.scope.get(RATE_KEY_SCOPE_KEY), completion.get("usage"))
+        bill(state, "chat", completion)
         if req.deferred:
             return _json(200, {"request_id": state.store_deferred(completion)})
         if not req.stream:
@@ -388,6 +395,7 @@ def _v1_router(state: ServerState) -> APIRouter:
     r.include_router(create_search_router(state))
     r.include_router(create_voice_router(state))
     r.include_router(create_media_router(state))
+    r.include_router(create_price_list_router(state))
     return r
 
 
@@ -399,8 +407,10 @@ def create_app(state: ServerState, path_prefix: str = "") -> FastAPI:
     app.state.xai = state
     app.include_router(_v1_router(state), prefix=f"{prefix}/v1")
     app.include_router(create_management_router(state), prefix=f"{prefix}{MOUNTS['management']}")
+    app.include_router(create_billing_router(state), prefix=f"{prefix}{MOUNTS['management']}")
     app.include_router(create_cdn_router(state), prefix=prefix)
     app.include_router(create_control_router(state), prefix=f"{prefix}/_control")
+    app.include_router(create_billing_control_router(state), prefix=f"{prefix}/_control")
     app.include_router(create_media_files_router(state), prefix=prefix)
 
     async def on_served_error(_: Request, exc: Exception) -> Response:

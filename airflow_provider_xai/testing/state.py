@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_xai.testing.billing_ledger import TickLedger
 from airflow_provider_xai.testing.collections import CollectionStore
 from airflow_provider_xai.testing.errors import error_body
 from airflow_provider_xai.testing.files import MAX_FILE_BYTES, FileStore
@@ -204,6 +205,9 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "media_url_ttl": (int, float),
     "image_format": (str,),
     "video_bytes": (int,),
+    "prepaid_credit_usd": (int, float),
+    "spending_limit_usd": (int, float),
+    "usage_limit_reached": (bool,),
 }
 #: Config fields the control endpoints never show.
 SECRET_FIELDS = frozenset({"api_key", "management_key"})
@@ -266,6 +270,12 @@ class ServerState:
         self.video_bytes: int = 0
         self.media_jobs: dict[str, Any] = {}  # request id -> testing.media.MediaJob
         self.media_files: dict[str, Any] = {}  # file name -> testing.media.MediaFile
+        #: what the server billed (``billing.py``), the team's prepaid credit and spending limit,
+        #: and whether the usage query says its answer was cut
+        self.ledger = TickLedger()
+        self.prepaid_credit_usd: float = 1000.0
+        self.spending_limit_usd: float = 0.0
+        self.usage_limit_reached = False
         self.chaos: Chaos | None = None
         self.chaos_counts: Counter[str] = Counter()
         self._chaos_rng = random.Random(0)
@@ -335,6 +345,7 @@ class ServerState:
             self.collections.clear()
             self.media_jobs.clear()
             self.media_files.clear()
+            self.ledger.clear()
             self.models = dict(MODELS)
             self.rate_limiter.reset()
             self.set_chaos(None)

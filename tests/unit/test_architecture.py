@@ -10,6 +10,7 @@ import inspect
 import json
 import tempfile
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,14 @@ PACKAGE = "airflow_provider_xai"
 LAYERS = (
     ("", "exceptions", "defaults", "secrets", "task_state", "media_options"),
     (
-        "schemas", "pricing", "tool_prices", "usage", "usage_summary", "arguments", "images", "tools",
+        "schemas", "pricing", "tool_prices", "forecast", "usage", "usage_summary", "arguments", "images", "tools",
         "structured", "retry_policy", "get_provider_info", "functions", "media_inputs",
     ),
     ("connection",),
     ("pipeline", "polling"),
     ("streams",),
     ("endpoints",),
-    ("tracing", "ratelimit"),
+    ("tracing", "ratelimit", "spend"),
     ("hooks",),
     ("operators", "triggers", "sensors", "decorators", "dashboard"),
 )
@@ -208,6 +209,8 @@ def answers(request: httpx.Request) -> httpx.Response:
         "/v1/batches": {"batches": [], **batch} if request.method == "POST" else {"batches": []},
         "/v1/files": {"id": "file_1", "object": "file", "bytes": 2, "filename": "batch.jsonl"},
     }
+    if (billed := BILLING_ANSWERS.get((request.method, path))) is not None:
+        return httpx.Response(200, json=billed)
     if path in by_path:
         return httpx.Response(200, json=by_path[path])
     if path.startswith("/v1/chat/deferred-completion/"):
@@ -242,6 +245,14 @@ class Kept:
 
     def discard(self) -> None:
         self.data = b""
+#: Answers of spend control's price lists and the Management API's billing (team "t").
+BILLING_ANSWERS: dict[tuple[str, str], Any] = {
+    ("GET", "/v1/image-generation-models"): {"models": []},
+    ("GET", "/v1/video-generation-models"): {"models": []},
+    ("GET", "/v1/billing/teams/t/prepaid/balance"): {"total": {"val": "-100"}},
+    ("GET", "/v1/billing/teams/t/postpaid/invoice/preview"): {"effectiveSpendingLimit": {"val": "0"}},
+    ("POST", "/v1/billing/teams/t/usage"): {"timeSeries": []},
+}
 
 
 def unparsed(method: Any, **kwargs: Any) -> None:
@@ -311,6 +322,13 @@ HOOK_CALLS: dict[str, Any] = {
     "get_video": lambda h: h.get_video("v"),
     "wait_for_video": lambda h: h.wait_for_video("v"),
     "download_media": lambda h: h.download_media("https://media.x.test/i.jpeg", Kept),
+    "count_tokens": lambda h: h.count_tokens("hi"),
+    "list_image_generation_models": lambda h: h.list_image_generation_models(),
+    "list_video_generation_models": lambda h: h.list_video_generation_models(),
+    "get_team_id": lambda h: h.get_team_id(),
+    "get_prepaid_balance": lambda h: h.get_prepaid_balance(),
+    "get_invoice_preview": lambda h: h.get_invoice_preview(),
+    "query_usage": lambda h: h.query_usage(date(2026, 9, 1), date(2026, 9, 2)),
 }
 
 

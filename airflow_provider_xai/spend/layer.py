@@ -1,0 +1,434 @@
+"""Spend control as a layer of the pipeline: a forecast before every call that has one, the
+task's cost cap and the budgets enforced before anything is sent, settled to the billed amount
+after the answer.
+
+Before the first attempt of a call whose endpoint declares a ``forecast``:
+
+1. the forecast: the declaration's quantities, the prompt counted (xAI's tokenizer, cached per
+   distinct text, when a cap or a budget applies; else a local estimate), a stored conversation
+   it continues re-read, priced with the current prices (:mod:`.prices`); logged;
+2. the cap: a task's ``max_cost_usd`` refuses a call whose worst case would take the task past
+   it (:class:`~airflow_provider_xai.exceptions.XAICostCapError`); a server-side tool loop is
+   first held to the ``max_turns`` that fits;
+3. the budgets that apply (team, the task's DAG, its tags): one store operation reserves the
+   worst case against all of them, or none (:class:`~airflow_provider_xai.exceptions.XAIOverBudgetError`).
+
+After a billed answer the reservation is settled to what xAI billed (one store operation); a
+call that failed with an error answer (never billed) gives it back; one that failed otherwise
+(a dropped connection: xAI may have billed it) keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow_provider_xai.exceptions import XAIAPIError, XAICostCapError, XAIError, XAIOverBudgetError
+from airflow_provider_xai.forecast import (
+    Forecast,
+    InputSource,
+    chars_estimate,
+    conversation_tokens,
+    format_forecast_line,
+    priced,
+    utf8_bound,
+)
+from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
+from airflow_provider_xai.spend.budgets import (
+    billed_amount,
+    expiry_of,
+    key_of,
+    reserved_amount,
+    states_of,
+)
+from airflow_provider_xai.spend.prices import PriceBook, PriceTable
+from airflow_provider_xai.spend.store import Entry, SpendStore
+
+if TYPE_CHECKING:
+    from airflow_provider_xai.connection.settings import ClientSettings
+    from airflow_provider_xai.connection.spend import Budget
+    from airflow_provider_xai.pipeline.call import ForecastOf
+
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+#: Distinct texts whose token counts a process keeps.
+COUNT_CACHE_SIZE = 4096
+
+
+@dataclass
+class SpendTask:
+    """The task a hook's calls belong to: where budgets apply, its cost cap, what it spent, the
+    calls it approved over budget (by fingerprint) and each call's forecast beside its cost."""
+
+    dag_id: str | None = None
+    task_id: str | None = None
+    tags: tuple[str, ...] = ()
+    max_cost_usd: float | None = None
+    spent_usd: float = 0.0
+    approved: set[str] = field(default_factory=set)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fingerprint(body: Any) -> str:
+    """A call's fingerprint: a digest of the body it sends (what an approval names)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+class TokenCounter:
+    """Counts texts with xAI's tokenizer (one call per distinct text and model, cached for the
+    process); a text it cannot count is bounded by its UTF-8 bytes instead (logged)."""
+
+    def __init__(self, tokenize: Callable[[str, str], int]) -> None:
+        self.tokenize = tokenize
+        self._cache: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def count(self, texts: Sequence[str], model: str, sources: set[str]) -> list[int]:
+        out = []
+        for text in texts:
+            key = (model, hashlib.sha256(text.encode("utf-8")).hexdigest())
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+            if cached is not None:
+                sources.add("cache")
+                out.append(cached)
+                continue
+            try:
+                self.calls += 1
+                counted = self.tokenize(text, model)
+            except XAIError as exc:
+                log.warning("xAI tokenize failed (%s): the prompt is bounded by its bytes instead", exc)
+                sources.add("bound")
+                out.append(utf8_bound([text])[0])
+                continue
+            sources.add("tokenize")
+            with self._lock:
+                self._cache[key] = counted
+                while len(self._cache) > COUNT_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            out.append(counted)
+        return out
+
+
+class SpendLayer(Layer):
+    """Spend control around every call that declares a forecast (see the module docstring).
+
+    :param settings: the connection's settings (read once, blocking).
+    :param get_connection: blocking connection lookup (``rate_limit_redis_conn_id``).
+    :param tokenize: counts one text's tokens for a model (xAI's ``/v1/tokenize-text``).
+    :param fetch_prices: xAI's model lists: ``(language models, image models)``.
+    :param history: the tokens a stored response's conversation holds (None: unknown).
+    """
+
+    def __init__(
+        self,
+        settings: Callable[[], ClientSettings],
+        get_connection: Callable[[str], Any],
+        tokenize: Callable[[str, str], int],
+        fetch_prices: Callable[[], Any],
+        history: Callable[[str], int | None],
+    ) -> None:
+        self.settings = settings
+        self._get_connection = get_connection
+        self.counter = TokenCounter(tokenize)
+        self.fetch_prices = fetch_prices
+        self.history = history
+        self.task: SpendTask | None = None
+        self._store: SpendStore | None = None
+        self._book: PriceBook | None = None
+        self._history: dict[str, int] = {}
+
+    # --- what the hook and operators use ------------------------------------------------------------
+    def store(self, settings: ClientSettings) -> SpendStore:
+        """The shared store: the rate limiter's (its settings), else the embedded file."""
+        if self._store is None:
+            from airflow_provider_xai.connection.rate_limits import RateLimitConfig, default_path
+            from airflow_provider_xai.ratelimit.store import open_states
+
+            config = settings.rate_limit or RateLimitConfig(path=default_path())
+            redis = self._get_connection(config.redis_conn_id) if config.redis_conn_id else None
+            self._store = SpendStore(open_states(config.store, config.path, config.redis_conn_id, redis))
+        return self._store
+
+    def book(self, settings: ClientSettings) -> PriceBook:
+        if self._book is None:
+            self._book = PriceBook(self.fetch_prices, settings.prices, settings.spend.prices_ttl)
+        return self._book
+
+    def prices(self, settings: ClientSettings, *, refresh: bool = True) -> PriceTable:
+        """The current prices (``refresh``: from the shared store, asking xAI when stale; else
+        what this process already has, or the built-in table)."""
+        book = self.book(settings)
+        if not refresh:
+            return book.table(None, "")
+        from airflow_provider_xai.ratelimit.limiter import fingerprint as key_fingerprint
+
+        return book.table(self.store(settings), f"xai-prices:{key_fingerprint(settings.api_key)}")
+
+    def budgets(self, settings: ClientSettings) -> list[Budget]:
+        """The budgets that apply to this hook's calls now (the team's, its task's DAG and tags)."""
+        task = self.task or SpendTask()
+        return [b for b in settings.spend.budgets if b.applies(task.dag_id, task.tags)]
+
+    def budget_states(self, settings: ClientSettings, budgets: Sequence[Budget] | None = None) -> list[Any]:
+        """The budgets' states in their current periods (one store operation)."""
+        budgets = list(self.budgets(settings) if budgets is None else budgets)
+        if not budgets:
+            return []
+        now = time.time()
+        values = self.store(settings).read([key_of(b, now) for b in budgets])
+        return states_of(budgets, values, now)
+
+    def forecast(
+        self, declared: ForecastOf, body: Mapping[str, Any], settings: ClientSettings, controlled: bool = True
+    ) -> tuple[Forecast, PriceTable]:
+        """``body``'s forecast by its declaration, priced (``controlled``: the prompt counted by
+        xAI's tokenizer and live prices; else an estimate and the prices at hand), and the
+        price table it was priced with."""
+        mode = settings.spend.forecast_tokens
+        sources: set[str] = set()
+        if mode == "tokenize" or (mode == "auto" and controlled):
+
+            def count(texts: Sequence[str], model: str) -> list[int]:
+                return self.counter.count(texts, model, sources)
+        else:
+
+            def count(texts: Sequence[str], model: str) -> list[int]:
+                sources.add("bound" if mode == "bound" else "estimate")
+                return (utf8_bound if mode == "bound" else chars_estimate)(texts, model)
+
+        forecast = declared(body, count)
+        order: tuple[InputSource, ...] = ("estimate", "bound", "tokenize", "cache")
+        forecast.input_source = next((s for s in order if s in sources), "cache")
+        if forecast.history_of:
+            forecast.history_tokens = self._history_tokens(forecast.history_of)
+        table = self.prices(settings, refresh=controlled)
+        return priced(forecast, table.tokens, None, table.units), table
+
+    def _history_tokens(self, response_id: str) -> int:
+        known = self._history.get(response_id)
+        if known is not None:
+            return known
+        try:
+            found = self.history(response_id)
+        except XAIError as exc:
+            log.warning("xAI forecast: the stored response %s could not be read (%s)", response_id, exc)
+            found = None
+        return found or 0
+
+    def tally(self, records: list[Any]) -> None:
+        """Add recorded usage to the shared store's daily tallies (what a reconciliation reads),
+        when the connection has a management key (one store operation)."""
+        settings = self.settings()
+        if not settings.management_key:
+            return
+        from airflow_provider_xai.spend.tally import entries_of
+
+        self.store(settings).settle(entries_of(records))
+
+    def remember(self, answer: Any) -> None:
+        """The size of an answer's stored conversation, when it is a response a later call may
+        continue (see :func:`~airflow_provider_xai.forecast.conversation_tokens`)."""
+        response_id = getattr(answer, "id", None)
+        tokens = conversation_tokens(answer) if isinstance(response_id, str) else None
+        if response_id and tokens is not None:
+            self._history[response_id] = tokens
+
+    def scope(self, exchange: Exchange) -> Scope | None:
+        if (
+            exchange.call.endpoint.forecast is None
+            or exchange.model is None
+            or not isinstance(exchange.body, dict)
+        ):
+            return None
+        return _SpentCall(self, exchange)
+
+
+class _SpentCall(Scope):
+    """One call's forecast, cap check, reservation and settlement."""
+
+    def __init__(self, layer: SpendLayer, exchange: Exchange) -> None:
+        self.layer, self.exchange = layer, exchange
+        self.prepared = False
+        self.entries: list[tuple[Budget, Entry]] = []
+        self.forecast: Forecast | None = None
+        self.call: dict[str, Any] | None = None
+        self.settled = False
+
+    # --- before the first attempt -------------------------------------------------------------
+    def _prepare(self) -> None:
+        if self.prepared:
+            return
+        self.prepared = True
+        layer, ex = self.layer, self.exchange
+        settings, task = ex.settings, layer.task
+        budgets = layer.budgets(settings)
+        controlled = bool(budgets) or (task is not None and task.max_cost_usd is not None)
+        forecast = self._forecast(controlled)
+        self.call = {"forecast": forecast.to_dict(), "actual_usd": None, "actual_tokens": None}
+        if task is not None:
+            task.calls.append(self.call)
+        try:
+            if task is not None and task.max_cost_usd is not None:
+                forecast = self._capped(forecast, task)
+                self.call["forecast"] = forecast.to_dict()
+            log.info("%s", format_forecast_line(forecast))
+            self.forecast = forecast
+            if budgets:
+                self._reserve(budgets, forecast)
+        except XAIError as exc:
+            self.call["refused"] = exc.message
+            raise
+
+    def _forecast(self, controlled: bool, body: Mapping[str, Any] | None = None) -> Forecast:
+        ex = self.exchange
+        declared = ex.call.endpoint.forecast
+        assert declared is not None
+        forecast, table = self.layer.forecast(declared, ex.body if body is None else body, ex.settings, controlled)
+        ex.prices = {**ex.prices, **table.tokens}  # the usage record's estimate, if xAI sends no cost
+        return forecast
+
+    def _capped(self, forecast: Forecast, task: SpendTask) -> Forecast:
+        """The forecast within the task's cap: a tool loop held to the turns that fit; else
+        refused, naming what to set."""
+        cap, left = task.max_cost_usd or 0.0, (task.max_cost_usd or 0.0) - task.spent_usd
+        body = self.exchange.body
+        if forecast.cost_usd is None:
+            raise self._cap_error(
+                forecast, task, f"model {forecast.model!r} has no known price, so no worst case"
+            )
+        if not forecast.bounded:
+            field_name = "max_tokens" if forecast.unbounded != "max_turns" else "max_turns"
+            raise self._cap_error(
+                forecast, task, f"set {field_name}: without it the call's worst case has no bound"
+            )
+        if forecast.cost_usd > left and forecast.turns > 1 and isinstance(body.get("max_turns"), int):
+            for turns in range(forecast.turns - 1, 0, -1):
+                fitted = self._forecast(True, {**body, "max_turns": turns})
+                if fitted.cost_usd is not None and fitted.cost_usd <= left:
+                    log.warning("xAI: max_turns lowered from %d to %d to stay within max_cost_usd %.6f",
+                                body["max_turns"], turns, cap)  # fmt: skip
+                    body["max_turns"] = turns
+                    return fitted
+        if forecast.cost_usd > left:
+            raise self._cap_error(
+                forecast, task,
+                f"its worst case ${forecast.cost_usd:.6f} would take the task to "
+                f"${task.spent_usd + forecast.cost_usd:.6f}",
+            )  # fmt: skip
+        return forecast
+
+    @staticmethod
+    def _cap_error(forecast: Forecast, task: SpendTask, why: str) -> XAICostCapError:
+        error = XAICostCapError(
+            f"xAI call refused before sending: max_cost_usd is ${task.max_cost_usd:.6f} "
+            f"(${task.spent_usd:.6f} spent) and {why}"
+        )
+        error.forecast, error.spent_usd = forecast.to_dict(), task.spent_usd
+        return error
+
+    def _reserve(self, budgets: list[Budget], forecast: Forecast) -> None:
+        ex, layer = self.exchange, self.layer
+        now = time.time()
+        entries = []
+        for budget in budgets:
+            amount = reserved_amount(budget, forecast)
+            if amount is None:
+                why = f"model {forecast.model!r} has no known price, so a USD budget cannot admit it"
+                raise self._over(budgets, [0] * len(budgets), forecast, now, why)
+            entries.append((budget, Entry(key_of(budget, now), amount, budget.limit, expiry_of(budget, now))))
+        approved = layer.task is not None and fingerprint(ex.body) in layer.task.approved
+        store = layer.store(ex.settings)
+        verdict = store.reserve([e for _, e in entries], force=approved)
+        if not verdict.granted:
+            raise self._over(budgets, list(verdict.values), forecast, now, "its forecast does not fit")
+        if approved and layer.task is not None:
+            layer.task.approved.discard(fingerprint(ex.body))
+            log.warning("xAI: an approved call goes past its budget: %s",
+                        "; ".join(s.describe() for s in states_of(budgets, verdict.values, now)))  # fmt: skip
+        self.entries = entries
+        if self.call is not None:
+            self.call["budgets"] = [s.to_dict() for s in states_of(budgets, verdict.values, now)]
+
+    def _over(
+        self, budgets: list[Budget], values: list[int], forecast: Forecast, now: float, why: str
+    ) -> XAIOverBudgetError:
+        states = states_of(budgets, values, now)
+        over = [
+            s
+            for s, b in zip(states, budgets, strict=True)
+            if forecast.cost_usd is None or (reserved_amount(b, forecast) or 0) + s.committed > b.limit
+        ] or states
+        error = XAIOverBudgetError(
+            f"xAI call refused before sending: {why} "
+            f"(worst case {'unpriced' if forecast.cost_usd is None else f'${forecast.cost_usd:.6f}'}, "
+            f"{forecast.total_tokens} tokens): " + "; ".join(s.describe() for s in over)
+        )
+        error.budgets = [s.to_dict() for s in over]
+        error.forecast = forecast.to_dict()
+        error.fingerprint = fingerprint(self.exchange.body)
+        error.resets_at = max(s.ends for s in over).isoformat()
+        return error
+
+    # --- the scope's points ---------------------------------------------------------------------------
+    def attempt(self, send: Callable[[], R]) -> R:
+        self._prepare()
+        return send()
+
+    async def aattempt(self, send: Callable[[], Any]) -> Any:
+        if not self.prepared:
+            await asyncio.to_thread(self._prepare)
+        return await send()
+
+    def answered(self) -> None:
+        record = self.exchange.record
+        if record is None or self.settled:
+            return
+        self.settled = True
+        task = self.layer.task
+        if task is not None and record.cost_usd is not None:
+            task.spent_usd += record.cost_usd
+        if self.call is not None:
+            self.call.update(actual_usd=record.cost_usd, actual_tokens=record.total_tokens,
+                             actual_prompt_tokens=record.prompt_tokens, cost_source=record.cost_source)  # fmt: skip
+        self.layer.remember(self.exchange.answer)
+        corrections = []
+        for budget, entry in self.entries:
+            billed = billed_amount(budget, record)
+            if billed is not None and billed != entry.amount:
+                corrections.append(entry._replace(amount=billed - entry.amount))
+        self._settle(corrections)
+
+    async def aanswered(self) -> None:
+        await asyncio.to_thread(self.answered)
+
+    def finish(self, exc: BaseException | None) -> None:
+        if exc is None or self.settled or not self.entries:
+            return
+        self.settled = True
+        if isinstance(exc, XAIAPIError) and exc.status is not None and exc.billed is None:
+            self._settle([entry._replace(amount=-entry.amount) for _, entry in self.entries])
+
+    def _settle(self, corrections: list[Entry]) -> None:
+        """Never raises: a billed answer must not be lost to a store that is down."""
+        if not corrections:
+            return
+        try:
+            self.layer.store(self.exchange.settings).settle(corrections)
+        except Exception as exc:  # logged: the reservation then stays as it was
+            log.warning("xAI spend control could not settle a budget reservation: %s", exc)
+
+
+__all__ = ["COUNT_CACHE_SIZE", "SpendLayer", "SpendTask", "TokenCounter", "fingerprint"]
