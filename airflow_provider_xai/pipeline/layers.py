@@ -11,6 +11,10 @@ runs every scope at fixed points of the call:
   for a failure that carries a billed answer);
 - ``finish()`` once, when the call ended (with its error, if any).
 
+A layer may withdraw a call before anything is sent (the rate limit, when the task should wait
+for its slot elsewhere) by raising a :class:`Withdrawn`: the call ends with it, which is no
+failure of the call.
+
 Layers read the call's :class:`~airflow_provider_xai.pipeline.call.Endpoint` declaration from
 the :class:`Exchange`; the transport never imports a layer.
 """
@@ -47,6 +51,8 @@ class Exchange:
     answer: Any = None
     #: The stream began (events were read): a non-restartable call is not sent again.
     started: bool = False
+    #: Attempts the server refused with 429 (rate limited), on the answer's usage record.
+    rate_limited: int = 0
     _record: UsageRecord | None = field(default=None, repr=False)
     _recorded: bool = field(default=False, repr=False)
 
@@ -57,8 +63,9 @@ class Exchange:
         if not self._recorded and self.answer is not None:
             record_of = self.call.endpoint.record
             self._record = record_of(self.answer, self.prices) if record_of is not None else None
-            if self._record is not None and self.request_id:
-                self._record.request_id = self.request_id
+            if self._record is not None:
+                self._record.request_id = self.request_id or self._record.request_id
+                self._record.rate_limited = self.rate_limited
             self._recorded = True
         return self._record
 
@@ -68,6 +75,10 @@ class Exchange:
         body = self.body
         model = body.get("model") if isinstance(body, dict) else None
         return model if isinstance(model, str) else None
+
+
+class Withdrawn(Exception):
+    """A layer withdrew the call before anything was sent (not a failure of the call)."""
 
 
 class Scope:
@@ -126,4 +137,4 @@ def _is_typed(exc: Exception) -> bool:
     return isinstance(exc, XAIError)
 
 
-__all__ = ["Exchange", "Layer", "Scope", "scopes_of"]
+__all__ = ["Exchange", "Layer", "Scope", "Withdrawn", "scopes_of"]

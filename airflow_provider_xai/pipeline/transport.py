@@ -31,7 +31,7 @@ import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.connection.settings import ClientSettings, settings_from_connection
-from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError
+from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.body import body_arguments, close_files
 from airflow_provider_xai.pipeline.call import Assembler, Call, Sink
 from airflow_provider_xai.pipeline.errors import HTTPX_FAILURES, error_from_httpx, is_retryable
@@ -394,7 +394,8 @@ class XAITransport:
 
     def _delay(self, ex: Exchange, failures: int, exc: XAIError) -> float | None:
         """Seconds before the next attempt, or None to give up: a stream that began is sent
-        again only when its call is restartable."""
+        again only when its call is restartable. A 429 is counted on the exchange."""
+        ex.rate_limited += isinstance(exc, XAIRateLimitError)
         if ex.started and not ex.call.restartable:
             return None
         return self.policy(stream_retryable if ex.call.restartable else is_retryable).delay(failures, exc)
