@@ -7,7 +7,7 @@ resume lead). The call has then reserved its slot (one store operation) and sent
 task:
 
 1. keeps the reservation in the task state store, with the fingerprint of the call's body,
-   and in the deferral's kwargs;
+   and in the trigger, whose event brings it back;
 2. defers to :class:`~airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger` until
    ``rate_limit_resume_lead`` seconds before the slot, holding no worker slot;
 3. back on a worker (:func:`resume`), runs again: its first limited call sends with the held
@@ -63,13 +63,14 @@ class Resume:
     taken: bool = False
 
     @classmethod
-    def of(cls, event: Any, kwargs: Mapping[str, Any]) -> Resume:
+    def of(cls, event: Any) -> Resume:
+        """From the trigger's event (``XAIRateLimitSlotTrigger``)."""
         from airflow_provider_xai.ratelimit.held import Reservation
 
-        fired = event.get("fired_at") if isinstance(event, Mapping) else None
-        inputs, deferrals, lead = kwargs.get("inputs"), kwargs.get("deferrals"), kwargs.get("lead")
+        data: Mapping[str, Any] = event if isinstance(event, Mapping) else {}
+        fired, inputs, deferrals, lead = (data.get(name) for name in ("fired_at", "inputs", "deferrals", "lead"))
         return cls(
-            held=Reservation.decode(kwargs.get("slot")),
+            held=Reservation.decode(data.get("slot")),
             inputs=inputs if isinstance(inputs, str) else None,
             deferrals=deferrals if isinstance(deferrals, int) and not isinstance(deferrals, bool) else MAX_DEFERRALS,
             lead=float(lead) if _seconds(lead) else 0.0,
@@ -80,9 +81,9 @@ class Resume:
 _RESUMING: ContextVar[Resume | None] = ContextVar("xai_capacity_resume", default=None)
 
 
-def resume(op: XAIBaseOperator, context: Context, event: Any, kwargs: Mapping[str, Any]) -> Any:
+def resume(op: XAIBaseOperator, context: Context, event: Any) -> Any:
     """The task is back on a worker shortly before its slot: run it again with the slot."""
-    back = Resume.of(event, kwargs)
+    back = Resume.of(event)
     if back.came_back is not None:
         op.log.info(
             "Back on a worker %.1fs after the triggerer let the task go (resume lead %.1fs)",
@@ -155,10 +156,10 @@ def _defer(op: XAIBaseOperator, state: TaskState, wait: CapacityWait, lead: floa
         "xAI rate limit: the next slot is %.1fs away; waiting for it in the triggerer (back %.1fs before it)",
         wait.wait, lead,
     )
+    carry = {"inputs": wait.inputs, "deferrals": deferrals, "lead": lead}
     op.defer(
-        trigger=XAIRateLimitSlotTrigger(held.at / 1e6 - lead, slot, op.xai_conn_id),
+        trigger=XAIRateLimitSlotTrigger(held.at / 1e6 - lead, slot, op.xai_conn_id, carry),
         method_name=RESUME_METHOD,
-        kwargs={"slot": slot, "inputs": wait.inputs, "deferrals": deferrals, "lead": lead},
     )
 
 

@@ -133,11 +133,11 @@ class XAIPromptOperator(XAIBaseOperator):
         rate-limit slot in the triggerer: ``operators/capacity.py``)."""
         return self.path.run(self, context, self.ledger(context))
 
-    def execute_after_capacity(self, context: Context, event: Any = None, **kwargs: Any) -> Any:
+    def execute_after_capacity(self, context: Context, event: Any = None) -> Any:
         """Back on a worker shortly before the rate-limit slot this task waited for."""
         from airflow_provider_xai.operators.capacity import resume
 
-        return resume(self, context, event, kwargs)
+        return resume(self, context, event)
 
     def result(self, answer: Any) -> Any:
         """The answer's text, or the validated structured value."""

@@ -20,23 +20,27 @@ class XAIRateLimitSlotTrigger(BaseTrigger):
     text). When the task is cleared or marked while it waits, the slot is given back (Airflow
     3.3 calls :meth:`on_kill` then); a trigger moved to another triggerer keeps it.
 
-    Event payload: ``{"status": "slot", "fired_at": <epoch seconds>}``.
+    Event payload: ``{"status": "slot", "fired_at": <epoch seconds>, "slot": slot, **carry}``:
+    the event brings the task all it needs (``carry``: what else the task asked to get back),
+    as the deferral's own kwargs do not always reach the task (``dag.test()`` drops them).
     """
 
-    def __init__(self, moment: float, slot: str, xai_conn_id: str = "xai_default") -> None:
+    def __init__(
+        self, moment: float, slot: str, xai_conn_id: str = "xai_default", carry: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
-        self.moment, self.slot, self.xai_conn_id = moment, slot, xai_conn_id
+        self.moment, self.slot, self.xai_conn_id, self.carry = moment, slot, xai_conn_id, dict(carry or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"moment": self.moment, "slot": self.slot, "xai_conn_id": self.xai_conn_id},
+            {"moment": self.moment, "slot": self.slot, "xai_conn_id": self.xai_conn_id, "carry": self.carry},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while (left := self.moment - time.time()) > 0:
             await asyncio.sleep(min(left, _MAX_NAP))
-        yield TriggerEvent({"status": "slot", "fired_at": time.time()})
+        yield TriggerEvent({**self.carry, "status": "slot", "fired_at": time.time(), "slot": self.slot})
 
     async def on_kill(self) -> None:
         """The task was cleared or marked while it waited: give its slot back."""

@@ -102,12 +102,25 @@ def tokens_after(held: Reservation) -> int:
     return round((empty - held.at) * tpm / 60_000_000)
 
 
-def deferred(task: Any, store: FakeStateStore, ti: FakeTI | None = None, **resume: Any) -> TaskDeferred:
-    """Run (or resume) ``task`` and expect it to defer."""
-    context = make_context(ti or FakeTI(), store)
+def deferred(task: Any, store: FakeStateStore, event: dict[str, Any] | None = None) -> TaskDeferred:
+    """Run ``task`` (resume it with ``event``) and expect it to defer."""
+    context = make_context(FakeTI(), store)
     with pytest.raises(TaskDeferred) as info:
-        task.execute_after_capacity(context, **resume) if resume else task.execute(context)
+        task.execute_after_capacity(context, event) if event is not None else task.execute(context)
     return info.value
+
+
+def event_of(deferral: TaskDeferred, fired_at: float | None = None, **changed: Any) -> dict[str, Any]:
+    """The event the deferral's trigger yields (fired now, or at ``fired_at``), without waiting."""
+    trigger = deferral.trigger
+    assert isinstance(trigger, XAIRateLimitSlotTrigger)
+    fired = time.time() if fired_at is None else fired_at
+    return {**trigger.carry, "status": "slot", "fired_at": fired, "slot": trigger.slot, **changed}
+
+
+def carried(deferral: TaskDeferred) -> dict[str, Any]:
+    assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger)
+    return deferral.trigger.carry
 
 
 def held_of(store: FakeStateStore) -> Reservation:
@@ -135,7 +148,7 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     assert isinstance(trigger, XAIRateLimitSlotTrigger) and deferral.method_name == RESUME_METHOD
     held = held_of(store)
     assert reservations() == 1 and held.at == last_booked + lim.spacing_us  # one store operation
-    assert held == Reservation.decode(deferral.kwargs["slot"]) and store.data[CAPACITY_STATE_KEY]["inputs"]
+    assert held == Reservation.decode(trigger.slot) and store.data[CAPACITY_STATE_KEY]["inputs"]
     assert trigger.moment == pytest.approx(held.at / 1e6 - LEAD)
     assert posts(xai_server) == []  # nothing sent before the slot
 
@@ -143,7 +156,7 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     assert event["status"] == "slot" and event["fired_at"] >= trigger.moment
     ti = FakeTI()
     with counted_transactions(lim.states) as operations:
-        answer = chat().execute_after_capacity(make_context(ti, store), event=event, **deferral.kwargs)
+        answer = chat().execute_after_capacity(make_context(ti, store), event)
     assert answer and operations() == 0  # sent with the held slot: no new reservation
     (sent,) = posts(xai_server)
     assert sent_at(sent) >= held.at / 1e6 - 0.005  # not before its slot
@@ -176,10 +189,10 @@ def test_changed_inputs_give_the_held_slot_back_and_take_a_new_one(limited: Any,
     held = held_of(store)
     # Resumed with another prompt (an upstream task re-ran): the slot is given back, and the
     # new call books the same second again (it was the last one booked), then waits for it.
-    again = deferred(chat(prompt="Say goodbye."), store, event={"fired_at": time.time()}, **deferral.kwargs)
+    again = deferred(chat(prompt="Say goodbye."), store, event_of(deferral))
     new = held_of(store)
-    assert new.at == held.at + 1 and again.kwargs["inputs"] != deferral.kwargs["inputs"]
-    assert again.kwargs["deferrals"] == 2 and posts(xai_server) == []
+    assert new.at == held.at + 1 and carried(again)["inputs"] != carried(deferral)["inputs"]
+    assert carried(again)["deferrals"] == 2 and posts(xai_server) == []
 
 
 def test_a_next_try_gives_a_leftover_slot_back_and_never_sends_with_it(limited: Any, xai_server: Any) -> None:
@@ -205,9 +218,8 @@ def test_bad_input_on_resume_gives_the_slot_and_its_tokens_back(limited: Any, xa
     held = held_of(store)
     assert tokens_after(held) == pytest.approx(held.tokens, abs=1) and held.tokens > 0
     with pytest.raises(XAIValidationError, match="temperature"):
-        chat(request_kwargs={"temperature": 7}).execute_after_capacity(
-            make_context(FakeTI(), store), event={"fired_at": time.time()}, **deferral.kwargs
-        )
+        bad = chat(request_kwargs={"temperature": 7})
+        bad.execute_after_capacity(make_context(FakeTI(), store), event_of(deferral))
     assert posts(xai_server) == [] and CAPACITY_STATE_KEY not in store.data
     assert tokens_after(held) == 0 and next_slot() == held.at + 1
 
@@ -249,22 +261,23 @@ def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_a_longer_l
     while time.time() < held.at / 1e6 + 0.05:  # the task comes back after its slot passed
         time.sleep(0.01)
     came_back = 0.6
-    again = deferred(chat(), store, event={"fired_at": time.time() - came_back}, **deferral.kwargs)
+    again = deferred(chat(), store, event_of(deferral, fired_at=time.time() - came_back))
     assert held_of(store).at > held.at + 9 * limiter().spacing_us  # behind the later bookings
-    assert again.kwargs["deferrals"] == 2 and again.kwargs["lead"] >= 1.5 * came_back
-    assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - again.kwargs["lead"])
+    assert carried(again)["deferrals"] == 2 and carried(again)["lead"] >= 1.5 * came_back
+    assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - carried(again)["lead"])
 
 
 def test_past_the_most_deferrals_the_task_waits_in_the_worker(limited: Any, xai_server: Any) -> None:
     book()
     store = FakeStateStore()
     deferral = deferred(chat(), store)
-    kwargs = {**deferral.kwargs, "deferrals": MAX_DEFERRALS}
+    event = event_of(deferral, deferrals=MAX_DEFERRALS)
     book()
     while time.time() < held_of(store).at / 1e6 + 0.05:
         time.sleep(0.01)
     ti = FakeTI()
-    assert chat().execute_after_capacity(make_context(ti, store), event={"fired_at": time.time()}, **kwargs)
+    event["fired_at"] = time.time()
+    assert chat().execute_after_capacity(make_context(ti, store), event)
     assert len(posts(xai_server)) == 1 and ti.pushed["xai_usage"]["waited_s"] > 0.5
 
 
@@ -283,7 +296,7 @@ def test_a_responses_task_and_a_deferred_completion_wait_for_their_slot_first(li
     event = fire(deferral.trigger)
     ti = FakeTI()
     assert XAIResponsesOperator(task_id="research", prompt="Summarise.", model=MODEL).execute_after_capacity(
-        make_context(ti, store), event=event, **deferral.kwargs
+        make_context(ti, store), event
     )
     assert ti.pushed["xai_usage"]["kind"] == "responses" and ti.pushed["xai_usage"]["deferred_s"] > 0
 
@@ -293,7 +306,7 @@ def test_a_responses_task_and_a_deferred_completion_wait_for_their_slot_first(li
     assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger)
     event = fire(deferral.trigger)
     # Back with its slot, the task submits the deferred completion, then waits for the answer.
-    submitted = deferred(chat(deferrable=True), store, event=event, **deferral.kwargs)
+    submitted = deferred(chat(deferrable=True), store, event)
     assert isinstance(submitted.trigger, XAIDeferredCompletionTrigger)
     assert CAPACITY_STATE_KEY not in store.data
     assert len(xai_server.requests("/chat/deferred-completion", method="POST")) + len(
@@ -324,5 +337,5 @@ def test_a_held_slot_of_another_model_is_given_back(limited: Any, xai_server: An
     ti = FakeTI()
     # Resumed as a task on another model (its template rendered differently): a slot of its own.
     other = XAIChatOperator(task_id="ask", prompt="Say hello.", model="grok-3-mini", max_tokens=256)
-    assert other.execute_after_capacity(make_context(ti, store), event={"fired_at": time.time()}, **deferral.kwargs)
+    assert other.execute_after_capacity(make_context(ti, store), event_of(deferral))
     assert next_slot() == held.at + 1 and ti.pushed["xai_usage"]["model"] != MODEL
