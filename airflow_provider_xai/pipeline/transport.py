@@ -295,6 +295,7 @@ class XAITransport:
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes) as finish:
             try:
+                self.host_client(call.endpoint.host)  # made now, not after a rate-limit slot (as asend)
                 result: T = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._attempt(ex)))
             except XAIError as exc:
                 self._billed_failure(ex, exc, scopes)
@@ -329,6 +330,7 @@ class XAITransport:
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes, current=False) as finish:
             try:
+                self.host_client(call.endpoint.host)
                 with _active(scopes):
                     response = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._open(ex)))
                 assembler = _assembler(ex)
