@@ -70,9 +70,10 @@ def _worker(env: dict[str, str], calls: int, start: Any, out: Any) -> None:
     assert limiter is not None
     acquire, departures = limiter.acquire, []
 
-    def noted(plan: Any) -> None:
-        acquire(plan)
+    def noted(plan: Any, *more: Any) -> float:
+        waited = acquire(plan, *more)
         departures.append(time.time())
+        return waited
 
     limiter.acquire = noted  # type: ignore[method-assign]
     start.wait()
