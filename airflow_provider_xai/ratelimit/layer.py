@@ -90,9 +90,11 @@ class RateLimitLayer(Layer):
             self._first = first
 
     def _take_first(self) -> FirstCall | None:
+        self.served += 1  # only ever compared with 0
+        if self._first is None:  # the usual case: no lock taken
+            return None
         with self._first_lock:
             first, self._first = self._first, None
-            self.served += 1
             return first
 
     def limiter(self, settings: ClientSettings) -> SharedRateLimiter | None:
