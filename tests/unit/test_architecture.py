@@ -38,7 +38,7 @@ LAYERS = (
     ("endpoints",),
     ("tracing", "ratelimit"),
     ("hooks",),
-    ("operators", "triggers", "sensors", "decorators", "dashboard"),
+    ("operators", "triggers", "sensors", "decorators", "dashboard", "pools", "cli"),
 )
 
 
