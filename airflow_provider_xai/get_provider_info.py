@@ -66,6 +66,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_xai.triggers.usage",
                     "airflow_provider_xai.triggers.collections",
                     "airflow_provider_xai.triggers.media",
+                    "airflow_provider_xai.triggers.capacity",
                 ],
             }
         ],
@@ -95,6 +96,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
+        "cli": ["airflow_provider_xai.cli.get_xai_cli_commands"],
         "task-decorators": [
             {"class-name": "airflow_provider_xai.decorators.xai.xai_task", "name": "xai"},
             {"class-name": "airflow_provider_xai.decorators.xai.xai_branch_task", "name": "xai_branch"},
@@ -117,6 +119,8 @@ def get_provider_info() -> dict[str, Any]:
                         "deadline": "1800",
                         "max_retries": "2",
                         "rate_limit_store": "embedded",
+                        "rate_limit_defer_after": "10",
+                        "rate_limit_resume_lead": "5",
                     },
                 },
                 "conn-fields": {
@@ -236,6 +240,23 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Rate limit Redis connection id",
                         "description": "An Airflow Redis connection (host, port, password, db) for the redis store.",
                         "schema": {"type": ["string", "null"]},
+                    },
+                    "rate_limit_defer_after": {
+                        "label": "Rate limit: wait in the triggerer after (seconds)",
+                        "description": (
+                            "A prompt task whose rate-limit slot is further away than this waits for it in "
+                            "the triggerer, holding no worker slot, and keeps its slot (default 10; 0: "
+                            "always wait in the worker)."
+                        ),
+                        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 3600},
+                    },
+                    "rate_limit_resume_lead": {
+                        "label": "Rate limit: resume lead (seconds)",
+                        "description": (
+                            "How long before its slot a task waiting in the triggerer is handed back, to be "
+                            "on a worker in time (default 5; longer for pods that start slowly)."
+                        ),
+                        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 3600},
                     },
                 },
             }

@@ -8,8 +8,16 @@ layout) is skipped, counted and logged as a warning, never raised. A leaf module
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
+
+
+def fingerprint(inputs: Any) -> str:
+    """A short digest of a request's inputs (key order and whitespace do not matter)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class StoredValue:

@@ -45,6 +45,8 @@ USD = Annotated[float, msgspec.Meta(ge=0, le=MAX_RECORD_USD)]
 #: Units billed beyond tokens (images, seconds, characters): >= 0 and at most a trillion.
 Units = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
 Epoch = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)]
+#: Seconds a call waited (for rate-limit capacity): >= 0 and at most a year.
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=366 * 86400)]
 T = TypeVar("T")
 
 
@@ -124,6 +126,12 @@ class UsageRecord:
     unit: str | None = None
     #: The service tier xAI served the answer in, when it said (``priority`` costs 2x).
     service_tier: str | None = None
+    #: Waiting for the shared rate limit's capacity: seconds in a worker (sleeping until the
+    #: call's slots, and after 429s), seconds deferred (in the triggerer, holding no worker),
+    #: and the attempts xAI refused with 429.
+    waited_s: Seconds = 0.0
+    deferred_s: Seconds = 0.0
+    rate_limited: NonNegInt = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for XCom."""
@@ -249,7 +257,16 @@ def format_usage_line(record: UsageRecord) -> str:
     return (
         f"xAI usage: model={record.model} {tokens} cost_usd={cost} cost_source={record.cost_source} "
         f"{others} server_side_tool_usage={by_tool} cache_hit_share={cache_hit_share(record):.2f}{units}"
+        f"{waits_of(record)}"
     )
+
+
+def waits_of(record: UsageRecord) -> str:
+    """The usage line's ending for a call that waited for capacity or met 429s ("" otherwise,
+    so the line of a call that did neither is as it always was)."""
+    if not (record.waited_s or record.deferred_s or record.rate_limited):
+        return ""
+    return f" waited_s={record.waited_s:.3f} deferred_s={record.deferred_s:.3f} rate_limited={record.rate_limited}"
 
 
 def cache_hit_share(record: UsageRecord) -> float:
@@ -283,6 +300,18 @@ def emit_metrics(record: UsageRecord) -> None:
         backend.incr(f"{METRIC_PREFIX}.units.{record.unit}", round(record.units), tags=tags)
     if record.cost_usd is not None:
         backend.incr(f"{METRIC_PREFIX}.cost_micro_usd", round(record.cost_usd * 1_000_000), tags=tags)
+    for name, value in wait_counts(record):
+        if value:
+            backend.incr(f"{METRIC_PREFIX}.rate_limit.{name}", value, tags=tags)
+
+
+def wait_counts(record: UsageRecord) -> tuple[tuple[str, int], ...]:
+    """The waiting counters of a record: milliseconds in a worker, milliseconds deferred, 429s."""
+    return (
+        ("waited_ms", round(record.waited_s * 1000)),
+        ("deferred_ms", round(record.deferred_s * 1000)),
+        ("refused", record.rate_limited),
+    )
 
 
 def stamp(record: UsageRecord, context: Mapping[str, Any]) -> UsageRecord:

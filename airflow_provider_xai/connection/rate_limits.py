@@ -22,8 +22,17 @@ STORES = ("embedded", "redis")
 DEFAULT_BUCKET_RATES: dict[str, float] = {"images": 5.0, "videos": 1.0}
 BUCKETS_SHAPE = 'must be a JSON object of bucket -> requests per second (e.g. {"images": 2})'
 #: The connection extras of the shared limit, each ``rate_limit_<name>``.
-RATE_LIMIT_FIELDS = ("requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id")
+RATE_LIMIT_FIELDS = (
+    "requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id", "defer_after", "resume_lead",
+)
 DEFAULT_PATH_NAME = "xai_rate_limits.sqlite"
+#: A task whose slot is further away than this many seconds waits for it in the triggerer.
+DEFAULT_DEFER_AFTER = 10.0
+#: How long before its slot the triggerer hands a deferred task back, so that it is on a worker
+#: when the slot comes (a Celery worker takes a few seconds to start a task; a pod longer).
+DEFAULT_RESUME_LEAD = 5.0
+#: The longest either may be: an hour.
+MAX_WAIT_SETTING = 3600.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class RateLimitConfig:
     store: str = "embedded"
     path: str = ""
     redis_conn_id: str | None = None
+    #: Seconds of wait past which a prompt task's first call waits in the triggerer (None: never).
+    defer_after: float | None = DEFAULT_DEFER_AFTER
+    resume_lead: float = DEFAULT_RESUME_LEAD
 
 
 def default_path() -> str:
@@ -64,12 +76,15 @@ def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfi
         )
     if store == "embedded" and redis_conn_id:
         raise _bad(conn_id, "rate_limit_redis_conn_id", "is set but rate_limit_store is 'embedded'")
+    defer_after = _seconds(conn_id, "rate_limit_defer_after", values.get("defer_after"), DEFAULT_DEFER_AFTER)
     return RateLimitConfig(
         requests_per_second=_positive(conn_id, "rate_limit_requests_per_second", rps, float, minimum=0.001),
         tokens_per_minute=_positive(conn_id, "rate_limit_tokens_per_minute", tpm, int, minimum=1),
         store=store,
         path=_absolute(conn_id, path) if path else default_path(),
         redis_conn_id=str(redis_conn_id) if redis_conn_id else None,
+        defer_after=defer_after or None,  # 0: never
+        resume_lead=_seconds(conn_id, "rate_limit_resume_lead", values.get("resume_lead"), DEFAULT_RESUME_LEAD),
     )
 
 
@@ -89,6 +104,16 @@ def bucket_rates(value: Any, conn_id: str) -> dict[str, float]:
         number = _positive(conn_id, f"rate_limit_buckets.{bucket}", rate, float, minimum=0)
         rates[str(bucket)] = number or 0.0
     return rates
+
+
+def _seconds(conn_id: str, name: str, value: Any, default: float) -> float:
+    """A number of seconds from 0 to an hour (``default`` when unset)."""
+    if value is None:
+        return default
+    number = _positive(conn_id, name, value, float, minimum=0)
+    if number > MAX_WAIT_SETTING:
+        raise _bad(conn_id, name, f"must be at most {MAX_WAIT_SETTING:g} seconds, got {value!r}")
+    return float(number)
 
 
 def _absolute(conn_id: str, path: Any) -> str:
@@ -118,5 +143,14 @@ def _positive(conn_id: str, name: str, value: Any, kind: type[float] | type[int]
     return number
 
 
-__all__ = ["DEFAULT_BUCKET_RATES", "RATE_LIMIT_FIELDS", "STORES", "RateLimitConfig", "bucket_rates", "default_path",
-           "rate_limit_config"]
+__all__ = [
+    "DEFAULT_BUCKET_RATES",
+    "DEFAULT_DEFER_AFTER",
+    "DEFAULT_RESUME_LEAD",
+    "RATE_LIMIT_FIELDS",
+    "STORES",
+    "RateLimitConfig",
+    "bucket_rates",
+    "default_path",
+    "rate_limit_config",
+]

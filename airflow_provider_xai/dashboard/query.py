@@ -31,8 +31,12 @@ from airflow_provider_xai.usage import COUNT_FIELDS, TICKS_PER_USD, XCOM_LEDGER_
 BUDGET_FIELDS = ("max_total_tokens", "max_cost_usd", "over_tokens", "over_cost_usd", "message")
 #: The runs table's length.
 TOP_RUNS = 25
-#: The sums kept per group, in order: a group is a list of ints in this order.
-SUMS = ("records", "requests", *COUNT_FIELDS, "cost_ticks", "estimate_ticks", "unpriced_requests")
+#: The sums kept per group, in order: a group is a list of ints in this order (the waits for
+#: rate-limit capacity in milliseconds: in workers, deferred; and the 429s met).
+SUMS = (
+    "records", "requests", *COUNT_FIELDS, "cost_ticks", "estimate_ticks", "unpriced_requests",
+    "waited_ms", "deferred_ms", "rate_limited",
+)
 _DAY = 86400
 _TICKS, _TOKENS = SUMS.index("cost_ticks"), SUMS.index("total_tokens")
 _counts = attrgetter(*COUNT_FIELDS)
@@ -82,7 +86,8 @@ def _collect(session: Session, dag_ids: Collection[str], window: Window) -> tupl
             cost, requests = rec.cost_usd, rec.requests or 1
             ticks = 0 if cost is None else round(cost * TICKS_PER_USD)
             estimate = ticks if rec.cost_source == "estimate" else 0
-            sums = (1, requests, *_counts(rec), ticks, estimate, requests if cost is None else 0)
+            waits = (round(rec.waited_s * 1000), round(rec.deferred_s * 1000), rec.rate_limited)
+            sums = (1, requests, *_counts(rec), ticks, estimate, requests if cost is None else 0, *waits)
             key = (int(stamp // _DAY), dag_id, task_id, rec.model, rec.kind or "chat", rec.cost_source)
             fine.setdefault(key, []).append(sums)
             by_run.setdefault((dag_id, run_id), []).append(sums)
@@ -115,6 +120,7 @@ def _rows(groups: Mapping[Any, list[int]], names: tuple[str, ...]) -> list[dict[
         # The cached part of the prompt: what prompt-cache routing bought (0 without a prompt).
         prompt = row["prompt_tokens"]
         row["cache_hit_share"] = round(min(row["cached_tokens"] / prompt, 1.0), 4) if prompt else 0.0
+        row["waited_s"], row["deferred_s"] = row["waited_ms"] / 1000, row["deferred_ms"] / 1000
         rows.append(row)
     return sorted(rows, key=lambda r: (-r["cost_ticks"], -r["total_tokens"], [str(r[n]) for n in names]))
 
@@ -130,7 +136,9 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
     skipped += bad_summaries
     if skipped:
         log.warning("xAI usage page: skipped %d stored value(s) that are no usage record or summary", skipped)
-    rollups: dict[str, dict[Any, list[int]]] = {name: {} for name in ("total", "daily", "dag", "task", "model", "kind")}
+    rollups: dict[str, dict[Any, list[int]]] = {
+        name: {} for name in ("total", "daily", "dag", "task", "model", "kind", "dag_model")
+    }
     days: dict[int, str] = {}
     for (day, dag_id, task_id, model, kind, _), sums in fine.items():
         days[day] = days.get(day) or (date(1970, 1, 1) + timedelta(days=day)).isoformat()
@@ -141,6 +149,7 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
             ("task", (dag_id, task_id)),
             ("model", model),
             ("kind", kind),
+            ("dag_model", (dag_id, model)),
         )
         for name, key in keys:
             _add(rollups[name], key, sums)
@@ -153,6 +162,11 @@ def usage_report(session: Session, dag_ids: Collection[str], window: Window) -> 
         "by_task": _rows(rollups["task"], ("dag_id", "task_id")),
         "by_model": _rows(rollups["model"], ("model",)),
         "by_kind": _rows(rollups["kind"], ("kind",)),
+        # Waiting for rate-limit capacity, by DAG and model: the longest waits first.
+        "waits": sorted(
+            _rows(rollups["dag_model"], ("dag_id", "model")),
+            key=lambda g: (-g["waited_ms"], -g["deferred_ms"], -g["rate_limited"], g["dag_id"], g["model"]),
+        ),
         "tools": [
             {"tool": tool, "calls": calls, "records": records}
             for tool, (calls, records) in sorted(tools.items(), key=lambda kv: (-kv[1][0], kv[0]))

@@ -22,7 +22,15 @@ import msgspec
 from sqlalchemy import Text, cast, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from airflow_provider_xai.usage import USD, XCOM_LEDGER_KEY, XCOM_USAGE_KEY, Epoch, NonNegInt, stored_as
+from airflow_provider_xai.usage import (
+    USD,
+    XCOM_LEDGER_KEY,
+    XCOM_USAGE_KEY,
+    Epoch,
+    NonNegInt,
+    Seconds,
+    stored_as,
+)
 
 
 class Record(msgspec.Struct, gc=False):
@@ -45,6 +53,9 @@ class Record(msgspec.Struct, gc=False):
     num_sources_used: NonNegInt = 0
     num_server_side_tools_used: NonNegInt = 0
     server_side_tool_usage: dict[str, NonNegInt] | None = None
+    waited_s: Seconds = 0.0
+    deferred_s: Seconds = 0.0
+    rate_limited: NonNegInt = 0
 
 
 # A ledger (list), one record (``xai_usage``), or either stored as a JSON string.

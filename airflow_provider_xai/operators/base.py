@@ -8,8 +8,6 @@ pydantic models) is imported when a task runs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
@@ -19,7 +17,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_xai.operators.spend import check_spend_arguments, resume, run_within_budget
 from airflow_provider_xai.retry_policy import XAI_RETRY_POLICY, retry_policy_argument
-from airflow_provider_xai.task_state import StoredValue
+from airflow_provider_xai.task_state import StoredValue, fingerprint
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,12 +48,6 @@ class LineLogger:
             self._pending = ""
 
 
-def fingerprint(inputs: Any) -> str:
-    """A short digest of a request's inputs (key order and whitespace do not matter)."""
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
 class TaskState(StoredValue):
     """An id this task instance re-attaches to on a retry (a deferred request, a stored response,
     a batch), kept in Airflow's task state store (3.3+), which survives retries (XComs do not).
@@ -70,20 +62,27 @@ class TaskState(StoredValue):
 
     def get(self, inputs: str | None = None) -> str | None:
         """The id kept for these ``inputs`` (a :func:`fingerprint`), or None."""
+        value, kept_for = self.entry()
+        if value is None:
+            return None
+        if inputs is not None and kept_for != inputs:
+            self.log.info("%s %s was made for other inputs; starting afresh", self.what, value)
+            return None
+        return value
+
+    def entry(self) -> tuple[str | None, str | None]:
+        """The id kept and the inputs it was made for, whatever they are ((None, None): none)."""
         stored = self.read()
         if stored is None:
-            return None
+            return None, None
         if isinstance(stored, dict):  # {"value": ..., "inputs": fingerprint}
             value, kept_for = stored.get("value"), stored.get("inputs")
         else:  # written before fingerprints: a bare value
             value, kept_for = stored, None
         if not (isinstance(value, str) and value):
             self.skipped(1, f"expected an id, got {type(value).__name__} {str(value)[:40]!r}")
-            return None
-        if inputs is not None and kept_for != inputs:
-            self.log.info("%s %s was made for other inputs; starting afresh", self.what, value)
-            return None
-        return value
+            return None, None
+        return value, kept_for if isinstance(kept_for, str) else None
 
     def set(self, value: str, inputs: str | None = None) -> None:
         self.write({"value": value, "inputs": inputs})
@@ -190,6 +189,7 @@ class XAIBaseOperator(BaseOperator):
         raise NotImplementedError
 
     def on_kill(self) -> None:
+        self.hook.rate_limit.release_waiting()  # slots a call was sleeping until
         self.hook.close()
 
 

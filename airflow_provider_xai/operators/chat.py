@@ -135,12 +135,12 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         return self.hook.chat_request(ChatPath(seed=self.seed, stop=self.stop).fields(self))
 
     # --- deferred completions --------------------------------------------------------------------
-    def execute(self, context: Context) -> Any:
+    def send(self, context: Context) -> Any:
         if self.api_argument == "auto":  # request_kwargs may have been a template at parse
             self.api = choose_api("auto", {n: getattr(self, n) for n in RESPONSES_ONLY}, chat_only_arguments(self))
         if self.deferrable and self.api == "chat":
             return self._defer(context, self.ledger(context))
-        return super().execute(context)
+        return super().send(context)
 
     def _defer(self, context: Context, ledger: UsageLedger) -> Any:
         """Submit (or, on a task retry, re-attach to the request an earlier try submitted) and

@@ -131,9 +131,8 @@ class XAIImageOperator(XAIMediaOperator):
         return fields
 
     # --- running ----------------------------------------------------------------------------------------
-    def execute(self, context: Context) -> Any:
+    def start(self, context: Context) -> Any:
         fields = self.fields()
-        self.ledger(context)  # re-publishes the usage of earlier tries
         if not self.waits_deferred:
             return self.complete(context, self.hook.generate_images(fields))
         request_id = self.stored_request(context, fields)

@@ -76,6 +76,15 @@ class XAIMediaOperator(XAIBaseOperator):
         check_number("timeout", timeout, 0, positive=True)
 
     # --- the request's identity and the job it started -------------------------------------------
+    def execute(self, context: Context) -> Any:
+        """Start (or re-attach to) the job within the task's cost cap and budgets: a request
+        whose worst case does not fit is refused before it is sent."""
+        return self.within_budget(context, self.ledger(context), lambda: self.start(context))
+
+    def start(self, context: Context) -> Any:
+        """Start the job, or re-attach to an earlier try's (each kind its own)."""
+        raise NotImplementedError
+
     def state(self, context: Context) -> TaskState:
         return TaskState(context, f"xai_{self.kind}_request", self.log, f"xAI {self.kind} request id")
 

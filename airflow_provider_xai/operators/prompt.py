@@ -124,8 +124,21 @@ class XAIPromptOperator(XAIBaseOperator):
         return self.path.xcom_values(self, answer)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_xai.operators.capacity import within_capacity
+
+        return within_capacity(self, context, self.send)
+
+    def send(self, context: Context) -> Any:
+        """Send the rendered task within its budgets and finish it (its first limited call may
+        wait for its rate-limit slot in the triggerer: ``operators/capacity.py``)."""
         ledger = self.ledger(context)
         return self.within_budget(context, ledger, lambda: self.path.run(self, context, ledger))
+
+    def execute_after_capacity(self, context: Context, event: Any = None) -> Any:
+        """Back on a worker shortly before the rate-limit slot this task waited for."""
+        from airflow_provider_xai.operators.capacity import resume
+
+        return resume(self, context, event)
 
     def result(self, answer: Any) -> Any:
         """The answer's text, or the validated structured value."""

@@ -118,11 +118,10 @@ class XAIVideoOperator(XAIMediaOperator):
         video_request(fields, self.action)  # type: ignore[arg-type]  # checked at parse
         return fields
 
-    def execute(self, context: Context) -> Any:
+    def start(self, context: Context) -> Any:
         from airflow_provider_xai.exceptions import XAIDeferredExpiredError
 
         fields = self.fields()
-        self.ledger(context)  # re-publishes the usage of earlier tries
         request_id = self.stored_request(context, fields)
         if request_id is not None:
             try:

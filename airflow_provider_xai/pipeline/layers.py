@@ -11,6 +11,10 @@ runs every scope at fixed points of the call:
   for a failure that carries a billed answer);
 - ``finish()`` once, when the call ended (with its error, if any).
 
+A layer may withdraw a call before anything is sent (the rate limit, when the task should wait
+for its slot elsewhere) by raising a :class:`Withdrawn`: the call ends with it, which is no
+failure of the call.
+
 Layers read the call's :class:`~airflow_provider_xai.pipeline.call.Endpoint` declaration from
 the :class:`Exchange`; the transport never imports a layer.
 """
@@ -48,6 +52,8 @@ class Exchange:
     answer: Any = None
     #: The stream began (events were read): a non-restartable call is not sent again.
     started: bool = False
+    #: Attempts the server refused with 429 (rate limited), on the answer's usage record.
+    rate_limited: int = 0
     _record: UsageRecord | None = field(default=None, repr=False)
     _recorded: bool = field(default=False, repr=False)
 
@@ -65,7 +71,9 @@ class Exchange:
     def usage_reader(self) -> Callable[[Any], UsageRecord | None]:
         """What reads the usage record of an answer to this call (holding no reference to the
         exchange or the answer)."""
-        return functools.partial(read_record, self.call.endpoint.record, self.prices, self.request_id)
+        return functools.partial(
+            read_record, self.call.endpoint.record, self.prices, self.request_id, self.rate_limited
+        )
 
     @property
     def model(self) -> str | None:
@@ -79,13 +87,20 @@ def read_record(
     record_of: Callable[..., UsageRecord | None] | None,
     prices: Mapping[str, Price],
     request_id: str | None,
+    rate_limited: int,
     answer: Any,
 ) -> UsageRecord | None:
-    """The usage record of ``answer`` as its endpoint declares it, with the request id."""
+    """The usage record of ``answer`` as its endpoint declares it, with the request id and the
+    attempts refused with 429 before it."""
     record = record_of(answer, prices) if record_of is not None else None
-    if record is not None and request_id:
-        record.request_id = request_id
+    if record is not None:
+        record.request_id = request_id or record.request_id
+        record.rate_limited = rate_limited
     return record
+
+
+class Withdrawn(Exception):
+    """A layer withdrew the call before anything was sent (not a failure of the call)."""
 
 
 class Scope:
@@ -144,4 +159,4 @@ def _is_typed(exc: Exception) -> bool:
     return isinstance(exc, XAIError)
 
 
-__all__ = ["Exchange", "Layer", "Scope", "scopes_of"]
+__all__ = ["Exchange", "Layer", "Scope", "Withdrawn", "scopes_of"]

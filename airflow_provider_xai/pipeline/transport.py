@@ -31,7 +31,7 @@ import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_xai.connection.settings import ClientSettings, settings_from_connection
-from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError
+from airflow_provider_xai.exceptions import XAIAPIError, XAIConfigurationError, XAIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.body import body_arguments, close_files
 from airflow_provider_xai.pipeline.call import Assembler, Call, Sink
 from airflow_provider_xai.pipeline.errors import HTTPX_FAILURES, error_from_httpx, is_retryable
@@ -295,6 +295,7 @@ class XAITransport:
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes) as finish:
             try:
+                self.host_client(call.endpoint.host)  # made now, not after a rate-limit slot (as asend)
                 result: T = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._attempt(ex)))
             except XAIError as exc:
                 self._billed_failure(ex, exc, scopes)
@@ -329,6 +330,7 @@ class XAITransport:
         scopes = scopes_of(self.layers, ex)
         with _scoped(scopes, current=False) as finish:
             try:
+                self.host_client(call.endpoint.host)
                 with _active(scopes):
                     response = self._retrying(ex, scopes, lambda: _through(scopes, ex, lambda: self._open(ex)))
                 assembler = _assembler(ex)
@@ -394,7 +396,8 @@ class XAITransport:
 
     def _delay(self, ex: Exchange, failures: int, exc: XAIError) -> float | None:
         """Seconds before the next attempt, or None to give up: a stream that began is sent
-        again only when its call is restartable."""
+        again only when its call is restartable. A 429 is counted on the exchange."""
+        ex.rate_limited += isinstance(exc, XAIRateLimitError)
         if ex.started and not ex.call.restartable:
             return None
         return self.policy(stream_retryable if ex.call.restartable else is_retryable).delay(failures, exc)

@@ -12,12 +12,19 @@ It applies to calls whose endpoint declaration charges a bucket and whose body n
 The limiter itself (its store and algorithm) is :mod:`airflow_provider_xai.ratelimit.limiter`;
 it is opened on first use, from the settings the call was sent with (blocking, or in a worker
 thread on the async path).
+
+An operator may ask something of its task's first limited call (:meth:`RateLimitLayer.expect`,
+a :class:`FirstCall`): to be withdrawn (:class:`~airflow_provider_xai.ratelimit.held.CapacityWait`)
+rather than sleep when its slot is far away, and to send with a slot it held while it waited in
+the triggerer instead of taking a new one. The layer notes on each answer's usage record how
+long the call waited for capacity, in a worker and deferred.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,12 +32,33 @@ from airflow_provider_xai.connection.rate_limits import RateLimitConfig, default
 from airflow_provider_xai.exceptions import XAIAPIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
 from airflow_provider_xai.pipeline.retry import backoff
+from airflow_provider_xai.ratelimit.held import CapacityWait
+from airflow_provider_xai.task_state import fingerprint
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
+    from airflow_provider_xai.ratelimit.held import Reservation
     from airflow_provider_xai.ratelimit.limiter import Plan, SharedRateLimiter
 
 R = TypeVar("R")
+
+
+@dataclasses.dataclass
+class FirstCall:
+    """What an operator asks of its task's first limited call.
+
+    :param defer_after: withdraw the call (raise ``CapacityWait``) instead of sleeping when its
+        slot is more than this many seconds away (None: sleep whatever the wait).
+    :param held: a reservation kept for the task while it waited (None: take a slot).
+    :param inputs: the fingerprint of the body ``held`` was made for; a call with another body
+        (the task's inputs changed) gives it back and takes a new slot.
+    """
+
+    defer_after: float | None = None
+    held: Reservation | None = None
+    inputs: str | None = None
+    #: What became of ``held``: "" (no limited call came), "used" or "given back".
+    held_outcome: str = ""
 
 
 class RateLimitLayer(Layer):
@@ -54,6 +82,29 @@ class RateLimitLayer(Layer):
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self._limiter: SharedRateLimiter | None = None
         self._buckets: dict[str, SharedRateLimiter] = {}
+        self._first: FirstCall | None = None
+        self._first_lock = threading.Lock()
+        #: Limited calls planned through this layer (an operator asks only of the first one).
+        self.served = 0
+
+    def release_waiting(self) -> int:
+        """Give back the slots calls through this layer are sleeping until (a task being
+        killed); how many."""
+        limiters = [*self._buckets.values(), *([self._limiter] if self._limiter is not None else [])]
+        return sum(limiter.release_waiting() for limiter in limiters)
+
+    def expect(self, first: FirstCall | None) -> None:
+        """Ask ``first`` of the next limited call through this layer (None: nothing)."""
+        with self._first_lock:
+            self._first = first
+
+    def _take_first(self) -> FirstCall | None:
+        self.served += 1  # only ever compared with 0
+        if self._first is None:  # the usual case: no lock taken
+            return None
+        with self._first_lock:
+            first, self._first = self._first, None
+            return first
 
     def limiter(self, settings: ClientSettings) -> SharedRateLimiter | None:
         """The connection's limiter (None without a client-side limit), opened on first use."""
@@ -111,7 +162,7 @@ class RateLimitLayer(Layer):
             return None
         return _LimitedCall(
             self, exchange, f"{bucket}:{model}", 0,
-            lambda s: self.bucket_limiter(s, bucket), lambda s: self.abucket_limiter(s, bucket),
+            lambda s: self.bucket_limiter(s, bucket), lambda s: self.abucket_limiter(s, bucket), asks=False,
         )  # fmt: skip
 
 
@@ -134,29 +185,61 @@ class _LimitedCall(Scope):
         tokens: int,
         open_limiter: Callable[[ClientSettings], SharedRateLimiter | None],
         aopen_limiter: Callable[[ClientSettings], Awaitable[SharedRateLimiter | None]],
+        asks: bool = True,
     ) -> None:
         self.layer, self.exchange, self.key, self.tokens = layer, exchange, key, tokens
+        #: The task's first call may be asked of this one (the connection's own limit: the
+        #: slot a task holds while it waits in the triggerer is of that limiter).
+        self.asks = asks
         self.open_limiter, self.aopen_limiter = open_limiter, aopen_limiter
         self.limiter: SharedRateLimiter | None = None
         self.plan: Plan | None = None
-        self.rate_limited = 0
+        self.first: FirstCall | None = None
+        self.waited = self.deferred = 0.0
 
     def _planned(self, limiter: SharedRateLimiter | None) -> Plan | None:
         if limiter is not None and self.plan is None:
             self.limiter = limiter
             self.plan = limiter.plan(self.key, self.tokens)
+            if self.plan is not None and self.asks:
+                self.first = self.layer._take_first()
         return self.plan
 
+    def _asked(self) -> tuple[Reservation | None, float | None, Reservation | None]:
+        """What the task asks of this attempt (only of its call's first one): the reservation
+        to send with, how far away a slot may be before the call is withdrawn, and a held
+        reservation to give back (it was made for another body: the task's inputs changed)."""
+        first, self.first = self.first, None
+        if first is None:
+            return None, None, None
+        held = first.held
+        if held is not None and first.inputs != self._inputs():
+            first.held_outcome = "given back"
+            return None, first.defer_after, held
+        if held is not None:
+            assert self.limiter is not None
+            first.held_outcome = "used"
+            self.deferred = max(0.0, self.limiter.clock() - held.since)
+        return held, first.defer_after, None
+
+    def _inputs(self) -> str:
+        return fingerprint(self.exchange.body)
+
     def _backoff(self, exc: XAIAPIError) -> float:
-        if isinstance(exc, XAIRateLimitError):
-            self.rate_limited += 1
-        return backoff(max(self.rate_limited, 1), self.layer.backoff_base, self.layer.backoff_cap)
+        return backoff(self.exchange.rate_limited + 1, self.layer.backoff_base, self.layer.backoff_cap)
 
     def attempt(self, send: Callable[[], R]) -> R:
         plan = self._planned(self.open_limiter(self.exchange.settings))
         if plan is None or self.limiter is None:
             return send()
-        self.limiter.acquire(plan)
+        held, defer_after, stale = self._asked()
+        if stale is not None:
+            self.limiter.release(stale)
+        try:
+            self.waited += self.limiter.acquire(plan, held, defer_after)
+        except CapacityWait as wait:
+            wait.inputs = self._inputs()
+            raise
         try:
             return send()
         except XAIAPIError as exc:
@@ -167,25 +250,39 @@ class _LimitedCall(Scope):
         plan = self._planned(await self.aopen_limiter(self.exchange.settings))
         if plan is None or self.limiter is None:
             return await send()
-        await self.limiter.aacquire(plan)
+        held, defer_after, stale = self._asked()
+        if stale is not None:
+            await self.limiter.arelease(stale)
+        try:
+            self.waited += await self.limiter.aacquire(plan, held, defer_after)
+        except CapacityWait as wait:
+            wait.inputs = self._inputs()
+            raise
         try:
             return await send()
         except XAIAPIError as exc:
             await self.limiter.afailed(plan, exc, self._backoff(exc))
             raise
 
+    def retried(self, exc: BaseException, attempt: int, wait: float) -> None:
+        if isinstance(exc, XAIRateLimitError):  # the retry sleeps in the worker for capacity
+            self.waited += wait
+
     def answered(self) -> None:
         if self.plan is not None and self.limiter is not None:
-            self.limiter.settle(self.plan, _billed_tokens(self.exchange))
+            self.limiter.settle(self.plan, self._noted())
 
     async def aanswered(self) -> None:
         if self.plan is not None and self.limiter is not None:
-            await self.limiter.asettle(self.plan, _billed_tokens(self.exchange))
+            await self.limiter.asettle(self.plan, self._noted())
+
+    def _noted(self) -> int | None:
+        """The billed tokens; the waits are noted on the answer's usage record."""
+        record = self.exchange.record
+        if record is None:
+            return None
+        record.waited_s, record.deferred_s = round(self.waited, 3), round(self.deferred, 3)
+        return record.total_tokens
 
 
-def _billed_tokens(exchange: Exchange) -> int | None:
-    record = exchange.record
-    return record.total_tokens if record is not None else None
-
-
-__all__ = ["RateLimitLayer"]
+__all__ = ["FirstCall", "RateLimitLayer"]

@@ -10,7 +10,9 @@ model, the rate-limit layer calls:
 2. :meth:`~SharedRateLimiter.acquire` before each attempt: one store operation reserves the
    next request slot and the tokens together (``slots.py``: a reservation never refuses, it
    says when to go), then the caller sleeps until that moment. No polling; a slot is never
-   lost nor given twice;
+   lost nor given twice. A task's first call may instead withdraw with its reservation when
+   the slot is far away (:class:`~airflow_provider_xai.ratelimit.held.CapacityWait`), wait in
+   the triggerer, and come back with it (``held``: no store operation);
 3. after an error answer :meth:`~SharedRateLimiter.failed`: a 429 sets the cool-down every
    worker's next slot waits out (the server's ``retry-after`` when sane, else the retry
    backoff, at most a minute) and gives the error what remains of it as ``retry_after``; any
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_xai.connection.rate_limits import RateLimitConfig
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER
+from airflow_provider_xai.ratelimit.held import CapacityWait, Reservation
 from airflow_provider_xai.ratelimit.slots import SECOND_US, Outcome, Update
 
 if TYPE_CHECKING:
@@ -110,6 +113,7 @@ class SharedRateLimiter:
     spacing_us: int = field(init=False)  # between two request slots (0: no requests limit)
     depth_us: int = field(init=False)  # the tokens bucket: a minute's budget (0: no tokens limit)
     _refunds: dict[str, int] = field(init=False, default_factory=dict)  # us to give back, by key
+    _sleepers: dict[object, Reservation] = field(init=False, default_factory=dict)  # slots slept for
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -133,20 +137,78 @@ class SharedRateLimiter:
         tpm = self.config.tokens_per_minute
         return Plan(self.key(f"model:{model}"), min(max(tokens, 0), tpm) if tpm else 0)
 
-    def acquire(self, plan: Plan) -> None:
-        """Reserve the next slot and the tokens (one store operation), then sleep until it. A
-        caller that woke too late for its slot takes the next free one (a second operation)."""
-        at = self._reserved(plan, self._apply(plan.key, self._reservation(plan)))
-        self.sleep_until(at)
+    def acquire(self, plan: Plan, held: Reservation | None = None, defer_after: float | None = None) -> float:
+        """Reserve the next slot and the tokens (one store operation), then sleep until it; the
+        seconds slept. A caller that woke too late for its slot takes the next free one (a
+        second operation).
+
+        ``held``: a reservation kept for this call (a task back from waiting in the triggerer),
+        used instead of a new one (no store operation); one of another key is given back.
+        ``defer_after``: a slot further away than this many seconds is not slept for: a
+        :class:`CapacityWait` hands its reservation to the caller instead.
+        """
+        started = self.clock()
+        at = self._held_slot(plan, held)
+        if at is None:
+            if held is not None:
+                self.release(held)
+            at = self._reserved(plan, self._apply(plan.key, self._reservation(plan)))
+        elif self._late(at):  # back later than its slot: the next free one
+            at = self._apply(plan.key, self._again()).at
+        if (sleeper := self._sleeping(plan, at, held, defer_after)) is not None:
+            try:
+                self.sleep_until(at)
+            finally:
+                self._woke(sleeper)
         if self._late(at):
             self.sleep_until(self._apply(plan.key, self._again()).at)
+        return self.clock() - started
 
-    async def aacquire(self, plan: Plan) -> None:
+    async def aacquire(
+        self, plan: Plan, held: Reservation | None = None, defer_after: float | None = None
+    ) -> float:
         """Async :meth:`acquire`."""
-        at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
-        await self.asleep_until(at)
+        started = self.clock()
+        at = self._held_slot(plan, held)
+        if at is None:
+            if held is not None:
+                await self.arelease(held)
+            at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
+        elif self._late(at):
+            at = (await self._aapply(plan.key, self._again())).at
+        if (sleeper := self._sleeping(plan, at, held, defer_after)) is not None:
+            try:
+                await self.asleep_until(at)
+            finally:
+                self._woke(sleeper)
         if self._late(at):
             await self.asleep_until((await self._aapply(plan.key, self._again())).at)
+        return self.clock() - started
+
+    def release(self, held: Reservation, tokens: bool = True) -> None:
+        """Give a slot that is still to come back, with its tokens unless ``tokens`` is False
+        (a holder that cannot be sure nobody gave them back before). One store operation, none
+        for a past slot; ``slots.py`` says what giving a slot back can mean. Never raises: a
+        failure is logged."""
+        if (update := self._giving_back(held, tokens)) is not None:
+            with _logged("giving a slot back"):
+                self._apply(held.key, update)
+
+    async def arelease(self, held: Reservation, tokens: bool = True) -> None:
+        """Async :meth:`release`."""
+        if (update := self._giving_back(held, tokens)) is not None:
+            with _logged("giving a slot back"):
+                await self._aapply(held.key, update)
+
+    def release_waiting(self) -> int:
+        """Give back every slot a caller of this limiter is sleeping until (a task being
+        killed); how many."""
+        with self._lock:
+            waiting = list(self._sleepers.values())
+            self._sleepers.clear()
+        for held in waiting:
+            self.release(held)
+        return len(waiting)
 
     def failed(self, plan: Plan, exc: XAIAPIError, backoff: float) -> None:
         """After an error answer: give the tokens back; share a 429's cool-down (one store
@@ -253,10 +315,46 @@ class SharedRateLimiter:
     def _reserved(self, plan: Plan, outcome: Outcome) -> int:
         """Note the reservation; the slot's time (us)."""
         plan.charged = plan.tokens
-        wait = outcome.at / SECOND_US - self.clock()
+        return outcome.at
+
+    def _held_slot(self, plan: Plan, held: Reservation | None) -> int | None:
+        """The time of ``held`` when it is a slot of this call's key (its tokens then count as
+        this call's charge); None when there is none or it is another key's."""
+        if held is None or held.key != plan.key:
+            return None
+        plan.charged = held.tokens
+        return held.at
+
+    def reservation(self, plan: Plan, at: int, since: float | None = None) -> Reservation:
+        """The slot at ``at`` booked for ``plan``, as a caller keeps it."""
+        return Reservation(plan.key, at, plan.charged, self.spacing_us, self.clock() if since is None else since)
+
+    def _sleeping(self, plan: Plan, at: int, held: Reservation | None, defer_after: float | None) -> object | None:
+        """Before sleeping until the slot at ``at``: withdraw instead when it is further away
+        than ``defer_after``; else note it as slept for (given back if the task is killed) and
+        return the note, for :meth:`_woke` (None: the slot is now, no sleep)."""
+        wait = at / SECOND_US - self.clock()
+        if wait <= 0:
+            return None
+        if defer_after is not None and wait > defer_after:
+            raise CapacityWait(self.reservation(plan, at, held.since if held is not None else None), wait)
         if wait >= 1:  # worth a line in the task log: the task is not stuck
             log.info("Waiting %.1fs for the shared xAI rate limit %s", wait, plan.key.split(":", 2)[2])
-        return outcome.at
+        sleeper = object()
+        with self._lock:
+            self._sleepers[sleeper] = self.reservation(plan, at)
+        return sleeper
+
+    def _woke(self, sleeper: object) -> None:
+        with self._lock:
+            self._sleepers.pop(sleeper, None)
+
+    def _giving_back(self, held: Reservation, tokens: bool) -> Update | None:
+        now = self.now_us()
+        if held.at <= now:  # the slot has passed: nothing left to give back
+            return None
+        refund = self._tokens_us(held.tokens) if tokens else 0
+        return Update(now, correction=-refund, release=held.at, spacing=held.spacing)
 
     def _failure(self, plan: Plan, exc: XAIAPIError, backoff: float) -> Update | None:
         """Give the attempt's tokens back (nothing was billed); a 429's cool-down update: the

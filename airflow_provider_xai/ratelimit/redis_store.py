@@ -25,12 +25,12 @@ from airflow_provider_xai.ratelimit.slots import HORIZON, Outcome, SlotStore, Up
 IDLE_TTL_MS = 10 * 60 * 1000
 
 #: KEYS[1]: a key's "next,empty,cool" (see slots.py). ARGV: now, correction, cool_until, slot
-#: (1/0), spacing, tokens, depth, HORIZON, IDLE_TTL_MS. Returns {at, cool_until, garbled}. Lua numbers are
+#: (1/0), spacing, tokens, depth, HORIZON, IDLE_TTL_MS, release. Returns {at, cool_until, garbled}. Lua numbers are
 #: doubles: exact for these integers (below 2**53); written back with %.0f, never %.14g.
 SCRIPT = """
 local now, correction, cool_until = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot, spacing, tokens, depth = ARGV[4] == '1', tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local horizon, idle = tonumber(ARGV[8]), tonumber(ARGV[9])
+local horizon, idle, release = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local nxt, empty, cool, garbled = 0, 0, 0, 0
 local stored = redis.pcall('GET', KEYS[1])
 if type(stored) == 'string' then
@@ -42,6 +42,7 @@ elseif stored ~= false then
 end
 empty = math.max(math.max(empty, now) + correction, now)
 cool = math.max(cool, cool_until)
+if release > now and nxt == release + spacing then nxt = release + 1 end
 local at = now
 if slot then
   at = math.max(now, nxt, cool, empty + tokens - depth)
@@ -146,7 +147,9 @@ class RedisStates(SlotStore):
 
 
 def _arguments(u: Update) -> list[int]:
-    return [u.now, u.correction, u.cool_until, int(u.slot), u.spacing, u.tokens, u.depth, HORIZON, IDLE_TTL_MS]
+    return [
+        u.now, u.correction, u.cool_until, int(u.slot), u.spacing, u.tokens, u.depth, HORIZON, IDLE_TTL_MS, u.release,
+    ]
 
 
 def _outcome(reply: Sequence[Any]) -> Outcome:

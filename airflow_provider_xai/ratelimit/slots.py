@@ -10,16 +10,28 @@ integer microseconds since the epoch, stored as the text ``"next,empty,cool"``:
 An :class:`Update` is one store operation, applied atomically by :func:`transition` (the
 embedded store, in one SQLite transaction) or by its Lua twin in ``redis_store.py`` (one
 round trip). An update first applies its token ``correction`` (a settled answer's debt, or
-tokens given back) and its cool-down, then, when it takes a slot, reserves it. Taking a slot
-never refuses: it answers *when* the caller may send, the first moment every limit admits it,
-and books that moment so no other caller gets it::
+tokens given back), its cool-down and the slot it gives back, then, when it takes a slot,
+reserves it. Taking a slot never refuses: it answers *when* the caller may send, the first
+moment every limit admits it, and books that moment so no other caller gets it::
 
     empty = max(empty, now) + correction          (never below now: an empty bucket)
     cool  = max(cool, cool_until)
+    next  = release + 1         if release > now and next == release + spacing   (given back)
     at    = max(now, next, cool, empty + tokens - depth)
     next  = at + spacing
     empty = max(empty, at) + tokens
- Stored values are read leniently (:func:`decode`): a value that is not three
+
+Giving a slot back (a task killed or cleared while it held one, a held slot its task no longer
+needs): the key keeps one time per limit, not a list of bookings, so a slot can be handed to the
+next caller only while it is still to come and the last one booked (``next`` is one ``spacing``
+after it); then ``next`` moves back to it, plus 1 us. A slot with bookings after it stays a
+gap: that second sees one request fewer, never one more. The 1 us makes the slot, once booked
+again, another slot: giving the old one back twice (a cleared task's trigger, then its next
+try) cannot hand it out twice. A past slot gives nothing back. Its tokens are given back by the
+caller (a negative ``correction``) only while the slot is to come and only by the one holder
+sure that nobody gave them back before.
+
+Stored values are read leniently (:func:`decode`): a value that is not three
 times, or one past :data:`HORIZON`, is treated as an empty key, and the answer says so.
 """
 
@@ -41,9 +53,10 @@ class Update(NamedTuple):
     """One store operation on a key, all times and amounts in microseconds.
 
     ``correction``: tokens charged (> 0) or given back (< 0) first. ``cool_until``: no slot
-    before it (a shared 429 cool-down). ``slot``: then take the next request slot, reserving
-    ``tokens`` with it; ``spacing``: between two request slots (0: no requests limit);
-    ``depth``: the tokens bucket's depth, one minute's budget (0: no tokens limit).
+    before it (a shared 429 cool-down). ``release``: a booked slot's time, given back when it
+    is still to come and the last one booked (0: none). ``slot``: then take the next request slot,
+    reserving ``tokens`` with it; ``spacing``: between two request slots (0: no requests
+    limit); ``depth``: the tokens bucket's depth, one minute's budget (0: no tokens limit).
     """
 
     now: int
@@ -53,6 +66,7 @@ class Update(NamedTuple):
     spacing: int = 0
     tokens: int = 0
     depth: int = 0
+    release: int = 0
 
 
 class Outcome(NamedTuple):
@@ -87,6 +101,8 @@ def transition(stored: Any, update: Update) -> tuple[str, Outcome]:
     now, tokens = update.now, update.tokens
     empty = max(max(empty, now) + update.correction, now)
     cool = max(cool, update.cool_until)
+    if update.release > now and nxt == update.release + update.spacing:
+        nxt = update.release + 1
     at = now
     if update.slot:
         at = max(now, nxt, cool, empty + tokens - update.depth)

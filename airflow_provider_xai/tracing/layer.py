@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
+from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope, Withdrawn
 from airflow_provider_xai.tracing.spans import RequestSpan, tracing_on
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _TracedCall(Scope):
         self.span.record(self.exchange.answer, self.exchange.record)
 
     def finish(self, exc: BaseException | None) -> None:
-        if exc is not None:
+        if exc is not None and not isinstance(exc, Withdrawn):  # withdrawn: nothing was sent
             self.span.failed(exc)
         self.span.end()
 

@@ -37,7 +37,10 @@ def record_of(line: str) -> UsageRecord:
     cost, tools = shown.pop("cost_usd", "unknown"), shown.pop("server_side_tool_usage", "none")
     shown.pop("cache_hit_share", None)  # derived from the counts: the round trip checks it
     units, unit = float(shown.pop("units", 0)), shown.pop("unit", None)
+    waited, deferred = float(shown.pop("waited_s", 0)), float(shown.pop("deferred_s", 0))
     return UsageRecord(
+        waited_s=waited,
+        deferred_s=deferred,
         model=shown.pop("model"),
         cost_source=shown.pop("cost_source", "unknown"),  # type: ignore[arg-type]
         cost_usd=None if cost == "unknown" else float(cost),

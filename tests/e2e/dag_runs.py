@@ -191,13 +191,14 @@ def parsed_examples(api: httpx.Client, stack: AirflowStack) -> list[str]:
     return wait_parsed(api, stack, expected)
 
 
-def trigger(api: httpx.Client, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-    """Unpause ``dag_id`` and start a manual run (with ``conf``) through the REST API; its run id."""
+def trigger(api: httpx.Client, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None) -> str:
+    """Unpause ``dag_id`` and start a manual run (with ``conf``, at ``logical_date``: none by
+    default) through the REST API; its run id."""
     response = api.patch(f"/dags/{dag_id}", json={"is_paused": False})
     assert response.status_code == 200, response.text
     run_id = f"e2e_{uuid.uuid4().hex[:8]}"
     response = api.post(
-        f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": logical_date, "conf": conf or {}}
     )
     assert response.status_code == 200, response.text
     return run_id

@@ -144,3 +144,91 @@ def figures(
         dag_run_s=round(dag_run_s, 1),
         ran_on=ran_on,
     )
+
+
+# --- waiting for capacity: the same tasks with and without waits in the triggerer ---------------
+#: A mapped task's prompt (``<run>/w0003``), and any request of the run (other work: ``/o0003``).
+WAIT_TAG, RUN_TAG = r"/w\d{4}", r"/[wo]\d{4}"
+
+
+@dataclass
+class WaitFigures:
+    """One run of the capacity-waits DAG (``tests/e2e/scale_dags/xai_waits.py``)."""
+
+    mode: str
+    tasks: int
+    failed_tasks: int
+    billed: int
+    refused_429: int
+    refused_429_share: float  # of the tasks' requests
+    lost_answers: int
+    duplicated_answers: int
+    #: Worker-slot seconds the tasks spent waiting for capacity: slept in workers (usage records).
+    slot_seconds_waiting: float
+    #: Seconds the tasks spent deferred for capacity, holding no worker slot (usage records).
+    seconds_deferred: float
+    deferred_tasks: int  # tasks whose call waited for its slot in the triggerer
+    #: Seconds from the trigger firing to the task running again on a worker (their task logs).
+    came_back_s: list[float]
+    #: From its run's trigger to the start of a task that never calls xAI, in the same pool:
+    #: queued behind the mapped tasks (its run's logical date later than theirs), or first in
+    #: line (earlier: it takes the first slot that frees).
+    bystander_behind_start_delay_s: float
+    bystander_first_start_delay_s: float
+    throughput_rps: float  # the run's billed requests per second, first request to last answer
+    throughput_share_of_limit: float
+    dag_run_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wait_figures(
+    *,
+    mode: str,
+    server_rps: int,
+    run_id: str,
+    tasks: int,
+    journal: Iterable[JournalEntry],
+    answers: Sequence[tuple[str, str]],
+    ledgers: Sequence[Sequence[dict[str, Any]]],
+    failed_tasks: int,
+    came_back: Sequence[float],
+    bystander_start_delays: tuple[float, float],
+    dag_run_s: float,
+) -> WaitFigures:
+    """``answers``: (prompt, answer) of the tasks that succeeded; ``ledgers``: each task's usage
+    records (``xai_usage_ledger``); ``bystander_start_delays``: (behind, first in line)."""
+    pattern = re.compile(re.escape(run_id) + WAIT_TAG)
+    posted = [e for e in journal if e.method == "POST" and e.path.endswith(CHAT_PATH)]
+    chat = [e for e in posted if request_tag(e, pattern)]
+    run = [e for e in posted if request_tag(e, re.compile(re.escape(run_id) + RUN_TAG))]
+    billed = [e for e in chat if e.status == 200]
+    refused = sum(1 for e in chat if e.status == 429)
+    billed_tags = Counter(request_tag(e, pattern) for e in billed)
+    stored = Counter(first_tag(pattern, prompt) for prompt, _ in answers)
+    expected = {f"{run_id}/w{i:04d}" for i in range(tasks)}
+    records = [r for ledger in ledgers for r in ledger]
+    answered = sorted(e.time for e in run if e.status == 200)
+    window = answered[-1] - min(e.time for e in run) if answered else 0.0
+    rps = (len(answered) - 1) / window if window > 0 else 0.0
+    return WaitFigures(
+        mode=mode,
+        tasks=tasks,
+        failed_tasks=failed_tasks,
+        billed=len(billed),
+        refused_429=refused,
+        refused_429_share=round(refused / max(1, tasks), 4),
+        lost_answers=len((expected | set(billed_tags)) - set(stored)),
+        duplicated_answers=sum(n - 1 for n in stored.values() if n > 1)
+        + sum(n - 1 for n in billed_tags.values() if n > 1),
+        slot_seconds_waiting=round(sum(float(r.get("waited_s") or 0) for r in records), 2),
+        seconds_deferred=round(sum(float(r.get("deferred_s") or 0) for r in records), 2),
+        deferred_tasks=sum(1 for r in records if r.get("deferred_s")),
+        came_back_s=sorted(round(s, 1) for s in came_back),
+        bystander_behind_start_delay_s=round(bystander_start_delays[0], 2),
+        bystander_first_start_delay_s=round(bystander_start_delays[1], 2),
+        throughput_rps=round(rps, 2),
+        throughput_share_of_limit=round(rps / server_rps, 3),
+        dag_run_s=round(dag_run_s, 1),
+    )

@@ -177,6 +177,8 @@ def test_usage_page_shows_the_records_sums_to_whom_may_read_them(
         assert link.get_attribute("href") == f"{base}/dags/{DENIED_DAG}/runs/{quote(run_id, safe='')}"
         expect(frame.locator("#tools")).to_contain_text("web_search_calls")
         expect(frame.locator("#by-kind")).to_contain_text("Responses")
+        expect(frame.locator("#waits")).to_contain_text(EXAMPLES[0])  # waiting for capacity, by DAG and model
+        expect(frame.locator("#wait-split")).to_contain_text("429(s)")
         assert e2e_xai.api_key not in page.content() and e2e_xai.api_key not in frame.locator("body").inner_html()
         shots[scheme] = tmp_path / f"{scheme}.png"
         page.wait_for_timeout(300)  # the charts' first paint

@@ -70,9 +70,10 @@ def _worker(env: dict[str, str], calls: int, start: Any, out: Any) -> None:
     assert limiter is not None
     acquire, departures = limiter.acquire, []
 
-    def noted(plan: Any) -> None:
-        acquire(plan)
+    def noted(plan: Any, *more: Any) -> float:
+        waited = acquire(plan, *more)
         departures.append(time.time())
+        return waited
 
     limiter.acquire = noted  # type: ignore[method-assign]
     start.wait()
@@ -221,6 +222,8 @@ class TestRedisStore:
                 spacing=rng.choice([0, 50_000, 1_025_000]),
                 tokens=rng.choice([0, 1, 6_000_000, 60_000_000]),
                 depth=rng.choice([0, 60_000_000]),
+                # a slot given back: often one booked just before (next = it + spacing)
+                release=rng.choice([0, 0, now + rng.randrange(3_000_000), _last_slot(stored, now)]),
             )
             if step % 50 == 7:
                 stored = rng.choice(["garbage", "1,2", f"{now + HORIZON + 1},0,0", "-1,0,0"])
@@ -283,6 +286,14 @@ class TestRedisStore:
             XAIHook().chat(model="grok-4.3", messages=[{"role": "user", "content": "hi"}])
         assert wrong not in str(raised.value) and wrong not in caplog.text
         assert xai_server.requests("chat/completions") == []  # nothing sent past a broken store
+
+
+def _last_slot(stored: str | None, now: int) -> int:
+    """The slot booked last in ``stored`` under the spacings the twin test uses (0: none)."""
+    from airflow_provider_xai.ratelimit.slots import decode
+
+    (nxt, _, _), _ = decode(stored, now)
+    return max(0, nxt - 50_000)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -300,3 +300,43 @@ def test_the_forecast_and_budget_lines_keep_secrets_out(
     shown = json.dumps([ti.pushes, str(err.value), err.value.budgets, caplog.text], default=str)
     assert xai_server.api_key not in shown and xai_server.management_key not in shown
     assert "xAI forecast: model=grok-4.3" in caplog.text
+
+
+# --- images and video: priced by count and seconds -----------------------------------------------
+def test_images_over_the_cap_are_refused_before_the_request_and_under_it_bounded(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_xai.operators.images import XAIImageOperator
+
+    connect(xai_server, monkeypatch, tmp_path)
+    folder = f"file://{tmp_path}/media"
+    ti = FakeTI()
+    with pytest.raises(XAICostCapError, match=r"max_cost_usd"):  # 3 images at $0.02 > $0.05
+        XAIImageOperator(task_id="shot", prompt="a mug", n=3, max_cost_usd=0.05, output_folder=folder).execute(
+            make_context(ti)
+        )
+    assert xai_server.requests("/images/generations") == []
+    (refused,) = forecasts(ti)
+    assert (refused["forecast"]["units"], refused["forecast"]["unit"]) == (3, "image")
+    ti = FakeTI()
+    result = XAIImageOperator(task_id="shot", prompt="a mug", n=2, max_cost_usd=0.05, output_folder=folder).execute(
+        make_context(ti)
+    )
+    (call,) = forecasts(ti)
+    assert call["actual_usd"] == result["cost_usd"] <= call["forecast"]["cost_usd"] == pytest.approx(0.04)
+
+
+def test_a_video_over_the_cap_is_refused_before_the_job_starts(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_xai.operators.video import XAIVideoOperator
+
+    connect(xai_server, monkeypatch, tmp_path)
+    ti = FakeTI()
+    op = XAIVideoOperator(task_id="clip", prompt="a boat", duration=10, max_cost_usd=0.3,
+                          output_folder=f"file://{tmp_path}/media", deferrable=False)  # fmt: skip
+    with pytest.raises(XAICostCapError, match=r"max_cost_usd"):  # 10 s at $0.05 (or more) > $0.30
+        op.execute(make_context(ti))
+    assert xai_server.requests("/videos/generations") == []
+    (refused,) = forecasts(ti)
+    assert (refused["forecast"]["units"], refused["forecast"]["unit"]) == (10.0, "second")

@@ -39,7 +39,7 @@ LAYERS = (
     ("endpoints",),
     ("tracing", "ratelimit", "spend"),
     ("hooks",),
-    ("operators", "triggers", "sensors", "decorators", "dashboard"),
+    ("operators", "triggers", "sensors", "decorators", "dashboard", "pools", "cli"),
 )
 
 

@@ -169,6 +169,30 @@ def test_the_window_keeps_records_by_their_own_day(session: Any) -> None:
     assert report(session, {dag_id}, day_before, day_before)["totals"]["total_tokens"] == 1
 
 
+def test_waits_for_capacity_and_429s_are_summed_by_dag_and_model(session: Any) -> None:
+    first, second = unique("waits_a"), unique("waits_b")
+    ledger = [
+        record(first, "r", "t", timestamp=T0, waited_s=1.25, deferred_s=30.0, rate_limited=1),
+        record(first, "r", "t", timestamp=T0 + 1, waited_s=0.5, deferred_s=12.5),
+        record(first, "r", "u", timestamp=T0 + 2, model="grok-3-mini", waited_s=4.0, rate_limited=2),
+        record(second, "r", "t", timestamp=T0 + 3),
+    ]
+    old = {k: v for k, v in record(second, "r", "v", timestamp=T0 + 4).items() if k not in ("waited_s", "rate_limited")}
+    insert_runs(session, [
+        RunUsage(first, "r", [TaskUsage(first, "r", "t", ledger[:2]), TaskUsage(first, "r", "u", ledger[2:3])]),
+        RunUsage(second, "r", [TaskUsage(second, "r", "t", ledger[3:]), TaskUsage(second, "r", "v", [old])]),
+    ])
+    got = report(session, {first, second})
+    waits = [(g["dag_id"], g["model"], g["waited_s"], g["deferred_s"], g["rate_limited"]) for g in got["waits"]]
+    assert waits == [
+        (first, "grok-3-mini", 4.0, 0.0, 2),
+        (first, "grok-4.3", 1.75, 42.5, 1),
+        (second, "grok-4.3", 0.0, 0.0, 0),  # records without the fields (written before them) read as 0
+    ]
+    totals = got["totals"]
+    assert (totals["waited_s"], totals["deferred_s"], totals["rate_limited"]) == (5.75, 42.5, 3)
+
+
 def test_only_the_given_dags_are_read(session: Any) -> None:
     rng = random.Random(3)
     seen, hidden = unique("seen"), unique("hidden")

@@ -735,3 +735,54 @@ def test_the_batch_pacer_is_shared_through_the_store(
     waits = [one.batch_pacer.acquire(), two.batch_pacer.acquire(), one.batch_pacer.acquire()]
     assert waits[0] == 0.0
     assert waits[1] == pytest.approx(0.303, abs=0.002) and waits[2] == pytest.approx(0.303, abs=0.002)
+
+
+def test_a_calls_wait_for_its_slot_and_the_429s_it_met_are_on_its_usage_record(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
+) -> None:
+    set_connection(monkeypatch, rate_limit_requests_per_second=2, max_retries=2)
+    monkeypatch.setattr("airflow_provider_xai.pipeline.transport.time.sleep", clock.sleep)  # the retry wait
+    server = Server(clock, too_many(retry_after="3"), completion())
+    hook = limited_hook(server, clock, states)
+    refused = hook.chat(ask()).usage_record  # its slot now, a 429, the retry 3 s later
+    assert refused is not None and (refused.rate_limited, refused.waited_s) == (1, pytest.approx(3.0))
+    paced = hook.chat(ask()).usage_record  # the next slot, one spacing after the retry's
+    assert paced is not None and paced.rate_limited == 0
+    assert paced.waited_s == pytest.approx(limiter_of(hook).spacing_us / 1e6, abs=1e-3)
+
+
+def test_429s_are_counted_without_a_client_side_limit(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    set_connection(monkeypatch, max_retries=3)
+    monkeypatch.setattr("airflow_provider_xai.pipeline.transport.time.sleep", clock.sleep)
+    server = Server(clock, too_many(retry_after="1"), too_many(retry_after="1"), completion())
+    hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(server)})
+    record = hook.chat(ask()).usage_record
+    assert record is not None and (record.rate_limited, record.waited_s) == (2, 0.0)
+
+
+def test_the_async_path_withdraws_a_far_call_and_sends_later_with_the_held_slot(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
+) -> None:
+    from airflow_provider_xai.ratelimit.held import CapacityWait
+    from airflow_provider_xai.ratelimit.layer import FirstCall
+    from airflow_provider_xai.ratelimit.slots import Update
+
+    set_connection(monkeypatch, rate_limit_requests_per_second=2)
+    server = Server(clock, completion())
+    hook = limited_hook(server, clock, states)
+    limiter = limiter_of(hook)
+    for _ in range(10):  # other callers hold the next five seconds
+        update = Update(limiter.now_us(), slot=True, spacing=limiter.spacing_us)
+        limiter.states.update(limiter.key(f"model:{MODEL}"), update)
+    hook.rate_limit.expect(FirstCall(defer_after=1.0))
+    with pytest.raises(CapacityWait) as withdrawn:
+        asyncio.run(hook.achat(ask()))
+    held = withdrawn.value.reservation
+    assert server.times == [] and withdrawn.value.wait > 5 and withdrawn.value.inputs
+    first = FirstCall(held=held, inputs=withdrawn.value.inputs)
+    hook.rate_limit.expect(first)
+    with counted_transactions(states) as operations:
+        record = asyncio.run(hook.achat(ask())).usage_record
+    assert operations() == 0 and first.held_outcome == "used"
+    assert server.times == [held.at / 1e6]  # at its slot, the one it held
+    assert record is not None and record.waited_s == pytest.approx(withdrawn.value.wait)

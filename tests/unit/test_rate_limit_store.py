@@ -69,6 +69,59 @@ class TestTransition:
         assert slot.at == NOW + 3 * SECOND
 
 
+class TestGivingBack:
+    """A slot given back (slots.py): the next caller gets it only while it is to come and the
+    last one booked; otherwise it stays a gap; giving it back twice never hands it out twice."""
+
+    SPACING = 500_000
+
+    def book(self, stored: str | None, now: int = NOW) -> tuple[str, int]:
+        stored, (outcome,) = apply(stored, Update(now, slot=True, spacing=self.SPACING))
+        assert stored is not None
+        return stored, outcome.at
+
+    def release(self, stored: str, at: int, now: int = NOW) -> str:
+        released, _ = apply(stored, Update(now, release=at, spacing=self.SPACING))
+        assert released is not None
+        return released
+
+    def test_the_last_slot_booked_goes_to_the_next_caller(self) -> None:
+        stored, _ = self.book(None)
+        stored, second = self.book(stored)
+        _, third = self.book(self.release(stored, second))
+        assert third == second + 1  # the slot given back, as another slot (1 us later)
+
+    def test_a_slot_with_bookings_after_it_stays_a_gap(self) -> None:
+        stored, _ = self.book(None)
+        stored, held = self.book(stored)
+        stored, after = self.book(stored)
+        _, next_one = self.book(self.release(stored, held))
+        assert next_one == after + self.SPACING  # nobody gets the held slot: one request fewer
+
+    def test_a_past_slot_gives_nothing_back(self) -> None:
+        stored, _ = self.book(None)
+        stored, held = self.book(stored)
+        later = held + 1
+        released = self.release(stored, held, now=later)
+        assert self.book(released, later)[1] == self.book(stored, later)[1] == held + self.SPACING
+
+    def test_giving_a_slot_back_twice_never_hands_it_out_twice(self) -> None:
+        stored, _ = self.book(None)
+        stored, held = self.book(stored)
+        stored, taken = self.book(self.release(stored, held))  # another caller takes it
+        stored = self.release(stored, held)  # the old holder gives it back again (its next try)
+        _, after = self.book(stored)
+        assert after == taken + self.SPACING != taken
+
+    def test_tokens_given_back_ride_on_the_same_operation(self) -> None:
+        minute = 60 * SECOND
+        stored, (outcome,) = apply(None, Update(NOW, slot=True, spacing=self.SPACING, tokens=minute // 2, depth=minute))
+        stored, _ = apply(
+            stored, Update(NOW, correction=-(minute // 2), release=outcome.at, spacing=self.SPACING)
+        )
+        assert decode(stored, NOW)[0][1] == NOW  # the bucket is empty again
+
+
 @pytest.mark.parametrize(
     "value",
     [

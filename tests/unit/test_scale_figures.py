@@ -79,3 +79,33 @@ def test_lost_duplicated_and_crossed_answers_are_counted() -> None:
     # TAGS[0] stored twice, TAGS[1] billed twice
     assert result.duplicated_answers == 2
     assert result.crossed_answers == 1
+
+
+def test_the_capacity_wait_figures_add_up_the_usage_records_and_count_each_answer_once() -> None:
+    from tests.e2e.scale_figures import wait_figures
+
+    tags = [f"{RUN}/w{i:04d}" for i in range(3)]
+    journal = [
+        chat(tags[0], 200, 10.0),
+        chat(tags[1], 429, 10.4),
+        chat(tags[1], 200, 11.0),
+        chat(tags[2], 200, 12.0),
+        chat(tags[2], 200, 12.5),  # billed twice
+        chat(f"{RUN}/o0000", 200, 10.2),  # other work of the run: in the throughput only
+        chat("e2e_other/w0000", 200, 20.0),  # another run's
+    ]
+    ledgers = [
+        [{"waited_s": 0.5, "deferred_s": 0.0}],
+        [{"waited_s": 1.25, "deferred_s": 20.0}],
+        [{"waited_s": None}],  # a record without the fields counts as no wait
+    ]
+    answers = [(prompt(t), answer(t)) for t in tags[:2]]  # the third task's answer is missing
+    result = wait_figures(
+        mode="in the triggerer", server_rps=2, run_id=RUN, tasks=3, journal=journal, answers=answers,
+        ledgers=ledgers, failed_tasks=1, came_back=[2.25, 1.5], bystander_start_delays=(3.456, 0.5), dag_run_s=30.0,
+    )
+    assert (result.billed, result.refused_429, result.lost_answers, result.duplicated_answers) == (4, 1, 1, 1)
+    assert (result.slot_seconds_waiting, result.seconds_deferred, result.deferred_tasks) == (1.75, 20.0, 1)
+    assert result.came_back_s == [1.5, 2.2]
+    assert (result.bystander_behind_start_delay_s, result.bystander_first_start_delay_s) == (3.46, 0.5)
+    assert result.throughput_rps == round(4 / 2.5, 2)  # 5 answers of the run, from 10.0 to 12.5

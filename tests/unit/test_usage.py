@@ -669,3 +669,24 @@ def test_a_language_model_without_a_completion_price_is_left_unpriced() -> None:
 def test_the_log_line_lists_every_tool_kind_sorted() -> None:
     rec = build_record(usage(server_side_tool_usage_details={"x_search_calls": 1, "web_search_calls": 2}), "grok-4.3")
     assert " server_side_tool_usage=web_search_calls:2,x_search_calls:1 " in format_usage_line(rec)
+
+
+def test_a_call_that_waited_for_capacity_says_so_at_the_end_of_its_line_and_in_metrics(stats: CaptureStats) -> None:
+    rec = build_record(usage(cost_in_usd_ticks=25_000_000), "grok-4.3")
+    plain = format_usage_line(rec)
+    rec.waited_s, rec.deferred_s, rec.rate_limited = 1.25, 30.5, 2
+    assert format_usage_line(rec) == plain + " waited_s=1.250 deferred_s=30.500 rate_limited=2"
+    emit_metrics(rec)
+    counters = stats.by_name()
+    assert (counters["xai.rate_limit.waited_ms"], counters["xai.rate_limit.deferred_ms"]) == (1250, 30500)
+    assert counters["xai.rate_limit.refused"] == 2
+
+
+def test_a_record_without_the_wait_fields_reads_as_no_wait_and_a_bad_one_is_skipped() -> None:
+    data = build_record(usage(), "grok-4.3").to_dict()
+    for name in ("waited_s", "deferred_s", "rate_limited"):
+        data.pop(name)
+    old = UsageRecord.from_stored(data)
+    assert old is not None and (old.waited_s, old.deferred_s, old.rate_limited) == (0.0, 0.0, 0)
+    assert UsageRecord.from_stored({**data, "waited_s": -1.0}) is None
+    assert UsageRecord.from_stored({**data, "deferred_s": float("inf")}) is None

@@ -9,6 +9,7 @@ let lastReport = null;
 const $ = (id) => document.getElementById(id);
 const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
 const fmtUsd = (n) => "$" + Number(n || 0).toFixed(6);
+const fmtSec = (n) => Number(n || 0).toLocaleString("en-US", { maximumFractionDigits: 1 }) + " s";
 
 /* --- theme: ?theme=, else the Airflow UI around this frame, else the system setting ------ */
 function parentTheme() {
@@ -162,6 +163,8 @@ function renderTotals(report) {
   $("request-split").textContent = `${fmtInt(report.by_dag.length)} DAG(s) · ${fmtInt(report.by_model.length)} model(s)`;
   $("total-tools").textContent = fmtInt(t.num_server_side_tools_used);
   $("tool-split").textContent = `${fmtInt(t.num_sources_used)} source(s) used`;
+  $("total-waited").textContent = fmtSec(t.waited_s);
+  $("wait-split").textContent = `in workers · ${fmtSec(t.deferred_s)} deferred · ${fmtInt(t.rate_limited)} 429(s)`;
   $("total-exceeded").textContent = fmtInt(report.exceeded_runs.length);
   $("budget-card").classList.toggle("alert", report.exceeded_runs.length > 0);
   const skipped = report.skipped_records || 0;
@@ -200,6 +203,9 @@ function renderTables(report) {
   const apiName = { chat: "Chat Completions", responses: "Responses", batch: "Batch" };
   fillTable($("by-kind"), [["API"], ...USAGE_HEADERS, ["Tool calls", "num"]], report.by_kind,
     (g) => [cell(apiName[g.kind] || g.kind), ...usageCells(g), cell(fmtInt(g.num_server_side_tools_used), "num")]);
+  fillTable($("waits"), [["DAG"], ["Model"], ["Requests", "num"], ["Waited in workers", "num"], ["Deferred", "num"], ["429s", "num"]],
+    report.waits, (g) => [cell(g.dag_id), cell(g.model), cell(fmtInt(g.requests), "num"), cell(fmtSec(g.waited_s), "num waited"),
+      cell(fmtSec(g.deferred_s), "num deferred"), cell(fmtInt(g.rate_limited), "num refused")]);
   fillTable($("tools"), [["Tool"], ["Calls", "num"], ["Requests using it", "num"]], report.tools,
     (g) => [cell(g.tool), cell(fmtInt(g.calls), "num"), cell(fmtInt(g.records), "num")]);
 }

@@ -72,7 +72,7 @@ def xai_scale() -> None:
             raise RuntimeError(f"{len(failed)} of {len(prompts)} requests failed; first: {failed[0][1]!r}")
         return [{"prompt": p, "answer": c.text} for p, c in answered]
 
-    chat = XAIChatOperator.partial(task_id="chat", max_tokens=MAX_TOKENS).expand(prompt=mapped_prompts())
+    chat = XAIChatOperator.partial(task_id="chat", api="chat", max_tokens=MAX_TOKENS).expand(prompt=mapped_prompts())
     answers = fan_out.expand(prompts=fan_out_shares())
     usage = XAIUsageSensor(task_id="usage", trigger_rule="all_done", deferrable=True, poke_interval=2)
     [chat, answers] >> usage

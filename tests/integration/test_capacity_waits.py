@@ -1,0 +1,341 @@
+"""Waiting for rate-limit capacity in the triggerer (operators/capacity.py) against the local xAI
+server and a real embedded store (an SQLite file in tmp_path), on the real clock.
+
+Other callers' bookings are made straight in the store, so a task's slot is about a second away
+without waiting for anything. The task's first call then reserves its slot (one store
+operation), sends nothing and defers until shortly before the slot; back on a worker it sends
+with that slot (no store operation). A slot its task no longer needs is given back: the next
+caller gets it (``at + 1 us``, the same second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.hooks.xai import XAIHook
+from airflow_provider_xai.operators.capacity import CAPACITY_STATE_KEY, MAX_DEFERRALS, RESUME_METHOD
+from airflow_provider_xai.operators.chat import XAIChatOperator
+from airflow_provider_xai.operators.responses import XAIResponsesOperator
+from airflow_provider_xai.ratelimit.held import Reservation
+from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter
+from airflow_provider_xai.ratelimit.slots import Update, decode
+from airflow_provider_xai.triggers.capacity import XAIRateLimitSlotTrigger
+from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
+from tests.helpers.context import FakeStateStore, FakeTI, make_context
+from tests.helpers.limits import counted_transactions, raw_value
+
+MODEL = "grok-4.3"
+RPS = 10  # slots about 0.1 s apart
+BOOKED = 10  # slots other callers hold: a new one is about a second away
+LONG = 40  # about 4 s: a slot still to come after a few steps, on a busy machine
+DEFER_AFTER = 0.3
+LEAD = 0.5  # back on the "worker" (this process) in time, even on a busy machine
+
+
+@pytest.fixture
+def limited(xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point the xAI connection at the local server with a shared limit; returns a setter for
+    other extras (a later try may run with other settings)."""
+
+    def connect(**extra: Any) -> None:
+        extra = {"rate_limit_requests_per_second": RPS, "rate_limit_path": str(tmp_path / "limits.sqlite"),
+                 "rate_limit_defer_after": DEFER_AFTER, "rate_limit_resume_lead": LEAD, **extra}
+        monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(**extra))
+
+    connect()
+    return connect
+
+
+def limiter() -> SharedRateLimiter:
+    hook = XAIHook()
+    found = hook.rate_limit.limiter(hook.settings)
+    assert found is not None
+    return found
+
+
+def book(count: int = BOOKED) -> int:
+    """Book ``count`` slots for other callers; the last one's time (us)."""
+    lim = limiter()
+    at = 0
+    for _ in range(count):
+        update = Update(lim.now_us(), slot=True, spacing=lim.spacing_us, depth=lim.depth_us)
+        at = lim.states.update(lim.key(f"model:{MODEL}"), update).at
+    return at
+
+
+def next_slot() -> int:
+    """The slot the next caller would get (booking it)."""
+    return book(1)
+
+
+def chat(**kwargs: Any) -> XAIChatOperator:
+    kwargs.setdefault("task_id", "ask")
+    kwargs.setdefault("prompt", "Say hello.")
+    return XAIChatOperator(model=MODEL, max_tokens=256, **kwargs)
+
+
+def posts(server: Any) -> list[Any]:
+    return [e for e in server.journal if e.method == "POST" and e.status != 404]
+
+
+def sent_at(entry: Any) -> float:
+    """When the server (a thread of this process, on its monotonic clock) got a request, as
+    epoch seconds."""
+    return entry.time + time.time() - time.monotonic()
+
+
+def tokens_after(held: Reservation) -> int:
+    """Tokens the store holds past ``held``'s slot (its own reservation, until given back)."""
+    lim = limiter()
+    (_, empty, _), _ = decode(raw_value(lim.states, held.key), lim.now_us())
+    tpm = lim.config.tokens_per_minute
+    assert tpm is not None
+    return round((empty - held.at) * tpm / 60_000_000)
+
+
+def deferred(task: Any, store: FakeStateStore, event: dict[str, Any] | None = None) -> TaskDeferred:
+    """Run ``task`` (resume it with ``event``) and expect it to defer."""
+    context = make_context(FakeTI(), store)
+    with pytest.raises(TaskDeferred) as info:
+        task.execute_after_capacity(context, event) if event is not None else task.execute(context)
+    return info.value
+
+
+def event_of(deferral: TaskDeferred, fired_at: float | None = None, **changed: Any) -> dict[str, Any]:
+    """The event the deferral's trigger yields (fired now, or at ``fired_at``), without waiting."""
+    trigger = deferral.trigger
+    assert isinstance(trigger, XAIRateLimitSlotTrigger)
+    fired = time.time() if fired_at is None else fired_at
+    return {**trigger.carry, "status": "slot", "fired_at": fired, "slot": trigger.slot, **changed}
+
+
+def carried(deferral: TaskDeferred) -> dict[str, Any]:
+    assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger)
+    return deferral.trigger.carry
+
+
+def held_of(store: FakeStateStore) -> Reservation:
+    held = Reservation.decode(store.data[CAPACITY_STATE_KEY]["value"])
+    assert held is not None
+    return held
+
+
+def fire(trigger: XAIRateLimitSlotTrigger) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(first())
+
+
+def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: Any, xai_server: Any) -> None:
+    last_booked = book()
+    store = FakeStateStore()
+    lim = limiter()
+    with counted_transactions(lim.states) as reservations:
+        deferral = deferred(chat(), store)
+    trigger = deferral.trigger
+    assert isinstance(trigger, XAIRateLimitSlotTrigger) and deferral.method_name == RESUME_METHOD
+    held = held_of(store)
+    assert reservations() == 1 and held.at == last_booked + lim.spacing_us  # one store operation
+    assert held == Reservation.decode(trigger.slot) and store.data[CAPACITY_STATE_KEY]["inputs"]
+    assert trigger.moment == pytest.approx(held.at / 1e6 - LEAD)
+    assert posts(xai_server) == []  # nothing sent before the slot
+
+    event = fire(trigger)
+    assert event["status"] == "slot" and event["fired_at"] >= trigger.moment
+    ti = FakeTI()
+    with counted_transactions(lim.states) as operations:
+        answer = chat().execute_after_capacity(make_context(ti, store), event)
+    assert answer and operations() == 0  # sent with the held slot: no new reservation
+    (sent,) = posts(xai_server)
+    assert sent_at(sent) >= held.at / 1e6 - 0.005  # not before its slot
+    assert next_slot() == held.at + lim.spacing_us  # nobody else was given that slot
+    record = ti.pushed["xai_usage"]
+    assert record["deferred_s"] > 0.3 and 0 <= record["waited_s"] <= LEAD
+    assert CAPACITY_STATE_KEY not in store.data
+
+
+def test_a_near_slot_is_waited_for_in_the_worker(limited: Any, xai_server: Any) -> None:
+    book(2)  # about 0.2 s away: under rate_limit_defer_after
+    ti = FakeTI()
+    assert chat().execute(make_context(ti, FakeStateStore()))
+    assert len(posts(xai_server)) == 1 and 0.1 < ti.pushed["xai_usage"]["waited_s"] < DEFER_AFTER + 0.1
+    assert ti.pushed["xai_usage"]["deferred_s"] == 0
+
+
+def test_deferral_off_waits_in_the_worker_whatever_the_wait(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_defer_after=0)
+    book()
+    ti = FakeTI()
+    assert chat().execute(make_context(ti, FakeStateStore()))
+    assert ti.pushed["xai_usage"]["waited_s"] > 0.8 and len(posts(xai_server)) == 1
+
+
+def test_changed_inputs_give_the_held_slot_back_and_take_a_new_one(limited: Any, xai_server: Any) -> None:
+    book(LONG)
+    store = FakeStateStore()
+    deferral = deferred(chat(prompt="Say hello."), store)
+    held = held_of(store)
+    # Resumed with another prompt (an upstream task re-ran): the slot is given back, and the
+    # new call books the same second again (it was the last one booked), then waits for it.
+    again = deferred(chat(prompt="Say goodbye."), store, event_of(deferral))
+    new = held_of(store)
+    assert new.at == held.at + 1 and carried(again)["inputs"] != carried(deferral)["inputs"]
+    assert carried(again)["deferrals"] == 2 and posts(xai_server) == []
+
+
+def test_a_next_try_gives_a_leftover_slot_back_and_never_sends_with_it(limited: Any, xai_server: Any) -> None:
+    book()
+    store = FakeStateStore()
+    deferred(chat(), store)
+    held = held_of(store)
+    # The task was cleared while it waited; its next try runs without deferral.
+    limited(rate_limit_defer_after=0)
+    ti = FakeTI()
+    assert chat().execute(make_context(ti, store))
+    (sent,) = posts(xai_server)
+    assert sent_at(sent) >= (held.at + 1) / 1e6 - 0.005  # a slot of its own: the one given back
+    assert next_slot() == held.at + 1 + limiter().spacing_us
+    assert CAPACITY_STATE_KEY not in store.data and ti.pushed["xai_usage"]["deferred_s"] == 0
+
+
+def test_bad_input_on_resume_gives_the_slot_and_its_tokens_back(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_tokens_per_minute=100_000)
+    book(LONG)
+    store = FakeStateStore()
+    deferral = deferred(chat(), store)
+    held = held_of(store)
+    assert tokens_after(held) == pytest.approx(held.tokens, abs=1) and held.tokens > 0
+    with pytest.raises(XAIValidationError, match="temperature"):
+        bad = chat(request_kwargs={"temperature": 7})
+        bad.execute_after_capacity(make_context(FakeTI(), store), event_of(deferral))
+    assert posts(xai_server) == [] and CAPACITY_STATE_KEY not in store.data
+    assert tokens_after(held) == 0 and next_slot() == held.at + 1
+
+
+def test_the_trigger_gives_the_slot_back_when_the_task_is_cleared(limited: Any) -> None:
+    limited(rate_limit_tokens_per_minute=100_000)
+    book(LONG)
+    store = FakeStateStore()
+    trigger = deferred(chat(), store).trigger
+    held = held_of(store)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger"
+    asyncio.run(XAIRateLimitSlotTrigger(**kwargs).on_kill())
+    assert tokens_after(held) == 0 and next_slot() == held.at + 1
+
+
+def test_a_killed_task_gives_back_the_slot_it_sleeps_for(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_defer_after=0)
+    last_booked = book(LONG)
+    task = chat()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (task.execute(make_context(FakeTI(), FakeStateStore())), done.set()))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not task.hook.rate_limit.release_waiting():  # on_kill's step, once the task sleeps
+        assert time.monotonic() < deadline and thread.is_alive(), "the task never slept for its slot"
+        time.sleep(0.005)
+    assert next_slot() == last_booked + limiter().spacing_us + 1  # its slot, given back
+    thread.join(10)
+    assert done.is_set()
+
+
+def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_a_longer_lead(limited: Any) -> None:
+    book()
+    store = FakeStateStore()
+    deferral = deferred(chat(), store)
+    held = held_of(store)
+    book()  # others book after it meanwhile
+    while time.time() < held.at / 1e6 + 0.05:  # the task comes back after its slot passed
+        time.sleep(0.01)
+    came_back = 0.6
+    again = deferred(chat(), store, event_of(deferral, fired_at=time.time() - came_back))
+    assert held_of(store).at > held.at + 9 * limiter().spacing_us  # behind the later bookings
+    assert carried(again)["deferrals"] == 2 and carried(again)["lead"] >= 1.5 * came_back
+    assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - carried(again)["lead"])
+
+
+def test_past_the_most_deferrals_the_task_waits_in_the_worker(limited: Any, xai_server: Any) -> None:
+    book()
+    store = FakeStateStore()
+    deferral = deferred(chat(), store)
+    event = event_of(deferral, deferrals=MAX_DEFERRALS)
+    book()
+    while time.time() < held_of(store).at / 1e6 + 0.05:
+        time.sleep(0.01)
+    ti = FakeTI()
+    event["fired_at"] = time.time()
+    assert chat().execute_after_capacity(make_context(ti, store), event)
+    assert len(posts(xai_server)) == 1 and ti.pushed["xai_usage"]["waited_s"] > 0.5
+
+
+def test_an_unreadable_slot_is_skipped_and_a_new_one_taken(limited: Any, xai_server: Any) -> None:
+    ti = FakeTI()
+    store = FakeStateStore({CAPACITY_STATE_KEY: {"value": json.dumps({"key": "x"}), "inputs": "y"}})
+    assert chat().execute(make_context(ti, store)) and len(posts(xai_server)) == 1
+    assert CAPACITY_STATE_KEY not in store.data
+
+
+def test_a_responses_task_and_a_deferred_completion_wait_for_their_slot_first(limited: Any, xai_server: Any) -> None:
+    book()
+    store = FakeStateStore()
+    task = XAIResponsesOperator(task_id="research", prompt="Summarise.", model=MODEL)
+    deferral = deferred(task, store)
+    event = fire(deferral.trigger)
+    ti = FakeTI()
+    assert XAIResponsesOperator(task_id="research", prompt="Summarise.", model=MODEL).execute_after_capacity(
+        make_context(ti, store), event
+    )
+    assert ti.pushed["xai_usage"]["kind"] == "responses" and ti.pushed["xai_usage"]["deferred_s"] > 0
+
+    book()
+    store = FakeStateStore()
+    deferral = deferred(chat(deferrable=True), store)
+    assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger)
+    event = fire(deferral.trigger)
+    # Back with its slot, the task submits the deferred completion, then waits for the answer.
+    submitted = deferred(chat(deferrable=True), store, event)
+    assert isinstance(submitted.trigger, XAIDeferredCompletionTrigger)
+    assert CAPACITY_STATE_KEY not in store.data
+    assert len(xai_server.requests("/chat/deferred-completion", method="POST")) + len(
+        [e for e in posts(xai_server) if e.path.endswith("/chat/completions")]
+    ) >= 1
+
+
+def test_a_next_try_gives_back_the_slot_alone_never_its_tokens(limited: Any, xai_server: Any) -> None:
+    """The trigger may have given the tokens back already (Airflow 3.3 calls its on_kill when
+    the task is cleared): the next try gives back only the slot, which cannot be given twice."""
+    limited(rate_limit_tokens_per_minute=100_000)
+    book(LONG)
+    store = FakeStateStore()
+    deferred(chat(), store)
+    held = held_of(store)
+    with pytest.raises(XAIValidationError, match="temperature"):  # the next try stops before its call
+        chat(request_kwargs={"temperature": 7}).execute(make_context(FakeTI(), store))
+    assert tokens_after(held) == pytest.approx(held.tokens, abs=1)  # left to drain
+    assert next_slot() == held.at + 1 and CAPACITY_STATE_KEY not in store.data
+    assert posts(xai_server) == []
+
+
+def test_a_held_slot_of_another_model_is_given_back(limited: Any, xai_server: Any) -> None:
+    book(LONG)
+    store = FakeStateStore()
+    deferral = deferred(chat(), store)
+    held = held_of(store)
+    ti = FakeTI()
+    # Resumed as a task on another model (its template rendered differently): a slot of its own.
+    other = XAIChatOperator(task_id="ask", prompt="Say hello.", model="grok-3-mini", max_tokens=256)
+    assert other.execute_after_capacity(make_context(ti, store), event_of(deferral))
+    assert next_slot() == held.at + 1 and ti.pushed["xai_usage"]["model"] != MODEL
