@@ -18,6 +18,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from airflow_provider_xai.dashboard.budgets import budget_report
+from airflow_provider_xai.dashboard.forecasts import forecast_report
 from airflow_provider_xai.dashboard.query import Window, usage_dag_ids, usage_report
 
 STATIC = Path(__file__).with_name("static")
@@ -75,7 +77,7 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def login_page(request: Request, exc: HTTPException) -> Response:
         """API callers get JSON; a browser opening the page logged out gets a link to log in."""
-        if request.url.path.rstrip("/").endswith("/api/usage") or exc.status_code not in (401, 403):
+        if "/api/" in request.url.path or exc.status_code not in (401, 403):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=NO_STORE)
         html = (STATIC / "login.html").read_text(encoding="utf-8")
         return HTMLResponse(html, status_code=exc.status_code, headers=NO_STORE)
@@ -99,6 +101,26 @@ def create_app() -> FastAPI:
         report: dict[str, Any] = usage_report(session, dag_ids, window)
         report["dags"] = usage_dag_ids(session, readable)
         report["selected_dags"] = sorted(set(dag_id) & readable) if dag_id else []
+        return JSONResponse(report, headers=NO_STORE)
+
+    @app.get("/api/budgets")
+    def budgets(readable: ReadableDagIds) -> JSONResponse:
+        """Each budget's state in its current period and its burn-down (see :func:`budget_report`)."""
+        return JSONResponse(budget_report(readable), headers=NO_STORE)
+
+    @app.get("/api/forecasts")
+    def forecasts(
+        session: SessionDep,
+        readable: ReadableDagIds,
+        start: date | None = None,
+        end: date | None = None,
+        dag_id: Annotated[list[str] | None, Query()] = None,
+    ) -> JSONResponse:
+        """Recent calls' forecast against their bill, and the totals (see :func:`forecast_report`)."""
+        window = window_of(start, end)
+        check_dag_filter(dag_id)
+        report = forecast_report(session, readable & set(dag_id) if dag_id else readable, window)
+        report["window"] = {"first": window.first.isoformat(), "last": window.last.isoformat()}
         return JSONResponse(report, headers=NO_STORE)
 
     return app

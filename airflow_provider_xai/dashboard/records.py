@@ -107,13 +107,19 @@ def _lenient(text: str | bytes) -> tuple[list[Record], int]:
     return records, len(items) - len(records)
 
 
+def decode_json(text: str | bytes) -> Any:
+    """Any JSON value in one XCom value (as :func:`decode` reads it leniently), or None when
+    it is no JSON. Never raises."""
+    try:
+        return _loose(text)
+    except _UNREADABLE:
+        return None
+
+
 def decode_summary(text: str | bytes) -> dict[str, Any] | None:
     """The usage sensor's summary (``xai_usage_summary``, a JSON object) in one XCom value, or
     None when the value is none. Never raises."""
-    try:
-        value = _loose(text)
-    except _UNREADABLE:
-        return None
+    value = decode_json(text)
     return value if isinstance(value, dict) else None
 
 

@@ -30,6 +30,8 @@ class TaskUsage:
     map_index: int = -1
     latest: dict[str, Any] | None = None
     with_latest: bool = True
+    #: Other XComs of the task instance, ``(key, value)`` (``xai_forecast``, ...).
+    others: list[tuple[str, Any]] = field(default_factory=list)
 
     def xcoms(self) -> list[tuple[str, Any]]:
         latest = self.latest if self.latest is not None else (self.ledger or [None])[-1]
@@ -39,7 +41,7 @@ class TaskUsage:
             out.append((XCOM_LEDGER_KEY, self.ledger))
         if latest is not None:
             out.append((XCOM_USAGE_KEY, latest))
-        return out
+        return out + self.others
 
 
 @dataclass

@@ -1,4 +1,5 @@
-/* xAI usage page: reads api/usage (same origin, the Airflow login cookie) and draws it. */
+/* xAI usage page: reads api/usage, api/budgets and api/forecasts (same origin, the Airflow
+   login cookie) and draws them. */
 "use strict";
 
 const PALETTE = ["#3b82f6", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"];
@@ -129,7 +130,7 @@ function openInAirflow(event) {
   } catch (err) { /* another origin: leave it to the browser */ }
 }
 
-function fillTable(table, headers, rows, makeCells) {
+function fillTable(table, headers, rows, makeCells, emptyText = "No usage in this range") {
   const head = document.createElement("thead");
   const tr = document.createElement("tr");
   headers.forEach(([label, cls]) => { const th = document.createElement("th"); th.textContent = label; if (cls) th.className = cls; tr.append(th); });
@@ -137,7 +138,7 @@ function fillTable(table, headers, rows, makeCells) {
   const body = document.createElement("tbody");
   if (!rows.length) {
     const empty = document.createElement("tr");
-    const td = cell("No usage in this range", "empty");
+    const td = cell(emptyText, "empty");
     td.colSpan = headers.length;
     empty.append(td);
     body.append(empty);
@@ -248,6 +249,72 @@ function drawCharts(report) {
   }
 }
 
+/* --- budgets and forecast against actual ------------------------------------------------- */
+const fmtAmount = (unit, n) => (unit === "usd" ? fmtUsd(n) : fmtInt(n) + " tokens");
+const fmtShare = (n) => Math.round(100 * n) + "%";
+
+function burnBar(b) {
+  const bar = document.createElement("div");
+  bar.className = "burn";
+  bar.title = `${fmtShare(b.used_share)} of the limit used, ${fmtShare(b.elapsed_share)} of the period gone`;
+  const used = document.createElement("div");
+  used.className = b.over ? "used over" : "used";
+  used.style.width = fmtShare(Math.min(b.used_share, 1));
+  const elapsed = document.createElement("div");
+  elapsed.className = "elapsed";
+  elapsed.style.left = fmtShare(b.elapsed_share);
+  bar.append(used, elapsed);
+  const td = cell(bar);
+  td.append(` ${fmtShare(b.used_share)}`);
+  return td;
+}
+
+function renderBudgets(report) {
+  $("budget-source").textContent = report.store ? `connection ${report.conn_id} · ${report.store}` : `connection ${report.conn_id}`;
+  $("budget-error").hidden = !report.error;
+  $("budget-error").textContent = report.error || "";
+  fillTable($("budgets"), [["Budget"], ["Scope"], ["Period"], ["Limit", "num"], ["Committed", "num"], ["Remaining", "num"], ["Burn-down"], ["Resets (UTC)"]],
+    report.budgets, (b, tr) => {
+      tr.dataset.budget = b.name;
+      if (b.over) tr.className = "over";
+      return [cell(b.name), cell(b.scope), cell(`${b.period} ${b.period_id}`), cell(fmtAmount(b.unit, b.limit), "num"),
+        cell(fmtAmount(b.unit, b.committed), "num committed"), cell(fmtAmount(b.unit, b.remaining), "num remaining"),
+        burnBar(b), cell(b.resets_at.replace("T", " ").slice(0, 16))];
+    }, report.error ? "Budgets unavailable" : "No budgets declared");
+}
+
+function renderForecasts(report) {
+  const t = report.totals;
+  $("forecast-total").textContent = t.compared
+    ? `billed ${fmtUsd(t.actual_usd)} of ${fmtUsd(t.forecast_usd)} forecast (${fmtShare(t.ratio)}) over ${fmtInt(t.compared)} call(s)`
+      + (t.over_forecast ? ` · ${fmtInt(t.over_forecast)} over its forecast` : "") + (t.refused ? ` · ${fmtInt(t.refused)} refused` : "")
+    : "";
+  fillTable($("forecasts"), [["When (UTC)"], ["DAG"], ["Run"], ["Task"], ["Model"], ["Forecast (USD)", "num"], ["Actual (USD)", "num"], ["Actual / forecast", "num"]],
+    report.calls, (c, tr) => {
+      tr.dataset.dagId = c.dag_id;
+      tr.dataset.runId = c.run_id;
+      const actual = c.refused ? cell("refused", "num empty") : cell(c.actual_usd === null ? "–" : fmtUsd(c.actual_usd), "num actual");
+      if (c.refused) actual.title = c.refused;
+      const over = c.ratio !== null && c.ratio > 1;
+      return [cell(c.at.replace("T", " ").slice(0, 19)), cell(c.dag_id), cell(runLink(c)), cell(c.task_id), cell(c.model),
+        cell(c.forecast_usd === null ? "unpriced" : fmtUsd(c.forecast_usd), "num forecast"), actual,
+        cell(c.ratio === null ? "–" : fmtShare(c.ratio), over ? "num ratio over" : "num ratio")];
+    }, "No forecasts in this range");
+}
+
+/* A part that cannot load says so in its place; the rest of the page stays. */
+async function loadPart(path, render, errorId) {
+  try {
+    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || response.status);
+    render(body);
+  } catch (err) {
+    $(errorId).hidden = false;
+    $(errorId).textContent = `Could not load: ${err.message}`;
+  }
+}
+
 async function load() {
   $("status").hidden = false;
   delete document.body.dataset.loaded;
@@ -267,6 +334,10 @@ async function load() {
   renderTables(report);
   $("report").hidden = false;
   drawCharts(report);
+  await Promise.all([
+    loadPart("api/budgets", renderBudgets, "budget-error"),
+    loadPart("api/forecasts?" + params().toString(), renderForecasts, "forecast-error"),
+  ]);
   $("status").hidden = true;
   document.body.dataset.loaded = "true";
 }
