@@ -50,7 +50,10 @@ class Budget:
 
     @property
     def shown_limit(self) -> str:
-        return f"${self.limit / NANO:,.2f}" if self.unit == "usd" else f"{self.limit:,} tokens"
+        if self.unit == "tokens":
+            return f"{self.limit:,} tokens"
+        usd = self.limit / NANO
+        return f"${usd:,.2f}" if usd >= 0.01 else f"${usd:.6f}"  # a limit under a cent, as it is
 
 
 @dataclass(frozen=True)

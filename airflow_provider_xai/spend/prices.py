@@ -141,11 +141,13 @@ class PriceBook:
     def table(self, store: Any, key: str) -> PriceTable:
         """The current table: cached in this process for a tenth of the time to live, then read
         from ``store`` under ``key`` (refreshed from xAI by one worker when stale)."""
+        if self.ttl <= 0 or store is None:  # never cached: it must not hide the live table
+            return self.built_in()
         now = time.time()
         with self._lock:
             if self._table is not None and now - self._checked < max(self.ttl / 10, 1.0):
                 return self._table
-        table = self.built_in() if self.ttl <= 0 or store is None else self._shared(store, key, now)
+        table = self._shared(store, key, now)
         with self._lock:
             self._table, self._checked = table, now
         return table

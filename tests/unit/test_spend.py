@@ -243,6 +243,35 @@ def test_a_cached_table_is_read_leniently() -> None:
     assert price_book.decode("not json") == ({}, {}, None, 1)
 
 
+class _Cache:
+    """A shared store's price cache (always stale: each read refreshes)."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+    def cached(self, key: str, fresh_for: float) -> tuple[str | None, bool]:
+        return self.text, True
+
+    def cache(self, key: str, text: str, ttl: float) -> None:
+        self.text = text
+
+
+def test_a_call_without_a_store_never_hides_the_live_table() -> None:
+    from airflow_provider_xai.schemas import LanguageModel
+
+    live = [LanguageModel(id="grok-new", prompt_text_token_price=12500, completion_text_token_price=25000)]
+    book = price_book.PriceBook(lambda: (live, []), {}, ttl=600)
+    assert book.table(_Cache(), "k").knows("grok-new")
+    assert not book.table(None, "").knows("grok-new")  # an uncontrolled call: the built-in table
+    assert book.table(_Cache(), "k").source == "xai"  # the live one is still this process's
+
+
+def test_a_limit_under_a_cent_is_shown_as_it_is() -> None:
+    (small,) = parse_budgets([{"usd": 0.000292}], "b")
+    (large,) = parse_budgets([{"usd": 1234.5}], "b")
+    assert (small.shown_limit, large.shown_limit) == ("$0.000292", "$1,234.50")
+
+
 # --- tallies and reconciliation ------------------------------------------------------------------
 def test_tallies_add_up_records_by_day_kind_and_model() -> None:
     stamp = datetime(2026, 9, 1, 12, tzinfo=timezone.utc).timestamp()
