@@ -78,7 +78,7 @@ def example_xai_spend() -> None:
             print(line)
         return lines
 
-    reconcile = XAIReconcileOperator(task_id="reconcile", first_day="{{ ds }}", trigger_rule="all_done")
+    reconcile = XAIReconcileOperator(task_id="reconcile", trigger_rule="all_done")
 
     credit >> [summary, agent] >> report() >> reconcile
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xai.exceptions import XAIValidationError
@@ -42,10 +42,20 @@ def _day(value: Any, field: str) -> date:
         raise XAIValidationError(field, f"expected a day like 2026-09-01, got {value!r}") from None
 
 
+def _run_day(context: Context | None) -> date:
+    """The run's day (UTC): its logical date, else when it was due to run, else today."""
+    context = context or {}  # type: ignore[assignment]
+    moment = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+    if moment is None:
+        return datetime.now(timezone.utc).date()
+    return moment.astimezone(timezone.utc).date() if isinstance(moment, datetime) else _day(moment, "first_day")
+
+
 class XAIReconcileOperator(XAIBaseOperator):
     """Compare, per UTC day and model, the provider's recorded usage with xAI's usage query.
 
-    :param first_day: the first day compared (templated; default the run's logical date).
+    :param first_day: the first day compared (templated; default the run's day: its logical
+        date, or for a run without one, as Airflow 3 allows, the day it was due to run).
     :param last_day: the last day compared (templated; default ``first_day``); at most 31 days.
     :param tolerance_usd: differences at or below it are not reported (default $0.0001).
     :param xai_conn_id: the xAI connection; it needs the management key, and its tasks' usage is
@@ -58,7 +68,7 @@ class XAIReconcileOperator(XAIBaseOperator):
     def __init__(
         self,
         *,
-        first_day: str | date = "{{ ds }}",
+        first_day: str | date | None = None,
         last_day: str | date | None = None,
         tolerance_usd: float = DEFAULT_TOLERANCE_USD,
         **kwargs: Any,
@@ -72,8 +82,8 @@ class XAIReconcileOperator(XAIBaseOperator):
         self.last_day = last_day
         self.tolerance_usd = float(tolerance_usd)
 
-    def days(self) -> list[date]:
-        first = _day(self.first_day, "first_day")
+    def days(self, context: Context | None = None) -> list[date]:
+        first = _day(self.first_day, "first_day") if self.first_day not in (None, "") else _run_day(context)
         last = _day(self.last_day, "last_day") if self.last_day not in (None, "") else first
         if last < first:
             raise XAIValidationError("last_day", f"{last} is before first_day {first}")
@@ -84,7 +94,7 @@ class XAIReconcileOperator(XAIBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_xai.spend.reconcile import compare, render
 
-        days = self.days()
+        days = self.days(context)
         hook = self.hook
         settings = hook.settings
         key_id = hook.get_api_key_info().api_key_id

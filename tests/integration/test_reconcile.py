@@ -138,3 +138,17 @@ def test_a_wrong_management_key_is_refused_typed_and_masked(
     with pytest.raises(XAIAuthenticationError) as err:
         XAIHook().get_prepaid_balance()
     assert wrong not in str(err.value) and wrong not in repr(err.value.__dict__)
+
+
+def test_a_run_without_a_logical_date_reconciles_the_day_it_was_due(connected: Any) -> None:
+    """Airflow 3 runs may have no logical date (no ``ds``): the default day is the run's."""
+    from types import SimpleNamespace
+
+    run_tasks(1)
+    due = datetime.combine(TODAY, datetime.min.time(), timezone.utc).replace(hour=23, minute=30)
+    context = {**make_context(), "logical_date": None, "dag_run": SimpleNamespace(run_after=due)}
+    result = XAIReconcileOperator(task_id="reconcile").execute(context)
+    assert result["first_day"] == result["last_day"] == TODAY.isoformat()
+    assert result["rows"][0]["recorded_requests"] == 1
+    earlier = {**context, "dag_run": SimpleNamespace(run_after=datetime(2026, 9, 2, 23, 30, tzinfo=timezone.utc))}
+    assert XAIReconcileOperator(task_id="r").execute(earlier)["first_day"] == "2026-09-02"
