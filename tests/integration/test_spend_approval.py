@@ -12,9 +12,11 @@ from typing import Any
 
 import pendulum
 import pytest
+from packaging.version import Version
 
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from tests.dags.conftest import run_inline_dag, task_states, xcom_values
+from tests.helpers.airflow_features import AIRFLOW_VERSION
 
 DAG_ID = "t_xai_budget_approval"
 ANSWERS = {"approve_me": "Approve", "reject_me": "Reject"}
@@ -43,10 +45,12 @@ def awaiting(dag_id: str) -> list[tuple[str, str]]:
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
+    # Airflow 3.3 has a state for it; before, a task waiting for input is deferred.
+    waiting = getattr(TaskInstanceState, "AWAITING_INPUT", TaskInstanceState.DEFERRED)
     with create_session() as session:
         rows = session.execute(
             select(TaskInstance.run_id, TaskInstance.task_id).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
+                TaskInstance.dag_id == dag_id, TaskInstance.state == waiting
             )
         ).all()
     return [(r, t) for r, t in rows]
@@ -59,7 +63,10 @@ def answer_each(client: Any, headers: dict[str, str], done: threading.Event, see
             if task_id in seen:
                 continue
             path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
-            question = client.get(path, headers=headers).json()
+            asked = client.get(path, headers=headers)
+            if asked.status_code != 200:  # deferred, its question not written yet
+                continue
+            question = asked.json()
             answer = client.patch(
                 path, headers=headers, json={"chosen_options": [ANSWERS[task_id]], "params_input": {}}
             )
@@ -67,6 +74,11 @@ def answer_each(client: Any, headers: dict[str, str], done: threading.Event, see
         done.wait(0.1)
 
 
+@pytest.mark.skipif(
+    Version("3.3") > AIRFLOW_VERSION,
+    reason="Airflow 3.2's dag.test() supervisor cannot answer a human-in-the-loop task (GetHITLDetail is "
+    "an unhandled request there); a real deployment's can",
+)
 def test_an_approval_lets_exactly_the_approved_call_through(
     core_api: tuple[Any, dict[str, str]], xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -223,7 +223,7 @@ def test_over_budget_fails_before_any_billed_request(
 ) -> None:
     over_budget(monkeypatch, xai_server, tmp_path)
     with pytest.raises(
-        XAIOverBudgetError, match=r"tiny \(\d{4}-\d\d-\d\d\): \$0\.000000 of \$0\.00 committed"
+        XAIOverBudgetError, match=r"tiny \(\d{4}-\d\d-\d\d\): \$0\.000000 of \$0\.000001 committed"
     ) as err:
         chat().execute(make_context())
     assert billed(xai_server) == []
