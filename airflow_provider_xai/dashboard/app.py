@@ -8,6 +8,7 @@ lets that user read (``get_authorized_dag_ids``); a DAG filter can narrow that, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,6 +71,32 @@ def check_dag_filter(dag_ids: list[str] | None) -> None:
         raise HTTPException(422, f"dag_id: a DAG id has at most {MAX_DAG_ID_LENGTH} characters, got {len(too_long)}")
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a view covers: the checked window, and the DAGs the user may read narrowed by the
+    ``dag_id`` filter (``chosen``: the filter's readable ids, empty without one)."""
+
+    window: Window
+    dag_ids: set[str]
+    chosen: list[str]
+
+
+def selection(
+    readable: ReadableDagIds,
+    start: date | None = None,
+    end: date | None = None,
+    dag_id: Annotated[list[str] | None, Query()] = None,
+) -> Selection:
+    """The view's query parameters, checked (a 422 names the one that is wrong)."""
+    window = window_of(start, end)
+    check_dag_filter(dag_id)
+    chosen = set(dag_id) & readable if dag_id else set()
+    return Selection(window, chosen if dag_id else readable, sorted(chosen))
+
+
+Selected = Annotated[Selection, Depends(selection)]
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="xAI usage", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -87,20 +114,11 @@ def create_app() -> FastAPI:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=NO_STORE)
 
     @app.get("/api/usage")
-    def usage(
-        session: SessionDep,
-        readable: ReadableDagIds,
-        start: date | None = None,
-        end: date | None = None,
-        dag_id: Annotated[list[str] | None, Query()] = None,
-    ) -> JSONResponse:
+    def usage(session: SessionDep, readable: ReadableDagIds, selected: Selected) -> JSONResponse:
         """Totals, per-day series, breakdowns and top runs (see :func:`usage_report`)."""
-        window = window_of(start, end)
-        check_dag_filter(dag_id)
-        dag_ids = readable & set(dag_id) if dag_id else readable
-        report: dict[str, Any] = usage_report(session, dag_ids, window)
+        report: dict[str, Any] = usage_report(session, selected.dag_ids, selected.window)
         report["dags"] = usage_dag_ids(session, readable)
-        report["selected_dags"] = sorted(set(dag_id) & readable) if dag_id else []
+        report["selected_dags"] = selected.chosen
         return JSONResponse(report, headers=NO_STORE)
 
     @app.get("/api/budgets")
@@ -109,17 +127,10 @@ def create_app() -> FastAPI:
         return JSONResponse(budget_report(readable), headers=NO_STORE)
 
     @app.get("/api/forecasts")
-    def forecasts(
-        session: SessionDep,
-        readable: ReadableDagIds,
-        start: date | None = None,
-        end: date | None = None,
-        dag_id: Annotated[list[str] | None, Query()] = None,
-    ) -> JSONResponse:
+    def forecasts(session: SessionDep, selected: Selected) -> JSONResponse:
         """Recent calls' forecast against their bill, and the totals (see :func:`forecast_report`)."""
-        window = window_of(start, end)
-        check_dag_filter(dag_id)
-        report = forecast_report(session, readable & set(dag_id) if dag_id else readable, window)
+        report = forecast_report(session, selected.dag_ids, selected.window)
+        window = selected.window
         report["window"] = {"first": window.first.isoformat(), "last": window.last.isoformat()}
         return JSONResponse(report, headers=NO_STORE)
 
