@@ -184,6 +184,10 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         "management_key": None,
         "management_base_url": None,
         "allow_insecure_http": None,
+        # spend control's fields, left empty: no budget, prices cached an hour, forecasts as "auto"
+        "budgets": None,
+        "prices_ttl": None,
+        "forecast_tokens": None,
         # the shared rate limit's fields, left empty: no client-side limit
         "rate_limit_requests_per_second": None,
         "rate_limit_tokens_per_minute": None,
@@ -191,6 +195,8 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         "rate_limit_store": None,
         "rate_limit_path": None,
         "rate_limit_redis_conn_id": None,
+        "rate_limit_defer_after": None,
+        "rate_limit_resume_lead": None,
     }
 
     # --- Test: the hook runs in the api-server against the local server --------------------
