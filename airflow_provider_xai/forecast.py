@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic_core
@@ -100,7 +100,8 @@ class Forecast:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, for XCom ``xai_forecast`` and the log."""
-        return {**asdict(self), "prompt_tokens": self.prompt_tokens, "total_tokens": self.total_tokens}
+        values = {**vars(self), "tool_calls": dict(self.tool_calls)}  # every field is a plain value
+        return {**values, "prompt_tokens": self.prompt_tokens, "total_tokens": self.total_tokens}
 
 
 def priced(

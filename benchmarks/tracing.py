@@ -1,9 +1,8 @@
 """7. What the OpenTelemetry spans cost per call: nothing measurable with no tracer provider
 (Airflow's ``[traces] otel_on`` off, the default), a few tens of microseconds with one.
 
-7a times what the transport adds to every request when nothing is traced (``tracing.start``
-deciding there is no provider, entering and leaving :data:`NO_SPAN`, handing it the answer)
-in a tight loop. 7b and 7c time ``XAIHook.chat`` against the minimal responder with spans off
+7a times what the transport adds to every request when nothing is traced (the tracing layer's
+``scope`` deciding there is no provider, so the call gets no scope) in a tight loop. 7b and 7c time ``XAIHook.chat`` against the minimal responder with spans off
 (no provider) and on (an SDK ``TracerProvider`` with a ``BatchSpanProcessor``, as Airflow sets
 one up, exporting to an exporter that drops them, so the collector's cost is not counted),
 in interleaved blocks of 20 calls as benchmark 1 does; the provider is switched between blocks.
@@ -35,19 +34,23 @@ LOOP = 200_000
 
 
 def off_cost_us() -> list[float]:
-    """Microseconds per request that tracing adds with no provider, five rounds."""
+    """Microseconds per request that the tracing layer adds with no provider, five rounds: the
+    transport asks it for a scope on every call (None when nothing is traced)."""
     from airflow_provider_xai.connection.settings import settings_from_connection
-    from airflow_provider_xai.tracing import spans as tracing
+    from airflow_provider_xai.endpoints import chat as chat_api
+    from airflow_provider_xai.pipeline.layers import Exchange
+    from airflow_provider_xai.tracing.layer import TracingLayer
+    from airflow_provider_xai.tracing.spans import tracing_on
 
     os.environ["XAI_API_KEY"] = API_KEY  # settings without a connection: the key is all they need
     settings = settings_from_connection(None, "xai_default")
-    assert not tracing.tracing_on()
+    assert not tracing_on()
+    layer, exchange = TracingLayer(), Exchange(chat_api.chat(None, CHAT_BODY), settings, CHAT_BODY)
     rounds = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(LOOP):
-            with tracing.start("POST", "chat/completions", CHAT_BODY, settings) as span:
-                span.answered(None)
+            assert layer.scope(exchange) is None
         rounds.append((time.perf_counter() - t0) / LOOP * 1e6)
     return rounds
 

@@ -253,6 +253,8 @@ class SpendLayer(Layer):
             or not isinstance(exchange.body, dict)
         ):
             return None
+        if self.task is None and not self.budgets(exchange.settings):
+            return None  # no task to report the forecast to, no cap and no budget: nothing to do
         return _SpentCall(self, exchange)
 
 
@@ -284,7 +286,10 @@ class _SpentCall(Scope):
             if task is not None and task.max_cost_usd is not None:
                 forecast = self._capped(forecast, task)
                 self.call["forecast"] = forecast.to_dict()
-            log.info("%s", format_forecast_line(forecast))
+            # A line per call under a cap or budget; the rest only at DEBUG (a fan-out of
+            # thousands of calls would log thousands of lines, and formatting each one costs)
+            if controlled or log.isEnabledFor(logging.DEBUG):
+                log.log(logging.INFO if controlled else logging.DEBUG, "%s", format_forecast_line(forecast))
             self.forecast = forecast
             if budgets:
                 self._reserve(budgets, forecast)

@@ -92,6 +92,26 @@ def test_calls_without_a_cap_or_budget_are_forecast_without_a_request(
     assert len(xai_server.journal) == len(billed(xai_server)) == 1
 
 
+def test_a_hook_call_outside_a_task_with_no_budget_is_left_alone(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No task to report a forecast to, no cap, no budget: the spend layer takes no part in the
+    call (nothing forecast, nothing reserved); a team budget brings it back in."""
+    from airflow_provider_xai.hooks.xai import XAIHook
+
+    connect(xai_server, monkeypatch, tmp_path)
+    hook = XAIHook()
+    spent = []
+    monkeypatch.setattr(hook.spend, "forecast", lambda *a, **k: spent.append(a) or pytest.fail("forecast"))
+    hook.chat(messages=[{"role": "user", "content": PROMPT}], max_tokens=20)
+    assert spent == [] and len(billed(xai_server)) == 1
+    connect(xai_server, monkeypatch, tmp_path, budgets=[{"name": "team", "scope": "team", "usd": 5}])
+    budgeted = XAIHook()
+    budgeted.chat(messages=[{"role": "user", "content": PROMPT}], max_tokens=20)
+    (state,) = budgeted.spend.budget_states(budgeted.settings)
+    assert state.committed > 0  # reserved and settled to the bill
+
+
 # --- the cap -----------------------------------------------------------------------------------------
 def responses(**kwargs: Any) -> XAIResponsesOperator:
     return XAIResponsesOperator(task_id="r", prompt=PROMPT, max_tokens=50, **kwargs)
