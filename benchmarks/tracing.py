@@ -2,10 +2,11 @@
 (Airflow's ``[traces] otel_on`` off, the default), a few tens of microseconds with one.
 
 7a times what the transport adds to every request when nothing is traced (the tracing layer's
-``scope`` deciding there is no provider, so the call gets no scope) in a tight loop. 7b and 7c time ``XAIHook.chat`` against the minimal responder with spans off
-(no provider) and on (an SDK ``TracerProvider`` with a ``BatchSpanProcessor``, as Airflow sets
-one up, exporting to an exporter that drops them, so the collector's cost is not counted),
-in interleaved blocks of 20 calls as benchmark 1 does; the provider is switched between blocks.
+``scope`` deciding there is no provider, so the call gets no scope) in a tight loop. 7b and 7c
+time ``XAIHook.chat`` against the minimal responder with spans off (no provider) and on (an SDK
+``TracerProvider`` with a ``BatchSpanProcessor``, as Airflow sets one up, exporting to an exporter
+that drops them, so the collector's cost is not counted), in interleaved blocks of 20 calls as
+benchmark 1 does; the provider is switched between blocks.
 """
 
 from __future__ import annotations
