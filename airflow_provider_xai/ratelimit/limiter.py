@@ -122,7 +122,7 @@ class SharedRateLimiter:
         self.depth_us = MINUTE_US if self.config.tokens_per_minute else 0
 
     def now_us(self) -> int:
-        return int(self.clock() * SECOND_US)
+        return round(self.clock() * SECOND_US)
 
     def key(self, scope: str) -> str:
         """A store key of this API key (its fingerprint): ``scope`` is e.g. ``model:grok-4``."""
@@ -243,16 +243,21 @@ class SharedRateLimiter:
     def remaining_cooldown(self, model: str) -> float:
         """Seconds until ``model``'s shared 429 cool-down ends (0 when there is none)."""
         outcome = self._apply(self.key(f"model:{model}"), Update(self.now_us()))
-        return max(0.0, outcome.cool_until / SECOND_US - self.clock())
+        return max(0.0, self.left(outcome.cool_until))
+
+    def left(self, at_us: int) -> float:
+        """Seconds until ``at_us``, counted in whole microseconds as slots are (a slot at this
+        microsecond is now: float rounding of the clock must not make it a sleep)."""
+        return (at_us - self.now_us()) / SECOND_US
 
     def sleep_until(self, at_us: int) -> None:
         """Sleep until ``at_us`` (a slot's time)."""
-        while (left := at_us / SECOND_US - self.clock()) > 0:  # a sleep may end a little early
+        while (left := self.left(at_us)) > 0:  # a sleep may end a little early
             self.sleep(left)
 
     async def asleep_until(self, at_us: int) -> None:
         """Async :meth:`sleep_until`."""
-        while (left := at_us / SECOND_US - self.clock()) > 0:
+        while (left := self.left(at_us)) > 0:
             await self.asleep(left)
 
     # --- store operations: each carries the key's pending refunds ------------------------------
@@ -333,7 +338,7 @@ class SharedRateLimiter:
         """Before sleeping until the slot at ``at``: withdraw instead when it is further away
         than ``defer_after``; else note it as slept for (given back if the task is killed) and
         return the note, for :meth:`_woke` (None: the slot is now, no sleep)."""
-        wait = at / SECOND_US - self.clock()
+        wait = self.left(at)
         if wait <= 0:
             return None
         if defer_after is not None and wait > defer_after:
@@ -371,7 +376,7 @@ class SharedRateLimiter:
     def _rate_limited(self, exc: XAIAPIError, update: Update, outcome: Outcome | None) -> None:
         """A 429 carries what remains of the shared cool-down, or the server's longer delay."""
         until = outcome.cool_until if outcome is not None else update.cool_until
-        remaining = max(0.0, until / SECOND_US - self.clock())
+        remaining = max(0.0, self.left(until))
         exc.retry_after = max(remaining, _delay(exc.retry_after, MAX_SERVER_DELAY) or 0.0)
 
     def _correction(self, plan: Plan, used: int | None) -> Update | None:
