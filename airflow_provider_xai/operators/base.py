@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.pipeline.call import Endpoint
     from airflow_provider_xai.usage import UsageLedger, UsageRecord
+
+Answer = TypeVar("Answer")
 
 
 class LineLogger:
@@ -86,6 +88,34 @@ class TaskState(StoredValue):
 
     def set(self, value: str, inputs: str | None = None) -> None:
         self.write({"value": value, "inputs": inputs})
+
+    def attach(
+        self,
+        inputs: str,
+        look_up: Callable[[str], Answer],
+        finished: Callable[[Any], bool],
+        gone: type[Exception],
+        submit: Callable[[], str],
+    ) -> tuple[str, Answer | None]:
+        """The id of the call this try waits for, and its answer when that is already finished:
+        the call an earlier try made for these ``inputs`` (``look_up``; one xAI no longer has,
+        ``gone``, is made anew), else a new one (``submit``), kept the moment its id exists so
+        a retry never pays for it twice."""
+        noun = self.what.removesuffix(" id")
+        if (known := self.get(inputs)) is not None:
+            try:
+                found = look_up(known)
+            except gone:
+                self.log.info("%s %s of an earlier try is gone; sending it anew", noun, known)
+            else:
+                if finished(found):
+                    return known, found
+                self.log.info("Re-attaching to %s %s of an earlier try", noun, known)
+                return known, None
+        made = submit()
+        self.set(made, inputs)
+        self.log.info("Sent %s %s", noun, made)
+        return made, None
 
 
 class XAIBaseOperator(BaseOperator):

@@ -150,24 +150,17 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 
         fields = ChatPath(seed=self.seed, stop=self.stop).fields(self)
-        inputs = fingerprint(fields)
-        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log, "xAI deferred request id")
-        request_id = stored.get(inputs)
-        if request_id is not None:
-            try:
-                completion = self.hook.get_deferred(request_id)
-            except XAIDeferredExpiredError:
-                self.log.info("xAI deferred completion %s of an earlier try is gone; submitting anew", request_id)
-                request_id = None
-            else:
-                if completion is not None:
-                    stored.clear()
-                    return self.finish(context, ledger, completion)
-                self.log.info("Re-attaching to xAI deferred completion %s of an earlier try", request_id)
-        if request_id is None:
-            request_id = self.hook.start_deferred(fields)
-            stored.set(request_id, inputs)
-            self.log.info("Submitted xAI deferred completion %s; deferring", request_id)
+        stored = TaskState(context, DEFERRED_REQUEST_KEY, self.log, "xAI deferred completion id")
+        request_id, completion = stored.attach(
+            fingerprint(fields),
+            self.hook.get_deferred,
+            lambda answer: answer is not None,
+            XAIDeferredExpiredError,
+            lambda: self.hook.start_deferred(fields),
+        )
+        if completion is not None:
+            stored.clear()
+            return self.finish(context, ledger, completion)
         # Push at once: a crash between submit and completion must not lose the id.
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
         self.defer(

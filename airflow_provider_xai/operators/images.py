@@ -135,27 +135,17 @@ class XAIImageOperator(XAIMediaOperator):
         fields = self.fields()
         if not self.waits_deferred:
             return self.complete(context, self.hook.generate_images(fields))
-        request_id = self.stored_request(context, fields)
-        if request_id is not None:
-            self.log.info("Re-attaching to xAI images %s of an earlier try", request_id)
-            found = self._look_up(request_id, fields)
-            if found is not None and found.status != "pending":
-                return self.complete(context, found)
-            request_id = request_id if found is not None else None
-        if request_id is None:
-            request_id = self.hook.submit_images(fields)
-            self.log.info("Submitted xAI images %s (%d images)", request_id, self.n)
-        self.remember(context, fields, request_id)
-        self.defer_on(request_id, fields.get("model"))
-
-    def _look_up(self, request_id: str, fields: dict[str, Any]) -> ImageResult | None:
-        from airflow_provider_xai.exceptions import XAIDeferredExpiredError
-
-        try:
-            return self.hook.get_images(request_id, fields.get("model"))
-        except XAIDeferredExpiredError:
-            self.log.info("xAI images %s of an earlier try are gone; asking anew", request_id)
-            return None
+        model = fields.get("model")
+        request_id, found = self.attach(
+            context,
+            fields,
+            lambda known: self.hook.get_images(known, model),
+            lambda job: job.status != "pending",
+            lambda: self.hook.submit_images(fields),
+        )
+        if found is not None:
+            return self.complete(context, found)
+        self.defer_on(request_id, model)
 
     def refreshed_url(self, request_id: str, index: int, model: str) -> Callable[[], str | None]:
         """Asks xAI again for image ``index`` of a deferred request (its URL may have expired)."""

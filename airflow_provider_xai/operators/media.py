@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow_provider_xai.usage import UsageLedger
 
 T = TypeVar("T")
+Job = TypeVar("Job")
 XCOM_REQUEST_ID_KEY = "xai_request_id"
 #: What a task that failed or was skipped for moderation pushes (what it made, and paid for).
 XCOM_MEDIA_KEY = "xai_media"
@@ -88,14 +89,21 @@ class XAIMediaOperator(XAIBaseOperator):
     def state(self, context: Context) -> TaskState:
         return TaskState(context, f"xai_{self.kind}_request", self.log, f"xAI {self.kind} request id")
 
-    def stored_request(self, context: Context, fields: Mapping[str, Any]) -> str | None:
-        """The request id an earlier try of this task started for the same inputs."""
-        return self.state(context).get(fingerprint(fields))
-
-    def remember(self, context: Context, fields: Mapping[str, Any], request_id: str) -> None:
-        """Keep the request id (task state and XCom) the moment it exists: a retry re-attaches."""
-        self.state(context).set(request_id, fingerprint(fields))
+    def attach(
+        self,
+        context: Context,
+        fields: Mapping[str, Any],
+        look_up: Callable[[str], Job],
+        finished: Callable[[Any], bool],
+        submit: Callable[[], str],
+    ) -> tuple[str, Job | None]:
+        """The job this try waits for: an earlier try's for the same inputs, re-attached (with
+        the job when it is no longer pending), else a new one; its id kept and in XCom at once."""
+        request_id, job = self.state(context).attach(
+            fingerprint(fields), look_up, finished, XAIDeferredExpiredError, submit
+        )
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
+        return request_id, job
 
     def folder(self) -> ObjectStoragePath:
         from airflow_provider_xai.operators.media_output import output_folder

@@ -200,24 +200,17 @@ def defer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, fields: 
     from airflow_provider_xai.operators.base import TaskState, fingerprint
     from airflow_provider_xai.triggers.responses import IN_PROGRESS, XAIResponseTrigger
 
-    inputs = fingerprint(fields)
-    stored = TaskState(context, RESPONSE_STATE_KEY, op.log)
-    response_id = stored.get(inputs)
-    if response_id is not None:
-        try:
-            response = op.hook.get_response(response_id)
-        except XAINotFoundError:
-            op.log.info("xAI response %s of an earlier try is gone; sending the request anew", response_id)
-            response_id = None
-        else:
-            if response.status not in IN_PROGRESS:
-                stored.clear()
-                return finish_answer(op, context, ledger, response)
-            op.log.info("Re-attaching to xAI response %s of an earlier try", response_id)
-    if response_id is None:
-        response_id = op.hook.start_response(fields)
-        stored.set(response_id, inputs)
-        op.log.info("Sent xAI response %s; waiting for it in the triggerer", response_id)
+    stored = TaskState(context, RESPONSE_STATE_KEY, op.log, "xAI response id")
+    response_id, response = stored.attach(
+        fingerprint(fields),
+        op.hook.get_response,
+        lambda answer: answer.status not in IN_PROGRESS,
+        XAINotFoundError,
+        lambda: op.hook.start_response(fields),
+    )
+    if response is not None:
+        stored.clear()
+        return finish_answer(op, context, ledger, response)
     context["ti"].xcom_push(key=XCOM_RESPONSE_ID_KEY, value=response_id)
     op.defer(
         trigger=XAIResponseTrigger(

@@ -119,26 +119,14 @@ class XAIVideoOperator(XAIMediaOperator):
         return fields
 
     def start(self, context: Context) -> Any:
-        from airflow_provider_xai.exceptions import XAIDeferredExpiredError
-
         fields = self.fields()
-        request_id = self.stored_request(context, fields)
-        if request_id is not None:
-            try:
-                job = self.hook.get_video(request_id)
-            except XAIDeferredExpiredError:
-                self.log.info("xAI video %s of an earlier try is gone; asking anew", request_id)
-                request_id = None
-            else:
-                self.log.info("Re-attaching to xAI video %s of an earlier try (%s)", request_id, job.status)
-                if job.finished:
-                    return self.complete(context, job)
-        if request_id is None:
-            start = {"generate": self.hook.generate_video, "edit": self.hook.edit_video,
-                     "extend": self.hook.extend_video}[self.action]  # fmt: skip
-            request_id = start(fields)
-            self.log.info("Started xAI video %s (%s)", request_id, self.action)
-        self.remember(context, fields, request_id)
+        start = {"generate": self.hook.generate_video, "edit": self.hook.edit_video,
+                 "extend": self.hook.extend_video}[self.action]  # fmt: skip
+        request_id, found = self.attach(
+            context, fields, self.hook.get_video, lambda job: job.finished, lambda: start(fields)
+        )
+        if found is not None:
+            return self.complete(context, found)
         if not self.deferrable:
             job = self.hook.wait_for_video(request_id, poll_interval=self.poll_interval, timeout=self.timeout)
             return self.complete(context, job)
