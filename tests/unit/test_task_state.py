@@ -60,6 +60,56 @@ def test_a_stored_id_of_another_kind_is_skipped_and_logged(bad: Any, caplog: pyt
     assert "xAI deferred request id in the task state store: skipped 1 unusable item(s)" in caplog.text
 
 
+class Gone(Exception):
+    pass
+
+
+class FakeJobs:
+    """Jobs on a fake xAI: ``status`` per id (absent: gone); every submission makes a new one."""
+
+    def __init__(self, **status: str) -> None:
+        self.status, self.submitted = dict(status), 0
+
+    def look_up(self, job_id: str) -> dict[str, str]:
+        if job_id not in self.status:
+            raise Gone(job_id)
+        return {"id": job_id, "status": self.status[job_id]}
+
+    def submit(self) -> str:
+        self.submitted += 1
+        self.status[f"new_{self.submitted}"] = "pending"
+        return f"new_{self.submitted}"
+
+
+@pytest.mark.parametrize(
+    ("kept", "status", "attached", "done", "submitted", "said"),
+    [
+        (None, {}, "new_1", False, 1, "Sent xAI job new_1"),
+        ("old", {"old": "pending"}, "old", False, 0, "Re-attaching to xAI job old of an earlier try"),
+        ("old", {"old": "done"}, "old", True, 0, ""),
+        ("old", {}, "new_1", False, 1, "xAI job old of an earlier try is gone; sending it anew"),
+        ("other inputs", {"other inputs": "done"}, "new_1", False, 1, "was made for other inputs"),
+    ],
+)
+def test_a_retry_attaches_to_the_earlier_tries_call_or_makes_one(
+    kept: str | None, status: dict[str, str], attached: str, done: bool, submitted: int, said: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    inputs = fingerprint({"prompt": "draw a cat"})
+    store = FakeStateStore()
+    if kept is not None:
+        made_for = inputs if kept == "old" else fingerprint({"prompt": "draw a dog"})
+        store.data["k"] = {"value": kept, "inputs": made_for}
+    jobs = FakeJobs(**status)
+    state = TaskState(make_context(store=store), "k", LOG, "xAI job id")
+    with caplog.at_level(logging.INFO, logger="test_task_state"):
+        job_id, job = state.attach(inputs, jobs.look_up, lambda j: j["status"] == "done", Gone, jobs.submit)
+    assert job_id == attached and jobs.submitted == submitted
+    assert (job is not None) == done and (job is None or job["id"] == attached)
+    assert store.data["k"] == {"value": attached, "inputs": inputs}  # kept at once, for the next try
+    assert said in caplog.text
+
+
 GOOD = UsageRecord(model="grok-4.3", prompt_tokens=3, total_tokens=5, completion_id="c1").to_dict()
 
 
