@@ -195,13 +195,25 @@ class XAIBaseOperator(BaseOperator):
             record = build_record(None, getattr(answer, "model", ""), completion_id=getattr(answer, "id", None))
         return record
 
-    def finish(self, context: Context, ledger: UsageLedger, answer: Any) -> Any:
+    def finish(self, context: Context, ledger: UsageLedger, answer: Any, held: str | None = None) -> Any:
         """Record usage first (so a later failure never loses it), push this operator's XComs,
-        then return the answer's XCom-safe value."""
-        ledger.record(self.usage_of(answer))
+        then return the answer's XCom-safe value. ``held``: see :meth:`record`."""
+        self.record(ledger, self.usage_of(answer), held)
         for key, value in self.xcom_values(answer).items():
             context["ti"].xcom_push(key=key, value=value)
         return self.result(answer)
+
+    def record(self, ledger: UsageLedger, record: UsageRecord, held: str | None = None) -> None:
+        """Record usage; ``held``: the id of a submission answered later (a deferred call, a
+        job), whose budget reservation (:meth:`submitted`) is now settled to this bill."""
+        ledger.record(record)
+        if held is not None:
+            self.hook.spend.settle_held(held, record)
+
+    def submitted(self, submit: Callable[[], str]) -> str:
+        """Submit a call whose answer is collected later and return its id; its budget
+        reservation is kept under that id until :meth:`record` settles it."""
+        return self.hook.spend.hold(submit())
 
     def record_billed(self, ledger: UsageLedger, exc: BaseException) -> None:
         """Record the usage of a billed answer that came with a failure (a stream that failed

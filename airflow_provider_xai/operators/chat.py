@@ -156,11 +156,11 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
             self.hook.get_deferred,
             lambda answer: answer is not None,
             XAIDeferredExpiredError,
-            lambda: self.hook.start_deferred(fields),
+            lambda: self.submitted(lambda: self.hook.start_deferred(fields)),
         )
         if completion is not None:
             stored.clear()
-            return self.finish(context, ledger, completion)
+            return self.finish(context, ledger, completion, held=request_id)
         # Push at once: a crash between submit and completion must not lose the id.
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
         self.defer(
@@ -183,7 +183,8 @@ class XAIChatOperator(ResponsesResume, XAIPromptOperator):
         request_id = event.get("request_id")
         if status == "success":
             TaskState(context, DEFERRED_REQUEST_KEY, self.log).clear()
-            return self.finish(context, self.ledger(context), ChatCompletion.model_validate(event["completion"]))
+            completion = ChatCompletion.model_validate(event["completion"])
+            return self.finish(context, self.ledger(context), completion, held=request_id)
         message = str(event.get("message") or f"deferred completion {request_id} failed")
         if status == "timeout":
             raise XAIDeferredTimeoutError(message, request_id=request_id)

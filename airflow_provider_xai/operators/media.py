@@ -100,7 +100,7 @@ class XAIMediaOperator(XAIBaseOperator):
         """The job this try waits for: an earlier try's for the same inputs, re-attached (with
         the job when it is no longer pending), else a new one; its id kept and in XCom at once."""
         request_id, job = self.state(context).attach(
-            fingerprint(fields), look_up, finished, XAIDeferredExpiredError, submit
+            fingerprint(fields), look_up, finished, XAIDeferredExpiredError, lambda: self.submitted(submit)
         )
         context["ti"].xcom_push(key=XCOM_REQUEST_ID_KEY, value=request_id)
         return request_id, job
@@ -163,7 +163,7 @@ class XAIMediaOperator(XAIBaseOperator):
         if request_id and any(r.get("completion_id") == request_id for r in ledger.records):
             self.log.info("Usage of xAI %s request %s was recorded by an earlier try", self.kind, request_id)
             return
-        ledger.record(self.usage_of(answer))
+        self.record(ledger, self.usage_of(answer), held=request_id)
 
     def outcome(self, context: Context, result: dict[str, Any], refused: int) -> dict[str, Any]:
         """The task's value, or what ``on_moderated`` says when moderation withheld something."""

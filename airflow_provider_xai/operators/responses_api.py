@@ -206,7 +206,7 @@ def defer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, fields: 
         op.hook.get_response,
         lambda answer: answer.status not in IN_PROGRESS,
         XAINotFoundError,
-        lambda: op.hook.start_response(fields),
+        lambda: op.submitted(lambda: op.hook.start_response(fields)),
     )
     if response is not None:
         stored.clear()
@@ -243,18 +243,19 @@ def finish_deferred(op: XAIPromptOperator, context: Context, event: dict[str, An
 
 
 def finish_answer(op: XAIPromptOperator, context: Context, ledger: UsageLedger, response: Response) -> Any:
-    """Finish a collected response: usage first; a failed one is then raised typed."""
+    """Finish a collected response (its reservation settled to its bill): usage first; a failed
+    one is then raised typed."""
     if response.status == "failed":
         from airflow_provider_xai.exceptions import XAIServerError
 
-        ledger.record(op.usage_of(response))
+        op.record(ledger, op.usage_of(response), held=response.id)
         error = response.error
         raise XAIServerError(
             f"xAI response {response.id} failed: {error.message if error else 'no reason given'}",
             code=error.code if error else None,
             request_id=response.id,
         )
-    return op.finish(context, ledger, response)
+    return op.finish(context, ledger, response, held=response.id)
 
 
 def check_previous_response_id(value: Any) -> str | None:

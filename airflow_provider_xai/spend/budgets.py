@@ -51,10 +51,10 @@ def reserved_amount(budget: Budget, forecast: Forecast) -> int | None:
     return None if forecast.cost_usd is None else math.ceil(forecast.cost_usd * NANO)
 
 
-def billed_amount(budget: Budget, record: UsageRecord) -> int | None:
-    """What a billed answer counts against ``budget`` (nano-USD rounded up, or tokens; None: its
-    cost is unknown)."""
-    if budget.unit == "tokens":
+def billed_amount(unit: str, record: UsageRecord) -> int | None:
+    """What a billed answer counts against a budget in ``unit`` (nano-USD rounded up, or tokens;
+    None: its cost is unknown)."""
+    if unit == "tokens":
         return record.total_tokens
     return None if record.cost_usd is None else math.ceil(record.cost_usd * NANO)
 

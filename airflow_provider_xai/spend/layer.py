@@ -16,6 +16,11 @@ Before the first attempt of a call whose endpoint declares a ``forecast``:
 After a billed answer the reservation is settled to what xAI billed (one store operation); a
 call that failed with an error answer (never billed) gives it back; one that failed otherwise
 (a dropped connection: xAI may have billed it) keeps it.
+
+A submission answered later (a deferred completion, a Responses call collected in the
+triggerer, an image or video job) is answered without a bill: the operator hands its id to
+:meth:`SpendLayer.hold`, which keeps the reservation in the shared store under that id, and the
+task that records the answer's usage, in whichever process, settles it (:meth:`SpendLayer.settle_held`).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 #: Distinct texts whose token counts a process keeps.
 COUNT_CACHE_SIZE = 4096
+#: The shared store's key prefix of a reservation held for an answer collected later.
+HELD_PREFIX = "xai-spend-held:"
 
 
 @dataclass
@@ -149,6 +156,8 @@ class SpendLayer(Layer):
         self._store: SpendStore | None = None
         self._book: PriceBook | None = None
         self._history: dict[str, int] = {}
+        #: The budget units and entries of the last call answered without a bill (see :meth:`hold`).
+        self.unbilled: list[tuple[str, Entry]] = []
 
     # --- what the hook and operators use ------------------------------------------------------------
     def store(self, settings: ClientSettings) -> SpendStore:
@@ -237,6 +246,38 @@ class SpendLayer(Layer):
         from airflow_provider_xai.spend.tally import entries_of
 
         self.store(settings).settle(entries_of(records))
+
+    def hold(self, handle: str) -> str:
+        """Keep the reservation of the call just answered without a bill (a submission whose
+        answer is collected later, by ``handle``) in the shared store, until the answer's usage
+        is recorded and :meth:`settle_held` settles it; returns ``handle``. Never raises."""
+        unbilled, self.unbilled = self.unbilled, []
+        if unbilled:
+            kept = {"written_at": time.time(), "entries": [[unit, e.key, e.amount] for unit, e in unbilled]}
+            until = max(e.expires for _, e in unbilled)
+            try:
+                self.store(self.settings()).cache(HELD_PREFIX + handle, json.dumps(kept), until - time.time())
+            except Exception as exc:  # logged: the reservation then stays as reserved
+                log.warning("xAI spend control could not keep the reservation of %s: %s", handle, exc)
+        return handle
+
+    def settle_held(self, handle: str, record: Any) -> None:
+        """Settle the reservation :meth:`hold` kept for ``handle`` to ``record``'s bill (once,
+        by whichever process records it). Never raises: a billed answer must not be lost."""
+        settings = self.settings()
+        if not settings.spend.budgets:
+            return
+        try:
+            store = self.store(settings)
+            kept = json.loads(store.take(HELD_PREFIX + handle) or "{}")
+            corrections = [
+                Entry(key, billed - amount)
+                for unit, key, amount in kept.get("entries", [])
+                if (billed := billed_amount(unit, record)) is not None and billed != amount
+            ]
+            store.settle(corrections)
+        except Exception as exc:  # logged: the reservation then stays as reserved
+            log.warning("xAI spend control could not settle the reservation of %s: %s", handle, exc)
 
     def remember(self, answer: Any) -> None:
         """The size of an answer's stored conversation, when it is a response a later call may
@@ -399,9 +440,12 @@ class _SpentCall(Scope):
 
     def answered(self) -> None:
         record = self.exchange.record
-        if record is None or self.settled:
+        if self.settled:
             return
         self.settled = True
+        if record is None:  # a submission answered later, or an answer that names no usage
+            self.layer.unbilled = [(budget.unit, entry) for budget, entry in self.entries]
+            return
         task = self.layer.task
         if task is not None and record.cost_usd is not None:
             task.spent_usd += record.cost_usd
@@ -411,7 +455,7 @@ class _SpentCall(Scope):
         self.layer.remember(self.exchange.answer)
         corrections = []
         for budget, entry in self.entries:
-            billed = billed_amount(budget, record)
+            billed = billed_amount(budget.unit, record)
             if billed is not None and billed != entry.amount:
                 corrections.append(entry._replace(amount=billed - entry.amount))
         self._settle(corrections)
@@ -420,7 +464,10 @@ class _SpentCall(Scope):
         await asyncio.to_thread(self.answered)
 
     def finish(self, exc: BaseException | None) -> None:
-        if exc is None or self.settled or not self.entries:
+        if self.settled or not self.entries:
+            return
+        if exc is None:  # a stream its caller closed once it named the answer's id
+            self.answered()
             return
         self.settled = True
         if isinstance(exc, XAIAPIError) and exc.status is not None and exc.billed is None:

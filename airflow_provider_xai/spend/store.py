@@ -11,7 +11,9 @@ tokens): reservations not yet settled, and what settled calls billed.
 - :meth:`SpendStore.read`: the keys' values;
 - :meth:`SpendStore.cached` / :meth:`SpendStore.cache`: a cached text (the live price table,
   token counts) and a lease, so that one worker refreshes a stale value while the others use
-  what is there.
+  what is there;
+- :meth:`SpendStore.cache` / :meth:`SpendStore.take`: a text kept for one reader, who removes it
+  in the same operation (a reservation held for an answer collected later).
 
 Stored values are read leniently: one that is no count reads as 0, is reset, logged and counted.
 """
@@ -224,6 +226,25 @@ class SpendStore:
             client.delete(f"{key}:lease")
         except redis.RedisError as exc:
             raise self.states.failure(exc) from None  # type: ignore[union-attr]
+
+
+    def take(self, key: str) -> str | None:
+        """The text kept under ``key``, removed in the same operation (None: none, or taken)."""
+        if _is_sqlite(self.states):
+            with self.states.transaction() as cursor:  # type: ignore[union-attr]
+                _tables(cursor)
+                row = cursor.execute("SELECT value FROM xai_cache WHERE key = ?", (key,)).fetchone()
+                cursor.execute("DELETE FROM xai_cache WHERE key = ?", (key,))
+            return row[0] if row and isinstance(row[0], str) and row[0] else None
+        import redis
+
+        try:
+            client = self.states.script(_RESERVE).registered_client  # type: ignore[union-attr]
+            with client.pipeline(transaction=True) as pipe:
+                raw, _ = pipe.get(key).delete(key).execute()
+        except redis.RedisError as exc:
+            raise self.states.failure(exc) from None  # type: ignore[union-attr]
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) and raw else None
 
 
 def _is_sqlite(states: States) -> bool:

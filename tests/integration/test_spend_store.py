@@ -1,7 +1,7 @@
 """Spend control's store operations on both stores (the embedded SQLite file and a real Redis):
 a reservation across budgets is all or nothing, a settlement never goes below zero, stored
 values that are no count are reset and counted, and one worker at a time refreshes a stale
-cached value."""
+cached value; a value kept for one reader is taken once."""
 
 from __future__ import annotations
 
@@ -79,3 +79,12 @@ def test_one_worker_at_a_time_refreshes_a_stale_value(store: SpendStore) -> None
 def test_scan_reads_a_prefix(store: SpendStore) -> None:
     store.settle([Entry("xai-tally:2026-09-01:usd:chat:m", 5), Entry("xai-tally:2026-09-02:usd:chat:m", 7)])
     assert store.scan("xai-tally:2026-09-01:") == {"xai-tally:2026-09-01:usd:chat:m": 5}
+
+
+def test_a_kept_value_is_taken_once(store: SpendStore) -> None:
+    assert store.take("held:none") is None
+    store.cache("held:a", '{"entries": [["usd", "k", 5]]}', 60)
+    store.cache("held:b", '{"entries": []}', 60)
+    assert store.take("held:a") == '{"entries": [["usd", "k", 5]]}'
+    assert store.take("held:a") is None  # taken: a second settlement finds nothing
+    assert store.take("held:b") == '{"entries": []}'  # another key is left alone

@@ -208,7 +208,7 @@ def test_amounts_round_up_so_a_budget_never_loses_a_fraction() -> None:
     forecast = Forecast("m", "chat", input_tokens=3, output_tokens=4, cost_usd=1.0000000001)
     assert reserved_amount(usd, forecast) == NANO + 1 and reserved_amount(tokens, forecast) == 7
     record = UsageRecord(model="m", cost_usd=0.0000000001, total_tokens=9)
-    assert billed_amount(usd, record) == 1 and billed_amount(tokens, record) == 9
+    assert billed_amount(usd.unit, record) == 1 and billed_amount(tokens.unit, record) == 9
     assert reserved_amount(usd, Forecast("m", "chat")) is None  # unpriced: a USD budget cannot admit it
 
 
