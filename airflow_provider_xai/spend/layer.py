@@ -221,8 +221,9 @@ class SpendLayer(Layer):
         forecast = declared(body, count)
         order: tuple[InputSource, ...] = ("estimate", "bound", "tokenize", "cache")
         forecast.input_source = next((s for s in order if s in sources), "cache")
-        if forecast.history_of:
-            forecast.history_tokens = self._history_tokens(forecast.history_of)
+        if forecast.history_of:  # read back from xAI only when the forecast decides something
+            of = forecast.history_of
+            forecast.history_tokens = self._history_tokens(of) if controlled else self._history.get(of, 0)
         table = self.prices(settings, refresh=controlled)
         return priced(forecast, table.tokens, None, table.units), table
 

@@ -92,6 +92,24 @@ def test_calls_without_a_cap_or_budget_are_forecast_without_a_request(
     assert len(xai_server.journal) == len(billed(xai_server)) == 1
 
 
+@pytest.mark.parametrize("capped", [False, True])
+def test_a_stored_conversation_is_read_back_only_when_the_forecast_decides_something(
+    capped: bool, xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A continued conversation another process started: its size is read back from xAI for a
+    forecast under a cap; an uncontrolled forecast (a report only) costs no request."""
+    from airflow_provider_xai.hooks.xai import XAIHook
+
+    connect(xai_server, monkeypatch, tmp_path)
+    first = XAIHook().create_response(model="grok-4.3", input=PROMPT, max_output_tokens=50)
+    ti = FakeTI()
+    XAIResponsesOperator(task_id="r", prompt="And tomorrow?", previous_response_id=first.id, max_tokens=50,
+                         max_cost_usd=1.0 if capped else None).execute(make_context(ti))  # fmt: skip
+    read_back = [e for e in xai_server.journal if e.method == "GET" and e.path.endswith(f"/responses/{first.id}")]
+    assert len(read_back) == int(capped)
+    assert (forecasts(ti)[0]["forecast"]["history_tokens"] > 0) == capped
+
+
 def test_a_hook_call_outside_a_task_with_no_budget_is_left_alone(
     xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
