@@ -82,14 +82,18 @@ class ClientSettings:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}", "User-Agent": USER_AGENT}
 
-    def management_headers(self, conn_id: str = "") -> dict[str, str]:
-        """The Management API's headers; refused (naming the field) without a management key."""
+    def require_management_key(self, conn_id: str = "") -> str:
+        """The management key; refused (naming the field) when the connection has none."""
         if not self.management_key:
             raise XAIConfigurationError(
                 f"Connection {conn_id!r}: this call needs xAI's Management API: set the connection's "
                 f"management_key (Management key) extra, or export {MANAGEMENT_KEY_ENV}"
             )
-        return {"Authorization": f"Bearer {self.management_key}", "User-Agent": USER_AGENT}
+        return self.management_key
+
+    def management_headers(self, conn_id: str = "") -> dict[str, str]:
+        """The Management API's headers; refused (naming the field) without a management key."""
+        return {"Authorization": f"Bearer {self.require_management_key(conn_id)}", "User-Agent": USER_AGENT}
 
     def httpx_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=min(self.timeout, DEFAULT_CONNECT_TIMEOUT))

@@ -44,8 +44,10 @@ class XAIBillingMixin:
         return self.transport.send(api.video_models()).models
 
     def get_team_id(self) -> str:
-        """The team the API key belongs to (``GET /v1/api-key``, free; asked once)."""
+        """The team the API key belongs to (``GET /v1/api-key``, free; asked once), for the
+        billing calls: refused before any request when the connection has no management key."""
         if self._team_id is None:
+            self.transport.settings.require_management_key(self.transport.conn_id)
             team = self.get_api_key_info().team_id
             if not isinstance(team, str) or not team:
                 raise XAIResponseError("xAI's GET /v1/api-key named no team_id")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_xai.exceptions import XAIAuthenticationError
+from airflow_provider_xai.exceptions import XAIAuthenticationError, XAIConfigurationError
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.operators.reconcile import XAIReconcileOperator
@@ -123,8 +123,9 @@ def test_the_balance_sensor_needs_the_management_key(
     xai_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json())
-    with pytest.raises(Exception, match="management_key"):
+    with pytest.raises(XAIConfigurationError, match="management_key"):
         XAIBalanceSensor(task_id="credit").poke(make_context())
+    assert xai_server.journal == []  # refused before any request (not even GET /v1/api-key)
 
 
 def test_a_wrong_management_key_is_refused_typed_and_masked(
