@@ -169,6 +169,25 @@ def forecast_video(body: Mapping[str, Any], _count: TokenCount) -> Forecast:
     )
 
 
+def combined(forecasts: Sequence[Forecast], kind: str) -> Forecast:
+    """Several calls' worst cases as one (a batch's): tokens and costs added up; unpriced or
+    unbounded when any one is."""
+    models = {f.model for f in forecasts}
+    costs = [f.cost_usd for f in forecasts]
+    unbounded = next((f.unbounded for f in forecasts if not f.bounded), None)
+    return Forecast(
+        model=models.pop() if len(models) == 1 else "several models",
+        kind=kind,
+        input_tokens=sum(f.prompt_tokens for f in forecasts),
+        input_source=forecasts[0].input_source if forecasts else "estimate",
+        output_tokens=sum(f.output_tokens for f in forecasts),
+        bounded=all(f.bounded for f in forecasts),
+        unbounded=unbounded,
+        cost_usd=None if None in costs else sum(c for c in costs if c is not None),
+        cost_source="unpriced" if None in costs else "prices",
+    )
+
+
 def _unpriced(forecast: Forecast) -> Forecast:
     forecast.cost_usd, forecast.cost_source = None, "unpriced"
     return forecast

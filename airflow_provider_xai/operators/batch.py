@@ -40,13 +40,14 @@ from airflow_provider_xai.operators.batch_inputs import (
     prepare_requests,
     split_request_id,
 )
-from airflow_provider_xai.operators.spend import check_batch_cap
+from airflow_provider_xai.operators.spend import batch_forecast
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_xai.schemas import Batch
     from airflow_provider_xai.structured import OutputSpec
+    from airflow_provider_xai.usage import UsageLedger
 
 REFUSALS_LOGGED = 5
 #: How the requests reach xAI: added in calls (the default), or as one uploaded JSONL file.
@@ -211,14 +212,26 @@ class XAIBatchOperator(XAIBaseOperator):
 
     # --- submission ----------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        from airflow_provider_xai.operators.batch_attach import BatchAttacher
-
         ledger = self.ledger(context)  # re-publishes the usage of earlier tries
+        return self.within_budget(context, ledger, lambda: self._submit(context, ledger))
+
+    def _submit(self, context: Context, ledger: UsageLedger) -> Any:
+        from airflow_provider_xai.operators.batch_attach import BatchAttacher
+        from airflow_provider_xai.spend.layer import fingerprint as call_fingerprint
+
         prepared = self.prepare_requests()  # an oversized request is refused there, like any bad one
         self._output()
         sendable = [p for p in prepared if p.refused is None]
-        check_batch_cap(self, ledger, [(KINDS[p.kind].url.removeprefix("/v1/"), p.body) for p in sendable])
-        create = self._creator(sendable)  # a too large input file is refused before any request
+        forecast = batch_forecast(self, ledger, [(KINDS[p.kind].url.removeprefix("/v1/"), p.body) for p in sendable])
+        make = self._creator(sendable)  # a too large input file is refused before any request
+
+        def create(name: str) -> Batch:  # a new batch's worst case is reserved against the budgets
+            if forecast is None:
+                return make(name)
+            return self.hook.spend.start_within_budgets(
+                forecast, call_fingerprint([p.body for p in sendable]), lambda: make(name), lambda b: b.batch_id
+            )
+
         attachment = BatchAttacher(self.hook, self.log, context).attach(sendable, self.submit_as, create)
         batch = attachment.batch
         self._batch_id = batch.batch_id
@@ -315,6 +328,8 @@ class XAIBatchOperator(XAIBaseOperator):
         new = [r for r in combine(records.values(), f"batch:{batch.batch_id}") if r.completion_id not in done]
         ledger.record_many(new)  # billed: recorded before anything below can fail
         usage = summarize(list(records.values()))
+        if timeout is None:  # the whole batch billed: its budget reservation settled to the bill
+            self.hook.spend.settle_held(batch.batch_id, usage.totals)
         self.log.info(
             "xAI batch usage: %d billed requests, total_tokens=%d cost_usd=%.6f (%d newly recorded)",
             usage.totals.requests, usage.totals.total_tokens, usage.totals.cost_usd,

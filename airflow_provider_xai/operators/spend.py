@@ -28,6 +28,7 @@ from airflow_provider_xai.exceptions import XAIOverBudgetError, XAIValidationErr
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_xai.forecast import Forecast
     from airflow_provider_xai.usage import UsageLedger
 
 #: The operator (``XAIBaseOperator``) whose run is under spend control.
@@ -80,16 +81,19 @@ def run_within_budget(op: XAIBaseOperator, context: Context, ledger: UsageLedger
             context["ti"].xcom_push(key=XCOM_FORECAST_KEY, value=task.calls)
 
 
-def check_batch_cap(op: XAIBaseOperator, ledger: UsageLedger, requests: list[tuple[str, dict[str, Any]]]) -> None:
-    """A batch's worst case (every request's forecast, no discount assumed) within the task's
-    ``max_cost_usd``, checked before the batch is made; ``requests``: (API path, body) pairs."""
+def batch_forecast(
+    op: XAIBaseOperator, ledger: UsageLedger, requests: list[tuple[str, dict[str, Any]]]
+) -> Forecast | None:
+    """A batch's worst case (every request's forecast, no discount assumed), checked against
+    the task's ``max_cost_usd`` before the batch is made, for it and the budgets (None: neither
+    applies, nothing forecast); ``requests``: (API path, body) pairs."""
     from airflow_provider_xai.endpoints import declaration_of
     from airflow_provider_xai.exceptions import XAICostCapError
+    from airflow_provider_xai.forecast import combined
 
-    if op.max_cost_usd is None:
-        return
-    spent = sum(r.get("cost_usd") or 0.0 for r in ledger.records if isinstance(r.get("cost_usd"), int | float))
-    settings, worst, problems = op.hook.settings, 0.0, []
+    settings, forecasts, problems = op.hook.settings, [], []
+    if op.max_cost_usd is None and not op.hook.spend.budgets(settings):
+        return None
     for path, body in requests:
         endpoint = declaration_of("POST", path)
         declared = endpoint.forecast if endpoint is not None else None
@@ -99,14 +103,20 @@ def check_batch_cap(op: XAIBaseOperator, ledger: UsageLedger, requests: list[tup
         forecast, _ = op.hook.spend.forecast(declared, body, settings)
         if forecast.cost_usd is None or not forecast.bounded:
             problems.append(f"a {forecast.model} request has no bound ({forecast.unbounded or 'unpriced'})")
-        worst += forecast.cost_usd or 0.0
+        forecasts.append(forecast)
+    whole = combined(forecasts, "batch")
+    worst = whole.cost_usd or 0.0
     op.log.info("xAI batch forecast: %d requests, worst case $%.6f (no discount assumed)", len(requests), worst)
+    if op.max_cost_usd is None:
+        return whole
+    spent = sum(r.get("cost_usd") or 0.0 for r in ledger.records if isinstance(r.get("cost_usd"), int | float))
     if problems or spent + worst > op.max_cost_usd:
         why = "; ".join(problems) or f"its worst case ${worst:.6f} would take the task to ${spent + worst:.6f}"
         cap = op.max_cost_usd
         error = XAICostCapError(f"xAI batch refused before it was made: max_cost_usd is ${cap:.6f} and {why}")
         error.spent_usd = spent
         raise error
+    return whole
 
 
 def _over_budget(op: XAIBaseOperator, context: Context, exc: XAIOverBudgetError) -> Any:
@@ -206,7 +216,7 @@ __all__ = [
     "REJECT",
     "RESUME_METHOD",
     "XCOM_FORECAST_KEY",
-    "check_batch_cap",
+    "batch_forecast",
     "check_spend_arguments",
     "question",
     "resume",

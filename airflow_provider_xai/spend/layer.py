@@ -238,6 +238,30 @@ class SpendLayer(Layer):
             found = None
         return found or 0
 
+    def reserve(
+        self, settings: ClientSettings, budgets: list[Budget], forecast: Forecast, call: str
+    ) -> tuple[list[tuple[Budget, Entry]], list[dict[str, Any]]]:
+        """Reserve ``forecast``'s worst case against every budget, or none (one store operation);
+        ``call``: its fingerprint (what an approval names). Returns the entries and the budgets'
+        states; raises :class:`XAIOverBudgetError` when it does not fit (unless approved)."""
+        now = time.time()
+        entries = []
+        for budget in budgets:
+            amount = reserved_amount(budget, forecast)
+            if amount is None:
+                why = f"model {forecast.model!r} has no known price, so a USD budget cannot admit it"
+                raise _over(budgets, [0] * len(budgets), forecast, now, why, call)
+            entries.append((budget, Entry(key_of(budget, now), amount, budget.limit, expiry_of(budget, now))))
+        approved = self.task is not None and call in self.task.approved
+        verdict = self.store(settings).reserve([e for _, e in entries], force=approved)
+        if not verdict.granted:
+            raise _over(budgets, list(verdict.values), forecast, now, "its forecast does not fit", call)
+        states = states_of(budgets, verdict.values, now)
+        if approved and self.task is not None:
+            self.task.approved.discard(call)
+            log.warning("xAI: an approved call goes past its budget: %s", "; ".join(s.describe() for s in states))
+        return entries, [s.to_dict() for s in states]
+
     def tally(self, records: list[Any]) -> None:
         """Add recorded usage to the shared store's daily tallies (what a reconciliation reads),
         when the connection has a management key (one store operation)."""
@@ -261,6 +285,28 @@ class SpendLayer(Layer):
             except Exception as exc:  # logged: the reservation then stays as reserved
                 log.warning("xAI spend control could not keep the reservation of %s: %s", handle, exc)
         return handle
+
+    def start_within_budgets(
+        self, forecast: Forecast, call: str, start: Callable[[], R], handle: Callable[[R], str]
+    ) -> R:
+        """Start what ``forecast`` (made outside one call: a batch's) pays for, within the
+        budgets that apply: its worst case reserved first (``call``: its fingerprint; refused
+        with :class:`XAIOverBudgetError` when it does not fit), then held under
+        ``handle(started)`` until :meth:`settle_held`; given back when xAI refuses the start."""
+        settings = self.settings()
+        budgets = self.budgets(settings)
+        if not budgets:
+            return start()
+        entries, _ = self.reserve(settings, budgets, forecast, call)
+        try:
+            started = start()
+        except XAIAPIError as exc:
+            if exc.status is not None and exc.billed is None:  # an error answer: nothing billed
+                self.store(settings).settle([entry._replace(amount=-entry.amount) for _, entry in entries])
+            raise
+        self.unbilled = [(budget.unit, entry) for budget, entry in entries]
+        self.hold(handle(started))
+        return started
 
     def settle_held(self, handle: str, record: Any) -> None:
         """Settle the reservation :meth:`hold` kept for ``handle`` to ``record``'s bill (once,
@@ -387,47 +433,10 @@ class _SpentCall(Scope):
         return error
 
     def _reserve(self, budgets: list[Budget], forecast: Forecast) -> None:
-        ex, layer = self.exchange, self.layer
-        now = time.time()
-        entries = []
-        for budget in budgets:
-            amount = reserved_amount(budget, forecast)
-            if amount is None:
-                why = f"model {forecast.model!r} has no known price, so a USD budget cannot admit it"
-                raise self._over(budgets, [0] * len(budgets), forecast, now, why)
-            entries.append((budget, Entry(key_of(budget, now), amount, budget.limit, expiry_of(budget, now))))
-        approved = layer.task is not None and fingerprint(ex.body) in layer.task.approved
-        store = layer.store(ex.settings)
-        verdict = store.reserve([e for _, e in entries], force=approved)
-        if not verdict.granted:
-            raise self._over(budgets, list(verdict.values), forecast, now, "its forecast does not fit")
-        if approved and layer.task is not None:
-            layer.task.approved.discard(fingerprint(ex.body))
-            log.warning("xAI: an approved call goes past its budget: %s",
-                        "; ".join(s.describe() for s in states_of(budgets, verdict.values, now)))  # fmt: skip
-        self.entries = entries
+        settings, call = self.exchange.settings, fingerprint(self.exchange.body)
+        self.entries, states = self.layer.reserve(settings, budgets, forecast, call)
         if self.call is not None:
-            self.call["budgets"] = [s.to_dict() for s in states_of(budgets, verdict.values, now)]
-
-    def _over(
-        self, budgets: list[Budget], values: list[int], forecast: Forecast, now: float, why: str
-    ) -> XAIOverBudgetError:
-        states = states_of(budgets, values, now)
-        over = [
-            s
-            for s, b in zip(states, budgets, strict=True)
-            if forecast.cost_usd is None or (reserved_amount(b, forecast) or 0) + s.committed > b.limit
-        ] or states
-        error = XAIOverBudgetError(
-            f"xAI call refused before sending: {why} "
-            f"(worst case {'unpriced' if forecast.cost_usd is None else f'${forecast.cost_usd:.6f}'}, "
-            f"{forecast.total_tokens} tokens): " + "; ".join(s.describe() for s in over)
-        )
-        error.budgets = [s.to_dict() for s in over]
-        error.forecast = forecast.to_dict()
-        error.fingerprint = fingerprint(self.exchange.body)
-        error.resets_at = max(s.ends for s in over).isoformat()
-        return error
+            self.call["budgets"] = states
 
     # --- the scope's points ---------------------------------------------------------------------------
     def attempt(self, send: Callable[[], R]) -> R:
@@ -482,6 +491,29 @@ class _SpentCall(Scope):
             self.layer.store(self.exchange.settings).settle(corrections)
         except Exception as exc:  # logged: the reservation then stays as it was
             log.warning("xAI spend control could not settle a budget reservation: %s", exc)
+
+
+def _over(
+    budgets: list[Budget], values: list[int], forecast: Forecast, now: float, why: str, call: str
+) -> XAIOverBudgetError:
+    """The refusal of a call (fingerprint ``call``) whose forecast does not fit, naming the
+    budgets it would pass."""
+    states = states_of(budgets, values, now)
+    over = [
+        s
+        for s, b in zip(states, budgets, strict=True)
+        if forecast.cost_usd is None or (reserved_amount(b, forecast) or 0) + s.committed > b.limit
+    ] or states
+    error = XAIOverBudgetError(
+        f"xAI call refused before sending: {why} "
+        f"(worst case {'unpriced' if forecast.cost_usd is None else f'${forecast.cost_usd:.6f}'}, "
+        f"{forecast.total_tokens} tokens): " + "; ".join(s.describe() for s in over)
+    )
+    error.budgets = [s.to_dict() for s in over]
+    error.forecast = forecast.to_dict()
+    error.fingerprint = call
+    error.resets_at = max(s.ends for s in over).isoformat()
+    return error
 
 
 __all__ = ["COUNT_CACHE_SIZE", "SpendLayer", "SpendTask", "TokenCounter", "fingerprint"]

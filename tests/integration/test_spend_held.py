@@ -89,3 +89,38 @@ def test_the_held_reservation_is_kept_under_the_calls_id(
     kept = op.hook.spend.store(op.hook.settings).take(HELD_PREFIX + request_id)
     assert kept is not None and '"tokens"' in kept and str(committed(op)) in kept
     assert op.hook.spend.store(op.hook.settings).take(HELD_PREFIX + request_id) is None  # taken once
+
+
+def test_a_batch_reserves_its_worst_case_and_settles_to_the_discounted_bill(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.helpers.batch import context, operator
+
+    connect(xai_server, monkeypatch, tmp_path, budgets=[{"name": "daily", "scope": "team", "usd": 5}])
+    prompts = [f"Summarise ticket {i}" for i in range(3)]
+    op, ctx = operator(tmp_path, prompts, max_tokens=40, deferrable=True), context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    reserved = committed(op)
+    assert reserved > 0  # three requests' worst case, no discount assumed
+    resumed = operator(tmp_path, prompts, max_tokens=40, deferrable=True)
+    summary = resumed.execute_complete(ctx, asyncio.run(first_event(deferred.value.trigger)))
+    assert committed(resumed) == math.ceil(summary["usage"]["cost_usd"] * 1e9) < reserved / 2  # half price
+    # A retry that re-attaches to the batch reserves nothing again.
+    again = operator(tmp_path, prompts, max_tokens=40, deferrable=True)
+    with pytest.raises(TaskDeferred):
+        again.execute(context(try_number=2, store=ctx.get("task_state_store")))
+    assert committed(again) == math.ceil(summary["usage"]["cost_usd"] * 1e9)
+
+
+def test_a_batch_over_its_budget_is_refused_before_it_is_made(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_xai.exceptions import XAIOverBudgetError
+    from tests.helpers.batch import context, operator
+
+    connect(xai_server, monkeypatch, tmp_path, budgets=[{"name": "daily", "scope": "team", "tokens": 100}])
+    with pytest.raises(XAIOverBudgetError, match="daily"):
+        operator(tmp_path, ["Summarise ticket 1", "Summarise ticket 2"], max_tokens=40).execute(context())
+    # Only the free look-up for a batch to re-attach to went out: nothing was made or added.
+    assert [e.method for e in xai_server.journal if "/batches" in e.path] == ["GET"]
