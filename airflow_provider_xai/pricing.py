@@ -144,7 +144,8 @@ def prices_from_language_models(models: Iterable[LanguageModel]) -> dict[str, Pr
 
 
 #: xAI's voice prices as published on 2026-11-01 (docs.x.ai pricing page): text-to-speech
-#: $4.20 per million characters, speech-to-text $0.10 per hour of audio. By usage record kind.
+#: $4.20 per million characters, speech-to-text $0.10 per hour of audio. By usage record kind,
+#: which is also the model a voice call's record and forecast name (xAI names none).
 VOICE_PRICES_AS_OF = "2026-11-01"
 VOICE_PRICES: dict[str, UnitPrice] = {
     "tts": UnitPrice(4.20 / 1_000_000, "characters"),

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from airflow_provider_xai.endpoints.common import fixed_body, read
 from airflow_provider_xai.endpoints.storage import StorageSink, WrittenFile, storage_path, stored_file
 from airflow_provider_xai.exceptions import XAIResponseError, XAIValidationError
+from airflow_provider_xai.forecast import Forecast, TokenCount
 from airflow_provider_xai.pipeline.body import Form
 from airflow_provider_xai.pipeline.call import Call, Endpoint
 from airflow_provider_xai.pipeline.replies import Reply
@@ -62,7 +63,16 @@ def transcript_record(transcript: Transcript, prices: Mapping[str, Price]) -> Us
     return unit_record("stt", STT_MODEL, transcript.duration)
 
 
-TTS = Endpoint("tts", "POST", "tts", request=SpeechRequest, response=Speech, record=speech_record)
+def forecast_speech(body: Mapping[str, Any], _count: TokenCount) -> Forecast:
+    """Text-to-speech, exactly: its text's characters at the price per character (what xAI
+    bills). Speech-to-text is not forecast: its audio's length is known only once heard."""
+    text = body.get("text")
+    return Forecast(TTS_MODEL, "tts", units=float(len(text)) if isinstance(text, str) else 0.0, unit="characters")
+
+
+TTS = Endpoint(
+    "tts", "POST", "tts", request=SpeechRequest, response=Speech, record=speech_record, forecast=forecast_speech
+)
 STT = Endpoint("stt", "POST", "stt", response=Transcript, record=transcript_record)
 ENDPOINTS = (TTS, STT)
 

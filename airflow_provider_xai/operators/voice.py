@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_xai.pipeline.call import Endpoint
     from airflow_provider_xai.schemas.voice import Speech, Transcript
+    from airflow_provider_xai.usage import UsageLedger
 
 XCOM_AUDIO_PATH_KEY = "xai_audio_path"
 
@@ -32,6 +33,9 @@ class _VoiceOperator(XAIBaseOperator):
 
     def execute(self, context: Context) -> Any:
         ledger = self.ledger(context)
+        return self.within_budget(context, ledger, lambda: self._run(context, ledger))
+
+    def _run(self, context: Context, ledger: UsageLedger) -> Any:
         try:
             answer = self.call()
         except XAIError as exc:

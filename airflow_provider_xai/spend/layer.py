@@ -335,12 +335,8 @@ class SpendLayer(Layer):
             self._history[response_id] = tokens
 
     def scope(self, exchange: Exchange) -> Scope | None:
-        if (
-            exchange.call.endpoint.forecast is None
-            or exchange.model is None
-            or not isinstance(exchange.body, dict)
-        ):
-            return None
+        if exchange.call.endpoint.forecast is None or not isinstance(exchange.body, dict):
+            return None  # the forecast names the model (text-to-speech bodies name none)
         if self.task is None and not self.budgets(exchange.settings):
             return None  # no task to report the forecast to, no cap and no budget: nothing to do
         return _SpentCall(self, exchange)

@@ -24,6 +24,7 @@ from airflow_provider_xai.exceptions import XAIError
 from airflow_provider_xai.pricing import (
     DEFAULT_PRICES,
     MEDIA_PRICES,
+    VOICE_PRICES,
     Price,
     UnitPrice,
     prices_from_language_models,
@@ -136,7 +137,7 @@ class PriceBook:
         self._lock = threading.Lock()
 
     def built_in(self) -> PriceTable:
-        return PriceTable({**DEFAULT_PRICES, **self.overrides}, dict(MEDIA_PRICES))
+        return PriceTable({**DEFAULT_PRICES, **self.overrides}, {**MEDIA_PRICES, **VOICE_PRICES})
 
     def table(self, store: Any, key: str) -> PriceTable:
         """The current table: cached in this process for a tenth of the time to live, then read

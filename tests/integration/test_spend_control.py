@@ -378,3 +378,30 @@ def test_a_video_over_the_cap_is_refused_before_the_job_starts(
     assert xai_server.requests("/videos/generations") == []
     (refused,) = forecasts(ti)
     assert (refused["forecast"]["units"], refused["forecast"]["unit"]) == (10.0, "second")
+
+
+def test_speech_is_forecast_exactly_and_refused_over_the_cap_before_any_request(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_xai.operators.voice import XAITextToSpeechOperator
+
+    connect(xai_server, monkeypatch, tmp_path, budgets=[{"name": "daily", "scope": "team", "usd": 5}])
+    text = "Good morning. The nightly load finished at 03:12 with no errors. " * 20  # 1,300 characters
+
+    def speak(cap: float) -> XAITextToSpeechOperator:
+        return XAITextToSpeechOperator(task_id="say", text=text, output_path=f"file://{tmp_path}/say.mp3",
+                                       max_cost_usd=cap)  # fmt: skip
+
+    ti = FakeTI()
+    with pytest.raises(XAICostCapError, match="max_cost_usd"):  # 1,300 characters at $4.20 per million: $0.00546
+        speak(0.005).execute(make_context(ti))
+    assert xai_server.requests("/tts") == []
+    (refused,) = forecasts(ti)
+    assert (refused["forecast"]["units"], refused["forecast"]["unit"]) == (len(text), "characters")
+    ti = FakeTI()
+    op = speak(0.01)
+    op.execute(make_context(ti))
+    (call,) = forecasts(ti)
+    assert call["actual_usd"] == pytest.approx(call["forecast"]["cost_usd"]) == pytest.approx(len(text) * 4.2e-6)
+    (state,) = op.hook.spend.budget_states(op.hook.settings)
+    assert state.committed == math.ceil(call["actual_usd"] * 1e9)  # reserved, then settled to the bill
