@@ -1,8 +1,9 @@
 """What the local server billed, and the Management API's billing routes that tell it.
 
-Every answer the server bills (chat, Responses, batch results) is written to its tick ledger
-(:class:`TickLedger`): when, which key, ``description`` (``"Chat <model>"``, ``"Batch <model>"``)
-and ``cost_in_usd_ticks``. The billing routes read that ledger, as xAI's read its books:
+Every answer the server bills (chat, Responses, batch results, images, video, voice) is written
+to its tick ledger (:class:`TickLedger`): when, which key, ``description`` (``"Chat <model>"``,
+``"Batch <model>"``, ``"Image <model>"``, ``"Voice tts"``) and ``cost_in_usd_ticks``. The
+billing routes read that ledger, as xAI's read its books:
 
 * ``GET /v1/billing/teams/{team_id}/prepaid/balance``: ``total.val`` is the credit left in
   cents, negated (``prepaid_credit_usd`` minus what was billed), ``changes`` one ``PURCHASE``

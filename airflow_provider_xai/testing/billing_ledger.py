@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 #: How a billed kind reads in the ledger's descriptions (``"Chat grok-4.3"``).
-KIND_LABELS = {"chat": "Chat", "responses": "Chat", "batch": "Batch"}
+KIND_LABELS = {
+    "chat": "Chat", "responses": "Chat", "batch": "Batch", "images": "Image", "videos": "Video",
+    "tts": "Voice", "stt": "Voice",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,4 +61,13 @@ def bill(state: Any, kind: str, answer: dict[str, Any] | None) -> None:
         state.ledger.add(Bill(time.time(), api_key_ids(state.api_key)[1], description, ticks))
 
 
-__all__ = ["KIND_LABELS", "Bill", "TickLedger", "api_key_ids", "bill"]
+def bill_units(state: Any, kind: str, units: float) -> None:
+    """Write a voice call billed by the unit (characters spoken, seconds heard) to the ledger,
+    at the published voice price (its ``kind`` is also its model: xAI names none)."""
+    from airflow_provider_xai.pricing import VOICE_PRICES
+
+    ticks = round(units * VOICE_PRICES[kind].usd * 1e10)
+    bill(state, kind, {"model": kind, "usage": {"cost_in_usd_ticks": ticks}})
+
+
+__all__ = ["KIND_LABELS", "Bill", "TickLedger", "api_key_ids", "bill", "bill_units"]

@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from airflow_provider_xai.endpoints import images, videos
 from airflow_provider_xai.endpoints import media as media_api
 from airflow_provider_xai.endpoints.routes import MOUNTS, mounted, route
+from airflow_provider_xai.testing.billing_ledger import bill
 from airflow_provider_xai.testing.chat import unknown_model
 from airflow_provider_xai.testing.errors import ServedError, error_body, invalid_type
 from airflow_provider_xai.testing.media_files import jpeg_bytes, mp4_chunks, mp4_size, png_bytes, size_for
@@ -190,6 +191,8 @@ class MediaRoutes:
 
     def images(self, request: Request, body: dict[str, Any], edit: bool) -> Response:
         answer = self.image_answer(server_root(request), body, edit)
+        if "[failed]" not in body["prompt"]:
+            bill(self.state, "images", answer)
         if not body.get("deferred"):
             return JSONResponse(answer)
         request_id = str(uuid.uuid4())
@@ -237,6 +240,8 @@ class MediaRoutes:
     def video(self, request: Request, body: dict[str, Any], action: str) -> Response:
         request_id = str(uuid.uuid4())
         finished = self.video_answer(server_root(request), body, action)
+        if finished.get("status") == "done":
+            bill(self.state, "videos", finished)
         self.add_job(request_id, MediaJob("videos", self.state.media_pending_polls, finished))
         return JSONResponse({"request_id": request_id})
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_xai.endpoints import voice as voice_endpoints
 from airflow_provider_xai.endpoints.routes import route
+from airflow_provider_xai.testing.billing_ledger import bill_units
 from airflow_provider_xai.testing.bodies import UploadedPart, form_parts, json_body
 from airflow_provider_xai.testing.errors import ServedError
 from airflow_provider_xai.testing.state import ServerState
@@ -39,6 +40,7 @@ def create_voice_router(state: ServerState) -> APIRouter:
         body = await json_body(request)
         text, codec, rate, _language = check_speech(body)
         audio = speech_audio(text, codec, rate)
+        bill_units(state, "tts", len(text))
         if not body.get("with_timestamps"):
             return Response(audio, media_type=CODECS[codec])
         return JSONResponse({"audio": base64.b64encode(audio).decode("ascii"), "content_type": CODECS[codec],
@@ -59,7 +61,9 @@ def create_voice_router(state: ServerState) -> APIRouter:
             raise ServedError(400, f"Unknown field(s): {', '.join(unknown)}.")
         filename, audio = file
         diarize = fields.get("diarize", "false").lower() == "true"
-        return JSONResponse(transcript(audio, filename, fields.get("language"), diarize))
+        answer = transcript(audio, filename, fields.get("language"), diarize)
+        bill_units(state, "stt", float(answer.get("duration") or 0.0))
+        return JSONResponse(answer)
 
     return r
 

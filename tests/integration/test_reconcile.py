@@ -56,6 +56,28 @@ def test_what_airflow_recorded_matches_the_bill(connected: Any) -> None:
     assert result["differences"] == []
 
 
+def test_images_video_and_speech_reconcile_with_the_bill(connected: Any, tmp_path: Path) -> None:
+    """Media and voice calls are billed too: what the tasks recorded (xAI's cost for images and
+    video, the voice price for speech) matches the bill per model."""
+    from airflow_provider_xai.operators.images import XAIImageOperator
+    from airflow_provider_xai.operators.video import XAIVideoOperator
+    from airflow_provider_xai.operators.voice import XAITextToSpeechOperator
+
+    folder = f"file://{tmp_path}/media"
+    XAIImageOperator(task_id="shot", prompt="a mug", n=2, output_folder=folder).execute(make_context())
+    XAIVideoOperator(task_id="clip", prompt="a boat", duration=2, output_folder=folder, deferrable=False,
+                     poll_interval=0.01).execute(make_context())  # fmt: skip
+    XAITextToSpeechOperator(task_id="say", text="The load is done. " * 10,
+                            output_path=f"{folder}/say.mp3").execute(make_context())  # fmt: skip
+    result = reconcile()
+    rows = {row["model"]: row for row in result["rows"]}
+    assert set(rows) == {"grok-imagine-image", "grok-imagine-video", "tts"}
+    for row in rows.values():
+        assert row["recorded_requests"] == 1 and row["billed_usd"] > 0
+        assert row["billed_usd"] == pytest.approx(row["recorded_usd"], abs=1e-9)
+    assert result["differences"] == []
+
+
 def test_the_reconciliation_finds_a_planted_difference(connected: Any) -> None:
     run_tasks(2)
     plant(connected, model="grok-4.3", usd=0.25)  # this key, no task recorded it
