@@ -73,15 +73,33 @@ HELD_PREFIX = "xai-spend-held:"
 @dataclass
 class SpendTask:
     """The task a hook's calls belong to: where budgets apply, its cost cap, what it spent, the
-    calls it approved over budget (by fingerprint) and each call's forecast beside its cost."""
+    worst cases of its calls under way (so calls made at once are capped together), the calls
+    it approved over budget (by fingerprint) and each call's forecast beside its cost."""
 
     dag_id: str | None = None
     task_id: str | None = None
     tags: tuple[str, ...] = ()
     max_cost_usd: float | None = None
     spent_usd: float = 0.0
+    under_way_usd: float = 0.0
     approved: set[str] = field(default_factory=set)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def take(self, worst_usd: float) -> bool:
+        """Count a call's worst case as under way, if it fits the cap with what was spent and
+        what is under way (one check for calls made at once, from several threads)."""
+        with self.lock:
+            if self.max_cost_usd is not None and self.spent_usd + self.under_way_usd + worst_usd > self.max_cost_usd:
+                return False
+            self.under_way_usd += worst_usd
+            return True
+
+    def done(self, worst_usd: float, billed_usd: float | None) -> None:
+        """A call under way ended: its worst case no longer counts; what it billed does."""
+        with self.lock:
+            self.under_way_usd = max(self.under_way_usd - worst_usd, 0.0)
+            self.spent_usd += billed_usd or 0.0
 
 
 def fingerprint(body: Any) -> str:
@@ -352,6 +370,7 @@ class _SpentCall(Scope):
         self.forecast: Forecast | None = None
         self.call: dict[str, Any] | None = None
         self.settled = False
+        self.under_way = 0.0  # the worst case counted against the task's cap while the call runs
 
     # --- before the first attempt -------------------------------------------------------------
     def _prepare(self) -> None:
@@ -370,6 +389,9 @@ class _SpentCall(Scope):
             if task is not None and task.max_cost_usd is not None:
                 forecast = self._capped(forecast, task)
                 self.call["forecast"] = forecast.to_dict()
+                if not task.take(forecast.cost_usd or 0.0):  # calls made at once took the room
+                    raise self._cap_error(forecast, task, "the calls under way leave no room for its worst case")
+                self.under_way = forecast.cost_usd or 0.0
             # A line per call under a cap or budget; the rest only at DEBUG (a fan-out of
             # thousands of calls would log thousands of lines, and formatting each one costs)
             if controlled or log.isEnabledFor(logging.DEBUG):
@@ -379,6 +401,7 @@ class _SpentCall(Scope):
                 self._reserve(budgets, forecast)
         except XAIError as exc:
             self.call["refused"] = exc.message
+            self._done(None)
             raise
 
     def _forecast(self, controlled: bool, body: Mapping[str, Any] | None = None) -> Forecast:
@@ -392,7 +415,8 @@ class _SpentCall(Scope):
     def _capped(self, forecast: Forecast, task: SpendTask) -> Forecast:
         """The forecast within the task's cap: a tool loop held to the turns that fit; else
         refused, naming what to set."""
-        cap, left = task.max_cost_usd or 0.0, (task.max_cost_usd or 0.0) - task.spent_usd
+        cap = task.max_cost_usd or 0.0
+        left = cap - task.spent_usd - task.under_way_usd
         body = self.exchange.body
         if forecast.cost_usd is None:
             raise self._cap_error(
@@ -423,7 +447,7 @@ class _SpentCall(Scope):
     def _cap_error(forecast: Forecast, task: SpendTask, why: str) -> XAICostCapError:
         error = XAICostCapError(
             f"xAI call refused before sending: max_cost_usd is ${task.max_cost_usd:.6f} "
-            f"(${task.spent_usd:.6f} spent) and {why}"
+            f"(${task.spent_usd:.6f} spent{_under_way(task)}) and {why}"
         )
         error.forecast, error.spent_usd = forecast.to_dict(), task.spent_usd
         return error
@@ -449,12 +473,10 @@ class _SpentCall(Scope):
         if self.settled:
             return
         self.settled = True
+        self._done(record.cost_usd if record is not None else None)
         if record is None:  # a submission answered later, or an answer that names no usage
             self.layer.unbilled = [(budget.unit, entry) for budget, entry in self.entries]
             return
-        task = self.layer.task
-        if task is not None and record.cost_usd is not None:
-            task.spent_usd += record.cost_usd
         if self.call is not None:
             self.call.update(actual_usd=record.cost_usd, actual_tokens=record.total_tokens,
                              actual_prompt_tokens=record.prompt_tokens, cost_source=record.cost_source)  # fmt: skip
@@ -470,14 +492,22 @@ class _SpentCall(Scope):
         await asyncio.to_thread(self.answered)
 
     def finish(self, exc: BaseException | None) -> None:
-        if self.settled or not self.entries:
+        if self.settled:
             return
         if exc is None:  # a stream its caller closed once it named the answer's id
             self.answered()
             return
         self.settled = True
-        if isinstance(exc, XAIAPIError) and exc.status is not None and exc.billed is None:
+        self._done(None)
+        if self.entries and isinstance(exc, XAIAPIError) and exc.status is not None and exc.billed is None:
             self._settle([entry._replace(amount=-entry.amount) for _, entry in self.entries])
+
+    def _done(self, billed_usd: float | None) -> None:
+        """The call no longer runs: its worst case leaves the task's cap; its bill joins it."""
+        task = self.layer.task
+        if task is not None:
+            task.done(self.under_way, billed_usd)
+        self.under_way = 0.0
 
     def _settle(self, corrections: list[Entry]) -> None:
         """Never raises: a billed answer must not be lost to a store that is down."""
@@ -487,6 +517,10 @@ class _SpentCall(Scope):
             self.layer.store(self.exchange.settings).settle(corrections)
         except Exception as exc:  # logged: the reservation then stays as it was
             log.warning("xAI spend control could not settle a budget reservation: %s", exc)
+
+
+def _under_way(task: SpendTask) -> str:
+    return f", ${task.under_way_usd:.6f} under way" if task.under_way_usd > 0 else ""
 
 
 def _over(

@@ -153,6 +153,34 @@ def test_a_call_over_max_cost_usd_sends_zero_billed_requests(
     )
 
 
+def test_calls_made_at_once_are_capped_together(
+    xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Four calls at once under a cap that holds two worst cases: two are sent, two refused
+    before sending (each call counts the worst cases of the calls still under way). The cap
+    also stops a third call when the first two have already finished, so two are sent however
+    the four interleave; without the count of calls under way, overlapping calls all go."""
+    from airflow_provider_xai.hooks.xai import XAIHook
+    from airflow_provider_xai.spend.layer import SpendTask
+
+    connect(xai_server, monkeypatch, tmp_path)
+    xai_server.configure(latency=1.0)  # the four overlap
+    prompt = " ".join([PROMPT] * 20)  # counted exactly: the worst case is near the bill
+    ask = {"model": "grok-4.20-0309-non-reasoning", "messages": [{"role": "user", "content": prompt}],
+           "max_tokens": 5}  # fmt: skip
+    probe = XAIHook()
+    probe.spend.task = SpendTask(max_cost_usd=1.0)
+    probe.chat(ask)
+    (call,) = probe.spend.task.calls
+    worst, billed_usd = call["forecast"]["cost_usd"], call["actual_usd"]
+    assert worst / 2 < billed_usd <= worst
+    hook = XAIHook()
+    hook.spend.task = task = SpendTask(max_cost_usd=(2 * worst + 2 * billed_usd + worst) / 2)
+    answers = hook.chat_many([ask] * 4, max_concurrency=4)
+    assert len([a for a in answers if isinstance(a, XAICostCapError)]) == 2
+    assert len(billed(xai_server)) == 1 + 2 and task.under_way_usd == 0
+
+
 def test_max_cost_usd_needs_an_output_bound(
     xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
