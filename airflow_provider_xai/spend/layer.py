@@ -239,9 +239,9 @@ class SpendLayer(Layer):
         forecast = declared(body, count)
         order: tuple[InputSource, ...] = ("estimate", "bound", "tokenize", "cache")
         forecast.input_source = next((s for s in order if s in sources), "cache")
-        if forecast.history_of:  # read back from xAI only when the forecast decides something
-            of = forecast.history_of
-            forecast.history_tokens = self._history_tokens(of) if controlled else self._history.get(of, 0)
+        if forecast.history_of:  # read back from xAI when the forecast decides something, or is asked exact
+            of, exact = forecast.history_of, controlled or mode == "tokenize"
+            forecast.history_tokens = self._history_tokens(of) if exact else self._history.get(of, 0)
         table = self.prices(settings, refresh=controlled)
         return priced(forecast, table.tokens, None, table.units), table
 
