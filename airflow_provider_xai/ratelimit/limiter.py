@@ -69,6 +69,9 @@ JITTER_ALLOWANCE_US = 25_000
 #: after it: it takes the next free slot instead. Half the allowance; the other half is for the
 #: way to xAI.
 LATE_US = JITTER_ALLOWANCE_US // 2
+#: A sleep that ends this close to its slot (microseconds) is not slept again (see
+#: ``SharedRateLimiter.sleep_until``).
+WAKE_SLACK_US = 10
 MINUTE_US = 60 * SECOND_US
 #: xAI's Batch API accepts 100 add-requests calls per 30 s per team; paced 1 % slower, smoothly.
 BATCH_CALLS, BATCH_PERIOD_US = 100, 30_300_000
@@ -251,14 +254,20 @@ class SharedRateLimiter:
         return (at_us - self.now_us()) / SECOND_US
 
     def sleep_until(self, at_us: int) -> None:
-        """Sleep until ``at_us`` (a slot's time)."""
-        while (left := self.left(at_us)) > 0:  # a sleep may end a little early
+        """Sleep until ``at_us`` (a slot's time). A sleep that ends early is slept again, unless
+        it ends within :data:`WAKE_SLACK_US` of the slot: the epoch clock, a float, holds about a
+        quarter of a microsecond, so a sleep that ended on the slot may read back a little short."""
+        left, slack = self.left(at_us), 0.0
+        while left > slack:
             self.sleep(left)
+            left, slack = self.left(at_us), WAKE_SLACK_US / SECOND_US
 
     async def asleep_until(self, at_us: int) -> None:
         """Async :meth:`sleep_until`."""
-        while (left := self.left(at_us)) > 0:
+        left, slack = self.left(at_us), 0.0
+        while left > slack:
             await self.asleep(left)
+            left, slack = self.left(at_us), WAKE_SLACK_US / SECOND_US
 
     # --- store operations: each carries the key's pending refunds ------------------------------
     def _give_back(self, key: str, us: int) -> None:

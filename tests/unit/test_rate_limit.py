@@ -786,3 +786,23 @@ def test_the_async_path_withdraws_a_far_call_and_sends_later_with_the_held_slot(
     assert operations() == 0 and first.held_outcome == "used"
     assert server.times == [held.at / 1e6]  # at its slot, the one it held
     assert record is not None and record.waited_s == pytest.approx(withdrawn.value.wait)
+
+
+@pytest.mark.parametrize(("short_by", "sleeps"), [(0.0, 1), (0.000_002, 1), (0.003, 2)])
+def test_a_sleep_that_ends_early_is_slept_again_unless_by_float_rounding(
+    monkeypatch: pytest.MonkeyPatch, states: SQLiteStates, short_by: float, sleeps: int
+) -> None:
+    """Waking 3 ms early sleeps again; waking 2 us short of the slot (what the epoch clock's
+    float rounding can read back) does not."""
+    set_connection(monkeypatch, rate_limit_requests_per_second=1)
+    clock = FakeClock(1_800_000_000.123_456_7)
+
+    def sleep(seconds: float) -> None:  # the first sleep ends ``short_by`` early
+        clock.sleep(seconds - short_by if not clock.slept else seconds)
+
+    config = XAIHook().settings.rate_limit
+    assert config is not None
+    limiter = SharedRateLimiter(config, states, fingerprint(KEY), clock=clock.time, sleep=sleep, asleep=clock.asleep)
+    limiter.sleep_until(limiter.now_us() + 500_000)
+    assert len(clock.slept) == sleeps
+    assert sum(clock.slept) == pytest.approx(0.5 - (short_by if sleeps == 1 else 0), abs=2e-6)
