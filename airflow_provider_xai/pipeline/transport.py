@@ -256,6 +256,9 @@ class XAITransport:
     @property
     def client(self) -> httpx.Client:
         """The pooled sync client (created on first use)."""
+        client = self._client
+        if client is not None and not client.is_closed:  # the usual case: no lock taken
+            return client
         with self._lock:
             if self._client is None or self._client.is_closed:
                 self._client = httpx.Client(**self.client_options(self.settings))
@@ -584,13 +587,21 @@ def _exchange(call: Call[Any], settings: ClientSettings, prices: Mapping[str, Pr
 
 
 # --- pure helpers ----------------------------------------------------------------------------------
-@contextmanager
-def _typed_failures(ex: Exchange) -> Iterator[None]:
-    """Transport failures (refused, dropped, timed out, undecodable) as the typed errors."""
-    try:
-        yield
-    except HTTPX_FAILURES as exc:
-        raise error_from_httpx(exc, ex.settings.url(ex.call.target)) from None
+class _typed_failures:
+    """Transport failures (refused, dropped, timed out, undecodable) as the typed errors (a
+    class rather than a generator: it wraps every send and every read)."""
+
+    __slots__ = ("ex",)
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, HTTPX_FAILURES):
+            raise error_from_httpx(exc, self.ex.settings.url(self.ex.call.target)) from None
 
 
 @contextmanager
