@@ -677,7 +677,8 @@ async def _athrough(scopes: list[Scope], ex: Exchange, attempt: Callable[[], Awa
 def _active(scopes: list[Scope]) -> ExitStack:
     stack = ExitStack()
     for scope in scopes:
-        stack.enter_context(scope.active())
+        if type(scope).active is not Scope.active:  # the default is current without doing anything
+            stack.enter_context(scope.active())
     return stack
 
 
