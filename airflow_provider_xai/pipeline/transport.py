@@ -25,7 +25,6 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager, contextmanager
-from http.cookiejar import CookieJar
 from typing import Any, TypeVar
 
 import httpx
@@ -72,20 +71,29 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=True, trust_env=True)
 
 
-class ClientCookieJar(CookieJar):
-    """The cookie jar of a client: a response is read for cookies only when it sets one.
+class ClientCookies(httpx.Cookies):
+    """The cookies of a client, read from a response only when it sets one.
 
-    httpx hands every response to its client's jar, and the standard jar copies all the
-    response's headers into an email ``Message`` twice to look for ``Set-Cookie`` (~20 us a
-    call), which API answers seldom carry. Here a response without ``Set-Cookie`` or
-    ``Set-Cookie2`` is passed over; one with either is read as the standard jar reads it.
+    httpx hands every response to its client's cookies, which build a urllib request and an
+    email ``Message`` of all the headers to look for ``Set-Cookie`` (~20 us a call); API answers
+    seldom carry one. A response with ``Set-Cookie`` (or ``Set-Cookie2``) is read as before.
     """
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        headers = getattr(getattr(response, "response", None), "headers", None)  # httpx's wrapper
-        if isinstance(headers, httpx.Headers) and "set-cookie" not in headers and "set-cookie2" not in headers:
-            return
-        super().extract_cookies(response, request)
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+C = TypeVar("C", httpx.Client, httpx.AsyncClient)
+
+
+def new_client(kind: type[C], options: Mapping[str, Any]) -> C:
+    """A ``kind`` client made with ``options``, its cookies kept in :class:`ClientCookies` (the
+    same jar: httpx has no argument for the cookies object itself)."""
+    client = kind(**options)
+    client._cookies = ClientCookies(client.cookies.jar)
+    return client
 
 
 class XAITransport:
@@ -212,7 +220,7 @@ class XAITransport:
     # --- clients -------------------------------------------------------------------------------
     def client_options(self, s: ClientSettings, limits: httpx.Limits = POOL_LIMITS) -> dict[str, Any]:
         """``httpx.Client``/``AsyncClient`` arguments: one builder for both kinds of client."""
-        options: dict[str, Any] = {"timeout": s.httpx_timeout(), "limits": limits, "cookies": ClientCookieJar()}
+        options: dict[str, Any] = {"timeout": s.httpx_timeout(), "limits": limits}
         if "verify" not in self.client_kwargs:  # see shared_ssl_context: one CA load per process
             options["verify"] = shared_ssl_context()
         options.update(self.client_kwargs)
@@ -237,7 +245,7 @@ class XAITransport:
         with self._lock:
             client = self._host_clients.get(host)
             if client is None or client.is_closed:
-                client = self._host_clients[host] = httpx.Client(**self.host_options(self.settings, host))
+                client = self._host_clients[host] = new_client(httpx.Client, self.host_options(self.settings, host))
             return client
 
     async def ahost_client(self, host: str, default: httpx.AsyncClient | None = None) -> httpx.AsyncClient:
@@ -250,7 +258,7 @@ class XAITransport:
             clients = self._host_aclients.setdefault(loop, {})
             client = clients.get(host)
             if client is None or client.is_closed:
-                client = clients[host] = httpx.AsyncClient(**self.host_options(settings, host))
+                client = clients[host] = new_client(httpx.AsyncClient, self.host_options(settings, host))
             return client
 
     @property
@@ -261,7 +269,7 @@ class XAITransport:
             return client
         with self._lock:
             if self._client is None or self._client.is_closed:
-                self._client = httpx.Client(**self.client_options(self.settings))
+                self._client = new_client(httpx.Client, self.client_options(self.settings))
             return self._client
 
     async def aclient(self) -> httpx.AsyncClient:
@@ -271,7 +279,7 @@ class XAITransport:
         with self._lock:
             client = self._aclients.get(loop)
             if client is None or client.is_closed:
-                client = self._aclients[loop] = httpx.AsyncClient(**self.client_options(settings))
+                client = self._aclients[loop] = new_client(httpx.AsyncClient, self.client_options(settings))
             return client
 
     @asynccontextmanager
@@ -287,7 +295,7 @@ class XAITransport:
         count = -(-max(width, 1) // FANOUT_POOL_SIZE)
         per = -(-max(width, 1) // count)
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        clients = [httpx.AsyncClient(**self.client_options(settings, limits)) for _ in range(count)]
+        clients = [new_client(httpx.AsyncClient, self.client_options(settings, limits)) for _ in range(count)]
         try:
             yield clients
         finally:

@@ -201,6 +201,12 @@ class TestClients:
             hook.chat(messages=USER)
         assert [r.headers.get("cookie") for r in recorder.requests] == [None, None, "__cf_bm=abc"]
 
+    def test_cookies_given_in_client_kwargs_are_sent(self) -> None:
+        recorder = Recorder(httpx.Response(200, json=completion()))
+        hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(recorder), "cookies": {"team": "a"}})
+        hook.chat(messages=USER)
+        assert recorder.requests[0].headers.get("cookie") == "team=a"
+
     def test_declared_paths_and_paths_with_ids_go_where_httpx_would_send_them(self) -> None:
         recorder = Recorder(lambda r: httpx.Response(200, json=completion()))
         hook = hook_with(recorder)
