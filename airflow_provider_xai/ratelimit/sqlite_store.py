@@ -61,26 +61,26 @@ class SQLiteStates(SlotStore):
         return f"embedded store {self.path}"
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            try:
-                directory = os.path.dirname(self.path)
-                if directory:
-                    os.makedirs(directory, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-                )
-                self._wal = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
-                self._waits = True  # SQLITE_BUSY_TIMEOUT, as connected
-                conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
-                # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
-                # older release keeps its table, which works the same.
-                conn.execute(_CREATE)
-            except (OSError, sqlite3.Error) as exc:
-                raise XAIConfigurationError(
-                    f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"
-                ) from None
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+        """Open this process's connection."""
+        try:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._wal = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
+            self._waits = True  # SQLITE_BUSY_TIMEOUT, as connected
+            conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
+            # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
+            # older release keeps its table, which works the same.
+            conn.execute(_CREATE)
+        except (OSError, sqlite3.Error) as exc:
+            raise XAIConfigurationError(
+                f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"
+            ) from None
+        self._conn, self._pid = conn, os.getpid()
+        return conn
 
     @contextmanager
     def transaction(self, wait: bool = True) -> Iterator[sqlite3.Cursor]:
@@ -92,9 +92,11 @@ class SQLiteStates(SlotStore):
         if not self._lock.acquire(blocking=wait):
             raise Busy
         try:
-            if not wait and (self._conn is None or self._pid != os.getpid()):
-                raise Busy
-            conn = self._connect()
+            conn = self._conn if self._pid == os.getpid() else None  # a forked child opens its own
+            if conn is None:
+                if not wait:
+                    raise Busy
+                conn = self._connect()
             cursor = conn.cursor()
             try:
                 self._begin(cursor, wait)
