@@ -178,7 +178,11 @@ def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int
 
 def served_tier(answer: Any) -> str | None:
     """The service tier an answer says it was served in (``service_tier``), if any."""
-    tier = getattr(answer, "service_tier", None)
+    extra = getattr(answer, "model_extra", None)
+    if isinstance(extra, dict) and "service_tier" not in getattr(type(answer), "model_fields", ()):
+        tier = extra.get("service_tier")  # a tolerant answer model's extra field (no failed lookup)
+    else:
+        tier = getattr(answer, "service_tier", None)
     return tier if isinstance(tier, str) and tier else None
 
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)
+#: An answer with no usage record of its own (not a billed answer).
+_UNREAD = object()
 
 
 @dataclass
@@ -63,8 +65,8 @@ class Exchange:
         asked for (by a layer, or by whoever records the answer); None when nothing was billed.
         A billed answer keeps it (:meth:`usage_reader` attached), so all read the same record."""
         if not self._recorded and self.answer is not None:
-            answer = self.answer
-            self._record = answer.usage_record if hasattr(answer, "usage_record") else self.usage_reader()(answer)
+            record: Any = getattr(self.answer, "usage_record", _UNREAD)  # a billed answer reads it once
+            self._record = self.usage_reader()(self.answer) if record is _UNREAD else record
             self._recorded = True
         return self._record
 

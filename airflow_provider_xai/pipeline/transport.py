@@ -71,6 +71,31 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=True, trust_env=True)
 
 
+class ClientCookies(httpx.Cookies):
+    """The cookies of a client, read from a response only when it sets one.
+
+    httpx hands every response to its client's cookies, which build a urllib request and an
+    email ``Message`` of all the headers to look for ``Set-Cookie`` (~20 us a call); API answers
+    seldom carry one. A response with ``Set-Cookie`` (or ``Set-Cookie2``) is read as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+C = TypeVar("C", httpx.Client, httpx.AsyncClient)
+
+
+def new_client(kind: type[C], options: Mapping[str, Any]) -> C:
+    """A ``kind`` client made with ``options``, its cookies kept in :class:`ClientCookies` (the
+    same jar: httpx has no argument for the cookies object itself)."""
+    client = kind(**options)
+    client._cookies = ClientCookies(client.cookies.jar)
+    return client
+
+
 class XAITransport:
     """Settings, pooled clients and the one send of one connection.
 
@@ -117,6 +142,10 @@ class XAITransport:
         #: Clients of the other hosts (``"management"``, ``"media"``), made on first use.
         self._host_clients: dict[str, httpx.Client] = {}
         self._host_aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The URL of each declared endpoint path, merged once with each client's base URL.
+        self._urls: weakref.WeakKeyDictionary[httpx.Client | httpx.AsyncClient, dict[str, httpx.URL]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -216,7 +245,7 @@ class XAITransport:
         with self._lock:
             client = self._host_clients.get(host)
             if client is None or client.is_closed:
-                client = self._host_clients[host] = httpx.Client(**self.host_options(self.settings, host))
+                client = self._host_clients[host] = new_client(httpx.Client, self.host_options(self.settings, host))
             return client
 
     async def ahost_client(self, host: str, default: httpx.AsyncClient | None = None) -> httpx.AsyncClient:
@@ -229,15 +258,18 @@ class XAITransport:
             clients = self._host_aclients.setdefault(loop, {})
             client = clients.get(host)
             if client is None or client.is_closed:
-                client = clients[host] = httpx.AsyncClient(**self.host_options(settings, host))
+                client = clients[host] = new_client(httpx.AsyncClient, self.host_options(settings, host))
             return client
 
     @property
     def client(self) -> httpx.Client:
         """The pooled sync client (created on first use)."""
+        client = self._client
+        if client is not None and not client.is_closed:  # the usual case: no lock taken
+            return client
         with self._lock:
             if self._client is None or self._client.is_closed:
-                self._client = httpx.Client(**self.client_options(self.settings))
+                self._client = new_client(httpx.Client, self.client_options(self.settings))
             return self._client
 
     async def aclient(self) -> httpx.AsyncClient:
@@ -247,7 +279,7 @@ class XAITransport:
         with self._lock:
             client = self._aclients.get(loop)
             if client is None or client.is_closed:
-                client = self._aclients[loop] = httpx.AsyncClient(**self.client_options(settings))
+                client = self._aclients[loop] = new_client(httpx.AsyncClient, self.client_options(settings))
             return client
 
     @asynccontextmanager
@@ -263,7 +295,7 @@ class XAITransport:
         count = -(-max(width, 1) // FANOUT_POOL_SIZE)
         per = -(-max(width, 1) // count)
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-        clients = [httpx.AsyncClient(**self.client_options(settings, limits)) for _ in range(count)]
+        clients = [new_client(httpx.AsyncClient, self.client_options(settings, limits)) for _ in range(count)]
         try:
             yield clients
         finally:
@@ -449,7 +481,8 @@ class XAITransport:
             client = self.host_client(call.endpoint.host)
             arguments = body_arguments(ex.body)
             try:
-                request = client.build_request(call.endpoint.method, call.target, **_with_headers(call, arguments))
+                url = self._url(call, client)
+                request = client.build_request(call.endpoint.method, url, **_with_headers(call, arguments))
                 response = client.send(request, stream=True)
             finally:
                 close_files(arguments)
@@ -463,7 +496,8 @@ class XAITransport:
         with _typed_failures(ex):
             arguments = body_arguments(ex.body, asynchronous=True)
             try:
-                request = client.build_request(call.endpoint.method, call.target, **_with_headers(call, arguments))
+                url = self._url(call, client)
+                request = client.build_request(call.endpoint.method, url, **_with_headers(call, arguments))
                 response = await client.send(request, stream=True)
             finally:
                 close_files(arguments)
@@ -471,6 +505,20 @@ class XAITransport:
                 return response
             content = await aread_body(response, self._limit(ex))
         raise _refusal(Reply(response.status_code, response.headers, content))
+
+    def _url(self, call: Call[Any], client: httpx.Client | httpx.AsyncClient) -> httpx.URL | str:
+        """Where ``call`` is sent. An endpoint's declared path (no ids in it) is merged with the
+        client's base URL once per client, since httpx parses both URLs on every request (~20 us);
+        a path with ids, or an absolute URL, is merged by httpx as it comes."""
+        if call.url or call.path:
+            return call.target
+        urls = self._urls.get(client)
+        if urls is None:
+            urls = self._urls.setdefault(client, {})
+        url = urls.get(call.endpoint.path)
+        if url is None:
+            url = urls[call.endpoint.path] = client.build_request(call.endpoint.method, call.endpoint.path).url
+        return url
 
     def _whole(self, ex: Exchange, content: bytes, response: httpx.Response) -> Any:
         assert ex.call.read is not None
@@ -547,13 +595,21 @@ def _exchange(call: Call[Any], settings: ClientSettings, prices: Mapping[str, Pr
 
 
 # --- pure helpers ----------------------------------------------------------------------------------
-@contextmanager
-def _typed_failures(ex: Exchange) -> Iterator[None]:
-    """Transport failures (refused, dropped, timed out, undecodable) as the typed errors."""
-    try:
-        yield
-    except HTTPX_FAILURES as exc:
-        raise error_from_httpx(exc, ex.settings.url(ex.call.target)) from None
+class _typed_failures:
+    """Transport failures (refused, dropped, timed out, undecodable) as the typed errors (a
+    class rather than a generator: it wraps every send and every read)."""
+
+    __slots__ = ("ex",)
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, HTTPX_FAILURES):
+            raise error_from_httpx(exc, self.ex.settings.url(self.ex.call.target)) from None
 
 
 @contextmanager
@@ -629,7 +685,8 @@ async def _athrough(scopes: list[Scope], ex: Exchange, attempt: Callable[[], Awa
 def _active(scopes: list[Scope]) -> ExitStack:
     stack = ExitStack()
     for scope in scopes:
-        stack.enter_context(scope.active())
+        if type(scope).active is not Scope.active:  # the default is current without doing anything
+            stack.enter_context(scope.active())
     return stack
 
 

@@ -39,8 +39,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -117,6 +116,7 @@ class SharedRateLimiter:
     depth_us: int = field(init=False)  # the tokens bucket: a minute's budget (0: no tokens limit)
     _refunds: dict[str, int] = field(init=False, default_factory=dict)  # us to give back, by key
     _sleepers: dict[object, Reservation] = field(init=False, default_factory=dict)  # slots slept for
+    _model_keys: dict[str, str] = field(init=False, default_factory=dict)  # the store key of each model
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -138,7 +138,10 @@ class SharedRateLimiter:
         if not isinstance(model, str) or not model:
             return None
         tpm = self.config.tokens_per_minute
-        return Plan(self.key(f"model:{model}"), min(max(tokens, 0), tpm) if tpm else 0)
+        key = self._model_keys.get(model)
+        if key is None:
+            key = self._model_keys[model] = self.key(f"model:{model}")
+        return Plan(key, min(max(tokens, 0), tpm) if tpm else 0)
 
     def acquire(self, plan: Plan, held: Reservation | None = None, defer_after: float | None = None) -> float:
         """Reserve the next slot and the tokens (one store operation), then sleep until it; the
@@ -423,16 +426,27 @@ def _delay(value: Any, cap: float) -> float | None:
     return float(value) if 0 <= value <= cap else None
 
 
-@contextmanager
-def _logged(after: str) -> Iterator[None]:
+class _logged:
     """What follows an answer (a correction, a cool-down) must never fail it: a billed answer
-    would be lost and requested again. A failure there is logged instead."""
-    try:
-        yield
-    except XAIError as exc:
-        log.warning("Could not update the shared xAI rate limit after %s: %s", after, exc)
-    except Exception:
-        log.warning("Could not update the shared xAI rate limit after %s", after, exc_info=True)
+    would be lost and requested again. A failure there is logged instead. (A class rather than
+    a generator: every billed answer passes through it.)"""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: str) -> None:
+        self.after = after
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, XAIError):
+            log.warning("Could not update the shared xAI rate limit after %s: %s", self.after, exc)
+        elif isinstance(exc, Exception):
+            log.warning("Could not update the shared xAI rate limit after %s", self.after, exc_info=exc)
+        else:
+            return False  # no failure, or one that is not an error (KeyboardInterrupt...)
+        return True
 
 
 def build_limiter(settings: ClientSettings, redis_conn: Any = None) -> SharedRateLimiter:

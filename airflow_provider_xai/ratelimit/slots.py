@@ -85,14 +85,18 @@ def decode(value: Any, now: int) -> tuple[tuple[int, int, int], bool]:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     match = _STATE.fullmatch(value) if isinstance(value, str) else None
-    times = tuple(int(group) for group in match.groups()) if match else ()
-    if len(times) != 3 or max(times) > now + HORIZON:
+    if match is None:
         return (0, 0, 0), True
-    return times, False  # type: ignore[return-value]
+    nxt, empty, cool = match.groups()
+    times = int(nxt), int(empty), int(cool)
+    if max(times) > now + HORIZON:
+        return (0, 0, 0), True
+    return times, False
 
 
 def encode(times: tuple[int, int, int]) -> str:
-    return ",".join(str(t) for t in times)
+    nxt, empty, cool = times
+    return f"{nxt},{empty},{cool}"
 
 
 def transition(stored: Any, update: Update) -> tuple[str, Outcome]:

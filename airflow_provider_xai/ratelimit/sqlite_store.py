@@ -6,7 +6,9 @@ key's row, the transition computed in between (``slots.transition``). It lasts a
 
 The async path runs that transaction on the event loop only when it can take the locks at once
 (no waiting: a busy timeout of 0), which is cheaper than handing it to a thread; when another
-thread or process holds them, it waits in a worker thread, so the loop never blocks.
+thread or process holds them, it waits in a worker thread, so the loop never blocks. In WAL
+mode nothing after ``BEGIN IMMEDIATE`` waits for a lock, so the connection's busy timeout is
+changed only when a transaction of the other kind comes (no statement per transaction).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class SQLiteStates(SlotStore):
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        #: The connection is in WAL mode, and whether its busy timeout is now the waiting one.
+        self._wal = self._waits = False
         os.register_at_fork(after_in_child=self._after_fork)
         with self.transaction():  # fail now, naming the field, if the file cannot be used
             pass
@@ -57,25 +61,26 @@ class SQLiteStates(SlotStore):
         return f"embedded store {self.path}"
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            try:
-                directory = os.path.dirname(self.path)
-                if directory:
-                    os.makedirs(directory, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
-                # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
-                # older release keeps its table, which works the same.
-                conn.execute(_CREATE)
-            except (OSError, sqlite3.Error) as exc:
-                raise XAIConfigurationError(
-                    f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"
-                ) from None
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+        """Open this process's connection."""
+        try:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._wal = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
+            self._waits = True  # SQLITE_BUSY_TIMEOUT, as connected
+            conn.execute("PRAGMA synchronous=OFF")  # limiter state: losing it in an OS crash is harmless
+            # One b-tree (WITHOUT ROWID): a transaction writes one page. A file made by an
+            # older release keeps its table, which works the same.
+            conn.execute(_CREATE)
+        except (OSError, sqlite3.Error) as exc:
+            raise XAIConfigurationError(
+                f"rate_limit_path {self.path!r} cannot hold the shared rate limits: {exc}"
+            ) from None
+        self._conn, self._pid = conn, os.getpid()
+        return conn
 
     @contextmanager
     def transaction(self, wait: bool = True) -> Iterator[sqlite3.Cursor]:
@@ -87,9 +92,11 @@ class SQLiteStates(SlotStore):
         if not self._lock.acquire(blocking=wait):
             raise Busy
         try:
-            if not wait and (self._conn is None or self._pid != os.getpid()):
-                raise Busy
-            conn = self._connect()
+            conn = self._conn if self._pid == os.getpid() else None  # a forked child opens its own
+            if conn is None:
+                if not wait:
+                    raise Busy
+                conn = self._connect()
             cursor = conn.cursor()
             try:
                 self._begin(cursor, wait)
@@ -106,12 +113,11 @@ class SQLiteStates(SlotStore):
         finally:
             self._lock.release()
 
-    @staticmethod
-    def _begin(cursor: sqlite3.Cursor, wait: bool) -> None:
+    def _begin(self, cursor: sqlite3.Cursor, wait: bool) -> None:
+        self._busy_timeout(cursor, wait)
         if wait:
             cursor.execute("BEGIN IMMEDIATE")
             return
-        cursor.execute("PRAGMA busy_timeout = 0")
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -119,7 +125,14 @@ class SQLiteStates(SlotStore):
                 raise Busy from None
             raise
         finally:
-            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            if not self._wal:  # a rollback journal's COMMIT may wait for readers
+                self._busy_timeout(cursor, True)
+
+    def _busy_timeout(self, cursor: sqlite3.Cursor, wait: bool) -> None:
+        """Wait for the locks (``wait``) or not at all, unless the connection already does."""
+        if wait != self._waits:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000) if wait else 0}")
+            self._waits = wait
 
     def _after_fork(self) -> None:
         """In a forked child: a fresh lock and no connection (neither may cross a fork)."""

@@ -19,9 +19,13 @@ class Billed(BaseModel):
         """The :class:`~airflow_provider_xai.usage.UsageRecord` of this answer (None when the
         pipeline did not read it, e.g. after a round trip through a trigger event). Typed loosely:
         the wire models sit below the usage records, which read them."""
-        if callable(self._usage_record):  # read when first asked for
-            self._usage_record = self._usage_record(self)
-        return self._usage_record
+        # Read from pydantic's private values directly: ``self._usage_record`` goes through
+        # BaseModel.__getattr__, which raises and catches an AttributeError on the way (~2 us).
+        private = self.__pydantic_private__
+        record = private.get("_usage_record") if private is not None else None
+        if callable(record):  # read when first asked for
+            record = self._usage_record = record(self)
+        return record
 
     def attach_usage(self, record: Any | Callable[[Billed], Any]) -> None:
         """Attach the usage record, or what reads it from this answer when first asked for

@@ -46,6 +46,8 @@ class TolerantList:
     def __init__(self, kinds: Mapping[str, type[BaseModel]], unknown: type[BaseModel]) -> None:
         self.kinds, self.unknown = dict(kinds), unknown
         self.classes = (*kinds.values(), unknown)
+        #: The tag of each declared type (the discriminator runs for every element read).
+        self.tags = {kind: model.__name__ for kind, model in self.kinds.items()}
         members = {id(model): model for model in self.classes}.values()  # each model once
         tagged = tuple(Annotated[model, Tag(model.__name__)] for model in members)
         element = Annotated[Union[tagged], Discriminator(self._tag)]  # type: ignore[valid-type]  # noqa: UP007
@@ -58,8 +60,11 @@ class TolerantList:
         return model or self.unknown
 
     def _tag(self, element: Any) -> str | None:
-        kind = element.get("type") if isinstance(element, Mapping) else getattr(element, "type", None)
-        return self._model(kind).__name__ if isinstance(kind, str) else None
+        mapping = type(element) is dict or isinstance(element, Mapping)  # JSON gives dicts: no ABC check
+        kind = element.get("type") if mapping else getattr(element, "type", None)
+        if not isinstance(kind, str):
+            return None
+        return self.tags.get(kind) or self._model(kind).__name__
 
     def _validate(self, value: Any, handler: ValidatorFunctionWrapHandler) -> list[Any]:
         try:

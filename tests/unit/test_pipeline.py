@@ -189,6 +189,53 @@ class TestOneSend:
         ]  # fmt: skip
 
 
+class TestClients:
+    def test_a_cookie_an_answer_sets_is_sent_back_and_answers_without_one_change_nothing(self) -> None:
+        recorder = Recorder(
+            httpx.Response(200, json=completion()),
+            httpx.Response(200, json=completion(), headers={"set-cookie": "__cf_bm=abc; Path=/"}),
+            httpx.Response(200, json=completion()),
+        )
+        hook = hook_with(recorder)
+        for _ in range(3):
+            hook.chat(messages=USER)
+        assert [r.headers.get("cookie") for r in recorder.requests] == [None, None, "__cf_bm=abc"]
+
+    def test_cookies_given_in_client_kwargs_are_sent(self) -> None:
+        recorder = Recorder(httpx.Response(200, json=completion()))
+        hook = XAIHook(client_kwargs={"transport": httpx.MockTransport(recorder), "cookies": {"team": "a"}})
+        hook.chat(messages=USER)
+        assert recorder.requests[0].headers.get("cookie") == "team=a"
+
+    def test_declared_paths_and_paths_with_ids_go_where_httpx_would_send_them(self) -> None:
+        recorder = Recorder(lambda r: httpx.Response(200, json=completion()))
+        hook = hook_with(recorder)
+        hook.chat(messages=USER)
+        hook.chat(messages=USER)
+        hook.get_deferred("req 1")
+        assert [str(r.url) for r in recorder.requests] == [
+            "https://xai.test/v1/chat/completions",
+            "https://xai.test/v1/chat/completions",
+            "https://xai.test/v1/chat/deferred-completion/req%201",
+        ]
+
+    def test_a_callers_client_is_sent_to_its_own_base_url(self) -> None:
+        recorder = Recorder(lambda r: httpx.Response(200, json=completion()))
+        hook = hook_with(recorder)
+
+        async def both() -> None:
+            await hook.achat(messages=USER)
+            own = httpx.AsyncClient(base_url="https://proxy.test/xai/v1", transport=httpx.MockTransport(recorder))
+            async with own:
+                await hook.transport.asend(chat_api.chat(None, {"messages": USER}), own)
+
+        asyncio.run(both())
+        assert [str(r.url) for r in recorder.requests] == [
+            "https://xai.test/v1/chat/completions",
+            "https://proxy.test/xai/v1/chat/completions",
+        ]
+
+
 class TestUsageRecord:
     def test_the_record_carries_xais_request_id(self) -> None:
         answer = httpx.Response(200, json=completion(), headers={"x-request-id": "req-42"})

@@ -230,6 +230,24 @@ def test_the_async_update_runs_on_the_loop_when_the_file_is_free(
     assert asyncio.run(states.aupdate("k", Update(NOW, slot=True, spacing=5))).at == NOW
 
 
+def test_a_blocking_update_after_ones_on_the_loop_still_waits_for_a_locked_file(states: SQLiteStates) -> None:
+    """An update on the loop waits for no lock, and the connection is left so; the next blocking
+    update waits for another process's transaction again instead of failing."""
+    states.update("k", Update(NOW))
+    asyncio.run(states.aupdate("k", Update(NOW)))
+    asyncio.run(states.aupdate("k", Update(NOW)))
+    holder = sqlite3.connect(states.path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        assert states.update("k", Update(NOW, slot=True, spacing=7)).at == NOW
+    finally:
+        release.join()
+        holder.close()
+    assert asyncio.run(states.aupdate("k", Update(NOW, slot=True, spacing=7))).at == NOW + 7
+
+
 def test_a_garbled_row_is_counted_and_reset(
     states: SQLiteStates, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -625,6 +625,29 @@ def test_a_priority_answer_is_estimated_at_twice_the_price() -> None:
     assert ticks.cost_usd == 0.0025  # xAI's own cost already says what it charged
 
 
+def test_the_served_tier_is_read_off_chat_and_responses_answers_and_other_objects() -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_xai.endpoints.chat import chat_record
+    from airflow_provider_xai.endpoints.responses import response_record
+    from airflow_provider_xai.schemas import ChatCompletion, Response
+    from airflow_provider_xai.usage import served_tier
+
+    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "grok-4.3", "choices": []}
+    plain = ChatCompletion.model_validate({**answer, "usage": usage().model_dump()})
+    priority = ChatCompletion.model_validate({**answer, "usage": usage().model_dump(), "service_tier": "priority"})
+    assert served_tier(plain) is None and chat_record(plain, {}) is not None
+    record = chat_record(priority, {})
+    assert served_tier(priority) == "priority" and record is not None and record.service_tier == "priority"
+    response = Response.model_validate(
+        {"id": "r", "model": "grok-4.3", "output": [], "service_tier": "flex",
+         "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}
+    )  # fmt: skip
+    assert served_tier(response) == "flex" and response_record(response, {}).service_tier == "flex"  # type: ignore[union-attr]
+    assert served_tier(SimpleNamespace(service_tier="priority")) == "priority"
+    assert served_tier(SimpleNamespace(service_tier="")) is None and served_tier(object()) is None
+
+
 # --- pinned by make mutate: what a user reads off a record, a metric or a price ------------------
 def test_the_ledger_stamps_each_record_with_where_it_ran() -> None:
     """Without dag/task/run the usage page and the sensor could not attribute a dollar."""
