@@ -9,12 +9,16 @@ task:
 1. keeps the reservation in the task state store, with the fingerprint of the call's body,
    and in the trigger, whose event brings it back;
 2. defers to :class:`~airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger` until
-   ``rate_limit_resume_lead`` seconds before the slot, holding no worker slot;
-3. back on a worker (:func:`resume`), runs again: its first limited call sends with the held
-   reservation instead of taking a new slot (if the body is the same; else the reservation is
-   given back and a new slot taken). Back later than its slot, it takes the next free one and
-   may defer again (at most :data:`MAX_DEFERRALS` times per try), with a lead grown by the time
-   it took to come back.
+   its resume lead before the slot, holding no worker slot. The lead is learned
+   (:mod:`airflow_provider_xai.ratelimit.lead`): about the time this deployment takes to run a
+   deferred task again, from the returns the connection's tasks noted in the shared store, at
+   most ``rate_limit_resume_lead`` (the lead before any is measured);
+3. back on a worker (:func:`resume`), notes how long it took to come back (one store
+   operation), and runs again: its first limited call sends with the held reservation instead
+   of taking a new slot (if the body is the same; else the reservation is given back and a new
+   slot taken). Back later than its slot (past the limiter's ``LATE_US``: sending then could
+   put more than the limit in a second), it takes the next free one and may defer again (at
+   most :data:`MAX_DEFERRALS` times per try), with the lead learned from the returns so far.
 
 A task cleared or killed while deferred gives its slot back: the trigger's ``on_kill`` (Airflow
 3.3) gives the slot and its tokens; the task's next try, finding the reservation in the task
@@ -45,8 +49,6 @@ if TYPE_CHECKING:
 CAPACITY_STATE_KEY = "xai_rate_limit_slot"
 #: Deferrals for capacity per try; past them the task waits in the worker.
 MAX_DEFERRALS = 3
-#: A lead grown after a late return: this many times the time the return took.
-LEAD_MARGIN = 1.5
 RESUME_METHOD = "execute_after_capacity"
 
 
@@ -57,6 +59,7 @@ class Resume:
     held: Reservation | None
     inputs: str | None
     deferrals: int
+    #: The lead the task was handed back with.
     lead: float
     #: Seconds from the trigger firing to this resume (None: unknown).
     came_back: float | None = None
@@ -118,17 +121,19 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
     else:
         back.taken = True
     deferrals = back.deferrals if back is not None else 0
-    lead = _lead(config, back)
-    defer_after = max(config.defer_after, lead) if config.defer_after and deferrals < MAX_DEFERRALS else None
+    lead = ResumeLead(hook, config, back.came_back if back is not None else None)
+    if back is not None and back.came_back is not None:
+        _noted(op, back, lead)  # this return, for the tasks after it
+    defer_after = config.defer_after if config.defer_after and deferrals < MAX_DEFERRALS else None
     held = back.held if back is not None else None
-    first = FirstCall(defer_after, held, back.inputs if back is not None else None)
+    first = FirstCall(defer_after, held, back.inputs if back is not None else None, lead=lead)
     hook.rate_limit.expect(first)
     deferring = False
     try:
         return send(context)
     except CapacityWait as wait:
         deferring = True
-        _defer(op, state, wait, lead, deferrals + 1)
+        _defer(op, state, wait, lead(), deferrals + 1)
     finally:
         hook.rate_limit.expect(None)
         if held is not None and not deferring:
@@ -137,13 +142,52 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
             state.clear()
 
 
-def _lead(config: RateLimitConfig, back: Resume | None) -> float:
-    """How long before its slot the task is handed back: the connection's lead, grown by the
-    time an earlier return of this try took."""
-    lead = config.resume_lead
-    if back is not None:
-        lead = max(lead, back.lead, LEAD_MARGIN * (back.came_back or 0.0))
-    return lead
+class ResumeLead:
+    """How long before its slot the task would be handed back: learned from the connection's
+    recent returns (:func:`~airflow_provider_xai.ratelimit.lead.learned_lead`), read from the
+    store once per try, when first needed, with this task's own return (``came_back``) noted
+    first. The store unusable: ``rate_limit_resume_lead``."""
+
+    def __init__(self, hook: XAIHook, config: RateLimitConfig, came_back: float | None = None) -> None:
+        self.hook, self.config, self.came_back = hook, config, came_back
+        self.value: float | None = None
+        #: The recent returns it was learned from (seconds, oldest first).
+        self.returns: list[float] = []
+
+    def __call__(self) -> float:
+        if self.value is None:
+            self.value = self._learned()
+        return self.value
+
+    def _learned(self) -> float:
+        from airflow_provider_xai.ratelimit.lead import learned_lead
+
+        try:
+            limiter = self.hook.rate_limit.limiter(self.hook.settings)
+            self.returns = limiter.returns(self.came_back) if limiter is not None else []
+        except XAIError as exc:  # the store is down: the call says so; the connection's lead
+            self.hook.log.warning("Could not read the learned xAI resume lead: %s", exc)
+            return self.config.resume_lead
+        return learned_lead(self.returns, self.config.resume_lead)
+
+
+def _noted(op: XAIBaseOperator, back: Resume, lead: ResumeLead) -> None:
+    """Note this return (``lead()``: one store operation). One later than the lead it was handed
+    back with has lost its slot: say so, and when most returns are slower than the connection's
+    ceiling, what to change."""
+    from airflow_provider_xai.ratelimit.lead import quantile
+
+    value = lead()
+    if back.came_back is None or back.came_back <= back.lead:
+        return
+    ceiling = lead.config.resume_lead
+    slow = bool(lead.returns) and quantile(lead.returns, 0.5) > ceiling
+    op.log.info(
+        "Back %.1fs after the triggerer let the task go, later than its %.1fs lead: its slot passed and it takes "
+        "the next free one (resume lead now %.1fs)%s",
+        back.came_back, back.lead, value,
+        f"; most returns take longer than rate_limit_resume_lead ({ceiling:g}s): consider raising it" if slow else "",
+    )
 
 
 def _defer(op: XAIBaseOperator, state: TaskState, wait: CapacityWait, lead: float, deferrals: int) -> None:
