@@ -62,6 +62,8 @@ class FirstCall:
     lead: Callable[[], float] | None = None
     #: What became of ``held``: "" (no limited call came), "used" or "given back".
     held_outcome: str = ""
+    #: When the call came to ``held`` (the limiter's clock, epoch seconds; None: it never did).
+    reached: float | None = None
 
 
 class RateLimitLayer(Layer):
@@ -217,6 +219,9 @@ class _LimitedCall(Scope):
             return None, None, None
         defer = DeferRule(first.defer_after, first.lead) if first.defer_after is not None else None
         held = first.held
+        if held is not None:
+            assert self.limiter is not None
+            first.reached = self.limiter.clock()
         if held is not None and first.inputs != self._inputs():
             first.held_outcome = "given back"
             return None, defer, held

@@ -2,8 +2,9 @@
 learned from how long this deployment takes to run a deferred task again. Pure, no I/O.
 
 Each task back from the triggerer measures ``came_back``: seconds from its trigger firing to
-its code running again on a worker (the scheduler, the pool, the executor, the task's start).
-It notes that in the connection's shared store (``SharedRateLimiter.returns``: one entry per
+its first call coming to the held slot (the scheduler, the pool, the executor, the task's start,
+its code up to the request: all the lead must cover). It notes that in the connection's shared
+store (``SharedRateLimiter.returns``: one entry per
 return, under the API key's ``resume-lead`` key, kept :data:`MAX_AGE_MS` and at most
 :data:`WINDOW` of them); a task about to defer reads them back and is handed back
 
@@ -16,8 +17,8 @@ Why the 75th percentile: a task back early waits the rest out in its worker (wor
 wasted, the very thing deferral is for), one back late has lost its slot (the limiter never sends
 late, see ``SharedRateLimiter._late``) and takes the next free one, deferring again: a second
 start-up, a slot of the limit unused. A late return costs a few early seconds; so most returns
-should be in time, not all. :data:`LEAD_MARGIN` covers the step from the task's start to its
-request (the hook, the connection), :data:`LEAD_FLOOR` a first, lucky sample.
+should be in time, not all. :data:`LEAD_MARGIN` covers the trigger's own lag in firing and
+the spread of the next return, :data:`LEAD_FLOOR` a first, lucky sample.
 
 Entries are ``"<noted at, ms since the epoch>:<came_back, ms>"``; anything else, or an entry
 older than :data:`MAX_AGE_MS` or from the future, is ignored (read leniently, as the slots are).
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Sequence
 
 #: The shortest learned lead, seconds.
 LEAD_FLOOR = 0.5
-#: Added to the percentile of recent returns, seconds: from the task's start to its request.
+#: Added to the percentile of recent returns, seconds: the trigger's lag, the next return's spread.
 LEAD_MARGIN = 0.25
 #: The share of recent returns the lead covers.
 LEAD_QUANTILE = 0.75

@@ -225,6 +225,7 @@ def test_bad_input_on_resume_gives_the_slot_and_its_tokens_back(limited: Any, xa
         bad.execute_after_capacity(make_context(FakeTI(), store), event_of(deferral))
     assert posts(xai_server) == [] and CAPACITY_STATE_KEY not in store.data
     assert tokens_after(held) == 0 and next_slot() == held.at + 1
+    assert limiter().returns() == []  # no call came to the slot: no return to learn from
 
 
 def test_the_trigger_gives_the_slot_back_when_the_task_is_cleared(limited: Any) -> None:
@@ -270,8 +271,10 @@ def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_the_learne
     came_back = 1.5
     again = deferred(chat(), store, event_of(deferral, fired_at=time.time() - came_back))
     assert held_of(store).at > held.at + 9 * limiter().spacing_us  # behind the later bookings
-    # Its return is one of four noted: the lead covers three in four (nearest rank), not it.
-    assert limiter().returns() == pytest.approx([0.2, 0.2, 0.2, came_back], abs=0.01)
+    # Its return (from the trigger firing to its call coming to the slot) is one of four noted:
+    # the lead covers three in four (nearest rank), not it.
+    *earlier, noted = limiter().returns()
+    assert earlier == [0.2, 0.2, 0.2] and noted >= came_back
     assert carried(again)["deferrals"] == 2 and carried(again)["lead"] == pytest.approx(LEAD_FLOOR)
     assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - carried(again)["lead"])
     # Most returns slow: the lead grows with them, up to the connection's rate_limit_resume_lead.
