@@ -204,8 +204,9 @@ WAITS_SCENARIOS = {"alone": {"mapped": 40, "others": 0}, "behind other work": {"
 #: The worker slots the tasks share: a pool (deferred tasks hold none of its slots).
 WAITS_POOL = {"name": "xai_waits", "slots": 4, "include_deferred": False}
 #: With deferral: a slot further away than this waits in the triggerer; the task is handed back
-#: this long before its slot (this deployment runs a deferred task again 1.5 to 6 s after its
-#: trigger fires, about 2 s in the median; a slot missed is a slot lost).
+#: its learned resume lead before its slot, at most this long (this deployment runs a deferred
+#: task again 1.5 s to half a minute after its trigger fires, with the machine's load and the
+#: pool; a slot missed is a slot lost).
 WAITS_DEFERRAL = {"rate_limit_defer_after": 1.0, "rate_limit_resume_lead": 3.0}
 _CAME_BACK = re.compile(rb"Back on a worker (\d+(?:\.\d+)?)s after the triggerer")
 _LEAD = re.compile(rb"waiting for it in the triggerer \(back (\d+(?:\.\d+)?)s before it\)")

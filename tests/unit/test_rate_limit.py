@@ -786,3 +786,32 @@ def test_the_async_path_withdraws_a_far_call_and_sends_later_with_the_held_slot(
     assert operations() == 0 and first.held_outcome == "used"
     assert server.times == [held.at / 1e6]  # at its slot, the one it held
     assert record is not None and record.waited_s == pytest.approx(withdrawn.value.wait)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_slot_within_the_resume_lead_is_slept_for_and_the_lead_read_only_past_defer_after(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, path: str
+) -> None:
+    from airflow_provider_xai.ratelimit.layer import FirstCall
+    from airflow_provider_xai.ratelimit.slots import Update
+
+    set_connection(monkeypatch, rate_limit_requests_per_second=2)
+    server = Server(clock, completion(), completion())
+    hook = limited_hook(server, clock, states)
+    limiter = limiter_of(hook)
+
+    def chat() -> Any:
+        return hook.chat(ask()) if path == "sync" else asyncio.run(hook.achat(ask()))
+
+    def unread() -> float:
+        raise AssertionError("the lead was read for a slot within rate_limit_defer_after")
+
+    hook.rate_limit.expect(FirstCall(defer_after=1.0, lead=unread))  # the slot is now
+    assert chat().usage_record is not None
+    for _ in range(10):  # other callers hold the next five seconds
+        update = Update(limiter.now_us(), slot=True, spacing=limiter.spacing_us)
+        limiter.states.update(limiter.key(f"model:{MODEL}"), update)
+    reads: list[int] = []
+    hook.rate_limit.expect(FirstCall(defer_after=1.0, lead=lambda: reads.append(1) or 6.0))
+    record = chat().usage_record  # about 5.6 s away: past defer_after, within the 6 s lead
+    assert reads == [1] and record is not None and record.waited_s > 5 and len(server.times) == 2
