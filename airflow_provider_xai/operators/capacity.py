@@ -14,8 +14,8 @@ task:
    deferred task again, from the returns the connection's tasks noted in the shared store, at
    most ``rate_limit_resume_lead`` (the lead before any is measured);
 3. back on a worker (:func:`resume`), runs again: its first limited call sends with the held
-   reservation instead of taking a new slot (if the body is the same; else the reservation is given back and a new
-   slot taken). Back later than its slot (past the limiter's ``LATE_US``: sending then could
+   reservation instead of taking a new slot (if the body is the same; else the reservation is
+   given back and a new slot taken). Back later than its slot (past the limiter's ``LATE_US``: sending then could
    put more than the limit in a second), it takes the next free one and may defer again (at
    most :data:`MAX_DEFERRALS` times per try), with the lead learned from the returns so far.
    The task notes how long it took from the trigger firing to its call coming to the held slot
@@ -200,9 +200,10 @@ def _noted(op: XAIBaseOperator, back: Resume, lead: ResumeLead) -> None:
     if took is None:
         return
     value = lead()
-    if back.held is None or lead.first is None or lead.first.reached is None:
+    first = lead.first
+    if back.held is None or first is None or first.reached is None or first.held_outcome != "used":
         return
-    if lead.first.reached - back.held.at / 1e6 <= LATE_US / 1e6:
+    if first.reached - back.held.at / 1e6 <= LATE_US / 1e6:
         return
     ceiling = lead.config.resume_lead
     slow = bool(lead.returns) and quantile(lead.returns, 0.5) > ceiling

@@ -256,7 +256,9 @@ def test_a_killed_task_gives_back_the_slot_it_sleeps_for(limited: Any, xai_serve
     assert done.is_set()
 
 
-def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_the_learned_lead(limited: Any) -> None:
+def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_the_learned_lead(
+    limited: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     limited(rate_limit_resume_lead=2.0)
     for _ in range(3):  # the deployment's earlier returns: the lead is learned from them
         limiter().returns(0.2)
@@ -276,6 +278,7 @@ def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_the_learne
     *earlier, noted = limiter().returns()
     assert earlier == [0.2, 0.2, 0.2] and noted >= came_back
     assert carried(again)["deferrals"] == 2 and carried(again)["lead"] == pytest.approx(LEAD_FLOOR)
+    assert "later than its 0.5s lead: the slot passed" in capsys.readouterr().out  # the task log says why
     assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - carried(again)["lead"])
     # Most returns slow: the lead grows with them, up to the connection's rate_limit_resume_lead.
     for _ in range(4):
