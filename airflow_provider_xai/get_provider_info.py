@@ -253,8 +253,9 @@ def get_provider_info() -> dict[str, Any]:
                     "rate_limit_resume_lead": {
                         "label": "Rate limit: resume lead (seconds)",
                         "description": (
-                            "How long before its slot a task waiting in the triggerer is handed back, to be "
-                            "on a worker in time (default 5; longer for pods that start slowly)."
+                            "The longest time before its slot a task waiting in the triggerer is handed back, "
+                            "to be on a worker in time; below it the lead is learned from how long tasks take "
+                            "to come back (default 5; longer for pods that start slowly)."
                         ),
                         "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 3600},
                     },

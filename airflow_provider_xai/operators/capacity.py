@@ -9,12 +9,17 @@ task:
 1. keeps the reservation in the task state store, with the fingerprint of the call's body,
    and in the trigger, whose event brings it back;
 2. defers to :class:`~airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger` until
-   ``rate_limit_resume_lead`` seconds before the slot, holding no worker slot;
+   its resume lead before the slot, holding no worker slot. The lead is learned
+   (:mod:`airflow_provider_xai.ratelimit.lead`): about the time this deployment takes to run a
+   deferred task again, from the returns the connection's tasks noted in the shared store, at
+   most ``rate_limit_resume_lead`` (the lead before any is measured);
 3. back on a worker (:func:`resume`), runs again: its first limited call sends with the held
    reservation instead of taking a new slot (if the body is the same; else the reservation is
-   given back and a new slot taken). Back later than its slot, it takes the next free one and
-   may defer again (at most :data:`MAX_DEFERRALS` times per try), with a lead grown by the time
-   it took to come back.
+   given back and a new slot taken). Back later than its slot (past the limiter's ``LATE_US``: sending then could
+   put more than the limit in a second), it takes the next free one and may defer again (at
+   most :data:`MAX_DEFERRALS` times per try), with the lead learned from the returns so far.
+   The task notes how long it took from the trigger firing to its call coming to the held slot
+   (one store operation, after the request), for the tasks after it.
 
 A task cleared or killed while deferred gives its slot back: the trigger's ``on_kill`` (Airflow
 3.3) gives the slot and its tokens; the task's next try, finding the reservation in the task
@@ -40,13 +45,12 @@ if TYPE_CHECKING:
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.operators.base import XAIBaseOperator
     from airflow_provider_xai.ratelimit.held import CapacityWait, Reservation
+    from airflow_provider_xai.ratelimit.layer import FirstCall
 
 #: The task state store key of a reservation kept while the task waits in the triggerer.
 CAPACITY_STATE_KEY = "xai_rate_limit_slot"
 #: Deferrals for capacity per try; past them the task waits in the worker.
 MAX_DEFERRALS = 3
-#: A lead grown after a late return: this many times the time the return took.
-LEAD_MARGIN = 1.5
 RESUME_METHOD = "execute_after_capacity"
 
 
@@ -57,9 +61,12 @@ class Resume:
     held: Reservation | None
     inputs: str | None
     deferrals: int
+    #: The lead the task was handed back with.
     lead: float
     #: Seconds from the trigger firing to this resume (None: unknown).
     came_back: float | None = None
+    #: When the trigger fired (epoch seconds; None: unknown).
+    fired_at: float | None = None
     taken: bool = False
 
     @classmethod
@@ -75,6 +82,7 @@ class Resume:
             deferrals=deferrals if isinstance(deferrals, int) and not isinstance(deferrals, bool) else MAX_DEFERRALS,
             lead=float(lead) if _seconds(lead) else 0.0,
             came_back=max(0.0, time.time() - fired) if _seconds(fired) else None,
+            fired_at=float(fired) if _seconds(fired) else None,
         )
 
 
@@ -118,32 +126,93 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
     else:
         back.taken = True
     deferrals = back.deferrals if back is not None else 0
-    lead = _lead(config, back)
-    defer_after = max(config.defer_after, lead) if config.defer_after and deferrals < MAX_DEFERRALS else None
+    defer_after = config.defer_after if config.defer_after and deferrals < MAX_DEFERRALS else None
     held = back.held if back is not None else None
     first = FirstCall(defer_after, held, back.inputs if back is not None else None)
+    lead = first.lead = ResumeLead(hook, config, back.fired_at if back is not None else None, first)
     hook.rate_limit.expect(first)
     deferring = False
     try:
         return send(context)
     except CapacityWait as wait:
         deferring = True
-        _defer(op, state, wait, lead, deferrals + 1)
+        _defer(op, state, wait, lead(), deferrals + 1)
     finally:
         hook.rate_limit.expect(None)
+        if back is not None:  # this return noted (after the request), for the tasks after it
+            _noted(op, back, lead)
         if held is not None and not deferring:
             if not first.held_outcome:  # no limited call came (bad input...): not needed
                 _release(hook, held, tokens=True)
             state.clear()
 
 
-def _lead(config: RateLimitConfig, back: Resume | None) -> float:
-    """How long before its slot the task is handed back: the connection's lead, grown by the
-    time an earlier return of this try took."""
-    lead = config.resume_lead
-    if back is not None:
-        lead = max(lead, back.lead, LEAD_MARGIN * (back.came_back or 0.0))
-    return lead
+class ResumeLead:
+    """How long before its slot the task would be handed back: learned from the connection's
+    recent returns (:func:`~airflow_provider_xai.ratelimit.lead.learned_lead`), read from the
+    store once per try, when first needed. A task back from the triggerer notes its own return
+    with that read: the seconds from its trigger firing (``fired_at``) to its first call coming
+    to the held slot (``first.reached``), all the lead must cover. The store unusable:
+    ``rate_limit_resume_lead``."""
+
+    def __init__(
+        self, hook: XAIHook, config: RateLimitConfig, fired_at: float | None = None, first: FirstCall | None = None
+    ) -> None:
+        self.hook, self.config, self.fired_at, self.first = hook, config, fired_at, first
+        self.value: float | None = None
+        #: The recent returns it was learned from (seconds, oldest first).
+        self.returns: list[float] = []
+
+    @property
+    def came_back(self) -> float | None:
+        """Seconds from the trigger firing to the call coming to its held slot (None: unknown,
+        or no call came)."""
+        reached = self.first.reached if self.first is not None else None
+        if self.fired_at is None or reached is None:
+            return None
+        return max(0.0, reached - self.fired_at)
+
+    def __call__(self) -> float:
+        if self.value is None:
+            self.value = self._learned()
+        return self.value
+
+    def _learned(self) -> float:
+        from airflow_provider_xai.ratelimit.lead import learned_lead
+
+        try:
+            limiter = self.hook.rate_limit.limiter(self.hook.settings)
+            self.returns = limiter.returns(self.came_back) if limiter is not None else []
+        except XAIError as exc:  # the store is down: the call says so; the connection's lead
+            self.hook.log.warning("Could not read the learned xAI resume lead: %s", exc)
+            return self.config.resume_lead
+        return learned_lead(self.returns, self.config.resume_lead)
+
+
+def _noted(op: XAIBaseOperator, back: Resume, lead: ResumeLead) -> None:
+    """Note this return, once its call came to the held slot (``lead()``: one store operation,
+    none more when the lead was read already). One that came after its slot has lost it: say
+    so, and when most returns are slower than the connection's ceiling, what to change."""
+    from airflow_provider_xai.ratelimit.lead import quantile
+    from airflow_provider_xai.ratelimit.limiter import LATE_US
+
+    took = lead.came_back
+    if took is None:
+        return
+    value = lead()
+    first = lead.first
+    if back.held is None or first is None or first.reached is None or first.held_outcome != "used":
+        return
+    if first.reached - back.held.at / 1e6 <= LATE_US / 1e6:
+        return
+    ceiling = lead.config.resume_lead
+    slow = bool(lead.returns) and quantile(lead.returns, 0.5) > ceiling
+    op.log.info(
+        "Came to its slot %.1fs after the triggerer let the task go, later than its %.1fs lead: the slot "
+        "passed and it took the next free one (resume lead now %.1fs)%s",
+        took, back.lead, value,
+        f"; most returns take longer than rate_limit_resume_lead ({ceiling:g}s): consider raising it" if slow else "",
+    )
 
 
 def _defer(op: XAIBaseOperator, state: TaskState, wait: CapacityWait, lead: float, deferrals: int) -> None:

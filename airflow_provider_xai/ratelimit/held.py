@@ -12,6 +12,7 @@ is withdrawn before anything was sent.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,6 +72,16 @@ def _count(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class DeferRule:
+    """When a call is withdrawn (:class:`CapacityWait`) rather than sleep for its slot: the slot
+    is more than ``after`` seconds away, and more than ``lead()``, how long before its slot the
+    task would be handed back (read only for such a slot: a store operation)."""
+
+    after: float
+    lead: Callable[[], float] | None = None
+
+
 class CapacityWait(Withdrawn):
     """A call's slot is further away than its task waits in a worker: nothing was sent, and the
     slot is booked for it. ``reservation`` is to be kept and sent with (the layer's
@@ -82,4 +93,4 @@ class CapacityWait(Withdrawn):
         self.reservation, self.wait, self.inputs = reservation, wait, inputs
 
 
-__all__ = ["CapacityWait", "Reservation"]
+__all__ = ["CapacityWait", "DeferRule", "Reservation"]

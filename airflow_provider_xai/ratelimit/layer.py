@@ -32,7 +32,7 @@ from airflow_provider_xai.connection.rate_limits import RateLimitConfig, default
 from airflow_provider_xai.exceptions import XAIAPIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
 from airflow_provider_xai.pipeline.retry import backoff
-from airflow_provider_xai.ratelimit.held import CapacityWait
+from airflow_provider_xai.ratelimit.held import CapacityWait, DeferRule
 from airflow_provider_xai.task_state import fingerprint
 
 if TYPE_CHECKING:
@@ -52,13 +52,18 @@ class FirstCall:
     :param held: a reservation kept for the task while it waited (None: take a slot).
     :param inputs: the fingerprint of the body ``held`` was made for; a call with another body
         (the task's inputs changed) gives it back and takes a new slot.
+    :param lead: how long before its slot a withdrawn call's task would be handed back (read
+        only when the slot is further away than ``defer_after``): a slot within it is slept for.
     """
 
     defer_after: float | None = None
     held: Reservation | None = None
     inputs: str | None = None
+    lead: Callable[[], float] | None = None
     #: What became of ``held``: "" (no limited call came), "used" or "given back".
     held_outcome: str = ""
+    #: When the call came to ``held`` (the limiter's clock, epoch seconds; None: it never did).
+    reached: float | None = None
 
 
 class RateLimitLayer(Layer):
@@ -205,22 +210,26 @@ class _LimitedCall(Scope):
                 self.first = self.layer._take_first()
         return self.plan
 
-    def _asked(self) -> tuple[Reservation | None, float | None, Reservation | None]:
+    def _asked(self) -> tuple[Reservation | None, DeferRule | None, Reservation | None]:
         """What the task asks of this attempt (only of its call's first one): the reservation
-        to send with, how far away a slot may be before the call is withdrawn, and a held
-        reservation to give back (it was made for another body: the task's inputs changed)."""
+        to send with, when the call is withdrawn rather than sleep, and a held reservation to
+        give back (it was made for another body: the task's inputs changed)."""
         first, self.first = self.first, None
         if first is None:
             return None, None, None
+        defer = DeferRule(first.defer_after, first.lead) if first.defer_after is not None else None
         held = first.held
+        if held is not None:
+            assert self.limiter is not None
+            first.reached = self.limiter.clock()
         if held is not None and first.inputs != self._inputs():
             first.held_outcome = "given back"
-            return None, first.defer_after, held
+            return None, defer, held
         if held is not None:
             assert self.limiter is not None
             first.held_outcome = "used"
             self.deferred = max(0.0, self.limiter.clock() - held.since)
-        return held, first.defer_after, None
+        return held, defer, None
 
     def _inputs(self) -> str:
         return fingerprint(self.exchange.body)
@@ -232,11 +241,11 @@ class _LimitedCall(Scope):
         plan = self._planned(self.open_limiter(self.exchange.settings))
         if plan is None or self.limiter is None:
             return send()
-        held, defer_after, stale = self._asked()
+        held, defer, stale = self._asked()
         if stale is not None:
             self.limiter.release(stale)
         try:
-            self.waited += self.limiter.acquire(plan, held, defer_after)
+            self.waited += self.limiter.acquire(plan, held, defer)
         except CapacityWait as wait:
             wait.inputs = self._inputs()
             raise
@@ -250,11 +259,11 @@ class _LimitedCall(Scope):
         plan = self._planned(await self.aopen_limiter(self.exchange.settings))
         if plan is None or self.limiter is None:
             return await send()
-        held, defer_after, stale = self._asked()
+        held, defer, stale = self._asked()
         if stale is not None:
             await self.limiter.arelease(stale)
         try:
-            self.waited += await self.limiter.aacquire(plan, held, defer_after)
+            self.waited += await self.limiter.aacquire(plan, held, defer)
         except CapacityWait as wait:
             wait.inputs = self._inputs()
             raise

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_xai.connection.rate_limits import RateLimitConfig
 from airflow_provider_xai.exceptions import XAIAPIError, XAIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.retry import MAX_RETRY_AFTER
-from airflow_provider_xai.ratelimit.held import CapacityWait, Reservation
+from airflow_provider_xai.ratelimit.held import CapacityWait, DeferRule, Reservation
 from airflow_provider_xai.ratelimit.slots import SECOND_US, Outcome, Update
 
 if TYPE_CHECKING:
@@ -143,15 +143,15 @@ class SharedRateLimiter:
             key = self._model_keys[model] = self.key(f"model:{model}")
         return Plan(key, min(max(tokens, 0), tpm) if tpm else 0)
 
-    def acquire(self, plan: Plan, held: Reservation | None = None, defer_after: float | None = None) -> float:
+    def acquire(self, plan: Plan, held: Reservation | None = None, defer: DeferRule | None = None) -> float:
         """Reserve the next slot and the tokens (one store operation), then sleep until it; the
         seconds slept. A caller that woke too late for its slot takes the next free one (a
         second operation).
 
         ``held``: a reservation kept for this call (a task back from waiting in the triggerer),
         used instead of a new one (no store operation); one of another key is given back.
-        ``defer_after``: a slot further away than this many seconds is not slept for: a
-        :class:`CapacityWait` hands its reservation to the caller instead.
+        ``defer``: a slot further away than ``defer.after`` seconds (and than ``defer.lead()``)
+        is not slept for: a :class:`CapacityWait` hands its reservation to the caller instead.
         """
         started = self.clock()
         at = self._held_slot(plan, held)
@@ -161,6 +161,9 @@ class SharedRateLimiter:
             at = self._reserved(plan, self._apply(plan.key, self._reservation(plan)))
         elif self._late(at):  # back later than its slot: the next free one
             at = self._apply(plan.key, self._again()).at
+        defer_after = defer.after if defer is not None else None
+        if (lead := self._lead_to_read(at, defer)) is not None:
+            defer_after = max(defer_after or 0.0, lead())
         if (sleeper := self._sleeping(plan, at, held, defer_after)) is not None:
             try:
                 self.sleep_until(at)
@@ -170,9 +173,7 @@ class SharedRateLimiter:
             self.sleep_until(self._apply(plan.key, self._again()).at)
         return self.clock() - started
 
-    async def aacquire(
-        self, plan: Plan, held: Reservation | None = None, defer_after: float | None = None
-    ) -> float:
+    async def aacquire(self, plan: Plan, held: Reservation | None = None, defer: DeferRule | None = None) -> float:
         """Async :meth:`acquire`."""
         started = self.clock()
         at = self._held_slot(plan, held)
@@ -182,6 +183,9 @@ class SharedRateLimiter:
             at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
         elif self._late(at):
             at = (await self._aapply(plan.key, self._again())).at
+        defer_after = defer.after if defer is not None else None
+        if (lead := self._lead_to_read(at, defer)) is not None:  # a store operation: in a thread
+            defer_after = max(defer_after or 0.0, await asyncio.to_thread(lead))
         if (sleeper := self._sleeping(plan, at, held, defer_after)) is not None:
             try:
                 await self.asleep_until(at)
@@ -190,6 +194,21 @@ class SharedRateLimiter:
         if self._late(at):
             await self.asleep_until((await self._aapply(plan.key, self._again())).at)
         return self.clock() - started
+
+    def returns(self, came_back: float | None = None) -> list[float]:
+        """The recent times (seconds) tasks of this API key took to run again after their
+        capacity trigger fired, oldest first, with ``came_back`` noted first when given (one
+        store operation; ``ratelimit/lead.py``). Raises the store's error."""
+        from airflow_provider_xai.ratelimit import lead, redis_store, sqlite_store
+
+        now_ms = round(self.clock() * 1000)
+        new = lead.entry(now_ms, came_back) if came_back is not None else None
+        key = self.key("resume-lead")
+        if isinstance(self.states, redis_store.RedisStates):
+            entries = redis_store.resume_returns(self.states, key, now_ms, new)
+        else:
+            entries = sqlite_store.resume_returns(self.states, key, now_ms, new)
+        return lead.recent(entries, now_ms)
 
     def release(self, held: Reservation, tokens: bool = True) -> None:
         """Give a slot that is still to come back, with its tokens unless ``tokens`` is False
@@ -345,6 +364,14 @@ class SharedRateLimiter:
     def reservation(self, plan: Plan, at: int, since: float | None = None) -> Reservation:
         """The slot at ``at`` booked for ``plan``, as a caller keeps it."""
         return Reservation(plan.key, at, plan.charged, self.spacing_us, self.clock() if since is None else since)
+
+    def _lead_to_read(self, at: int, defer: DeferRule | None) -> Callable[[], float] | None:
+        """``defer.lead`` when the slot at ``at`` is further away than ``defer.after`` (then a
+        slot within the lead is slept for: waiting elsewhere could not bring the caller back in
+        time); None when there is nothing to read."""
+        if defer is None or defer.lead is None or self.left(at) <= defer.after:
+            return None
+        return defer.lead
 
     def _sleeping(self, plan: Plan, at: int, held: Reservation | None, defer_after: float | None) -> object | None:
         """Before sleeping until the slot at ``at``: withdraw instead when it is further away

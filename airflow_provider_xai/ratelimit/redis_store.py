@@ -146,6 +146,26 @@ class RedisStates(SlotStore):
         return self.counted(key, _outcome(reply))
 
 
+def resume_returns(states: RedisStates, key: str, now_ms: int, new: str | None = None) -> list[Any]:
+    """The entries of recent returns from the triggerer under ``key`` (``lead.py``), with
+    ``new`` noted first when given: one round trip (a list, trimmed to the window, expiring
+    when no return was noted for ``MAX_AGE_MS``)."""
+    import redis
+
+    from airflow_provider_xai.ratelimit.lead import MAX_AGE_MS, WINDOW
+
+    try:
+        with states.script().registered_client.pipeline(transaction=True) as pipe:
+            if new is not None:
+                pipe.rpush(key, new).ltrim(key, -WINDOW, -1).pexpire(key, MAX_AGE_MS)
+            pipe.lrange(key, 0, -1)
+            replies = pipe.execute()
+    except redis.RedisError as exc:
+        raise states.failure(exc) from None
+    found = replies[-1]
+    return list(found) if isinstance(found, list) else []
+
+
 def _arguments(u: Update) -> list[int]:
     return [
         u.now, u.correction, u.cool_until, int(u.slot), u.spacing, u.tokens, u.depth, HORIZON, IDLE_TTL_MS, u.release,
@@ -157,4 +177,4 @@ def _outcome(reply: Sequence[Any]) -> Outcome:
     return Outcome(at, cool_until, bool(garbled))
 
 
-__all__ = ["IDLE_TTL_MS", "SCRIPT", "RedisStates"]
+__all__ = ["IDLE_TTL_MS", "SCRIPT", "RedisStates", "resume_returns"]

@@ -157,4 +157,29 @@ class SQLiteStates(SlotStore):
             return await asyncio.to_thread(self._apply, key, update, True)
 
 
-__all__ = ["SQLITE_BUSY_TIMEOUT", "Busy", "SQLiteStates"]
+# --- the resume lead's returns (ratelimit/lead.py): a table of their own, off the slots' path --
+_RETURNS_CREATE = (
+    "CREATE TABLE IF NOT EXISTS xai_resume_returns (key TEXT PRIMARY KEY, entries TEXT NOT NULL) WITHOUT ROWID"
+)
+
+
+def resume_returns(states: SQLiteStates, key: str, now_ms: int, new: str | None = None) -> list[str]:
+    """The entries of recent returns from the triggerer under ``key`` (``lead.py``), with
+    ``new`` noted first when given: one transaction, on a table of its own."""
+    from airflow_provider_xai.ratelimit.lead import trimmed
+
+    with states.transaction() as cursor:
+        cursor.execute(_RETURNS_CREATE)
+        row = cursor.execute("SELECT entries FROM xai_resume_returns WHERE key = ?", (key,)).fetchone()
+        stored = row[0] if row and isinstance(row[0], str) else None
+        entries = trimmed(stored, now_ms, new)
+        if new is not None or entries != (stored or ""):
+            cursor.execute(
+                "INSERT INTO xai_resume_returns (key, entries) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET entries = excluded.entries",
+                (key, entries),
+            )
+    return [e for e in entries.split(",") if e]
+
+
+__all__ = ["SQLITE_BUSY_TIMEOUT", "Busy", "SQLiteStates", "resume_returns"]

@@ -190,8 +190,38 @@ def test_the_scale_page_quotes_the_scale_run() -> None:
         f"{off['throughput_rps']} per second |",
         f"| DAG run | {on['dag_run_s']} s | {off['dag_run_s']} s |",
     ]
+    quoted += capacity_wait_rows(run["capacity_waits"])
     missing = [figure for figure in quoted if figure not in page]
     assert not missing, "docs/scale.md does not quote scale.json:\n" + "\n".join(missing)
+
+
+def capacity_wait_rows(waits: dict[str, Any]) -> list[str]:
+    """The capacity-waits table of docs/scale.md as scale.json's ``capacity_waits`` gives it (its
+    columns: alone, then behind other work; in workers, then in the triggerer)."""
+    runs = [waits["scenarios"][scenario][mode]
+            for scenario in ("alone", "behind other work") for mode in ("in workers", "in the triggerer")]
+
+    def leads(run: dict[str, Any]) -> str:
+        found = run.get("leads_s") or []
+        if not found:
+            return "none"
+        low, high = min(found), max(found)
+        return f"{low} s" if low == high else f"{low} to {high} s"
+
+    rows = {
+        "worker-slot seconds waiting for capacity": lambda r: f"{r['slot_seconds_waiting']}",
+        "tasks deferred / seconds in the triggerer": lambda r: f"{r['deferred_tasks']} / {r['seconds_deferred']}",
+        "resume leads": leads,
+        "returns from the triggerer / later than their lead":
+            lambda r: f"{len(r['came_back_s'])} / {r.get('late_returns', 0)}",
+        "429s, failed tasks, lost answers": lambda r: f"{r['refused_429']}, {r['failed_tasks']}, {r['lost_answers']}",
+        "start delay of the non-xAI task first in line": lambda r: f"{r['bystander_first_start_delay_s']} s",
+        "start delay of the non-xAI task behind them": lambda r: f"{r['bystander_behind_start_delay_s']} s",
+        "throughput, share of the limit": lambda r: f"{r['throughput_share_of_limit']:.1%}",
+        "DAG run": lambda r: f"{r['dag_run_s']} s",
+    }
+    table = [f"| {label} | " + " | ".join(cell(r) for r in runs) + " |" for label, cell in rows.items()]
+    return [*table, f"the same run (load average {waits['load_average_1_5_15_min'][0]})"]
 
 
 def test_troubleshooting_shows_the_reason_a_wrong_key_gets(xai_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -170,6 +170,10 @@ class WaitFigures:
     deferred_tasks: int  # tasks whose call waited for its slot in the triggerer
     #: Seconds from the trigger firing to the task running again on a worker (their task logs).
     came_back_s: list[float]
+    #: The resume lead of each deferral, seconds before its slot (their task logs).
+    leads_s: list[float]
+    #: Returns later than the lead they were handed back with: the slot passed unused.
+    late_returns: int
     #: From its run's trigger to the start of a task that never calls xAI, in the same pool:
     #: queued behind the mapped tasks (its run's logical date later than theirs), or first in
     #: line (earlier: it takes the first slot that frees).
@@ -196,6 +200,8 @@ def wait_figures(
     came_back: Sequence[float],
     bystander_start_delays: tuple[float, float],
     dag_run_s: float,
+    leads: Sequence[float] = (),
+    late_returns: int = 0,
 ) -> WaitFigures:
     """``answers``: (prompt, answer) of the tasks that succeeded; ``ledgers``: each task's usage
     records (``xai_usage_ledger``); ``bystander_start_delays``: (behind, first in line)."""
@@ -226,6 +232,8 @@ def wait_figures(
         seconds_deferred=round(sum(float(r.get("deferred_s") or 0) for r in records), 2),
         deferred_tasks=sum(1 for r in records if r.get("deferred_s")),
         came_back_s=sorted(round(s, 1) for s in came_back),
+        leads_s=sorted(round(s, 1) for s in leads),
+        late_returns=late_returns,
         bystander_behind_start_delay_s=round(bystander_start_delays[0], 2),
         bystander_first_start_delay_s=round(bystander_start_delays[1], 2),
         throughput_rps=round(rps, 2),

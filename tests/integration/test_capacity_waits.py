@@ -3,8 +3,9 @@ server and a real embedded store (an SQLite file in tmp_path), on the real clock
 
 Other callers' bookings are made straight in the store, so a task's slot is about a second away
 without waiting for anything. The task's first call then reserves its slot (one store
-operation), sends nothing and defers until shortly before the slot; back on a worker it sends
-with that slot (no store operation). A slot its task no longer needs is given back: the next
+operation), reads the learned resume lead (one more), sends nothing and defers until the lead
+before the slot; back on a worker it notes how long its return took (one store operation) and
+sends with that slot (no reservation). A slot its task no longer needs is given back: the next
 caller gets it (``at + 1 us``, the same second).
 """
 
@@ -20,12 +21,13 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_xai.exceptions import XAIValidationError
+from airflow_provider_xai.exceptions import XAIConnectionError, XAIValidationError
 from airflow_provider_xai.hooks.xai import XAIHook
 from airflow_provider_xai.operators.capacity import CAPACITY_STATE_KEY, MAX_DEFERRALS, RESUME_METHOD
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.operators.responses import XAIResponsesOperator
 from airflow_provider_xai.ratelimit.held import Reservation
+from airflow_provider_xai.ratelimit.lead import LEAD_FLOOR
 from airflow_provider_xai.ratelimit.limiter import SharedRateLimiter
 from airflow_provider_xai.ratelimit.slots import Update, decode
 from airflow_provider_xai.triggers.capacity import XAIRateLimitSlotTrigger
@@ -142,12 +144,12 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     last_booked = book()
     store = FakeStateStore()
     lim = limiter()
-    with counted_transactions(lim.states) as reservations:
+    with counted_transactions(lim.states) as operations:
         deferral = deferred(chat(), store)
     trigger = deferral.trigger
     assert isinstance(trigger, XAIRateLimitSlotTrigger) and deferral.method_name == RESUME_METHOD
     held = held_of(store)
-    assert reservations() == 1 and held.at == last_booked + lim.spacing_us  # one store operation
+    assert operations() == 2 and held.at == last_booked + lim.spacing_us  # the slot, the lead's read
     assert held == Reservation.decode(trigger.slot) and store.data[CAPACITY_STATE_KEY]["inputs"]
     assert trigger.moment == pytest.approx(held.at / 1e6 - LEAD)
     assert posts(xai_server) == []  # nothing sent before the slot
@@ -157,7 +159,8 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     ti = FakeTI()
     with counted_transactions(lim.states) as operations:
         answer = chat().execute_after_capacity(make_context(ti, store), event)
-    assert answer and operations() == 0  # sent with the held slot: no new reservation
+    assert answer and operations() == 1  # its return noted; sent with the held slot: no new reservation
+    assert len(lim.returns()) == 1
     (sent,) = posts(xai_server)
     assert sent_at(sent) >= held.at / 1e6 - 0.005  # not before its slot
     assert next_slot() == held.at + lim.spacing_us  # nobody else was given that slot
@@ -222,6 +225,7 @@ def test_bad_input_on_resume_gives_the_slot_and_its_tokens_back(limited: Any, xa
         bad.execute_after_capacity(make_context(FakeTI(), store), event_of(deferral))
     assert posts(xai_server) == [] and CAPACITY_STATE_KEY not in store.data
     assert tokens_after(held) == 0 and next_slot() == held.at + 1
+    assert limiter().returns() == []  # no call came to the slot: no return to learn from
 
 
 def test_the_trigger_gives_the_slot_back_when_the_task_is_cleared(limited: Any) -> None:
@@ -252,19 +256,66 @@ def test_a_killed_task_gives_back_the_slot_it_sleeps_for(limited: Any, xai_serve
     assert done.is_set()
 
 
-def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_a_longer_lead(limited: Any) -> None:
+def test_a_late_return_takes_the_next_free_slot_and_defers_again_with_the_learned_lead(
+    limited: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limited(rate_limit_resume_lead=2.0)
+    for _ in range(3):  # the deployment's earlier returns: the lead is learned from them
+        limiter().returns(0.2)
     book()
     store = FakeStateStore()
     deferral = deferred(chat(), store)
     held = held_of(store)
+    assert carried(deferral)["lead"] == pytest.approx(LEAD_FLOOR)  # 0.2 s + the margin, floored
     book()  # others book after it meanwhile
     while time.time() < held.at / 1e6 + 0.05:  # the task comes back after its slot passed
         time.sleep(0.01)
-    came_back = 0.6
+    came_back = 1.5
     again = deferred(chat(), store, event_of(deferral, fired_at=time.time() - came_back))
     assert held_of(store).at > held.at + 9 * limiter().spacing_us  # behind the later bookings
-    assert carried(again)["deferrals"] == 2 and carried(again)["lead"] >= 1.5 * came_back
+    # Its return (from the trigger firing to its call coming to the slot) is one of four noted:
+    # the lead covers three in four (nearest rank), not it.
+    *earlier, noted = limiter().returns()
+    assert earlier == [0.2, 0.2, 0.2] and noted >= came_back
+    assert carried(again)["deferrals"] == 2 and carried(again)["lead"] == pytest.approx(LEAD_FLOOR)
+    assert "later than its 0.5s lead: the slot passed" in capsys.readouterr().out  # the task log says why
     assert again.trigger.moment == pytest.approx(held_of(store).at / 1e6 - carried(again)["lead"])
+    # Most returns slow: the lead grows with them, up to the connection's rate_limit_resume_lead.
+    for _ in range(4):
+        limiter().returns(5.0)
+    book()
+    third = deferred(chat(), FakeStateStore())
+    assert carried(third)["lead"] == 2.0
+
+
+def test_a_slot_within_the_learned_lead_is_waited_for_in_the_worker(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_resume_lead=3.0)
+    limiter().returns(0.2)  # fast returns: the lead is 0.5 s, a slot a second away waits in the triggerer
+    book()
+    deferral = deferred(chat(), FakeStateStore())
+    assert carried(deferral)["lead"] == LEAD_FLOOR and posts(xai_server) == []
+    for _ in range(3):  # slower returns: the lead is 2.75 s, and a slot two seconds away is slept for
+        limiter().returns(2.5)
+    book()  # behind the first task's slot too
+    ti = FakeTI()
+    assert chat().execute(make_context(ti, FakeStateStore()))
+    assert len(posts(xai_server)) == 1 and ti.pushed["xai_usage"]["waited_s"] > 0.5
+    assert ti.pushed["xai_usage"]["deferred_s"] == 0
+
+
+def test_an_unusable_store_for_the_lead_falls_back_to_the_connections_lead(
+    limited: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limited(rate_limit_resume_lead=2.0)
+    limiter().returns(0.2)  # would be a 0.5 s lead
+
+    def down(*args: Any) -> list[float]:
+        raise XAIConnectionError("the store is down")
+
+    monkeypatch.setattr(SharedRateLimiter, "returns", down)
+    book(LONG)
+    deferral = deferred(chat(), FakeStateStore())
+    assert carried(deferral)["lead"] == 2.0
 
 
 def test_past_the_most_deferrals_the_task_waits_in_the_worker(limited: Any, xai_server: Any) -> None:

@@ -204,6 +204,25 @@ class TestRedisStore:
         assert tokens_held(limiter) == pytest.approx(completion.usage.total_tokens, abs=1)  # not ~5000
         assert hook.clock.async_sleeps == 0
 
+    def test_returns_from_the_triggerer_are_shared_through_redis(self, redis_port: int) -> None:
+        """The learned resume lead's entries (ratelimit/lead.py): noted by one store object,
+        read by another, the last WINDOW kept, unreadable ones ignored."""
+        from airflow_provider_xai.ratelimit.lead import WINDOW, entry, recent
+        from airflow_provider_xai.ratelimit.redis_store import resume_returns
+
+        options = {"host": "127.0.0.1", "port": redis_port, "password": REDIS_PASSWORD}
+        one, two = RedisStates(options, "limits_redis"), RedisStates(options, "limits_redis")
+        redis_client(one).delete("returns")
+        now_ms = NOW // 1000
+        assert resume_returns(one, "returns", now_ms) == []
+        redis_client(one).rpush("returns", "garbled")
+        for i in range(WINDOW):
+            resume_returns(one if i % 2 else two, "returns", now_ms, entry(now_ms + i, i / 10))
+        assert recent(resume_returns(two, "returns", now_ms + WINDOW), now_ms + WINDOW) == [
+            pytest.approx(i / 10) for i in range(WINDOW)
+        ]
+        assert 0 < redis_client(one).pttl("returns") <= 3600 * 1000
+
     def test_the_lua_script_applies_the_same_transition(self, redis_port: int) -> None:
         """The Redis store's script and slots.transition (the embedded store's) agree on every
         answer and every stored value, over random updates and garbled values."""

@@ -806,3 +806,32 @@ def test_a_sleep_that_ends_early_is_slept_again_unless_by_float_rounding(
     limiter.sleep_until(limiter.now_us() + 500_000)
     assert len(clock.slept) == sleeps
     assert sum(clock.slept) == pytest.approx(0.5 - (short_by if sleeps == 1 else 0), abs=2e-6)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_slot_within_the_resume_lead_is_slept_for_and_the_lead_read_only_past_defer_after(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates, path: str
+) -> None:
+    from airflow_provider_xai.ratelimit.layer import FirstCall
+    from airflow_provider_xai.ratelimit.slots import Update
+
+    set_connection(monkeypatch, rate_limit_requests_per_second=2)
+    server = Server(clock, completion(), completion())
+    hook = limited_hook(server, clock, states)
+    limiter = limiter_of(hook)
+
+    def chat() -> Any:
+        return hook.chat(ask()) if path == "sync" else asyncio.run(hook.achat(ask()))
+
+    def unread() -> float:
+        raise AssertionError("the lead was read for a slot within rate_limit_defer_after")
+
+    hook.rate_limit.expect(FirstCall(defer_after=1.0, lead=unread))  # the slot is now
+    assert chat().usage_record is not None
+    for _ in range(10):  # other callers hold the next five seconds
+        update = Update(limiter.now_us(), slot=True, spacing=limiter.spacing_us)
+        limiter.states.update(limiter.key(f"model:{MODEL}"), update)
+    reads: list[int] = []
+    hook.rate_limit.expect(FirstCall(defer_after=1.0, lead=lambda: reads.append(1) or 6.0))
+    record = chat().usage_record  # about 5.6 s away: past defer_after, within the 6 s lead
+    assert reads == [1] and record is not None and record.waited_s > 5 and len(server.times) == 2

@@ -103,9 +103,11 @@ def test_the_capacity_wait_figures_add_up_the_usage_records_and_count_each_answe
     result = wait_figures(
         mode="in the triggerer", server_rps=2, run_id=RUN, tasks=3, journal=journal, answers=answers,
         ledgers=ledgers, failed_tasks=1, came_back=[2.25, 1.5], bystander_start_delays=(3.456, 0.5), dag_run_s=30.0,
+        leads=[3.0, 1.25], late_returns=1,
     )
     assert (result.billed, result.refused_429, result.lost_answers, result.duplicated_answers) == (4, 1, 1, 1)
     assert (result.slot_seconds_waiting, result.seconds_deferred, result.deferred_tasks) == (1.75, 20.0, 1)
     assert result.came_back_s == [1.5, 2.2]
+    assert (result.leads_s, result.late_returns) == ([1.2, 3.0], 1)
     assert (result.bystander_behind_start_delay_s, result.bystander_first_start_delay_s) == (3.46, 0.5)
     assert result.throughput_rps == round(4 / 2.5, 2)  # 5 answers of the run, from 10.0 to 12.5
