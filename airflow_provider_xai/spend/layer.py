@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 COUNT_CACHE_SIZE = 4096
 #: The shared store's key prefix of a reservation held for an answer collected later.
 HELD_PREFIX = "xai-spend-held:"
+#: One budget's part of a reservation: the budget's unit (``usd`` or ``tokens``) and its entry.
+Held = tuple[str, Entry]
 
 
 @dataclass
@@ -174,8 +176,8 @@ class SpendLayer(Layer):
         self._store: SpendStore | None = None
         self._book: PriceBook | None = None
         self._history: dict[str, int] = {}
-        #: The budget units and entries of the last call answered without a bill (see :meth:`hold`).
-        self.unbilled: list[tuple[str, Entry]] = []
+        #: The reservation of the last call answered without a bill (see :meth:`hold`).
+        self.unbilled: list[Held] = []
 
     # --- what the hook and operators use ------------------------------------------------------------
     def store(self, settings: ClientSettings) -> SpendStore:
@@ -258,18 +260,18 @@ class SpendLayer(Layer):
 
     def reserve(
         self, settings: ClientSettings, budgets: list[Budget], forecast: Forecast, call: str
-    ) -> tuple[list[tuple[Budget, Entry]], list[dict[str, Any]]]:
+    ) -> tuple[list[Held], list[dict[str, Any]]]:
         """Reserve ``forecast``'s worst case against every budget, or none (one store operation);
         ``call``: its fingerprint (what an approval names). Returns the entries and the budgets'
         states; raises :class:`XAIOverBudgetError` when it does not fit (unless approved)."""
         now = time.time()
-        entries = []
+        entries: list[Held] = []
         for budget in budgets:
             amount = reserved_amount(budget, forecast)
             if amount is None:
                 why = f"model {forecast.model!r} has no known price, so a USD budget cannot admit it"
                 raise _over(budgets, [0] * len(budgets), forecast, now, why, call)
-            entries.append((budget, Entry(key_of(budget, now), amount, budget.limit, expiry_of(budget, now))))
+            entries.append((budget.unit, Entry(key_of(budget, now), amount, budget.limit, expiry_of(budget, now))))
         approved = self.task is not None and call in self.task.approved
         verdict = self.store(settings).reserve([e for _, e in entries], force=approved)
         if not verdict.granted:
@@ -295,13 +297,7 @@ class SpendLayer(Layer):
         answer is collected later, by ``handle``) in the shared store, until the answer's usage
         is recorded and :meth:`settle_held` settles it; returns ``handle``. Never raises."""
         unbilled, self.unbilled = self.unbilled, []
-        if unbilled:
-            kept = {"written_at": time.time(), "entries": [[unit, e.key, e.amount] for unit, e in unbilled]}
-            until = max(e.expires for _, e in unbilled)
-            try:
-                self.store(self.settings()).cache(HELD_PREFIX + handle, json.dumps(kept), until - time.time())
-            except Exception as exc:  # logged: the reservation then stays as reserved
-                log.warning("xAI spend control could not keep the reservation of %s: %s", handle, exc)
+        self._keep(handle, unbilled)
         return handle
 
     def start_within_budgets(
@@ -315,16 +311,27 @@ class SpendLayer(Layer):
         budgets = self.budgets(settings)
         if not budgets:
             return start()
-        entries, _ = self.reserve(settings, budgets, forecast, call)
+        held, _ = self.reserve(settings, budgets, forecast, call)
         try:
             started = start()
         except XAIAPIError as exc:
             if exc.status is not None and exc.billed is None:  # an error answer: nothing billed
-                self.store(settings).settle([entry._replace(amount=-entry.amount) for _, entry in entries])
+                self.store(settings).settle(given_back(held))
             raise
-        self.unbilled = [(budget.unit, entry) for budget, entry in entries]
-        self.hold(handle(started))
+        self._keep(handle(started), held)
         return started
+
+    def _keep(self, handle: str, held: list[Held]) -> None:
+        """Keep ``held`` in the shared store under ``handle`` until its budgets' periods are
+        forgotten (logged, never raised, when the store fails: it then stays as reserved)."""
+        if not held:
+            return
+        kept = {"written_at": time.time(), "entries": [[unit, e.key, e.amount, e.expires] for unit, e in held]}
+        until = max(e.expires for _, e in held)
+        try:
+            self.store(self.settings()).cache(HELD_PREFIX + handle, json.dumps(kept), until - time.time())
+        except Exception as exc:
+            log.warning("xAI spend control could not keep the reservation of %s: %s", handle, exc)
 
     def settle_held(self, handle: str, record: Any) -> None:
         """Settle the reservation :meth:`hold` kept for ``handle`` to ``record``'s bill (once,
@@ -335,12 +342,9 @@ class SpendLayer(Layer):
         try:
             store = self.store(settings)
             kept = json.loads(store.take(HELD_PREFIX + handle) or "{}")
-            corrections = [
-                Entry(key, billed - amount)
-                for unit, key, amount in kept.get("entries", [])
-                if (billed := billed_amount(unit, record)) is not None and billed != amount
-            ]
-            store.settle(corrections)
+            entries = kept.get("entries", [])
+            held = [(unit, Entry(key, amount, expires=expires)) for unit, key, amount, expires in entries]
+            store.settle(billed_corrections(held, record))
         except Exception as exc:  # logged: the reservation then stays as reserved
             log.warning("xAI spend control could not settle the reservation of %s: %s", handle, exc)
 
@@ -366,7 +370,7 @@ class _SpentCall(Scope):
     def __init__(self, layer: SpendLayer, exchange: Exchange) -> None:
         self.layer, self.exchange = layer, exchange
         self.prepared = False
-        self.entries: list[tuple[Budget, Entry]] = []
+        self.entries: list[Held] = []
         self.forecast: Forecast | None = None
         self.call: dict[str, Any] | None = None
         self.settled = False
@@ -475,18 +479,13 @@ class _SpentCall(Scope):
         self.settled = True
         self._done(record.cost_usd if record is not None else None)
         if record is None:  # a submission answered later, or an answer that names no usage
-            self.layer.unbilled = [(budget.unit, entry) for budget, entry in self.entries]
+            self.layer.unbilled = self.entries
             return
         if self.call is not None:
             self.call.update(actual_usd=record.cost_usd, actual_tokens=record.total_tokens,
                              actual_prompt_tokens=record.prompt_tokens, cost_source=record.cost_source)  # fmt: skip
         self.layer.remember(self.exchange.answer)
-        corrections = []
-        for budget, entry in self.entries:
-            billed = billed_amount(budget.unit, record)
-            if billed is not None and billed != entry.amount:
-                corrections.append(entry._replace(amount=billed - entry.amount))
-        self._settle(corrections)
+        self._settle(billed_corrections(self.entries, record))
 
     async def aanswered(self) -> None:
         await asyncio.to_thread(self.answered)
@@ -500,7 +499,7 @@ class _SpentCall(Scope):
         self.settled = True
         self._done(None)
         if self.entries and isinstance(exc, XAIAPIError) and exc.status is not None and exc.billed is None:
-            self._settle([entry._replace(amount=-entry.amount) for _, entry in self.entries])
+            self._settle(given_back(self.entries))
 
     def _done(self, billed_usd: float | None) -> None:
         """The call no longer runs: its worst case leaves the task's cap; its bill joins it."""
@@ -517,6 +516,21 @@ class _SpentCall(Scope):
             self.layer.store(self.exchange.settings).settle(corrections)
         except Exception as exc:  # logged: the reservation then stays as it was
             log.warning("xAI spend control could not settle a budget reservation: %s", exc)
+
+
+def billed_corrections(held: Sequence[Held], record: Any) -> list[Entry]:
+    """What corrects each part of a reservation to what ``record`` billed (none where the
+    bill's cost is unknown, or equal to what was reserved)."""
+    return [
+        entry._replace(amount=billed - entry.amount)
+        for unit, entry in held
+        if (billed := billed_amount(unit, record)) is not None and billed != entry.amount
+    ]
+
+
+def given_back(held: Sequence[Held]) -> list[Entry]:
+    """What gives a reservation back whole (a call xAI refused: nothing billed)."""
+    return [entry._replace(amount=-entry.amount) for _, entry in held]
 
 
 def _under_way(task: SpendTask) -> str:

@@ -89,9 +89,11 @@ class SpendStore:
 
     # --- budgets -------------------------------------------------------------------------------
     def reserve(self, entries: Sequence[Entry], force: bool = False) -> Verdict:
-        """Add every amount, or none when a key would pass its limit (unless ``force``)."""
+        """Add every amount, or none when a key would pass its limit (unless ``force``). An
+        amount written without an expiry is kept :data:`KEEP_UNDATED`; a zero amount without one
+        (a read) writes nothing, so reading a key never lengthens its life."""
         forever = time.time() + KEEP_UNDATED
-        entries = [e if e.expires else e._replace(expires=forever) for e in entries]
+        entries = [e if e.expires or not e.amount else e._replace(expires=forever) for e in entries]
         return (
             self._sqlite_reserve(entries, force)
             if _is_sqlite(self.states)

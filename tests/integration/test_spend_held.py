@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,14 @@ def committed(op: Any) -> int:
     return int(state.committed)
 
 
+def budget_expiry(op: Any) -> float:
+    """When the embedded store forgets the daily budget's key (epoch seconds)."""
+    states = op.hook.spend.store(op.hook.settings).states
+    with states.transaction() as cursor:
+        (expires,) = cursor.execute("SELECT expires FROM xai_budget WHERE key LIKE 'xai-budget:daily:%'").fetchone()
+    return float(expires)
+
+
 @pytest.mark.parametrize("kind", ["chat", "responses", "images", "video"])
 def test_a_deferred_calls_reservation_settles_to_the_bill_in_the_resumed_task(
     kind: str, xai_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -67,6 +76,7 @@ def test_a_deferred_calls_reservation_settles_to_the_bill_in_the_resumed_task(
     getattr(resumed, deferred.value.method_name)(make_context(ti, store), event)
     cost = ti.pushed["xai_usage"]["cost_usd"]
     assert committed(resumed) == math.ceil(cost * 1e9) <= reserved  # settled to the bill
+    assert budget_expiry(resumed) < time.time() + 4 * 86400  # the day's key is still forgotten in days
     resumed.hook.spend.settle_held(handle, _double(ti))
     assert committed(resumed) == math.ceil(cost * 1e9)  # settled once: a second settlement finds nothing
 

@@ -88,3 +88,17 @@ def test_a_kept_value_is_taken_once(store: SpendStore) -> None:
     assert store.take("held:a") == '{"entries": [["usd", "k", 5]]}'
     assert store.take("held:a") is None  # taken: a second settlement finds nothing
     assert store.take("held:b") == '{"entries": []}'  # another key is left alone
+
+
+def test_reading_a_key_never_lengthens_its_life_or_makes_one(store: SpendStore) -> None:
+    import time
+
+    store.reserve([Entry("day", 5, expires=time.time() + 60)])
+    assert store.read(["day", "never"]) == (5, 0)
+    if isinstance(store.states, SQLiteStates):
+        with store.states.transaction() as cursor:
+            rows = dict(cursor.execute("SELECT key, expires FROM xai_budget").fetchall())
+        assert set(rows) == {"day"} and rows["day"] < time.time() + 61
+    else:
+        client = redis_client(store.states)
+        assert client.exists("never") == 0 and 0 < client.pttl("day") <= 60_000
