@@ -219,16 +219,15 @@ class _LimitedCall(Scope):
             return None, None, None
         defer = DeferRule(first.defer_after, first.lead) if first.defer_after is not None else None
         held = first.held
-        if held is not None:
-            assert self.limiter is not None
-            first.reached = self.limiter.clock()
-        if held is not None and first.inputs != self._inputs():
+        if held is None:
+            return None, defer, None
+        assert self.limiter is not None
+        first.reached = self.limiter.clock()
+        if first.inputs != self._inputs():
             first.held_outcome = "given back"
             return None, defer, held
-        if held is not None:
-            assert self.limiter is not None
-            first.held_outcome = "used"
-            self.deferred = max(0.0, self.limiter.clock() - held.since)
+        first.held_outcome = "used"
+        self.deferred = max(0.0, first.reached - held.since)
         return held, defer, None
 
     def _inputs(self) -> str:
