@@ -87,27 +87,20 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     pending: list[Any] = [body.get(k) for k in ("messages", "input", "instructions", "tools")]
     while pending:
         item = pending.pop()
-        kind = type(item)  # a JSON body's exact types first (it runs for every limited call)
-        if item is None:
-            continue
-        if kind is str or (kind is not dict and kind is not list and isinstance(item, str)):
+        if isinstance(item, str):
             if item.startswith("data:"):
                 images += 1
             else:
                 chars += len(item)
-        elif kind is dict or (kind is not list and isinstance(item, Mapping)):
+        elif isinstance(item, Mapping):
             for key, value in item.items():
                 if key in ("image_url", "file_id") or (key == "type" and value in ("image_url", "input_image")):
                     images += key != "type"
                 else:
                     pending.append(value)
-        elif kind is list or isinstance(item, list):
+        elif isinstance(item, list):
             pending.extend(item)
-    answer = DEFAULT_OUTPUT_TOKENS
-    for name in _OUTPUT_BOUNDS:
-        if isinstance(bound := body.get(name), int):
-            answer = bound
-            break
+    answer = next((v for k in _OUTPUT_BOUNDS if isinstance(v := body.get(k), int)), DEFAULT_OUTPUT_TOKENS)
     return -(-chars // CHARS_PER_TOKEN) + images * IMAGE_TOKENS + max(answer, 0)
 
 
