@@ -176,6 +176,16 @@ def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int
     return prompt, completion, reasoning, usage.cached_tokens, usage.image_tokens, total
 
 
+def billed_tokens(answer: Any) -> int | None:
+    """The tokens xAI billed for ``answer`` (a chat completion or a response), counted as its
+    usage record's ``total_tokens``, without making the record: what the rate limiter settles
+    a reservation to. None when the answer carries no usage."""
+    from airflow_provider_xai.schemas import ResponseUsage, Usage
+
+    usage = getattr(answer, "usage", None)
+    return _token_counts(usage)[5] if isinstance(usage, (Usage, ResponseUsage)) else None
+
+
 def served_tier(answer: Any) -> str | None:
     """The service tier an answer says it was served in (``service_tier``), if any."""
     extra = getattr(answer, "model_extra", None)

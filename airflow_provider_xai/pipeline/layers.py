@@ -54,8 +54,12 @@ class Exchange:
     answer: Any = None
     #: The stream began (events were read): a non-restartable call is not sent again.
     started: bool = False
-    #: Attempts the server refused with 429 (rate limited), on the answer's usage record.
+    #: Attempts the server refused with 429 (rate limited), and the seconds the call waited
+    #: for rate-limit capacity in a worker and deferred (the rate-limit layer notes them before
+    #: the answer comes): on the answer's usage record.
     rate_limited: int = 0
+    waited_s: float = 0.0
+    deferred_s: float = 0.0
     _record: UsageRecord | None = field(default=None, repr=False)
     _recorded: bool = field(default=False, repr=False)
 
@@ -73,9 +77,8 @@ class Exchange:
     def usage_reader(self) -> Callable[[Any], UsageRecord | None]:
         """What reads the usage record of an answer to this call (holding no reference to the
         exchange or the answer)."""
-        return functools.partial(
-            read_record, self.call.endpoint.record, self.prices, self.request_id, self.rate_limited
-        )
+        waits = (self.rate_limited, self.waited_s, self.deferred_s)
+        return functools.partial(read_record, self.call.endpoint.record, self.prices, self.request_id, waits)
 
     @property
     def model(self) -> str | None:
@@ -89,15 +92,16 @@ def read_record(
     record_of: Callable[..., UsageRecord | None] | None,
     prices: Mapping[str, Price],
     request_id: str | None,
-    rate_limited: int,
+    waits: tuple[int, float, float],
     answer: Any,
 ) -> UsageRecord | None:
     """The usage record of ``answer`` as its endpoint declares it, with the request id and the
-    attempts refused with 429 before it."""
+    waits before it: ``(attempts refused with 429, seconds waited in a worker, deferred)``."""
     record = record_of(answer, prices) if record_of is not None else None
     if record is not None:
         record.request_id = request_id or record.request_id
-        record.rate_limited = rate_limited
+        record.rate_limited = waits[0]
+        record.waited_s, record.deferred_s = round(waits[1], 3), round(waits[2], 3)
     return record
 
 

@@ -16,8 +16,10 @@ thread on the async path).
 An operator may ask something of its task's first limited call (:meth:`RateLimitLayer.expect`,
 a :class:`FirstCall`): to be withdrawn (:class:`~airflow_provider_xai.ratelimit.held.CapacityWait`)
 rather than sleep when its slot is far away, and to send with a slot it held while it waited in
-the triggerer instead of taking a new one. The layer notes on each answer's usage record how
-long the call waited for capacity, in a worker and deferred.
+the triggerer instead of taking a new one. The layer notes on the exchange how long the call
+waited for capacity, in a worker and deferred (its answer's usage record says so), and settles
+the tokens from the answer's billed count (:func:`~airflow_provider_xai.usage.billed_tokens`),
+without making the record for it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
 from airflow_provider_xai.pipeline.retry import backoff
 from airflow_provider_xai.ratelimit.held import CapacityWait, DeferRule
 from airflow_provider_xai.task_state import fingerprint
+from airflow_provider_xai.usage import billed_tokens
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
@@ -200,7 +203,6 @@ class _LimitedCall(Scope):
         self.limiter: SharedRateLimiter | None = None
         self.plan: Plan | None = None
         self.first: FirstCall | None = None
-        self.waited = self.deferred = 0.0
 
     def _planned(self, limiter: SharedRateLimiter | None) -> Plan | None:
         if limiter is not None and self.plan is None:
@@ -227,7 +229,7 @@ class _LimitedCall(Scope):
             first.held_outcome = "given back"
             return None, defer, held
         first.held_outcome = "used"
-        self.deferred = max(0.0, first.reached - held.since)
+        self.exchange.deferred_s = max(0.0, first.reached - held.since)
         return held, defer, None
 
     def _inputs(self) -> str:
@@ -244,7 +246,7 @@ class _LimitedCall(Scope):
         if stale is not None:
             self.limiter.release(stale)
         try:
-            self.waited += self.limiter.acquire(plan, held, defer)
+            self.exchange.waited_s += self.limiter.acquire(plan, held, defer)
         except CapacityWait as wait:
             wait.inputs = self._inputs()
             raise
@@ -262,7 +264,7 @@ class _LimitedCall(Scope):
         if stale is not None:
             await self.limiter.arelease(stale)
         try:
-            self.waited += await self.limiter.aacquire(plan, held, defer)
+            self.exchange.waited_s += await self.limiter.aacquire(plan, held, defer)
         except CapacityWait as wait:
             wait.inputs = self._inputs()
             raise
@@ -274,23 +276,15 @@ class _LimitedCall(Scope):
 
     def retried(self, exc: BaseException, attempt: int, wait: float) -> None:
         if isinstance(exc, XAIRateLimitError):  # the retry sleeps in the worker for capacity
-            self.waited += wait
+            self.exchange.waited_s += wait
 
     def answered(self) -> None:
         if self.plan is not None and self.limiter is not None:
-            self.limiter.settle(self.plan, self._noted())
+            self.limiter.settle(self.plan, billed_tokens(self.exchange.answer))
 
     async def aanswered(self) -> None:
         if self.plan is not None and self.limiter is not None:
-            await self.limiter.asettle(self.plan, self._noted())
-
-    def _noted(self) -> int | None:
-        """The billed tokens; the waits are noted on the answer's usage record."""
-        record = self.exchange.record
-        if record is None:
-            return None
-        record.waited_s, record.deferred_s = round(self.waited, 3), round(self.deferred, 3)
-        return record.total_tokens
+            await self.limiter.asettle(self.plan, billed_tokens(self.exchange.answer))
 
 
 __all__ = ["FirstCall", "RateLimitLayer"]

@@ -158,7 +158,10 @@ class SharedRateLimiter:
         if at is None:
             if held is not None:
                 self.release(held)
-            at = self._reserved(plan, self._apply(plan.key, self._reservation(plan)))
+            asked = self._reservation(plan)
+            at = self._reserved(plan, self._apply(plan.key, asked))
+            if at <= asked.now:  # the slot is now: nothing to wait for
+                return self.clock() - started
         elif self._late(at):  # back later than its slot: the next free one
             at = self._apply(plan.key, self._again()).at
         defer_after = defer.after if defer is not None else None
@@ -180,7 +183,10 @@ class SharedRateLimiter:
         if at is None:
             if held is not None:
                 await self.arelease(held)
-            at = self._reserved(plan, await self._aapply(plan.key, self._reservation(plan)))
+            asked = self._reservation(plan)
+            at = self._reserved(plan, await self._aapply(plan.key, asked))
+            if at <= asked.now:
+                return self.clock() - started
         elif self._late(at):
             at = (await self._aapply(plan.key, self._again())).at
         defer_after = defer.after if defer is not None else None

@@ -101,7 +101,15 @@ def encode(times: tuple[int, int, int]) -> str:
 
 def transition(stored: Any, update: Update) -> tuple[str, Outcome]:
     """Apply ``update`` to a key's stored value: the value to store and the answer."""
-    (nxt, empty, cool), garbled = decode(stored, update.now)
+    times, garbled = decode(stored, update.now)
+    after, outcome = advance(times, update, garbled)
+    return encode(after), outcome
+
+
+def advance(times: tuple[int, int, int], update: Update, garbled: bool = False) -> tuple[tuple[int, int, int], Outcome]:
+    """Apply ``update`` to a key's decoded ``(next, empty, cool)``: the times after it and the
+    answer (``garbled``: the stored value was unreadable, as the answer says)."""
+    nxt, empty, cool = times
     now, tokens = update.now, update.tokens
     empty = max(max(empty, now) + update.correction, now)
     cool = max(cool, update.cool_until)
@@ -112,7 +120,7 @@ def transition(stored: Any, update: Update) -> tuple[str, Outcome]:
         at = max(now, nxt, cool, empty + tokens - update.depth)
         nxt = at + update.spacing
         empty = max(empty, at) + tokens
-    return encode((nxt, empty, cool)), Outcome(at, cool, garbled)
+    return (nxt, empty, cool), Outcome(at, cool, garbled)
 
 
 class SlotStore:
@@ -139,4 +147,4 @@ def _metric() -> None:
         stats.incr(f"{METRIC_PREFIX}.rate_limit.garbled_values")
 
 
-__all__ = ["HORIZON", "SECOND_US", "Outcome", "SlotStore", "Update", "decode", "encode", "transition"]
+__all__ = ["HORIZON", "SECOND_US", "Outcome", "SlotStore", "Update", "advance", "decode", "encode", "transition"]

@@ -45,20 +45,30 @@ def tokens_held(limiter: SharedRateLimiter, model: str = MODEL) -> int:
 
 
 @contextmanager
-def counted_transactions(states: SQLiteStates, limit: int | None = None) -> Iterator[Callable[[], int]]:
-    """Count the embedded store's transactions; past ``limit``, fail the one that goes over."""
+def counted_operations(states: SQLiteStates, limit: int | None = None) -> Iterator[Callable[[], int]]:
+    """Count the embedded store's operations (a transaction, or a compare-and-set that wrote);
+    past ``limit``, fail the one that goes over."""
     count = 0
-    real = states.transaction
+    transaction, swapped = states.transaction, states._swapped
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
+    def counted() -> None:
         nonlocal count
         count += 1
         if limit is not None and count > limit:
-            raise AssertionError(f"more than {limit} store transactions")
-        return real(*args, **kwargs)
+            raise AssertionError(f"more than {limit} store operations")
 
-    states.transaction = counting  # type: ignore[method-assign]
+    def counting_transaction(*args: Any, **kwargs: Any) -> Any:
+        counted()
+        return transaction(*args, **kwargs)
+
+    def counting_swap(*args: Any, **kwargs: Any) -> Any:
+        outcome = swapped(*args, **kwargs)
+        if outcome is not None:
+            counted()
+        return outcome
+
+    states.transaction, states._swapped = counting_transaction, counting_swap  # type: ignore[method-assign]
     try:
         yield lambda: count
     finally:
-        del states.transaction
+        del states.transaction, states._swapped

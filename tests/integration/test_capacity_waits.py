@@ -33,7 +33,7 @@ from airflow_provider_xai.ratelimit.slots import Update, decode
 from airflow_provider_xai.triggers.capacity import XAIRateLimitSlotTrigger
 from airflow_provider_xai.triggers.deferred import XAIDeferredCompletionTrigger
 from tests.helpers.context import FakeStateStore, FakeTI, make_context
-from tests.helpers.limits import counted_transactions, raw_value
+from tests.helpers.limits import counted_operations, raw_value
 
 MODEL = "grok-4.3"
 RPS = 10  # slots about 0.1 s apart
@@ -144,7 +144,7 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     last_booked = book()
     store = FakeStateStore()
     lim = limiter()
-    with counted_transactions(lim.states) as operations:
+    with counted_operations(lim.states) as operations:
         deferral = deferred(chat(), store)
     trigger = deferral.trigger
     assert isinstance(trigger, XAIRateLimitSlotTrigger) and deferral.method_name == RESUME_METHOD
@@ -157,7 +157,7 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     event = fire(trigger)
     assert event["status"] == "slot" and event["fired_at"] >= trigger.moment
     ti = FakeTI()
-    with counted_transactions(lim.states) as operations:
+    with counted_operations(lim.states) as operations:
         answer = chat().execute_after_capacity(make_context(ti, store), event)
     assert answer and operations() == 1  # its return noted; sent with the held slot: no new reservation
     assert len(lim.returns()) == 1

@@ -42,7 +42,7 @@ from airflow_provider_xai.ratelimit.limiter import (
 )
 from airflow_provider_xai.ratelimit.store import SQLiteStates
 from tests.helpers.clock import FakeClock
-from tests.helpers.limits import counted_transactions, tokens_held
+from tests.helpers.limits import counted_operations, tokens_held
 
 KEY = "xai-unit-limiter-key-123456"
 MODEL = "grok-4.3"
@@ -264,35 +264,35 @@ class TestReservedSlots:
 
         limiter.sleep, limiter.asleep = busy_machine, abusy_machine
         start = clock.now
-        with counted_transactions(states) as transactions:
+        with counted_operations(states) as operations:
             for _ in range(3):
                 asyncio.run(hook.achat(ask())) if asynchronous else hook.chat(ask())
-        assert transactions() == 4  # the late call reserved a second time
+        assert operations() == 4  # the late call reserved a second time
         sent = [t - start for t in server.times]
         # the second call woke too late for its slot (1 x spacing) and took the next free one (2 x),
         # for which it woke late but in time; the third kept its own slot (3 x)
         assert sent == pytest.approx([0.0, 2 * spacing + LATE_US / 1e6 - 0.001, 3 * spacing], abs=1e-5)
 
-    def test_a_call_costs_one_store_transaction(
+    def test_a_call_costs_one_store_operation(
         self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
     ) -> None:
         set_connection(monkeypatch, rate_limit_requests_per_second=1000, rate_limit_tokens_per_minute=10**6)
         hook = limited_hook(Server(clock, completion(total_tokens=5)), clock, states)
         hook.chat(ask())  # opens the file
-        with counted_transactions(states) as transactions:
+        with counted_operations(states) as operations:
             for _ in range(10):
                 hook.chat(ask(max_tokens=50))  # over-estimated: the refund rides on the next call
             asyncio.run(hook.achat(ask(max_tokens=50)))
-        assert transactions() == 11
+        assert operations() == 11
 
-    def test_an_answer_billing_more_than_reserved_costs_a_second_transaction(
+    def test_an_answer_billing_more_than_reserved_costs_a_second_operation(
         self, monkeypatch: pytest.MonkeyPatch, clock: FakeClock, states: SQLiteStates
     ) -> None:
         set_connection(monkeypatch, rate_limit_tokens_per_minute=10**6)
         hook = limited_hook(Server(clock, completion(total_tokens=500)), clock, states)
-        with counted_transactions(states) as transactions:
+        with counted_operations(states) as operations:
             hook.chat(ask(max_tokens=50))
-        assert transactions() == 2  # the reservation, then the debt, at once
+        assert operations() == 2  # the reservation, then the debt, at once
         assert tokens_held(limiter_of(hook)) == 500
 
     def test_models_are_limited_separately(
@@ -429,9 +429,9 @@ class TestInterface:
         plan = limiter.plan(MODEL, 700)
         assert plan is not None
         limiter.acquire(plan)
-        with counted_transactions(states) as transactions:
+        with counted_operations(states) as operations:
             limiter.failed(plan, XAIBadRequestError("bad", status=400), 0.0)
-        assert transactions() == 0 and plan.charged == 0
+        assert operations() == 0 and plan.charged == 0
         assert tokens_held(limiter) == 0  # carried by the next operation on the key
 
     def test_a_refund_survives_a_store_failure(
@@ -612,10 +612,10 @@ class TestTokens:
         a minute's budget per transaction) and would have locked every worker out for ever."""
         set_connection(monkeypatch, rate_limit_tokens_per_minute=1000)
         hook = limited_hook(Server(clock, completion(total_tokens=10**15)), clock, states)
-        with counted_transactions(states, limit=10) as transactions:
+        with counted_operations(states, limit=10) as operations:
             completion_ = hook.chat(ask(max_tokens=100))
         assert completion_.usage is not None and completion_.usage.total_tokens == 10**15
-        assert transactions() == 2
+        assert operations() == 2
         assert "more than a minute's budget" in caplog.text
         assert tokens_held(limiter_of(hook)) == 1000
         hook.chat(ask(max_tokens=100))  # waits for its own share of the minute, no longer
@@ -781,7 +781,7 @@ def test_the_async_path_withdraws_a_far_call_and_sends_later_with_the_held_slot(
     assert server.times == [] and withdrawn.value.wait > 5 and withdrawn.value.inputs
     first = FirstCall(held=held, inputs=withdrawn.value.inputs)
     hook.rate_limit.expect(first)
-    with counted_transactions(states) as operations:
+    with counted_operations(states) as operations:
         record = asyncio.run(hook.achat(ask())).usage_record
     assert operations() == 0 and first.held_outcome == "used"
     assert server.times == [held.at / 1e6]  # at its slot, the one it held

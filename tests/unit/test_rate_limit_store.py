@@ -189,6 +189,45 @@ def test_concurrent_reservations_never_share_a_slot(states: SQLiteStates) -> Non
     assert sorted(slots) == [NOW + i * spacing for i in range(6 * each)]
 
 
+def _transactions(states: SQLiteStates, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys ``states`` opened a transaction for from here on (its other updates were one
+    compare-and-set statement each)."""
+    opened: list[str] = []
+    transaction = states.transaction
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        opened.append("transaction")
+        return transaction(*args, **kwargs)
+
+    monkeypatch.setattr(states, "transaction", spy)
+    return opened
+
+
+def test_an_update_is_one_statement_until_another_process_writes_the_key(
+    states: SQLiteStates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The value this process wrote is what a compare-and-set expects; once another process
+    (here a second store object) wrote the key, the set misses and a transaction reads it."""
+    other = SQLiteStates(states.path)
+    opened = _transactions(states, monkeypatch)
+    take = Update(NOW, slot=True, spacing=SECOND)
+    assert states.update("k", take).at == NOW and opened == ["transaction"]  # a key not written yet
+    assert states.update("k", take).at == NOW + SECOND and len(opened) == 1  # one statement
+    assert asyncio.run(states.aupdate("k", take)).at == NOW + 2 * SECOND and len(opened) == 1
+    assert other.update("k", take).at == NOW + 3 * SECOND
+    assert states.update("k", take).at == NOW + 4 * SECOND and len(opened) == 2  # missed: read anew
+    assert states.update("k", take).at == NOW + 5 * SECOND and len(opened) == 2
+
+
+def test_without_wal_every_update_is_a_transaction(states: SQLiteStates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollback journal's lone statement may wait for readers at its commit: no compare-and-set."""
+    monkeypatch.setattr(states, "_wal", False)
+    opened = _transactions(states, monkeypatch)
+    take = Update(NOW, slot=True, spacing=SECOND)
+    assert [states.update("k", take).at for _ in range(3)] == [NOW, NOW + SECOND, NOW + 2 * SECOND]
+    assert len(opened) == 3
+
+
 def test_the_async_update_waits_for_a_locked_file_in_a_thread(
     states: SQLiteStates, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,6 +30,7 @@ from airflow_provider_xai.usage import (
     XCOM_USAGE_KEY,
     UsageLedger,
     UsageRecord,
+    billed_tokens,
     build_record,
     emit_metrics,
     format_usage_line,
@@ -59,6 +60,24 @@ class TestBuildRecord:
         assert build_record(usage(total_tokens=1650), "grok-4.3").total_tokens == 1650
         no_total = Usage.model_validate({"prompt_tokens": 10, "completion_tokens": 4, "reasoning_tokens": 6})
         assert build_record(no_total, "grok-4.3").total_tokens == 20  # only when xAI sent none
+
+    @pytest.mark.parametrize(
+        "answer_usage",
+        [
+            usage(),
+            Usage.model_validate({"prompt_tokens": 10, "completion_tokens": 4, "reasoning_tokens": 6}),
+            ResponseUsage.model_validate({"input_tokens": 30, "output_tokens": 12, "reasoning_tokens": 5}),
+            ResponseUsage.model_validate(  # reasoning beside the output, total as sent
+                {"input_tokens": 30, "output_tokens": 12, "reasoning_tokens": 5, "total_tokens": 47}
+            ),
+        ],
+        ids=["chat", "chat without a total", "responses", "responses with reasoning beside"],
+    )
+    def test_the_rate_limiter_settles_to_the_record_total(self, answer_usage: Any) -> None:
+        """The limiter reads the billed tokens without making the record: the same figure."""
+        answer = type("Answer", (), {"usage": answer_usage})()
+        assert billed_tokens(answer) == build_record(answer_usage, "grok-4.3").total_tokens
+        assert billed_tokens(type("Unbilled", (), {"usage": None})()) is None
 
     def test_top_level_reasoning_tokens_of_the_older_shape_are_read(self) -> None:
         older = Usage.model_validate(
