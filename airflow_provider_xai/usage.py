@@ -177,13 +177,17 @@ def _token_counts(usage: Usage | ResponseUsage) -> tuple[int, int, int, int, int
 
 
 def billed_tokens(answer: Any) -> int | None:
-    """The tokens xAI billed for ``answer`` (a chat completion or a response), counted as its
-    usage record's ``total_tokens``, without making the record: what the rate limiter settles
-    a reservation to. None when the answer carries no usage."""
-    from airflow_provider_xai.schemas import ResponseUsage, Usage
+    """The tokens xAI billed for ``answer`` (a chat completion or a response), its usage
+    record's ``total_tokens`` (xAI's figure, counted as the record counts it only when absent),
+    without making the record: what the rate limiter settles a reservation to. None when the
+    answer carries no usage."""
+    from airflow_provider_xai.schemas.chat import Usage
+    from airflow_provider_xai.schemas.response_items import ResponseUsage
 
     usage = getattr(answer, "usage", None)
-    return _token_counts(usage)[5] if isinstance(usage, (Usage, ResponseUsage)) else None
+    if not isinstance(usage, Usage | ResponseUsage):
+        return None
+    return usage.total_tokens if "total_tokens" in usage.model_fields_set else _token_counts(usage)[5]
 
 
 def served_tier(answer: Any) -> str | None:
