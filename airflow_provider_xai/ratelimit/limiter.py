@@ -22,7 +22,8 @@ model, the rate-limit layer calls:
    forgets it after a minute) and never failing the answer. A debt is written at once (one
    store operation); tokens given back ride on the next store operation of the key.
 
-So a call costs one store operation (one SQLite transaction, one Redis round trip), plus one
+So a call costs one store operation (on SQLite usually one compare-and-set statement, else a
+transaction; one Redis round trip), plus one
 when its answer billed more tokens than it reserved, or was a 429, or it woke too late.
 
 Request slots are ``(1 s + JITTER_ALLOWANCE_US) / R`` apart, so R + 1 consecutive requests span
