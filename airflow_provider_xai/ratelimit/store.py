@@ -3,8 +3,8 @@
 Both stores answer one operation, ``update(key, Update) -> Outcome`` (blocking) and
 ``aupdate`` (async), which applies the reservation transition of ``slots.py`` atomically for
 every process sharing the store: on SQLite by one compare-and-set statement or one transaction
-(``sqlite_store.py``), on Redis in one round trip (``redis_store.py``). :func:`open_states` gives each process one store object per
-settings, shared by every hook.
+(``sqlite_store.py``), on Redis in one round trip (``redis_store.py``). :func:`open_states`
+gives each process one store object per settings, shared by every hook.
 """
 
 from __future__ import annotations
