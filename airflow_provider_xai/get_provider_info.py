@@ -259,6 +259,15 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                         "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 3600},
                     },
+                    "rate_limit_send_in_triggerer": {
+                        "label": "Rate limit: send from the triggerer",
+                        "description": (
+                            "A prompt call that waits for its slot in the triggerer is sent from there at "
+                            "its slot, and its task resumes with the answer (default on; off: the task goes "
+                            "back to a worker to send it, for a triggerer that cannot reach xAI)."
+                        ),
+                        "schema": {"type": ["boolean", "null"]},
+                    },
                 },
             }
         ],

@@ -24,6 +24,7 @@ BUCKETS_SHAPE = 'must be a JSON object of bucket -> requests per second (e.g. {"
 #: The connection extras of the shared limit, each ``rate_limit_<name>``.
 RATE_LIMIT_FIELDS = (
     "requests_per_second", "tokens_per_minute", "store", "path", "redis_conn_id", "defer_after", "resume_lead",
+    "send_in_triggerer",
 )
 DEFAULT_PATH_NAME = "xai_rate_limits.sqlite"
 #: A task whose slot is further away than this many seconds waits for it in the triggerer.
@@ -47,6 +48,10 @@ class RateLimitConfig:
     #: Seconds of wait past which a prompt task's first call waits in the triggerer (None: never).
     defer_after: float | None = DEFAULT_DEFER_AFTER
     resume_lead: float = DEFAULT_RESUME_LEAD
+    #: A call that waits in the triggerer is sent from there at its slot (False: its task is
+    #: handed back to a worker shortly before the slot, to send it; for a triggerer that cannot
+    #: reach xAI).
+    send_in_triggerer: bool = True
 
 
 def default_path() -> str:
@@ -85,6 +90,7 @@ def rate_limit_config(values: Mapping[str, Any], conn_id: str) -> RateLimitConfi
         redis_conn_id=str(redis_conn_id) if redis_conn_id else None,
         defer_after=defer_after or None,  # 0: never
         resume_lead=_seconds(conn_id, "rate_limit_resume_lead", values.get("resume_lead"), DEFAULT_RESUME_LEAD),
+        send_in_triggerer=_flag(conn_id, "rate_limit_send_in_triggerer", values.get("send_in_triggerer"), True),
     )
 
 
@@ -114,6 +120,20 @@ def _seconds(conn_id: str, name: str, value: Any, default: float) -> float:
     if number > MAX_WAIT_SETTING:
         raise _bad(conn_id, name, f"must be at most {MAX_WAIT_SETTING:g} seconds, got {value!r}")
     return float(number)
+
+
+def _flag(conn_id: str, name: str, value: Any, default: bool) -> bool:
+    """A yes or no: a boolean, or its text (true/false, yes/no, 1/0); ``default`` when unset."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise _bad(conn_id, name, f"must be true or false, got {value!r}")
 
 
 def _absolute(conn_id: str, path: Any) -> str:

@@ -160,14 +160,16 @@ class XAIHook(
         """Close the running event loop's async client."""
         await self.transport.aclose()
 
-    def request(self, method: str, path: str, body: Any = None) -> Reply:
+    def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Reply:
         """Send one API request with the retry policy; raise a typed error on failure. A path
         that matches an endpoint declaration is traced, limited and its usage read as such."""
-        return self.transport.send(_raw(method, path, body))
+        return self.transport.send(_raw(method, path, body, headers))
 
-    async def arequest(self, method: str, path: str, body: Any = None) -> Reply:
+    async def arequest(
+        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Reply:
         """Async :meth:`request`."""
-        return await self.transport.asend(_raw(method, path, body))
+        return await self.transport.asend(_raw(method, path, body, headers))
 
     # --- chat ------------------------------------------------------------------------------------
     def chat_request(self, request: RequestLike | None = None, /, **kwargs: Any) -> ChatRequest:
@@ -381,10 +383,11 @@ class XAIHook(
         return True, message
 
 
-def _raw(method: str, path: str, body: Any) -> Call[Reply]:
+def _raw(method: str, path: str, body: Any, headers: Mapping[str, str] | None = None) -> Call[Reply]:
     """A call read as the raw reply, under its declaration when the path has one."""
     endpoint = declaration_of(method, path) or Endpoint("request", method, path)
-    return Call(endpoint, _as_is, path=path, body=None if body is None else (lambda _settings: body))
+    built = None if body is None else (lambda _settings: body)
+    return Call(endpoint, _as_is, path=path, body=built, headers=dict(headers) if headers else None)
 
 
 def _as_is(reply: Reply) -> Reply:

@@ -8,15 +8,22 @@ task:
 
 1. keeps the reservation in the task state store, with the fingerprint of the call's body,
    and in the trigger, whose event brings it back;
-2. defers to :class:`~airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger` until
-   its resume lead before the slot, holding no worker slot. The lead is learned
+2. defers to :class:`~airflow_provider_xai.triggers.capacity.XAIRateLimitSlotTrigger`, holding
+   no worker slot. The trigger sends the request itself at the slot when it may
+   (``rate_limit_send_in_triggerer``, on by default; a call under a cost cap or a budget, whose
+   budget is checked in the worker before it is sent, and a request the layer does not hand
+   over, see ``_LimitedCall._handed_over``, are sent from the worker): the task resumes with
+   the answer and records it as if it had sent it, so no slot is lost to the time Airflow takes
+   to run the task again. Else the task is handed back its resume lead before the slot. The
+   lead is learned
    (:mod:`airflow_provider_xai.ratelimit.lead`): about the time this deployment takes to run a
    deferred task again, from the returns the connection's tasks noted in the shared store, at
    most ``rate_limit_resume_lead`` (the lead before any is measured);
-3. back on a worker (:func:`resume`), runs again: its first limited call sends with the held
-   reservation instead of taking a new slot (if the body is the same; else the reservation is
-   given back and a new slot taken). Back later than its slot (past the limiter's ``LATE_US``: sending then could
-   put more than the limit in a second), it takes the next free one and may defer again (at
+3. back on a worker (:func:`resume`), runs again: its first limited call reads the answer the
+   triggerer got, or sends with the held reservation instead of taking a new slot (if the body
+   is the same; else the reservation is given back and a new slot taken). Back later than its
+   slot (past the limiter's ``LATE_US``: sending then could put more than the limit in a
+   second), it takes the next free one and may defer again (at
    most :data:`MAX_DEFERRALS` times per try), with the lead learned from the returns so far.
    The task notes how long it took from the trigger firing to its call coming to the held slot
    (one store operation, after the request), for the tasks after it.
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from airflow_provider_xai.connection.rate_limits import RateLimitConfig
     from airflow_provider_xai.hooks.xai import XAIHook
     from airflow_provider_xai.operators.base import XAIBaseOperator
+    from airflow_provider_xai.pipeline.replies import Reply
     from airflow_provider_xai.ratelimit.held import CapacityWait, Reservation
     from airflow_provider_xai.ratelimit.layer import FirstCall
 
@@ -52,6 +60,9 @@ CAPACITY_STATE_KEY = "xai_rate_limit_slot"
 #: Deferrals for capacity per try; past them the task waits in the worker.
 MAX_DEFERRALS = 3
 RESUME_METHOD = "execute_after_capacity"
+#: A trigger that sends the request fires this long before the slot (its hook then sleeps to
+#: the slot's microsecond): time to open the connection.
+SEND_AHEAD = 1.0
 
 
 @dataclass
@@ -67,6 +78,10 @@ class Resume:
     came_back: float | None = None
     #: When the trigger fired (epoch seconds; None: unknown).
     fired_at: float | None = None
+    #: The answer the triggerer got, sending the task's request at its slot (None: it did not).
+    answer: Reply | None = None
+    #: Why the triggerer could not send it ("": it was not asked to, or did).
+    failed: str = ""
     taken: bool = False
 
     @classmethod
@@ -76,6 +91,7 @@ class Resume:
 
         data: Mapping[str, Any] = event if isinstance(event, Mapping) else {}
         fired, inputs, deferrals, lead = (data.get(name) for name in ("fired_at", "inputs", "deferrals", "lead"))
+        status = data.get("status")
         return cls(
             held=Reservation.decode(data.get("slot")),
             inputs=inputs if isinstance(inputs, str) else None,
@@ -83,6 +99,8 @@ class Resume:
             lead=float(lead) if _seconds(lead) else 0.0,
             came_back=max(0.0, time.time() - fired) if _seconds(fired) else None,
             fired_at=float(fired) if _seconds(fired) else None,
+            answer=_answer_of(data) if status == "answered" else None,
+            failed=str(data.get("error") or "the triggerer could not send it") if status == "failed" else "",
         )
 
 
@@ -97,7 +115,9 @@ def resume(op: XAIBaseOperator, context: Context, event: Any) -> Any:
             "Back on a worker %.1fs after the triggerer let the task go (resume lead %.1fs)",
             back.came_back, back.lead,
         )
-    if back.held is None:
+    if back.failed:
+        op.log.warning("The triggerer could not send the xAI request (%s); sending it from this worker", back.failed)
+    elif back.held is None:
         op.log.warning("xAI rate-limit slot of this task unreadable after its deferral; taking a new one")
     token = _RESUMING.set(back)
     try:
@@ -127,8 +147,10 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
         back.taken = True
     deferrals = back.deferrals if back is not None else 0
     defer_after = config.defer_after if config.defer_after and deferrals < MAX_DEFERRALS else None
-    held = back.held if back is not None else None
+    held = back.held if back is not None and not back.failed else None  # a failed send spent it
     first = FirstCall(defer_after, held, back.inputs if back is not None else None)
+    first.hand_over = config.send_in_triggerer and not _under_spend_control(op)
+    first.answer = back.answer if back is not None else None
     lead = first.lead = ResumeLead(hook, config, back.fired_at if back is not None else None, first)
     hook.rate_limit.expect(first)
     deferring = False
@@ -136,7 +158,7 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
         return send(context)
     except CapacityWait as wait:
         deferring = True
-        _defer(op, state, wait, lead(), deferrals + 1)
+        _defer(op, state, wait, lead, deferrals + 1)
     finally:
         hook.rate_limit.expect(None)
         if back is not None:  # this return noted (after the request), for the tasks after it
@@ -144,6 +166,8 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
         if held is not None and not deferring:
             if not first.held_outcome:  # no limited call came (bad input...): not needed
                 _release(hook, held, tokens=True)
+            elif first.answer is not None and first.held_outcome != "answered":
+                op.log.warning("The answer the triggerer got was for other inputs than this try's: not used")
             state.clear()
 
 
@@ -215,19 +239,25 @@ def _noted(op: XAIBaseOperator, back: Resume, lead: ResumeLead) -> None:
     )
 
 
-def _defer(op: XAIBaseOperator, state: TaskState, wait: CapacityWait, lead: float, deferrals: int) -> None:
+def _defer(op: XAIBaseOperator, state: TaskState, wait: CapacityWait, lead: ResumeLead, deferrals: int) -> None:
     from airflow_provider_xai.triggers.capacity import XAIRateLimitSlotTrigger
 
     held = wait.reservation
     slot = held.encode()
     state.set(slot, wait.inputs)  # kept before deferring: a next try finds it and gives it back
-    op.log.info(
-        "xAI rate limit: the next slot is %.1fs away; waiting for it in the triggerer (back %.1fs before it)",
-        wait.wait, lead,
-    )
-    carry = {"inputs": wait.inputs, "deferrals": deferrals, "lead": lead}
+    request = wait.request.to_dict() if wait.request is not None else None
+    if request is not None:  # sent by the trigger: no lead to read
+        ahead = SEND_AHEAD
+        op.log.info("xAI rate limit: the next slot is %.1fs away; the triggerer sends the request then", wait.wait)
+    else:
+        ahead = lead()
+        op.log.info(
+            "xAI rate limit: the next slot is %.1fs away; waiting for it in the triggerer (back %.1fs before it)",
+            wait.wait, ahead,
+        )  # fmt: skip
+    carry = {"inputs": wait.inputs, "deferrals": deferrals, "lead": ahead}
     op.defer(
-        trigger=XAIRateLimitSlotTrigger(held.at / 1e6 - lead, slot, op.xai_conn_id, carry),
+        trigger=XAIRateLimitSlotTrigger(held.at / 1e6 - ahead, slot, op.xai_conn_id, carry, request),
         method_name=RESUME_METHOD,
     )
 
@@ -256,6 +286,30 @@ def _release(hook: XAIHook, held: Reservation, *, tokens: bool) -> None:
         return
     if limiter is not None:
         limiter.release(held, tokens=tokens)
+
+
+def _under_spend_control(op: XAIBaseOperator) -> bool:
+    """Whether the task's calls are under a cost cap or a budget: checked in the worker before a
+    call is sent, so never handed to the triggerer (its budget could be spent by then)."""
+    if getattr(op, "max_cost_usd", None) is not None:
+        return True
+    try:
+        return bool(op.hook.spend.budgets(op.hook.settings))
+    except XAIError:  # the call says what is wrong
+        return True
+
+
+def _answer_of(data: Mapping[str, Any]) -> Reply | None:
+    """The answer the triggerer got, as the reply the call reads (None: none readable)."""
+    import httpx
+
+    from airflow_provider_xai.pipeline.replies import Reply
+
+    answer, request_id = data.get("answer"), data.get("request_id")
+    if not isinstance(answer, str):
+        return None
+    headers = httpx.Headers({"x-request-id": request_id} if isinstance(request_id, str) else {})
+    return Reply(200, headers, answer.encode("utf-8"))
 
 
 def _seconds(value: Any) -> TypeGuard[float]:

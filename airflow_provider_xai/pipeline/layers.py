@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
     from airflow_provider_xai.pipeline.call import Call
+    from airflow_provider_xai.pipeline.replies import Reply
     from airflow_provider_xai.pricing import Price
     from airflow_provider_xai.usage import UsageRecord
 
@@ -60,6 +61,9 @@ class Exchange:
     rate_limited: int = 0
     waited_s: float = 0.0
     deferred_s: float = 0.0
+    #: The answer to this very request, made elsewhere (the triggerer sent it at the call's
+    #: rate-limit slot): a layer sets it before the attempt, which reads it instead of sending.
+    supplied: Reply | None = None
     _record: UsageRecord | None = field(default=None, repr=False)
     _recorded: bool = field(default=False, repr=False)
 

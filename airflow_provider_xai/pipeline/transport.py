@@ -443,6 +443,8 @@ class XAITransport:
 
     # --- one attempt (the I/O leaves) --------------------------------------------------------------
     def _attempt(self, ex: Exchange) -> Any:
+        if (supplied := _supplied(ex)) is not None:  # answered in the triggerer: read, not sent
+            return self._whole(ex, supplied)
         response = self._open(ex)
         if ex.call.sink is not None:
             sink, ex.request_id = ex.call.sink(), response.headers.get("x-request-id")
@@ -452,13 +454,15 @@ class XAITransport:
         if ex.call.stream is None:
             with _typed_failures(ex):
                 content = read_body(response, self._limit(ex))
-            return self._whole(ex, content, response)
+            return self._whole(ex, Reply(response.status_code, response.headers, content))
         assembler = _assembler(ex)
         for _ in self._fold(ex, response, assembler):
             pass
         return self._answer(ex, assembler.result())
 
     async def _aattempt(self, ex: Exchange, client: httpx.AsyncClient) -> Any:
+        if (supplied := _supplied(ex)) is not None:
+            return self._whole(ex, supplied)
         response = await self._aopen(ex, client)
         if ex.call.sink is not None:
             sink, ex.request_id = ex.call.sink(), response.headers.get("x-request-id")
@@ -468,7 +472,7 @@ class XAITransport:
         if ex.call.stream is None:
             with _typed_failures(ex):
                 content = await aread_body(response, self._limit(ex))
-            return self._whole(ex, content, response)
+            return self._whole(ex, Reply(response.status_code, response.headers, content))
         assembler = _assembler(ex)
         async for _ in self._afold(ex, response, assembler):
             pass
@@ -520,10 +524,10 @@ class XAITransport:
             url = urls[call.endpoint.path] = client.build_request(call.endpoint.method, call.endpoint.path).url
         return url
 
-    def _whole(self, ex: Exchange, content: bytes, response: httpx.Response) -> Any:
+    def _whole(self, ex: Exchange, reply: Reply) -> Any:
         assert ex.call.read is not None
-        reply = check_reply(Reply(response.status_code, response.headers, content))
-        ex.request_id = response.headers.get("x-request-id")
+        reply = check_reply(reply)
+        ex.request_id = reply.headers.get("x-request-id")
         return self._answer(ex, ex.call.read(reply))
 
     def _fold(self, ex: Exchange, response: httpx.Response, assembler: Assembler[Any]) -> Iterator[Any]:
@@ -588,6 +592,13 @@ class XAITransport:
             log.debug("xAI usage of a failed answer could not be read", exc_info=True)
             return False
         return ex.record is not None
+
+
+def _supplied(ex: Exchange) -> Reply | None:
+    """The answer a layer supplied for this attempt, taken once (an answer that cannot be read
+    is not read again: a retry sends the request)."""
+    supplied, ex.supplied = ex.supplied, None
+    return supplied
 
 
 def _exchange(call: Call[Any], settings: ClientSettings, prices: Mapping[str, Price]) -> Exchange:

@@ -86,11 +86,38 @@ class CapacityWait(Withdrawn):
     """A call's slot is further away than its task waits in a worker: nothing was sent, and the
     slot is booked for it. ``reservation`` is to be kept and sent with (the layer's
     :meth:`~airflow_provider_xai.ratelimit.layer.RateLimitLayer.expect`); ``wait``: seconds
-    from now to the slot; ``inputs``: the fingerprint of the call's body."""
+    from now to the slot; ``inputs``: the fingerprint of the call's body; ``request``: the
+    request itself when it may be sent from the triggerer (:class:`HandedOver`), else None."""
 
     def __init__(self, reservation: Reservation, wait: float, inputs: str = "") -> None:
         super().__init__(f"the shared xAI rate limit's next slot is {wait:.1f}s away")
         self.reservation, self.wait, self.inputs = reservation, wait, inputs
+        self.request: HandedOver | None = None
 
 
-__all__ = ["CapacityWait", "DeferRule", "Reservation"]
+@dataclass(frozen=True)
+class HandedOver:
+    """A request handed to the triggerer whole, to be sent there at its slot: its method, path
+    (under the base URL), JSON body and headers, all JSON-safe (they travel in the trigger)."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, data: Any) -> HandedOver | None:
+        """Read back from the trigger's kwargs (None: not one)."""
+        if not isinstance(data, dict):
+            return None
+        method, path, body, headers = (data.get(k) for k in ("method", "path", "body", "headers"))
+        if not (isinstance(method, str) and isinstance(path, str) and isinstance(body, dict)):
+            return None
+        headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+        return cls(method, path, body, headers)
+
+
+__all__ = ["CapacityWait", "DeferRule", "HandedOver", "Reservation"]

@@ -26,24 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_xai import secrets
 from airflow_provider_xai.connection.rate_limits import RateLimitConfig, default_path
 from airflow_provider_xai.exceptions import XAIAPIError, XAIRateLimitError
 from airflow_provider_xai.pipeline.layers import Exchange, Layer, Scope
 from airflow_provider_xai.pipeline.retry import backoff
-from airflow_provider_xai.ratelimit.held import CapacityWait, DeferRule
+from airflow_provider_xai.ratelimit.held import CapacityWait, DeferRule, HandedOver
 from airflow_provider_xai.task_state import fingerprint
 from airflow_provider_xai.usage import billed_tokens
 
 if TYPE_CHECKING:
     from airflow_provider_xai.connection.settings import ClientSettings
+    from airflow_provider_xai.pipeline.replies import Reply
     from airflow_provider_xai.ratelimit.held import Reservation
     from airflow_provider_xai.ratelimit.limiter import Plan, SharedRateLimiter
 
 R = TypeVar("R")
+#: The largest request body handed to the triggerer (it travels in the trigger's kwargs): a
+#: larger one, an inlined image say, is sent from the worker.
+MAX_HANDED_OVER_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -57,13 +63,20 @@ class FirstCall:
         (the task's inputs changed) gives it back and takes a new slot.
     :param lead: how long before its slot a withdrawn call's task would be handed back (read
         only when the slot is further away than ``defer_after``): a slot within it is slept for.
+    :param hand_over: a withdrawn call carries its request (``CapacityWait.request``) when it
+        may be sent from the triggerer at its slot (see :meth:`_LimitedCall._handed_over`).
+    :param answer: the answer to ``held``'s request, made in the triggerer at its slot: read
+        instead of sending, when the body is the one ``inputs`` names.
     """
 
     defer_after: float | None = None
     held: Reservation | None = None
     inputs: str | None = None
     lead: Callable[[], float] | None = None
-    #: What became of ``held``: "" (no limited call came), "used" or "given back".
+    hand_over: bool = False
+    answer: Reply | None = None
+    #: What became of ``held``: "" (no limited call came), "used", "answered" (in the
+    #: triggerer) or "given back".
     held_outcome: str = ""
     #: When the call came to ``held`` (the limiter's clock, epoch seconds; None: it never did).
     reached: float | None = None
@@ -203,6 +216,8 @@ class _LimitedCall(Scope):
         self.limiter: SharedRateLimiter | None = None
         self.plan: Plan | None = None
         self.first: FirstCall | None = None
+        #: This request, when its task may hand it to the triggerer (see ``_handed_over``).
+        self.request: HandedOver | None = None
 
     def _planned(self, limiter: SharedRateLimiter | None) -> Plan | None:
         if limiter is not None and self.plan is None:
@@ -219,7 +234,12 @@ class _LimitedCall(Scope):
         first, self.first = self.first, None
         if first is None:
             return None, None, None
-        defer = DeferRule(first.defer_after, first.lead) if first.defer_after is not None else None
+        defer = None
+        if first.defer_after is not None:
+            # A request the triggerer will send needs no resume lead: the task is not back
+            # on a worker to send it (the lead is read, a store operation, only otherwise).
+            self.request = self._handed_over() if first.hand_over else None
+            defer = DeferRule(first.defer_after, None if self.request is not None else first.lead)
         held = first.held
         if held is None:
             return None, defer, None
@@ -228,12 +248,33 @@ class _LimitedCall(Scope):
         if first.inputs != self._inputs():
             first.held_outcome = "given back"
             return None, defer, held
-        first.held_outcome = "used"
         self.exchange.deferred_s = max(0.0, first.reached - held.since)
+        if first.answer is not None:  # the triggerer sent it at the held slot: read its answer
+            first.held_outcome, self.exchange.supplied = "answered", first.answer
+            return held, None, None
+        first.held_outcome = "used"
         return held, defer, None
 
     def _inputs(self) -> str:
         return fingerprint(self.exchange.body)
+
+    def _handed_over(self) -> HandedOver | None:
+        """This request, for the triggerer to send at its slot, when it may: a whole answer (not
+        a stream, not a download) to a JSON body of at most :data:`MAX_HANDED_OVER_BYTES`,
+        neither holding a registered secret (an MCP server's authorization, say), as the
+        trigger's kwargs are stored with the task."""
+        call, body = self.exchange.call, self.exchange.body
+        if call.read is None or call.url or not isinstance(body, dict):
+            return None
+        headers = dict(call.headers or {})
+        try:
+            text = json.dumps([body, headers])
+        except (TypeError, ValueError):
+            return None
+        if len(text) > MAX_HANDED_OVER_BYTES or secrets.scrub(text) != text:
+            return None
+        sent, headers = json.loads(text)
+        return HandedOver(call.endpoint.method, call.target, sent, headers)
 
     def _backoff(self, exc: XAIAPIError) -> float:
         return backoff(self.exchange.rate_limited + 1, self.layer.backoff_base, self.layer.backoff_cap)
@@ -245,11 +286,14 @@ class _LimitedCall(Scope):
         held, defer, stale = self._asked()
         if stale is not None:
             self.limiter.release(stale)
-        try:
-            self.exchange.waited_s += self.limiter.acquire(plan, held, defer)
-        except CapacityWait as wait:
-            wait.inputs = self._inputs()
-            raise
+        if self.exchange.supplied is not None and held is not None:
+            plan.charged = held.tokens  # answered in the triggerer at the held slot: nothing to send
+        else:
+            try:
+                self.exchange.waited_s += self.limiter.acquire(plan, held, defer)
+            except CapacityWait as wait:
+                wait.inputs, wait.request = self._inputs(), self.request
+                raise
         try:
             return send()
         except XAIAPIError as exc:
@@ -263,11 +307,14 @@ class _LimitedCall(Scope):
         held, defer, stale = self._asked()
         if stale is not None:
             await self.limiter.arelease(stale)
-        try:
-            self.exchange.waited_s += await self.limiter.aacquire(plan, held, defer)
-        except CapacityWait as wait:
-            wait.inputs = self._inputs()
-            raise
+        if self.exchange.supplied is not None and held is not None:
+            plan.charged = held.tokens
+        else:
+            try:
+                self.exchange.waited_s += await self.limiter.aacquire(plan, held, defer)
+            except CapacityWait as wait:
+                wait.inputs, wait.request = self._inputs(), self.request
+                raise
         try:
             return await send()
         except XAIAPIError as exc:

@@ -197,6 +197,7 @@ def test_xai_connection_form_save_and_test_in_the_browser(
         "rate_limit_redis_conn_id": None,
         "rate_limit_defer_after": None,
         "rate_limit_resume_lead": None,
+        "rate_limit_send_in_triggerer": None,
     }
 
     # --- Test: the hook runs in the api-server against the local server --------------------

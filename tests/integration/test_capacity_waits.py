@@ -15,15 +15,22 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_xai import secrets
 from airflow_provider_xai.exceptions import XAIConnectionError, XAIValidationError
 from airflow_provider_xai.hooks.xai import XAIHook
-from airflow_provider_xai.operators.capacity import CAPACITY_STATE_KEY, MAX_DEFERRALS, RESUME_METHOD
+from airflow_provider_xai.operators.capacity import (
+    CAPACITY_STATE_KEY,
+    MAX_DEFERRALS,
+    RESUME_METHOD,
+    SEND_AHEAD,
+)
 from airflow_provider_xai.operators.chat import XAIChatOperator
 from airflow_provider_xai.operators.responses import XAIResponsesOperator
 from airflow_provider_xai.ratelimit.held import Reservation
@@ -49,8 +56,11 @@ def limited(xai_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     other extras (a later try may run with other settings)."""
 
     def connect(**extra: Any) -> None:
+        # The task goes back to a worker to send (the tests of sending from the triggerer, the
+        # default, turn it on).
         extra = {"rate_limit_requests_per_second": RPS, "rate_limit_path": str(tmp_path / "limits.sqlite"),
-                 "rate_limit_defer_after": DEFER_AFTER, "rate_limit_resume_lead": LEAD, **extra}
+                 "rate_limit_defer_after": DEFER_AFTER, "rate_limit_resume_lead": LEAD,
+                 "rate_limit_send_in_triggerer": False, **extra}
         monkeypatch.setenv("AIRFLOW_CONN_XAI_DEFAULT", xai_server.connection_json(**extra))
 
     connect()
@@ -167,6 +177,91 @@ def test_a_far_slot_waits_in_the_triggerer_and_the_task_sends_with_it(limited: A
     record = ti.pushed["xai_usage"]
     assert record["deferred_s"] > 0.3 and 0 <= record["waited_s"] <= LEAD
     assert CAPACITY_STATE_KEY not in store.data
+
+
+def test_a_far_slot_is_sent_by_the_triggerer_and_the_task_resumes_with_the_answer(
+    limited: Any, xai_server: Any
+) -> None:
+    """The default: the trigger sends the request at the held slot, so the time Airflow takes to
+    run the task again costs no slot; the task records the answer as if it had sent it."""
+    limited(rate_limit_send_in_triggerer=True)
+    last_booked = book()
+    store = FakeStateStore()
+    lim = limiter()
+    with counted_operations(lim.states) as operations:
+        deferral = deferred(chat(), store)
+    trigger = deferral.trigger
+    assert isinstance(trigger, XAIRateLimitSlotTrigger) and trigger.request is not None
+    held = held_of(store)
+    assert operations() == 1 and held.at == last_booked + lim.spacing_us  # the slot; no lead to read
+    assert trigger.moment == pytest.approx(held.at / 1e6 - SEND_AHEAD)
+    assert trigger.request["path"] == "responses" and "Authorization" not in json.dumps(trigger.request)
+    assert posts(xai_server) == []
+
+    event = fire(XAIRateLimitSlotTrigger(**trigger.serialize()[1]))  # as the triggerer makes it
+    assert event["status"] == "answered" and event["slot"] == trigger.slot
+    (sent,) = posts(xai_server)
+    assert sent_at(sent) >= held.at / 1e6 - 0.005  # at its slot, not before
+    assert next_slot() == held.at + lim.spacing_us  # the held slot was used, no other taken
+
+    ti = FakeTI()
+    answer = chat().execute_after_capacity(make_context(ti, store), event)
+    assert isinstance(answer, str) and answer and json.dumps(answer)[1:-1] in event["answer"]
+    assert len(posts(xai_server)) == 1  # the worker sent nothing
+    record = ti.pushed["xai_usage"]
+    assert record["total_tokens"] > 0 and record["deferred_s"] > 0.5 and record["waited_s"] == 0
+    assert record["request_id"] == event["request_id"]
+    assert CAPACITY_STATE_KEY not in store.data
+
+
+def test_a_request_the_triggerer_could_not_send_takes_a_new_slot(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_send_in_triggerer=True)
+    book()
+    store = FakeStateStore()
+    deferral = deferred(chat(), store)
+    held = held_of(store)
+    event = event_of(deferral, status="failed", error="xAI API error 503")
+    again = deferred(chat(), store, event)  # the held slot was spent: a new one, far away again
+    assert held_of(store).at > held.at and carried(again)["deferrals"] == 2
+    assert isinstance(again.trigger, XAIRateLimitSlotTrigger) and again.trigger.request is not None
+    assert posts(xai_server) == []
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param(lambda: chat(max_cost_usd=1.0), id="under a cost cap"),
+        pytest.param(lambda: chat(prompt="x" * 70_000), id="a body over 64 KiB"),
+        pytest.param(lambda: chat(prompt=f"Call with {secrets.register('mcp-token-5f3a9c')}"), id="a secret"),
+    ],
+)
+def test_a_task_the_triggerer_may_not_send_for_goes_back_to_a_worker(
+    limited: Any, xai_server: Any, task: Callable[[], XAIChatOperator]
+) -> None:
+    """A capped or budgeted call is checked in the worker before it is sent; a large body would
+    travel in the trigger: both are handed back before their slot instead."""
+    limited(rate_limit_send_in_triggerer=True)
+    book(30)
+    deferral = deferred(task(), FakeStateStore())
+    assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger) and deferral.trigger.request is None
+    assert fire_now(deferral.trigger)["status"] == "slot"
+    assert [e.path for e in posts(xai_server) if "tokenize" not in e.path] == []  # (a cap counts the prompt)
+
+
+def test_a_request_xai_refuses_in_the_triggerer_comes_back_as_failed(limited: Any, xai_server: Any) -> None:
+    limited(rate_limit_send_in_triggerer=True)
+    book()
+    deferral = deferred(chat(), FakeStateStore())
+    assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger) and deferral.trigger.request is not None
+    kwargs = deferral.trigger.serialize()[1]
+    kwargs["request"] = {**kwargs["request"], "body": {**kwargs["request"]["body"], "model": "grok-no-such-model"}}
+    event = fire(XAIRateLimitSlotTrigger(**kwargs))
+    assert event["status"] == "failed" and "grok-no-such-model" in event["error"] and "answer" not in event
+
+
+def fire_now(trigger: XAIRateLimitSlotTrigger) -> dict[str, Any]:
+    trigger.moment = time.time()
+    return fire(trigger)
 
 
 def test_a_near_slot_is_waited_for_in_the_worker(limited: Any, xai_server: Any) -> None:
