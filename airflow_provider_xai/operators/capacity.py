@@ -149,7 +149,8 @@ def within_capacity(op: XAIBaseOperator, context: Context, send: Callable[[Conte
     defer_after = config.defer_after if config.defer_after and deferrals < MAX_DEFERRALS else None
     held = back.held if back is not None and not back.failed else None  # a failed send spent it
     first = FirstCall(defer_after, held, back.inputs if back is not None else None)
-    first.hand_over = config.send_in_triggerer and not _under_spend_control(op)
+    if config.send_in_triggerer:  # asked once the task runs within its budgets (they name it)
+        first.hand_over = lambda: not _under_spend_control(op)
     first.answer = back.answer if back is not None else None
     lead = first.lead = ResumeLead(hook, config, back.fired_at if back is not None else None, first)
     hook.rate_limit.expect(first)
@@ -289,9 +290,11 @@ def _release(hook: XAIHook, held: Reservation, *, tokens: bool) -> None:
 
 
 def _under_spend_control(op: XAIBaseOperator) -> bool:
-    """Whether the task's calls are under a cost cap or a budget: checked in the worker before a
-    call is sent, so never handed to the triggerer (its budget could be spent by then)."""
-    if getattr(op, "max_cost_usd", None) is not None:
+    """Whether the task's calls are under a cost cap or a budget (the spend layer's task, set
+    for the task's calls): checked in the worker before a call is sent, so never handed to the
+    triggerer (its budget could be spent by then)."""
+    task = op.hook.spend.task
+    if task is None or task.max_cost_usd is not None:
         return True
     try:
         return bool(op.hook.spend.budgets(op.hook.settings))

@@ -63,8 +63,9 @@ class FirstCall:
         (the task's inputs changed) gives it back and takes a new slot.
     :param lead: how long before its slot a withdrawn call's task would be handed back (read
         only when the slot is further away than ``defer_after``): a slot within it is slept for.
-    :param hand_over: a withdrawn call carries its request (``CapacityWait.request``) when it
-        may be sent from the triggerer at its slot (see :meth:`_LimitedCall._handed_over`).
+    :param hand_over: asked when the call may be withdrawn: whether the task lets the triggerer
+        send it at its slot; the withdrawn call then carries its request
+        (``CapacityWait.request``) when it can travel there (:meth:`_LimitedCall._handed_over`).
     :param answer: the answer to ``held``'s request, made in the triggerer at its slot: read
         instead of sending, when the body is the one ``inputs`` names.
     """
@@ -73,7 +74,7 @@ class FirstCall:
     held: Reservation | None = None
     inputs: str | None = None
     lead: Callable[[], float] | None = None
-    hand_over: bool = False
+    hand_over: Callable[[], bool] | None = None
     answer: Reply | None = None
     #: What became of ``held``: "" (no limited call came), "used", "answered" (in the
     #: triggerer) or "given back".
@@ -238,7 +239,7 @@ class _LimitedCall(Scope):
         if first.defer_after is not None:
             # A request the triggerer will send needs no resume lead: the task is not back
             # on a worker to send it (the lead is read, a store operation, only otherwise).
-            self.request = self._handed_over() if first.hand_over else None
+            self.request = self._handed_over() if first.hand_over is not None and first.hand_over() else None
             defer = DeferRule(first.defer_after, None if self.request is not None else first.lead)
         held = first.held
         if held is None:

@@ -227,20 +227,25 @@ def test_a_request_the_triggerer_could_not_send_takes_a_new_slot(limited: Any, x
     assert posts(xai_server) == []
 
 
+#: A budget for the DAG of ``make_context``'s task.
+DAG_BUDGET = json.dumps([{"scope": "dag:test_dag", "period": "daily", "usd": 5}])
+
+
 @pytest.mark.parametrize(
-    "task",
+    ("task", "extra"),
     [
-        pytest.param(lambda: chat(max_cost_usd=1.0), id="under a cost cap"),
-        pytest.param(lambda: chat(prompt="x" * 70_000), id="a body over 64 KiB"),
-        pytest.param(lambda: chat(prompt=f"Call with {secrets.register('mcp-token-5f3a9c')}"), id="a secret"),
+        pytest.param(lambda: chat(max_cost_usd=1.0), {}, id="under a cost cap"),
+        pytest.param(lambda: chat(), {"budgets": DAG_BUDGET}, id="under its DAG's budget"),
+        pytest.param(lambda: chat(prompt="x" * 70_000), {}, id="a body over 64 KiB"),
+        pytest.param(lambda: chat(prompt=f"Call with {secrets.register('mcp-token-5f3a9c')}"), {}, id="a secret"),
     ],
 )
 def test_a_task_the_triggerer_may_not_send_for_goes_back_to_a_worker(
-    limited: Any, xai_server: Any, task: Callable[[], XAIChatOperator]
+    limited: Any, xai_server: Any, task: Callable[[], XAIChatOperator], extra: dict[str, Any]
 ) -> None:
     """A capped or budgeted call is checked in the worker before it is sent; a large body would
     travel in the trigger: both are handed back before their slot instead."""
-    limited(rate_limit_send_in_triggerer=True)
+    limited(rate_limit_send_in_triggerer=True, **extra)
     book(30)
     deferral = deferred(task(), FakeStateStore())
     assert isinstance(deferral.trigger, XAIRateLimitSlotTrigger) and deferral.trigger.request is None
