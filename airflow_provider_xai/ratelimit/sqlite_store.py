@@ -3,7 +3,7 @@
 Each update is atomic for every process sharing the file, in one of two ways:
 
 - usually one statement: the process remembers the value it last wrote under each key, computes
-  the transition from it (``slots.transition``) and writes the result only if the row still
+  the transition from it (``slots.advance``) and writes the result only if the row still
   holds that value (``UPDATE ... WHERE state = ?``, a compare-and-set), which it does unless
   another process wrote the key since;
 - else one transaction: ``BEGIN IMMEDIATE`` takes the file's write lock (other processes wait
@@ -12,7 +12,7 @@ Each update is atomic for every process sharing the file, in one of two ways:
   process changed, or a file not in WAL mode (where a lone statement's commit may wait for
   readers) take this way.
 
-The async path runs that transaction on the event loop only when it can take the locks at once
+The async path runs that operation on the event loop only when it can take the locks at once
 (no waiting: a busy timeout of 0), which is cheaper than handing it to a thread; when another
 thread or process holds them, it waits in a worker thread, so the loop never blocks. In WAL
 mode nothing after ``BEGIN IMMEDIATE`` waits for a lock, so the connection's busy timeout is
@@ -127,7 +127,7 @@ class SQLiteStates(SlotStore):
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", _SQLITE_BUSY) & 0xFF == _SQLITE_BUSY:
+            if _busy(exc):
                 raise Busy from None
             raise
         finally:
@@ -167,9 +167,9 @@ class SQLiteStates(SlotStore):
             try:
                 return outcome if self._store(conn, _SWAP, key, after, expected) else None
             except sqlite3.OperationalError as exc:
-                if wait or getattr(exc, "sqlite_errorcode", _SQLITE_BUSY) & 0xFF != _SQLITE_BUSY:
-                    raise
-                raise Busy from None
+                if not wait and _busy(exc):  # on the loop: try again in a thread
+                    raise Busy from None
+                raise
 
     def _store(
         self, on: sqlite3.Cursor | sqlite3.Connection, statement: str, key: str, times: tuple[int, int, int],
@@ -184,7 +184,7 @@ class SQLiteStates(SlotStore):
         return True
 
     def update(self, key: str, update: Update) -> Outcome:
-        """Apply ``update`` to ``key`` in one transaction."""
+        """Apply ``update`` to ``key`` in one store operation (see the module docstring)."""
         return self._apply(key, update, True)
 
     async def aupdate(self, key: str, update: Update) -> Outcome:
@@ -193,6 +193,11 @@ class SQLiteStates(SlotStore):
             return self._apply(key, update, False)
         except Busy:
             return await asyncio.to_thread(self._apply, key, update, True)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another process holds the file)."""
+    return getattr(exc, "sqlite_errorcode", _SQLITE_BUSY) & 0xFF == _SQLITE_BUSY
 
 
 class _Connection:
