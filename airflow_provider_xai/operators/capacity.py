@@ -293,11 +293,11 @@ def _under_spend_control(op: XAIBaseOperator) -> bool:
     """Whether the task's calls are under a cost cap or a budget (the spend layer's task, set
     for the task's calls): checked in the worker before a call is sent, so never handed to the
     triggerer (its budget could be spent by then)."""
-    task = op.hook.spend.task
-    if task is None or task.max_cost_usd is not None:
+    spend = op.hook.spend
+    if spend.task is None:
         return True
     try:
-        return bool(op.hook.spend.budgets(op.hook.settings))
+        return spend.controls(spend.budgets(op.hook.settings))
     except XAIError:  # the call says what is wrong
         return True
 

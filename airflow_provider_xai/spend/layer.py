@@ -211,6 +211,11 @@ class SpendLayer(Layer):
         task = self.task or SpendTask()
         return [b for b in settings.spend.budgets if b.applies(task.dag_id, task.tags)]
 
+    def controls(self, budgets: Sequence[Budget]) -> bool:
+        """Whether this hook's calls are under spend control: a budget applies (``budgets``, as
+        :meth:`budgets` gives them), or the task has a cost cap."""
+        return bool(budgets) or (self.task is not None and self.task.max_cost_usd is not None)
+
     def budget_states(self, settings: ClientSettings, budgets: Sequence[Budget] | None = None) -> list[Any]:
         """The budgets' states in their current periods (one store operation)."""
         budgets = list(self.budgets(settings) if budgets is None else budgets)
@@ -384,7 +389,7 @@ class _SpentCall(Scope):
         layer, ex = self.layer, self.exchange
         settings, task = ex.settings, layer.task
         budgets = layer.budgets(settings)
-        controlled = bool(budgets) or (task is not None and task.max_cost_usd is not None)
+        controlled = layer.controls(budgets)
         forecast = self._forecast(controlled)
         self.call = {"forecast": forecast.to_dict(), "actual_usd": None, "actual_tokens": None}
         if task is not None:
