@@ -252,6 +252,8 @@ class _LimitedCall(Scope):
         self.exchange.deferred_s = max(0.0, first.reached - held.since)
         if first.answer is not None:  # the triggerer sent it at the held slot: read its answer
             first.held_outcome, self.exchange.supplied = "answered", first.answer
+            assert self.plan is not None
+            self.plan.charged = held.tokens  # the held slot's tokens are this call's charge
             return held, None, None
         first.held_outcome = "used"
         return held, defer, None
@@ -287,9 +289,7 @@ class _LimitedCall(Scope):
         held, defer, stale = self._asked()
         if stale is not None:
             self.limiter.release(stale)
-        if self.exchange.supplied is not None and held is not None:
-            plan.charged = held.tokens  # answered in the triggerer at the held slot: nothing to send
-        else:
+        if self.exchange.supplied is None:  # else answered in the triggerer: nothing to send
             try:
                 self.exchange.waited_s += self.limiter.acquire(plan, held, defer)
             except CapacityWait as wait:
@@ -308,9 +308,7 @@ class _LimitedCall(Scope):
         held, defer, stale = self._asked()
         if stale is not None:
             await self.limiter.arelease(stale)
-        if self.exchange.supplied is not None and held is not None:
-            plan.charged = held.tokens
-        else:
+        if self.exchange.supplied is None:
             try:
                 self.exchange.waited_s += await self.limiter.aacquire(plan, held, defer)
             except CapacityWait as wait:
